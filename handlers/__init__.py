@@ -1,0 +1,1 @@
+"""Stateless Falcon handlers. They never import host drivers or worker code."""

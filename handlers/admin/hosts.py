@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import falcon
+
+from handlers import views
+from handlers.body import body_as, path_id
+from handlers.deps import Deps
+from shared.admin_requests import HostCreate
+from shared.capacity import Resources
+from shared.models import Host, HostStatus
+
+
+class HostCollection:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [views.host(h) for h in self._deps.repo.list_hosts()]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
+        now = self._deps.clock()
+        host = Host(
+            id=self._deps.new_id(),
+            name=body.name,
+            driver=body.driver,
+            address=body.address,
+            engines=tuple(dict.fromkeys(body.engines)),
+            capacity=Resources.from_api(body.capacity.model_dump()),
+            used=Resources(),
+            workload_count=0,
+            status=HostStatus.READY,
+            labels=dict(body.labels),
+            tls=dict(body.tls),
+            created_at=now,
+            updated_at=now,
+        )
+        self._deps.repo.create_host(host)
+        resp.status = falcon.HTTP_201
+        resp.media = views.host(host)
+
+
+class HostItem:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        resp.media = views.host(self._deps.repo.get_host(path_id(host_id, "Host")))

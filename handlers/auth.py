@@ -1,0 +1,123 @@
+"""Bearer-key authentication. Keys are looked up by hash; a short-lived cache in
+Redis spares the table a read on every request, and revocation or a cluster
+status change deletes the cached entry so it takes effect at once."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import falcon
+from redis.exceptions import RedisError
+
+from handlers.deps import Deps
+from shared.errors import InvalidCluster, Unauthorized
+from shared.keys import hash_secret
+from shared.models import ClusterStatus
+
+log = logging.getLogger("corral.auth")
+
+TENANT = "tenant"
+OPERATOR = "operator"
+PUBLIC = "public"
+
+CACHE_PREFIX = "corral:auth:"
+LAST_USED_EVERY_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    cluster_id: str | None
+    cluster_status: str | None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.cluster_id is None
+
+
+def cache_key(key_hash: str) -> str:
+    return CACHE_PREFIX + key_hash
+
+
+class Authenticator:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def principal(self, header: str | None) -> Principal:
+        if not header or not header.startswith("Bearer "):
+            raise Unauthorized()
+        secret = header[len("Bearer ") :].strip()
+        if not secret or len(secret) > 200:
+            raise Unauthorized()
+        key_hash = hash_secret(secret)
+        principal = self._cached(key_hash) or self._load(key_hash)
+        self._touch(principal, key_hash)
+        return principal
+
+    def forget(self, key_hashes: list[str]) -> None:
+        """Drop cached principals (after a revocation or a cluster status change)."""
+        if key_hashes:
+            self._deps.redis.delete(*(cache_key(h) for h in key_hashes))
+
+    def _cached(self, key_hash: str) -> Principal | None:
+        try:
+            raw = self._deps.redis.get(cache_key(key_hash))
+        except RedisError:
+            return None
+        return Principal(**json.loads(raw)) if raw else None
+
+    def _load(self, key_hash: str) -> Principal:
+        repo = self._deps.repo
+        key = repo.find_key(key_hash)
+        if key is None or key.revoked:
+            raise Unauthorized()
+        status = repo.get_cluster(key.cluster_id).status.value if key.cluster_id else None
+        principal = Principal(key_id=key.id, cluster_id=key.cluster_id, cluster_status=status)
+        try:
+            self._deps.redis.set(
+                cache_key(key_hash),
+                json.dumps(asdict(principal)),
+                ex=self._deps.settings.key_cache_seconds,
+            )
+        except RedisError:
+            log.warning("auth cache unavailable; reading keys from the table")
+        return principal
+
+    def _touch(self, principal: Principal, key_hash: str) -> None:
+        """Record last use at most every few minutes, not on every request."""
+        try:
+            first = self._deps.redis.set(
+                f"corral:key-used:{principal.key_id}", 1, nx=True, ex=LAST_USED_EVERY_SECONDS
+            )
+        except RedisError:
+            return
+        if first:
+            self._deps.repo.touch_key(key_hash, self._deps.clock())
+
+
+class AuthMiddleware:
+    """Resources declare `auth = TENANT | OPERATOR | PUBLIC`; default is OPERATOR."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._auth = authenticator
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
+    ) -> None:
+        if resource is None or req.method == "OPTIONS":
+            return
+        scope = getattr(resource, "auth", OPERATOR)
+        if scope == PUBLIC:
+            return
+        principal = self._auth.principal(req.get_header("Authorization"))
+        if scope == TENANT:
+            if principal.is_operator:
+                raise Unauthorized("This route takes a cluster API key.")
+            if principal.cluster_status != ClusterStatus.ACTIVE.value:
+                raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
+        elif not principal.is_operator:
+            raise Unauthorized("This route takes an operator key.")
+        req.context.principal = principal

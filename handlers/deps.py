@@ -1,0 +1,23 @@
+"""What the handlers are built from; production defaults are made in `app.get_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.queue import JobQueue
+from infra.repository import Repository
+from shared.clock import Clock, IdFactory, new_id, new_operation_id, utc_now
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Deps:
+    repo: Repository
+    jobs: JobQueue
+    redis: Any
+    settings: Settings
+    clock: Clock = utc_now
+    new_id: IdFactory = new_id
+    new_operation_id: IdFactory = new_operation_id
+    extra: dict[str, Any] = field(default_factory=dict)

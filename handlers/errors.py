@@ -1,0 +1,85 @@
+"""One error envelope for everything that leaves the API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from shared.errors import (
+    CorralError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServerError,
+    Unauthorized,
+)
+
+log = logging.getLogger("corral.api")
+
+# Falcon's own HTTP errors, expressed in our taxonomy.
+_BY_STATUS: dict[int, type[CorralError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    404: NotFound,
+    405: MethodNotAllowed,
+    411: InvalidInput,
+    413: PayloadTooLarge,
+    415: InvalidInput,
+}
+
+
+def _send(resp: falcon.Response, error: CorralError) -> None:
+    resp.status = error.status
+    resp.media = error.envelope()
+
+
+def corral_error(req: falcon.Request, resp: falcon.Response, ex: CorralError, params: Any) -> None:
+    _send(resp, ex)
+
+
+def http_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: Any
+) -> None:
+    kind = _BY_STATUS.get(ex.status_code)
+    if kind is None:
+        error: CorralError = ServerError() if ex.status_code >= 500 else InvalidInput(ex.title)
+    elif kind is NotFound:
+        error = NotFound(
+            "Route does not exist." if isinstance(ex, falcon.HTTPRouteNotFound) else None
+        )
+    elif kind is InvalidInput:
+        error = InvalidInput(_describe(ex))
+    else:
+        error = kind()
+    _send(resp, error)
+    if ex.status_code == 405 and ex.headers:
+        for name, value in ex.headers.items():
+            resp.set_header(name, value)
+
+
+def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    if isinstance(ex, falcon.HTTPError):  # falcon's own 3xx/4xx raised from a responder
+        http_error(req, resp, ex, params)
+        return
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    _send(resp, ServerError())
+
+
+def _describe(ex: falcon.HTTPError) -> str:
+    if isinstance(ex, falcon.MediaMalformedError):
+        return "Request body is not valid JSON."
+    if isinstance(ex, falcon.MediaNotFoundError):
+        return "Request body is required."
+    if ex.status_code == 415:
+        return "Request body must be JSON (Content-Type: application/json)."
+    detail = ex.description or ex.title
+    return str(detail)
+
+
+def register(app: falcon.App) -> None:
+    app.add_error_handler(Exception, unexpected)
+    app.add_error_handler(falcon.HTTPError, http_error)
+    app.add_error_handler(CorralError, corral_error)

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import falcon
+
+from handlers import views
+from handlers.auth import TENANT
+from handlers.deps import Deps
+
+
+class ClusterResource:
+    auth = TENANT
+
+    def __init__(self, deps: Deps) -> None:
+        self._repo = deps.repo
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = views.cluster(self._repo.get_cluster(req.context.principal.cluster_id))
+
+
+class CapacityResource:
+    auth = TENANT
+
+    def __init__(self, deps: Deps) -> None:
+        self._repo = deps.repo
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = views.capacity(self._repo.get_cluster(req.context.principal.cluster_id))
+
+
+class EggCollection:
+    auth = TENANT
+
+    def __init__(self, deps: Deps) -> None:
+        self._repo = deps.repo
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        cluster = self._repo.get_cluster(req.context.principal.cluster_id)
+        allowed = set(cluster.egg_ids)
+        resp.media = [views.egg(e) for e in self._repo.list_eggs() if e.id in allowed]

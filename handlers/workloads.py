@@ -1,0 +1,247 @@
+"""What a change to a workload means: validate, decide, write intent with
+conditions, enqueue the job. Shared by the tenant routes and the operator's."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+
+from handlers.deps import Deps
+from shared import rules
+from shared.capacity import Resources, shortfall, shortfall_message
+from shared.errors import (
+    ActionNotAllowed,
+    CapacityExceeded,
+    Conflict,
+    ContainerLimitReached,
+    InvalidInput,
+    NoHostAvailable,
+    NotFound,
+    ServiceUnavailable,
+)
+from shared.models import Cluster, Egg, Operation, Workload
+from shared.placement import candidates
+from shared.requests import ContainerCreate, ContainerUpdate
+from shared.states import (
+    OperationKind,
+    OperationStatus,
+    PowerSignal,
+    WorkloadStatus,
+    check_deletable,
+    check_updatable,
+    power_target,
+)
+
+log = logging.getLogger("corral.workloads")
+
+ATTEMPTS = 3
+
+
+class WorkloadService:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._repo = deps.repo
+
+    # -- reads ------------------------------------------------------------------
+
+    def get(self, cluster_id: str, workload_id: str) -> Workload:
+        return self._repo.get_workload(cluster_id, workload_id)
+
+    def live(self, cluster_id: str, workload_id: str) -> Workload:
+        workload = self.get(cluster_id, workload_id)
+        if workload.status.is_gone:
+            raise NotFound(f"Container is {workload.status.value}.")
+        return workload
+
+    # -- create -------------------------------------------------------------------
+
+    def create(self, cluster_id: str, body: ContainerCreate) -> tuple[Workload, Operation]:
+        cluster = self._repo.get_cluster(cluster_id)
+        rules.require_active(cluster)
+        rules.require_egg_allowed(cluster, body.egg_id)
+        egg = self._allowed_egg(body.egg_id)
+        wanted = body.given()
+        wanted.pop("name", None)
+        wanted.pop("egg_id", None)
+        resources = rules.resources_for_create(wanted, egg)
+        for attempt in range(ATTEMPTS):
+            self._precheck(cluster, resources, new_container=True)
+            hosts = candidates(self._repo.list_hosts(), egg.engine, resources)
+            now = self._deps.clock()
+            workload_id = self._deps.new_id()
+            operation = self._operation(cluster.id, workload_id, OperationKind.PROVISION, {}, now)
+            for host in hosts[:ATTEMPTS]:
+                workload = Workload(
+                    id=workload_id,
+                    cluster_id=cluster.id,
+                    name=body.name,
+                    egg_id=egg.id,
+                    engine=egg.engine,
+                    host_id=host.id,
+                    resources=resources,
+                    status=WorkloadStatus.PROVISIONING,
+                    created_at=now,
+                    updated_at=now,
+                    pending_op=operation.id,
+                    last_op=operation.id,
+                )
+                try:
+                    self._repo.create_workload(workload, operation, cluster, host)
+                except NoHostAvailable:
+                    continue  # that host filled up meanwhile: try the next best
+                except Conflict:
+                    break
+                self._enqueue(operation)
+                return workload, operation
+            if attempt < ATTEMPTS - 1:
+                cluster = self._repo.get_cluster(cluster_id)
+                rules.require_active(cluster)
+        raise Conflict("The cluster or its hosts kept changing; retry.")
+
+    # -- changes ------------------------------------------------------------------
+
+    def update(
+        self, cluster_id: str, workload_id: str, body: ContainerUpdate
+    ) -> tuple[Workload, Operation]:
+        if body.is_empty():
+            raise InvalidInput("Nothing to change: give name, egg_id and/or resources.")
+        workload = self._idle(cluster_id, workload_id)
+        check_updatable(workload.status)
+        cluster = self._repo.get_cluster(cluster_id)
+        rules.require_active(cluster)
+        egg = self._allowed_egg(workload.egg_id, must_exist=False)
+        fields: dict[str, str] = {}
+        params: dict[str, object] = {}
+        if body.name is not None and body.name != workload.name:
+            fields["name"] = params["name"] = body.name
+        if body.egg_id is not None and body.egg_id != workload.egg_id:
+            rules.require_egg_allowed(cluster, body.egg_id)
+            egg = self._allowed_egg(body.egg_id)
+            if egg.engine != workload.engine:
+                raise InvalidInput(
+                    f"Egg {egg.name} runs on {egg.engine.value}; this container runs on "
+                    f"{workload.engine.value}. Create a new container instead."
+                )
+            fields["egg_id"] = params["egg_id"] = egg.id
+            params["recreate"] = True
+        given = body.resources.given() if body.resources else {}
+        resources = workload.resources.merged(given)
+        if egg is not None and (given or "egg_id" in fields):
+            rules.check_minimums(resources, egg)
+        resized = resources != workload.resources
+        if resized:
+            params["resources"] = resources.to_api()
+            self._precheck(cluster, resources - workload.resources, new_container=False)
+        if not fields and not resized:
+            raise InvalidInput("Nothing to change: the values given are the current ones.")
+        operation = self._operation(
+            cluster_id, workload.id, OperationKind.UPDATE, params, self._deps.clock()
+        )
+        host = self._repo.get_host(workload.host_id) if resized else None
+        self._repo.begin_operation(
+            workload,
+            operation,
+            set_fields=fields,
+            resources=resources if resized else None,
+            cluster=cluster,
+            host=host,
+        )
+        self._enqueue(operation)
+        changed = replace(
+            workload, resources=resources, pending_op=operation.id, last_op=operation.id
+        )
+        if "name" in fields:
+            changed = replace(changed, name=fields["name"])
+        if "egg_id" in fields:
+            changed = replace(changed, egg_id=fields["egg_id"])
+        return changed, operation
+
+    def power(
+        self, cluster_id: str, workload_id: str, signal: PowerSignal
+    ) -> tuple[Workload, Operation]:
+        workload = self._idle(cluster_id, workload_id)
+        target = power_target(signal, workload.status)
+        params = {"signal": signal.value, "target": target.value}
+        operation = self._operation(
+            cluster_id, workload.id, OperationKind.POWER, params, self._deps.clock()
+        )
+        self._repo.begin_operation(workload, operation)
+        self._enqueue(operation)
+        return replace(workload, pending_op=operation.id, last_op=operation.id), operation
+
+    def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
+        workload = self._idle(cluster_id, workload_id)
+        check_deletable(workload.status)
+        operation = self._operation(
+            cluster_id,
+            workload.id,
+            OperationKind.DELETE,
+            {"from": workload.status.value},
+            self._deps.clock(),
+        )
+        self._repo.begin_operation(
+            workload, operation, set_fields={"status": WorkloadStatus.DELETING.value}
+        )
+        self._enqueue(operation)
+        changed = replace(
+            workload, status=WorkloadStatus.DELETING, pending_op=operation.id, last_op=operation.id
+        )
+        return changed, operation
+
+    # -- helpers ------------------------------------------------------------------
+
+    def _idle(self, cluster_id: str, workload_id: str) -> Workload:
+        workload = self.live(cluster_id, workload_id)
+        if workload.pending_op:
+            raise ActionNotAllowed(
+                f"Container has an operation in flight ({workload.pending_op}); wait for it to finish."
+            )
+        return workload
+
+    def _allowed_egg(self, egg_id: str, *, must_exist: bool = True) -> Egg:
+        try:
+            return self._repo.get_egg(egg_id)
+        except NotFound:
+            if must_exist:
+                return rules.egg_or_not_allowed({}, egg_id)
+            raise
+
+    @staticmethod
+    def _precheck(cluster: Cluster, growth: Resources, *, new_container: bool) -> None:
+        """Fail fast on what the transaction would refuse anyway (it stays the guard)."""
+        if new_container and cluster.container_count >= cluster.plan.max_containers:
+            raise ContainerLimitReached(
+                f"Cluster already has the maximum of {cluster.plan.max_containers} containers."
+            )
+        short = shortfall(cluster.plan.limits, cluster.used, growth.positive_part())
+        if short:
+            raise CapacityExceeded(shortfall_message(short))
+
+    def _operation(
+        self,
+        cluster_id: str,
+        workload_id: str,
+        kind: OperationKind,
+        params: dict[str, object],
+        now: datetime,
+    ) -> Operation:
+        return Operation(
+            id=self._deps.new_operation_id(),
+            cluster_id=cluster_id,
+            workload_id=workload_id,
+            kind=kind,
+            params=dict(params),
+            status=OperationStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def _enqueue(self, operation: Operation) -> None:
+        try:
+            self._deps.jobs.enqueue_operation(operation)
+        except ServiceUnavailable:
+            # The intent is in the table; the reconciler re-enqueues queued operations.
+            log.warning(
+                "queue unavailable; operation %s stays queued for the reconciler", operation.id
+            )

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: the table, the queue, host drivers."""

@@ -1,0 +1,249 @@
+"""A thin, typed door to DynamoDB: one client, transactions that report which
+condition failed, and a counter of calls and consumed capacity (the bill)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.codec import Item, from_wire, to_wire, wire_values
+from shared.errors import CorralError, ServiceUnavailable
+from shared.settings import Settings
+
+# Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
+FailureHandler = Callable[[Item | None], CorralError]
+
+
+@dataclass
+class TableStats:
+    """Calls and consumed capacity units, by operation name. Thread-safe."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, name: str, response: dict[str, Any]) -> None:
+        consumed = response.get("ConsumedCapacity") or []
+        if isinstance(consumed, dict):
+            consumed = [consumed]
+        with self._lock:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            for entry in consumed:
+                self.read_units += float(entry.get("ReadCapacityUnits", 0) or 0)
+                self.write_units += float(entry.get("WriteCapacityUnits", 0) or 0)
+                if not entry.get("ReadCapacityUnits") and not entry.get("WriteCapacityUnits"):
+                    units = float(entry.get("CapacityUnits", 0) or 0)
+                    if name in {"get_item", "query", "batch_get_item", "scan"}:
+                        self.read_units += units
+                    else:
+                        self.write_units += units
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.read_units = self.write_units = 0.0
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+@dataclass
+class TxEntry:
+    request: dict[str, Any]
+    on_fail: FailureHandler | None = None
+
+
+def make_client(settings: Settings) -> Any:
+    return boto3.client(
+        "dynamodb",
+        region_name=settings.aws_region,
+        endpoint_url=settings.dynamodb_endpoint,
+        config=Config(
+            retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=10
+        ),
+    )
+
+
+class Dynamo:
+    """The table, spoken to through the low-level client."""
+
+    def __init__(self, client: Any, table_name: str, stats: TableStats | None = None) -> None:
+        self.client = client
+        self.table = table_name
+        self.stats = stats or TableStats()
+
+    def _call(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("ReturnConsumedCapacity", "TOTAL")
+        try:
+            response: dict[str, Any] = getattr(self.client, name)(**kwargs)
+        except ClientError:
+            self.stats.record(name, {})
+            raise
+        except BotoCoreError as exc:
+            raise ServiceUnavailable(f"The table did not answer: {type(exc).__name__}.") from exc
+        self.stats.record(name, response)
+        return response
+
+    def get(self, pk: str, sk: str, *, consistent: bool = True) -> Item | None:
+        response = self._call(
+            "get_item",
+            TableName=self.table,
+            Key=wire_values({"pk": pk, "sk": sk}),
+            ConsistentRead=consistent,
+        )
+        wire = response.get("Item")
+        return from_wire(wire) if wire else None
+
+    def put_new(self, item: Item, on_exists: CorralError) -> None:
+        try:
+            self._call(
+                "put_item",
+                TableName=self.table,
+                Item=to_wire(item),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
+                raise on_exists from exc
+            raise
+
+    def update(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        values: Item,
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        on_fail: FailureHandler | None = None,
+    ) -> Item:
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": wire_values({"pk": pk, "sk": sk}),
+            "UpdateExpression": expression,
+            "ReturnValues": "ALL_NEW",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = wire_values(values)
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if condition:
+            kwargs["ConditionExpression"] = condition
+            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        try:
+            response = self._call("update_item", **kwargs)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException" and on_fail is not None:
+                old: Any = exc.response.get("Item")
+                raise on_fail(from_wire(old) if old else self.get(pk, sk)) from exc
+            raise
+        return from_wire(response.get("Attributes", {}))
+
+    def query(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str | None = None,
+        index: str | None = None,
+        consistent: bool = False,
+    ) -> Iterator[Item]:
+        key_attr, sort_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+        expression = f"{key_attr} = :pk"
+        values: Item = {":pk": pk}
+        if sk_prefix:
+            expression += f" AND begins_with({sort_attr}, :prefix)"
+            values[":prefix"] = sk_prefix
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": expression,
+            "ExpressionAttributeValues": wire_values(values),
+        }
+        if index:
+            kwargs["IndexName"] = index
+        else:
+            kwargs["ConsistentRead"] = consistent
+        while True:
+            response = self._call("query", **kwargs)
+            for wire in response.get("Items", []):
+                yield from_wire(wire)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            kwargs["ExclusiveStartKey"] = last
+
+    def transact(self, entries: list[TxEntry]) -> None:
+        """Commit all entries or none. A failed condition raises the entry's own error."""
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[entry.request for entry in entries],
+            )
+        except ClientError as exc:
+            if _code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            for entry, reason in zip(entries, reasons, strict=False):
+                if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
+                    old = reason.get("Item")
+                    raise entry.on_fail(
+                        from_wire(dict(old)) if old else self._reread(entry)
+                    ) from exc
+            if any(r.get("Code") == "TransactionConflict" for r in reasons):
+                from shared.errors import Conflict
+
+                raise Conflict("A concurrent change touched the same records; retry.") from exc
+            raise
+
+    def _reread(self, entry: TxEntry) -> Item | None:
+        body = next(iter(entry.request.values()))
+        key = from_wire(body["Key"]) if "Key" in body else from_wire(body["Item"])
+        return self.get(key["pk"], key["sk"])
+
+    # Builders for transaction entries ------------------------------------
+
+    def tx_put(
+        self, item: Item, *, condition: str | None = None, on_fail: FailureHandler | None = None
+    ) -> TxEntry:
+        body: dict[str, Any] = {"TableName": self.table, "Item": to_wire(item)}
+        if condition:
+            body["ConditionExpression"] = condition
+            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return TxEntry({"Put": body}, on_fail)
+
+    def tx_update(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        values: Item,
+        *,
+        condition: str | None = None,
+        names: dict[str, str] | None = None,
+        on_fail: FailureHandler | None = None,
+    ) -> TxEntry:
+        body: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": wire_values({"pk": pk, "sk": sk}),
+            "UpdateExpression": expression,
+        }
+        if values:
+            body["ExpressionAttributeValues"] = wire_values(values)
+        if names:
+            body["ExpressionAttributeNames"] = names
+        if condition:
+            body["ConditionExpression"] = condition
+            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return TxEntry({"Update": body}, on_fail)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -1,0 +1,82 @@
+"""The job queue (rq on Redis). Jobs are referenced by dotted path so that the
+handlers never import worker code; arguments are JSON; job id = operation id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from shared.errors import ServiceUnavailable
+from shared.models import Operation
+from shared.settings import Settings
+
+RUN_OPERATION = "workers.jobs.run_operation"
+
+# Transient host errors are retried by rq with these pauses (seconds); the job
+# records the failure itself once no retry is left (see workers.jobs).
+RETRY_INTERVALS = [2, 10, 30]
+
+
+def make_redis(settings: Settings) -> Redis:  # type: ignore[type-arg]
+    return Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
+
+
+class JobQueue:
+    def __init__(self, redis: Redis, settings: Settings) -> None:  # type: ignore[type-arg]
+        self.redis = redis
+        self.settings = settings
+        self._queue: Any = None
+
+    @property
+    def queue(self) -> Any:
+        """The rq queue, built on first use: importing rq pulls in its worker
+        machinery, which the Lambda cold path should not pay for on reads."""
+        if self._queue is None:
+            from rq import Queue
+            from rq.serializers import JSONSerializer
+
+            self._queue = Queue(
+                self.settings.queue_name, connection=self.redis, serializer=JSONSerializer
+            )
+        return self._queue
+
+    def enqueue_operation(self, operation: Operation) -> None:
+        """Enqueue the job that carries out `operation`. Enqueuing the same
+        operation again while its job exists is a no-op."""
+        self._enqueue(RUN_OPERATION, [operation.cluster_id, operation.id], job_id=operation.id)
+
+    def _enqueue(self, func: str, args: list[Any], *, job_id: str) -> None:
+        from rq import Retry
+        from rq.exceptions import DuplicateJobError
+
+        try:
+            self.queue.enqueue(
+                func,
+                *args,
+                job_id=job_id,
+                unique=True,
+                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                job_timeout=self.settings.job_timeout_seconds,
+                result_ttl=3600,
+                failure_ttl=7 * 24 * 3600,
+            )
+        except DuplicateJobError:
+            return
+        except RedisError as exc:
+            raise ServiceUnavailable("The job queue did not answer.") from exc
+
+    def has_job(self, job_id: str) -> bool:
+        return bool(self.redis.exists(f"rq:job:{job_id}"))
+
+    def notify_finished(self, operation_id: str, status: str) -> None:
+        """Wake the clients long-polling this operation."""
+        try:
+            self.redis.publish(operation_channel(operation_id), status)
+        except RedisError:
+            return  # a missed notification only makes a waiter re-read a little later
+
+
+def operation_channel(operation_id: str) -> str:
+    return f"corral:op:{operation_id}"

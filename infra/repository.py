@@ -1,0 +1,457 @@
+"""The table repository: domain verbs over the single table.
+
+Invariants carried by conditions, never by read-then-write:
+- a cluster's and a host's `used_*` counters equal the sum of their live workloads;
+  growth is checked as `used <= limit - growth` against the limit that was read;
+- a workload has at most one operation in flight (`pending_op`);
+- every workload update checks and bumps `version`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from infra import codec, schema
+from infra.codec import Item
+from infra.dynamo import Dynamo, TxEntry
+from shared.capacity import Resources, shortfall, shortfall_message
+from shared.clock import iso, stamp
+from shared.errors import (
+    ActionNotAllowed,
+    CapacityExceeded,
+    Conflict,
+    ContainerLimitReached,
+    CorralError,
+    InvalidCluster,
+    KeyLimitReached,
+    NoHostAvailable,
+    NotFound,
+)
+from shared.models import (
+    MAX_KEYS_PER_CLUSTER,
+    ApiKey,
+    Cluster,
+    ClusterStatus,
+    Egg,
+    Host,
+    HostStatus,
+    Operation,
+    Workload,
+)
+from shared.states import OperationStatus, WorkloadStatus
+
+# Host dimensions that hosts actually limit; the rest are pooled per cluster only.
+HOST_DIMENSIONS = ("cpu_centi", "ram_mb", "storage_mb")
+
+
+class Repository:
+    def __init__(self, dynamo: Dynamo) -> None:
+        self.db = dynamo
+
+    # -- reads ----------------------------------------------------------------
+
+    def get_cluster(self, cluster_id: str) -> Cluster:
+        item = self.db.get(schema.cluster_pk(cluster_id), schema.META)
+        if item is None:
+            raise NotFound("Cluster not found.")
+        return codec.cluster_from(item)
+
+    def list_clusters(self) -> list[Cluster]:
+        return [
+            codec.cluster_from(i) for i in self.db.query(schema.ALL_CLUSTERS, index=schema.GSI1)
+        ]
+
+    def get_egg(self, egg_id: str) -> Egg:
+        item = self.db.get(schema.egg_pk(egg_id), schema.META)
+        if item is None:
+            raise NotFound("Egg not found.")
+        return codec.egg_from(item)
+
+    def list_eggs(self) -> list[Egg]:
+        return [codec.egg_from(i) for i in self.db.query(schema.ALL_EGGS, index=schema.GSI1)]
+
+    def get_host(self, host_id: str) -> Host:
+        item = self.db.get(schema.host_pk(host_id), schema.META)
+        if item is None:
+            raise NotFound("Host not found.")
+        return codec.host_from(item)
+
+    def list_hosts(self) -> list[Host]:
+        return [codec.host_from(i) for i in self.db.query(schema.ALL_HOSTS, index=schema.GSI1)]
+
+    def get_workload(self, cluster_id: str, workload_id: str) -> Workload:
+        item = self.db.get(schema.cluster_pk(cluster_id), schema.workload_sk(workload_id))
+        if item is None:
+            raise NotFound("Container not found.")
+        return codec.workload_from(item)
+
+    def list_workloads(self, cluster_id: str) -> list[Workload]:
+        items = self.db.query(schema.cluster_pk(cluster_id), sk_prefix="WORKLOAD#", consistent=True)
+        return [codec.workload_from(i) for i in items]
+
+    def list_host_workloads(self, host_id: str) -> list[Workload]:
+        items = self.db.query(schema.host_pk(host_id), sk_prefix="WORKLOAD#", index=schema.GSI1)
+        return [codec.workload_from(i) for i in items]
+
+    def get_operation(self, cluster_id: str, operation_id: str) -> Operation:
+        item = self.db.get(schema.cluster_pk(cluster_id), schema.operation_sk(operation_id))
+        if item is None:
+            raise NotFound("Operation not found.")
+        return codec.operation_from(item)
+
+    def find_key(self, key_hash: str) -> ApiKey | None:
+        item = self.db.get(schema.key_pk(key_hash), schema.META, consistent=False)
+        return codec.key_from(item) if item else None
+
+    def list_keys(self, cluster_id: str | None) -> list[ApiKey]:
+        items = self.db.query(schema.keys_of(cluster_id), index=schema.GSI1)
+        return [codec.key_from(i) for i in items]
+
+    # -- simple writes ----------------------------------------------------------
+
+    def create_cluster(self, cluster: Cluster) -> None:
+        self.db.put_new(codec.cluster_item(cluster), Conflict("Cluster already exists."))
+
+    def create_egg(self, egg: Egg) -> None:
+        self.db.put_new(codec.egg_item(egg), Conflict("Egg already exists."))
+
+    def create_host(self, host: Host) -> None:
+        self.db.put_new(codec.host_item(host), Conflict("Host already exists."))
+
+    def create_key(self, key: ApiKey, now: datetime) -> None:
+        """Store a key; a cluster key also takes one of the cluster's key slots."""
+        put = self.db.tx_put(codec.key_item(key), condition="attribute_not_exists(pk)")
+        if key.cluster_id is None:
+            self.db.transact([put])
+            return
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Cluster not found.")
+            return KeyLimitReached(
+                f"Cluster already has the maximum of {MAX_KEYS_PER_CLUSTER} API keys."
+            )
+
+        slot = self.db.tx_update(
+            schema.cluster_pk(key.cluster_id),
+            schema.META,
+            "SET key_count = key_count + :one, updated_at = :now",
+            {":one": 1, ":max": MAX_KEYS_PER_CLUSTER, ":now": iso(now)},
+            condition="attribute_exists(pk) AND key_count < :max",
+            on_fail=refuse,
+        )
+        self.db.transact([put, slot])
+
+    def touch_key(self, key_hash: str, now: datetime) -> None:
+        self.db.update(
+            schema.key_pk(key_hash),
+            schema.META,
+            "SET last_used_at = :now",
+            {":now": stamp(now)},
+            condition="attribute_exists(pk)",
+            on_fail=lambda _: NotFound("Key not found."),
+        )
+
+    # -- workloads: reservation and changes ------------------------------------
+
+    def create_workload(
+        self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
+    ) -> None:
+        """Write the workload and its first operation, and raise the cluster's and the
+        host's counters, in one transaction."""
+        now = iso(workload.created_at)
+        self.db.transact(
+            [
+                self.db.tx_put(
+                    codec.workload_item(workload),
+                    condition="attribute_not_exists(pk)",
+                    on_fail=lambda _: Conflict("Container already exists."),
+                ),
+                self.db.tx_put(
+                    codec.operation_item(operation), condition="attribute_not_exists(pk)"
+                ),
+                self._cluster_counters(cluster, workload.resources, 1, now),
+                self._host_counters(host, workload.resources, 1, now),
+            ]
+        )
+
+    def begin_operation(
+        self,
+        workload: Workload,
+        operation: Operation,
+        *,
+        set_fields: Item | None = None,
+        resources: Resources | None = None,
+        cluster: Cluster | None = None,
+        host: Host | None = None,
+    ) -> None:
+        """Record `operation` as the workload's one change in flight.
+
+        With `resources`, the workload's desired resources change now and the
+        counters move by the difference (growth checked against the limits)."""
+        now = iso(operation.created_at)
+        values: Item = {":op": operation.id, ":v": workload.version, ":one": 1, ":now": now}
+        sets = [
+            "pending_op = :op",
+            "last_op = :op",
+            "version = version + :one",
+            "updated_at = :now",
+        ]
+        for name, value in (set_fields or {}).items():
+            sets.append(f"#f_{name} = :f_{name}")
+            values[f":f_{name}"] = value
+        names = {f"#f_{name}": name for name in (set_fields or {})} or None
+        entries: list[TxEntry] = []
+        if resources is not None:
+            for name, value in resources.items():
+                sets.append(f"res_{name} = :r_{name}")
+                values[f":r_{name}"] = value
+            delta = resources - workload.resources
+            if cluster is None or host is None:
+                raise ValueError("resizing needs the cluster and the host as read")
+            if any(v != 0 for _, v in delta.items()):
+                entries.append(self._cluster_counters(cluster, delta, 0, now))
+                entries.append(self._host_counters(host, delta, 0, now))
+        workload_entry = self.db.tx_update(
+            schema.cluster_pk(workload.cluster_id),
+            schema.workload_sk(workload.id),
+            "SET " + ", ".join(sets),
+            values,
+            names=names,
+            condition="version = :v AND attribute_not_exists(pending_op)",
+            on_fail=_busy,
+        )
+        self.db.transact(
+            [
+                workload_entry,
+                self.db.tx_put(
+                    codec.operation_item(operation), condition="attribute_not_exists(pk)"
+                ),
+                *entries,
+            ]
+        )
+
+    def mark_running(self, operation: Operation, now: datetime) -> Operation:
+        item = self.db.update(
+            schema.cluster_pk(operation.cluster_id),
+            schema.operation_sk(operation.id),
+            "SET #s = :running, started_at = if_not_exists(started_at, :now), updated_at = :now",
+            {":running": OperationStatus.RUNNING.value, ":queued": "queued", ":now": iso(now)},
+            names={"#s": "status"},
+            condition="#s IN (:queued, :running)",
+            on_fail=lambda _: Conflict("Operation already finished."),
+        )
+        return codec.operation_from(item)
+
+    def finish_operation(
+        self,
+        operation: Operation,
+        workload: Workload,
+        *,
+        status: WorkloadStatus,
+        error: str | None,
+        now: datetime,
+        workload_fields: Item | None = None,
+        release: bool = False,
+    ) -> bool:
+        """Close `operation` and record the workload's new status in one transaction.
+
+        With `release`, the workload's resources go back to its cluster and host.
+        Returns False when the operation had been closed already (a re-run)."""
+        at = stamp(now)
+        op_status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
+        values: Item = {":op": operation.id, ":st": status.value, ":now": at, ":one": 1}
+        sets = ["#s = :st", "updated_at = :now", "version = version + :one"]
+        if error:
+            sets.append("#e = :err")
+            values[":err"] = error
+        for name, value in (workload_fields or {}).items():
+            sets.append(f"#f_{name} = :f_{name}")
+            values[f":f_{name}"] = value
+        names = {"#s": "status", "#e": "error"} | {f"#f_{n}": n for n in workload_fields or {}}
+        expression = "SET " + ", ".join(sets) + " REMOVE pending_op" + ("" if error else ", #e")
+        entries = [
+            self.db.tx_update(
+                schema.cluster_pk(workload.cluster_id),
+                schema.workload_sk(workload.id),
+                expression,
+                values,
+                names=names,
+                condition="pending_op = :op",
+                on_fail=lambda _: Conflict("already finished"),
+            ),
+            self.db.tx_update(
+                schema.cluster_pk(operation.cluster_id),
+                schema.operation_sk(operation.id),
+                "SET #s = :done, updated_at = :now, finished_at = :now"
+                + (", #e = :err" if error else ""),
+                {":done": op_status.value, ":now": at, **({":err": error} if error else {})},
+                names={"#s": "status", **({"#e": "error"} if error else {})},
+            ),
+        ]
+        if release:
+            entries.append(
+                self._release(
+                    schema.cluster_pk(workload.cluster_id), workload, "container_count", at
+                )
+            )
+            entries.append(
+                self._release(schema.host_pk(workload.host_id), workload, "workload_count", at)
+            )
+        try:
+            self.db.transact(entries)
+        except Conflict:
+            return False
+        return True
+
+    def fail_queued_operation(self, operation: Operation, error: str, now: datetime) -> None:
+        """Close an operation whose workload is gone (nothing left to converge)."""
+        self.db.update(
+            schema.cluster_pk(operation.cluster_id),
+            schema.operation_sk(operation.id),
+            "SET #s = :failed, #e = :err, updated_at = :now, finished_at = :now",
+            {":failed": OperationStatus.FAILED.value, ":err": error, ":now": iso(now)},
+            names={"#s": "status", "#e": "error"},
+        )
+
+    # -- counters -----------------------------------------------------------------
+
+    def _cluster_counters(
+        self, cluster: Cluster, delta: Resources, count: int, now: str | None
+    ) -> TxEntry:
+        limits = cluster.plan.limits
+        conditions = ["#status = :active"]
+        values: Item = {":active": ClusterStatus.ACTIVE.value, ":now": now}
+        for name, grow in delta.items():
+            if grow > 0:
+                conditions.append(f"used_{name} <= :ceil_{name} AND lim_{name} = :lim_{name}")
+                values[f":ceil_{name}"] = getattr(limits, name) - grow
+                values[f":lim_{name}"] = getattr(limits, name)
+        if count > 0:
+            conditions.append("container_count <= :ceil_count AND max_containers = :max")
+            values[":ceil_count"] = cluster.plan.max_containers - count
+            values[":max"] = cluster.plan.max_containers
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Cluster not found.")
+            current = codec.cluster_from(old)
+            if current.status != ClusterStatus.ACTIVE:
+                return InvalidCluster(f"Cluster is {current.status.value}.")
+            if (
+                current.plan.limits != limits
+                or current.plan.max_containers != cluster.plan.max_containers
+            ):
+                return Conflict("The cluster's plan changed; retry.")
+            short = shortfall(current.plan.limits, current.used, delta.positive_part())
+            if short:
+                return CapacityExceeded(shortfall_message(short))
+            if count > 0 and current.container_count + count > current.plan.max_containers:
+                return ContainerLimitReached(
+                    f"Cluster already has the maximum of {current.plan.max_containers} containers."
+                )
+            return Conflict("The cluster changed; retry.")
+
+        return self._counters(
+            schema.cluster_pk(cluster.id),
+            delta,
+            "container_count",
+            count,
+            now,
+            " AND ".join(conditions),
+            values,
+            {"#status": "status"},
+            refuse,
+        )
+
+    def _host_counters(self, host: Host, delta: Resources, count: int, now: str | None) -> TxEntry:
+        conditions = ["#status = :ready"]
+        values: Item = {":ready": HostStatus.READY.value, ":now": now}
+        for name in HOST_DIMENSIONS:
+            grow = getattr(delta, name)
+            if grow > 0:
+                conditions.append(f"used_{name} <= :ceil_{name} AND cap_{name} = :cap_{name}")
+                values[f":ceil_{name}"] = getattr(host.capacity, name) - grow
+                values[f":cap_{name}"] = getattr(host.capacity, name)
+        if not any(getattr(delta, n) > 0 for n in HOST_DIMENSIONS) and count == 0:
+            conditions = ["attribute_exists(pk)"]
+            values.pop(":ready")
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NoHostAvailable("The chosen host was removed; retry.")
+            current = codec.host_from(old)
+            if current.status != HostStatus.READY:
+                return NoHostAvailable(f"Host {current.name} is {current.status.value}; retry.")
+            short = shortfall(current.capacity, current.used, delta.positive_part())
+            if short:
+                return NoHostAvailable(shortfall_message(short, f"host {current.name}"))
+            return Conflict("The host changed; retry.")
+
+        return self._counters(
+            schema.host_pk(host.id),
+            delta,
+            "workload_count",
+            count,
+            now,
+            " AND ".join(conditions),
+            values,
+            {"#status": "status"} if ":ready" in values else None,
+            refuse,
+        )
+
+    def _counters(
+        self,
+        pk: str,
+        delta: Resources,
+        count_attr: str,
+        count: int,
+        now: str | None,
+        condition: str,
+        values: Item,
+        names: dict[str, str] | None,
+        refuse: Callable[[Item | None], CorralError],
+    ) -> TxEntry:
+        sets = [f"used_{name} = used_{name} + :d_{name}" for name, v in delta.items() if v != 0]
+        values = dict(values)
+        for name, v in delta.items():
+            if v != 0:
+                values[f":d_{name}"] = v
+        if count:
+            sets.append(f"{count_attr} = {count_attr} + :dcount")
+            values[":dcount"] = count
+        sets.append("version = version + :inc")
+        values[":inc"] = 1
+        sets.append("updated_at = :now")
+        return self.db.tx_update(
+            pk,
+            schema.META,
+            "SET " + ", ".join(sets),
+            values,
+            condition=condition,
+            names=names,
+            on_fail=refuse,
+        )
+
+    def _release(self, pk: str, workload: Workload, count_attr: str, now: str) -> TxEntry:
+        delta = Resources() - workload.resources
+        sets = [f"used_{name} = used_{name} + :d_{name}" for name, v in delta.items() if v != 0]
+        values: Item = {f":d_{name}": v for name, v in delta.items() if v != 0}
+        sets += [
+            f"{count_attr} = {count_attr} - :one",
+            "version = version + :one",
+            "updated_at = :now",
+        ]
+        values |= {":one": 1, ":now": now}
+        return self.db.tx_update(pk, schema.META, "SET " + ", ".join(sets), values)
+
+
+def _busy(old: Item | None) -> CorralError:
+    if old is None:
+        return NotFound("Container not found.")
+    if old.get("pending_op"):
+        return ActionNotAllowed(
+            f"Container has an operation in flight ({old['pending_op']}); wait for it to finish."
+        )
+    return Conflict("The container changed while the request was processed; retry.")

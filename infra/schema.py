@@ -1,0 +1,70 @@
+"""The single table's shape and every key builder, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+META = "#META"
+
+# Partition for listings that have no natural parent, on GSI1.
+ALL_CLUSTERS = "CLUSTERS"
+ALL_EGGS = "EGGS"
+ALL_HOSTS = "HOSTS"
+GSI1 = "gsi1"
+
+
+def cluster_pk(cluster_id: str) -> str:
+    return f"CLUSTER#{cluster_id}"
+
+
+def workload_sk(workload_id: str) -> str:
+    return f"WORKLOAD#{workload_id}"
+
+
+def operation_sk(operation_id: str) -> str:
+    return f"OP#{operation_id}"
+
+
+def egg_pk(egg_id: str) -> str:
+    return f"EGG#{egg_id}"
+
+
+def host_pk(host_id: str) -> str:
+    return f"HOST#{host_id}"
+
+
+def key_pk(key_hash: str) -> str:
+    return f"KEY#{key_hash}"
+
+
+def keys_of(cluster_id: str | None) -> str:
+    """GSI1 partition listing the keys of a cluster, or the operator keys."""
+    return f"KEYS#{cluster_id or 'OPERATOR'}"
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """Arguments for CreateTable; serverless.yml declares the same shape."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "gsi1pk", "AttributeType": "S"},
+            {"AttributeName": "gsi1sk", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": GSI1,
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }

@@ -1,0 +1,134 @@
+"""The error taxonomy. Every error leaves the API as one envelope:
+
+    {"error": {"code": "...", "message": "..."}}
+
+Codes and statuses follow the Runtime Clusters API; codes marked *new* are
+Corral's own additions, documented in the README.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CorralError(Exception):
+    """Base of every error Corral reports to a caller."""
+
+    code: ClassVar[str] = "server_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Unexpected backend error. Retry later."
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+    def envelope(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class Unauthorized(CorralError):
+    code, status = "unauthorized", 401
+    default_message = "Missing or invalid bearer token."
+
+
+class InvalidCluster(CorralError):
+    code, status = "invalid_cluster", 403
+    default_message = "Cluster is not active."
+
+
+class InvalidInput(CorralError):
+    code, status = "invalid_input", 400
+    default_message = "Request body failed validation."
+
+
+class BelowMinimum(CorralError):
+    code, status = "below_minimum", 400
+    default_message = "An allocation field is below its minimum."
+
+
+class EggNotAllowed(CorralError):
+    code, status = "egg_not_allowed", 400
+    default_message = "Egg not in the cluster whitelist."
+
+
+class CapacityExceeded(CorralError):
+    code, status = "capacity_exceeded", 409
+    default_message = "Not enough remaining resources in the cluster pool."
+
+
+class ContainerLimitReached(CorralError):
+    code, status = "container_limit_reached", 409
+    default_message = "Cluster already has the maximum number of containers."
+
+
+class ActionNotAllowed(CorralError):
+    code, status = "action_not_allowed", 409
+    default_message = "Container state forbids this action."
+
+
+class NotFound(CorralError):
+    code, status = "not_found", 404
+    default_message = "Not found."
+
+
+class Forbidden(CorralError):
+    code, status = "forbidden", 403
+    default_message = "Caller lacks permission for this resource."
+
+
+class ServerError(CorralError):
+    code, status = "server_error", 500
+
+
+class MethodNotAllowed(CorralError):
+    """*new*: the route exists but not with this HTTP method."""
+
+    code, status = "method_not_allowed", 405
+    default_message = "Method not allowed on this route."
+
+
+class PayloadTooLarge(CorralError):
+    """*new*: the request body is larger than Corral accepts."""
+
+    code, status = "payload_too_large", 413
+    default_message = "Request body is too large."
+
+
+class Conflict(CorralError):
+    """*new*: the resource exists already or changed under the request; re-read and retry."""
+
+    code, status = "conflict", 409
+    default_message = "The resource changed or already exists."
+
+
+class KeyLimitReached(CorralError):
+    """*new*: the cluster already holds its maximum number of API keys."""
+
+    code, status = "key_limit_reached", 409
+    default_message = "Cluster already has the maximum number of API keys."
+
+
+class NoHostAvailable(CorralError):
+    """*new*: no ready host can take the workload; the message says why."""
+
+    code, status = "no_host_available", 409
+    default_message = "No ready host has room for this workload."
+
+
+class ServiceUnavailable(CorralError):
+    """*new*: a dependency (table, queue, host) did not answer in time."""
+
+    code, status = "service_unavailable", 503
+    default_message = "A backend dependency is unavailable. Retry later."
+
+
+class HostError(Exception):
+    """Raised by host drivers. `transient` errors are retried by the job runner."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -1,0 +1,156 @@
+"""Domain records as the table holds them. Frozen; the repository maps them to items."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.capacity import Resources
+from shared.states import OperationKind, OperationStatus, WorkloadStatus
+
+
+class ClusterStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    EXPIRED = "expired"
+
+
+class HostStatus(StrEnum):
+    READY = "ready"
+    NOT_READY = "not_ready"
+    DRAINING = "draining"
+    DOWN = "down"
+
+
+class Engine(StrEnum):
+    DOCKER = "docker"
+    QEMU = "qemu"
+
+
+class DriverKind(StrEnum):
+    DOCKER = "docker"
+    SSH = "ssh"
+
+
+MAX_KEYS_PER_CLUSTER = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A cluster's limits: pooled resources plus the number of containers."""
+
+    name: str
+    limits: Resources
+    max_containers: int
+
+
+@dataclass(frozen=True)
+class Cluster:
+    id: str
+    name: str
+    status: ClusterStatus
+    plan: Plan
+    used: Resources
+    container_count: int
+    egg_ids: tuple[str, ...]
+    key_count: int
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1
+
+    @property
+    def remaining(self) -> Resources:
+        return self.plan.limits - self.used
+
+
+@dataclass(frozen=True)
+class Egg:
+    id: str
+    name: str
+    engine: Engine
+    image: str
+    command: tuple[str, ...] | None
+    environment: dict[str, str]
+    minimum: Resources
+    defaults: Resources
+    stop_timeout: int
+    created_at: datetime
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Host:
+    id: str
+    name: str
+    driver: DriverKind
+    address: str
+    engines: tuple[Engine, ...]
+    capacity: Resources
+    used: Resources
+    workload_count: int
+    status: HostStatus
+    labels: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    tls: dict[str, str] = field(default_factory=dict)
+    last_heartbeat: datetime | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A container, or a VM when its egg's engine is qemu."""
+
+    id: str
+    cluster_id: str
+    name: str
+    egg_id: str
+    engine: Engine
+    host_id: str
+    resources: Resources
+    status: WorkloadStatus
+    created_at: datetime
+    updated_at: datetime
+    pending_op: str | None = None
+    last_op: str | None = None
+    error: str | None = None
+    enforced: dict[str, bool] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One asynchronous change. Its id is the RQ job id."""
+
+    id: str
+    cluster_id: str
+    workload_id: str
+    kind: OperationKind
+    params: dict[str, Any]
+    status: OperationStatus
+    created_at: datetime
+    updated_at: datetime
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A bearer key. Only its hash is stored; `prefix` is the first characters, for display."""
+
+    id: str
+    cluster_id: str | None  # None for operator keys
+    name: str
+    prefix: str
+    key_hash: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked: bool = False
+
+    @property
+    def is_operator(self) -> bool:
+        return self.cluster_id is None

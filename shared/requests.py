@@ -1,0 +1,113 @@
+"""Request bodies, validated with pydantic in strict mode.
+
+Types, unknown fields and upper bounds are checked here (invalid_input); lower
+bounds belong to the egg and the plan and are checked by the rules
+(below_minimum), so the caller learns which minimum it missed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+from shared.errors import InvalidInput
+from shared.states import PowerSignal
+
+
+def _two_decimals(value: float) -> float:
+    if abs(value * 100 - round(value * 100)) > 1e-6:
+        raise ValueError("must have at most two decimal places")
+    return value
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_no_control_chars),
+]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
+Cores = Annotated[float, Field(le=1024), AfterValidator(_two_decimals)]
+RamMb = Annotated[int, Field(le=16 * 1024 * 1024)]
+StorageMb = Annotated[int, Field(le=1024 * 1024 * 1024)]
+Io = Annotated[int, Field(le=1000)]
+SmallCount = Annotated[int, Field(le=1000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class ResourceFields(Strict):
+    """Every pooled resource, each optional: missing values mean 'keep' or 'egg default'."""
+
+    cpu_cores: Cores | None = None
+    ram_mb: RamMb | None = None
+    storage_mb: StorageMb | None = None
+    io: Io | None = None
+    ports: SmallCount | None = None
+    databases: SmallCount | None = None
+    backups: SmallCount | None = None
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ContainerCreate(ResourceFields):
+    name: Name
+    egg_id: Id
+
+
+class ContainerUpdate(Strict):
+    name: Name | None = None
+    egg_id: Id | None = None
+    resources: ResourceFields | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            self.name is None
+            and self.egg_id is None
+            and not (self.resources and self.resources.given())
+        )
+
+
+class PowerRequest(Strict):
+    signal: PowerSignal
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: Any) -> M:
+    """Validate `body` as `model`, turning pydantic's report into invalid_input."""
+    if not isinstance(body, dict):
+        raise InvalidInput("Request body must be a JSON object.")
+    try:
+        # JSON mode: strict about JSON types (no "1" for 1, no true for 1) while
+        # enums accept their values.
+        return model.model_validate_json(json.dumps(body))
+    except ValidationError as exc:
+        problems = [
+            {
+                "loc": ".".join(str(part) for part in err["loc"]) or "body",
+                "type": err["type"],
+                "message": err["msg"],
+            }
+            for err in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
+        raise InvalidInput(f"Request body failed validation: {summary}", details=problems) from exc

@@ -1,0 +1,60 @@
+"""Pure decisions about workloads: what a request asks for, whether it may."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.capacity import RESOURCE_FIELDS, Resources, api_name
+from shared.errors import BelowMinimum, EggNotAllowed, InvalidCluster, NotFound
+from shared.models import Cluster, ClusterStatus, Egg
+
+# Floors no egg can lower: Docker refuses less than 6 MiB of memory; a workload needs
+# some CPU; the rest may be zero.
+ABSOLUTE_MINIMUM = Resources(cpu_centi=1, ram_mb=6)
+
+
+def require_active(cluster: Cluster) -> None:
+    if cluster.status != ClusterStatus.ACTIVE:
+        raise InvalidCluster(f"Cluster is {cluster.status.value}.")
+
+
+def require_egg_allowed(cluster: Cluster, egg_id: str) -> None:
+    if egg_id not in cluster.egg_ids:
+        raise EggNotAllowed(f"Egg {egg_id} is not in the cluster whitelist.")
+
+
+def egg_or_not_allowed(eggs: Mapping[str, Egg], egg_id: str) -> Egg:
+    """An allowed egg id that no longer exists reads as not allowed, not as not found."""
+    try:
+        return eggs[egg_id]
+    except KeyError:
+        raise EggNotAllowed(f"Egg {egg_id} is not available.") from NotFound()
+
+
+def minimum_for(egg: Egg) -> Resources:
+    return Resources(
+        **{
+            name: max(getattr(egg.minimum, name), getattr(ABSOLUTE_MINIMUM, name))
+            for name, _ in egg.minimum.items()
+        }
+    )
+
+
+def check_minimums(resources: Resources, egg: Egg) -> None:
+    floor = minimum_for(egg)
+    for name, value in resources.items():
+        if value < getattr(floor, name):
+            field = api_name(name)
+            shown = floor.to_api()[field]
+            raise BelowMinimum(f"{field} is below its minimum of {shown} for egg {egg.name}.")
+
+
+def resources_for_create(given: Mapping[str, Any], egg: Egg) -> Resources:
+    """The egg's defaults, overridden by what the caller gave, checked against minimums."""
+    unknown = set(given) - set(RESOURCE_FIELDS)
+    if unknown:
+        raise ValueError(f"not resource fields: {sorted(unknown)}")
+    resources = egg.defaults.merged(given)
+    check_minimums(resources, egg)
+    return resources

@@ -1,0 +1,68 @@
+"""What workers ask of a host, and what a host reports back. Plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from shared.capacity import Resources
+
+
+class RuntimeState(StrEnum):
+    """What the engine says a workload is doing."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    MISSING = "missing"
+
+
+# Labels (docker) / metadata (qemu) that tie a host object to its workload.
+LABEL_WORKLOAD = "io.corral.workload"
+LABEL_CLUSTER = "io.corral.cluster"
+LABEL_EGG = "io.corral.egg"
+LABEL_MANAGED = "io.corral.managed"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """Everything a driver needs to converge one workload, and nothing user-facing."""
+
+    workload_id: str
+    cluster_id: str
+    egg_id: str
+    image: str
+    resources: Resources
+    command: tuple[str, ...] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    stop_timeout: int = 10
+
+    @property
+    def runtime_name(self) -> str:
+        """The engine-side name: derived from the id, never from the user's name."""
+        return f"corral-{self.workload_id}"
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_WORKLOAD: self.workload_id,
+            LABEL_CLUSTER: self.cluster_id,
+            LABEL_EGG: self.egg_id,
+        }
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A workload as the engine sees it.
+
+    `enforced` says, per resource name of the API (`cpu_cores`, `ram_mb`,
+    `storage_mb`, `io`), whether the engine enforces the limit (True) or Corral
+    only accounts for it (False).
+    """
+
+    workload_id: str
+    state: RuntimeState
+    runtime_id: str | None = None
+    image: str | None = None
+    enforced: dict[str, bool] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)

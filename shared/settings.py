@@ -1,0 +1,44 @@
+"""Settings, read once from the environment into a frozen object that is passed in."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str = "corral"
+    dynamodb_endpoint: str | None = None
+    aws_region: str = "us-east-1"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    queue_name: str = "corral"
+    priority_queue_name: str = "corral-priority"
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    wait_cap_seconds: float = 25.0
+    key_cache_seconds: int = 300
+    job_timeout_seconds: int = 600
+    max_body_bytes: int = 64 * 1024
+    version: str = VERSION
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        origins = tuple(
+            o.strip() for o in env.get("CORRAL_CORS_ORIGINS", "").split(",") if o.strip()
+        )
+        return cls(
+            table_name=env.get("CORRAL_TABLE", cls.table_name),
+            dynamodb_endpoint=env.get("CORRAL_DYNAMODB_ENDPOINT") or None,
+            aws_region=env.get("AWS_DEFAULT_REGION", env.get("AWS_REGION", cls.aws_region)),
+            redis_url=env.get("CORRAL_REDIS_URL", cls.redis_url),
+            queue_name=env.get("CORRAL_QUEUE", cls.queue_name),
+            priority_queue_name=env.get("CORRAL_PRIORITY_QUEUE", cls.priority_queue_name),
+            cors_origins=origins,
+            wait_cap_seconds=float(env.get("CORRAL_WAIT_CAP_SECONDS", cls.wait_cap_seconds)),
+            key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
+            job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
+        )

@@ -1,0 +1,94 @@
+"""The workload state machine and the vocabulary of operations."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from shared.errors import ActionNotAllowed
+
+
+class WorkloadStatus(StrEnum):
+    PROVISIONING = "provisioning"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+    ERROR = "error"
+
+    @property
+    def is_gone(self) -> bool:
+        return self in (WorkloadStatus.DELETED, WorkloadStatus.EXPIRED)
+
+
+class PowerSignal(StrEnum):
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    KILL = "kill"
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class OperationKind(StrEnum):
+    PROVISION = "provision"
+    UPDATE = "update"
+    POWER = "power"
+    DELETE = "delete"
+
+
+class OperationStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (OperationStatus.SUCCEEDED, OperationStatus.FAILED)
+
+
+_S = WorkloadStatus
+_P = PowerSignal
+
+# signal -> (statuses it may be sent from, status once it succeeded)
+POWER_TRANSITIONS: dict[PowerSignal, tuple[frozenset[WorkloadStatus], WorkloadStatus]] = {
+    _P.START: (frozenset({_S.STOPPED, _S.ERROR}), _S.RUNNING),
+    _P.STOP: (frozenset({_S.RUNNING, _S.PAUSED}), _S.STOPPED),
+    _P.RESTART: (frozenset({_S.RUNNING, _S.STOPPED}), _S.RUNNING),
+    _P.KILL: (frozenset({_S.RUNNING, _S.PAUSED}), _S.STOPPED),
+    _P.PAUSE: (frozenset({_S.RUNNING}), _S.PAUSED),
+    _P.RESUME: (frozenset({_S.PAUSED}), _S.RUNNING),
+}
+
+# Statuses from which a configuration change (rename, resize, egg switch) may start.
+UPDATABLE: frozenset[WorkloadStatus] = frozenset({_S.RUNNING, _S.STOPPED, _S.PAUSED, _S.ERROR})
+DELETABLE: frozenset[WorkloadStatus] = frozenset(
+    {_S.PROVISIONING, _S.RUNNING, _S.STOPPED, _S.PAUSED, _S.ERROR}
+)
+
+
+def _refuse(action: str, status: WorkloadStatus, allowed: frozenset[WorkloadStatus]) -> None:
+    choices = ", ".join(sorted(s.value for s in allowed))
+    raise ActionNotAllowed(
+        f"Cannot {action} a container that is {status.value}; allowed from: {choices}."
+    )
+
+
+def power_target(signal: PowerSignal, status: WorkloadStatus) -> WorkloadStatus:
+    """The status `signal` leads to from `status`, or ActionNotAllowed."""
+    allowed, target = POWER_TRANSITIONS[signal]
+    if status not in allowed:
+        _refuse(signal.value, status, allowed)
+    return target
+
+
+def check_updatable(status: WorkloadStatus) -> None:
+    if status not in UPDATABLE:
+        _refuse("update", status, UPDATABLE)
+
+
+def check_deletable(status: WorkloadStatus) -> None:
+    if status not in DELETABLE:
+        _refuse("delete", status, DELETABLE)

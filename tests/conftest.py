@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.dockerd",
+    "tests.fixtures.corral",
+]

@@ -1,0 +1,46 @@
+"""What jobs run with. RQ calls jobs as plain functions, so each worker process
+builds its context once from the environment; tests install their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.drivers.factory import DriverFactory
+from infra.dynamo import Dynamo, make_client
+from infra.queue import JobQueue, make_redis
+from infra.repository import Repository
+from shared.clock import Clock, utc_now
+from shared.settings import Settings
+
+
+@dataclass
+class WorkerContext:
+    repo: Repository
+    jobs: JobQueue
+    drivers: DriverFactory
+    settings: Settings
+    clock: Clock = utc_now
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_installed: WorkerContext | None = None
+
+
+def install(context: WorkerContext | None) -> None:
+    """Use `context` for jobs run in this process (None: build from the environment)."""
+    global _installed
+    _installed = context
+
+
+def current() -> WorkerContext:
+    global _installed
+    if _installed is None:
+        settings = Settings.from_env()
+        _installed = WorkerContext(
+            repo=Repository(Dynamo(make_client(settings), settings.table_name)),
+            jobs=JobQueue(make_redis(settings), settings),
+            drivers=DriverFactory(),
+            settings=settings,
+        )
+    return _installed

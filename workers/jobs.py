@@ -1,0 +1,203 @@
+"""The job that carries out one operation: read it from the table, converge the
+host, record the outcome. Safe to run twice, or again after a crash halfway:
+each step checks what is already true, and the outcome is written under the
+condition that the operation is still the workload's pending one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rq import get_current_job
+
+from infra.drivers.base import HostDriver
+from shared.capacity import Resources
+from shared.errors import HostError, NotFound
+from shared.models import Egg, Operation, Workload
+from shared.runtime import Observed, RuntimeState, WorkloadSpec
+from shared.states import OperationKind, PowerSignal, WorkloadStatus
+from workers import context
+
+log = logging.getLogger("corral.jobs")
+
+_RUNNING_STATES = {
+    RuntimeState.RUNNING: WorkloadStatus.RUNNING,
+    RuntimeState.PAUSED: WorkloadStatus.PAUSED,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: WorkloadStatus
+    fields: dict[str, Any] = field(default_factory=dict)
+    release: bool = False
+
+
+def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
+    return WorkloadSpec(
+        workload_id=workload.id,
+        cluster_id=workload.cluster_id,
+        egg_id=egg.id,
+        image=egg.image,
+        resources=resources or workload.resources,
+        command=egg.command,
+        environment=dict(egg.environment),
+        stop_timeout=egg.stop_timeout,
+    )
+
+
+def _enforced(observed: Observed) -> dict[str, Any]:
+    return {"enforced": dict(observed.enforced)} if observed.enforced else {}
+
+
+def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    observed = driver.ensure(spec_for(workload, egg))
+    observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+    return Outcome(WorkloadStatus.RUNNING, _enforced(observed))
+
+
+def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """Rename, resize and/or switch egg. The table already holds the new values;
+    the host is brought to them. An egg switch recreates the container from the
+    new image and brings it back to the power state it had."""
+    spec = spec_for(workload, egg)
+    if op.params.get("recreate"):
+        before = driver.inspect(workload.id)
+        if before.state != RuntimeState.MISSING and before.image == egg.image:
+            observed = driver.apply_resources(spec)
+        else:
+            driver.remove(workload.id)
+            observed = driver.ensure(spec)
+        observed = _restore_power(driver, workload, egg, observed)
+    elif "resources" in op.params:
+        observed = driver.apply_resources(spec)
+    else:
+        return Outcome(workload.status)
+    return Outcome(_status_of(observed, workload.status), _enforced(observed))
+
+
+def _restore_power(
+    driver: HostDriver, workload: Workload, egg: Egg, observed: Observed
+) -> Observed:
+    if workload.status in (WorkloadStatus.RUNNING, WorkloadStatus.PAUSED):
+        observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+    if workload.status == WorkloadStatus.PAUSED:
+        observed = driver.power(workload.id, PowerSignal.PAUSE, egg.stop_timeout)
+    return observed
+
+
+def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
+    if observed.state == RuntimeState.STOPPED:
+        return WorkloadStatus.STOPPED
+    return _RUNNING_STATES.get(observed.state, fallback)
+
+
+def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    signal = PowerSignal(op.params["signal"])
+    if driver.inspect(workload.id).state == RuntimeState.MISSING:
+        raise HostError("The container is missing on its host.")
+    driver.power(workload.id, signal, egg.stop_timeout)
+    return Outcome(WorkloadStatus(op.params["target"]))
+
+
+def delete(driver: HostDriver, workload: Workload, egg: Egg | None, op: Operation) -> Outcome:
+    driver.remove(workload.id)
+    return Outcome(WorkloadStatus.DELETED, release=True)
+
+
+Executor = Callable[[HostDriver, Workload, Any, Operation], Outcome]
+
+EXECUTORS: dict[OperationKind, Executor] = {
+    OperationKind.PROVISION: provision,
+    OperationKind.UPDATE: update,
+    OperationKind.POWER: power,
+    OperationKind.DELETE: delete,
+}
+
+
+def run_operation(cluster_id: str, operation_id: str) -> str:
+    """RQ entry point. Returns the operation's final status."""
+    ctx = context.current()
+    repo = ctx.repo
+    try:
+        op = repo.get_operation(cluster_id, operation_id)
+    except NotFound:
+        log.warning("operation %s not in the table; nothing to do", operation_id)
+        return "missing"
+    if op.status.is_finished:
+        return op.status.value
+    try:
+        workload = repo.get_workload(cluster_id, op.workload_id)
+    except NotFound:
+        repo.fail_queued_operation(op, "The container no longer exists.", ctx.clock())
+        return "failed"
+    if workload.pending_op != op.id:
+        repo.fail_queued_operation(
+            op, "Superseded: the container is not waiting for it.", ctx.clock()
+        )
+        return "failed"
+    op = repo.mark_running(op, ctx.clock())
+    try:
+        outcome = _execute(ctx, workload, op)
+    except HostError as exc:
+        if exc.transient and _retries_left() > 0:
+            log.info("operation %s: transient host error, will retry: %s", op.id, exc)
+            raise
+        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), str(exc))
+    except Exception as exc:
+        if _retries_left() > 0:
+            raise
+        log.exception("operation %s failed", op.id)
+        return _record(
+            ctx,
+            op,
+            workload,
+            Outcome(WorkloadStatus.ERROR),
+            f"Internal error: {type(exc).__name__}",
+        )
+    return _record(ctx, op, workload, outcome, None)
+
+
+def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    host = ctx.repo.get_host(workload.host_id)
+    egg: Egg | None
+    try:
+        egg = ctx.repo.get_egg(workload.egg_id)
+    except NotFound:
+        if op.kind != OperationKind.DELETE:
+            raise HostError(f"Egg {workload.egg_id} no longer exists.") from None
+        egg = None
+    driver = ctx.drivers.for_host(host)
+    return EXECUTORS[op.kind](driver, workload, egg, op)
+
+
+def _record(
+    ctx: context.WorkerContext,
+    op: Operation,
+    workload: Workload,
+    outcome: Outcome,
+    error: str | None,
+) -> str:
+    status = outcome.status
+    if error and op.kind == OperationKind.DELETE:
+        status = WorkloadStatus.ERROR
+    finished = ctx.repo.finish_operation(
+        op,
+        workload,
+        status=status,
+        error=error,
+        now=ctx.clock(),
+        workload_fields=outcome.fields,
+        release=outcome.release and error is None,
+    )
+    final = "failed" if error else "succeeded"
+    if finished:
+        ctx.jobs.notify_finished(op.id, final)
+    return final
+
+
+def _retries_left() -> int:
+    job = get_current_job()
+    return int(job.retries_left or 0) if job is not None else 0
