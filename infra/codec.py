@@ -34,11 +34,22 @@ _deserializer = TypeDeserializer()
 
 def to_wire(item: Item) -> dict[str, Any]:
     """A plain item as DynamoDB's typed JSON; None values are left out."""
-    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
+    return {k: _serializer.serialize(_storable(v)) for k, v in item.items() if v is not None}
 
 
 def wire_values(values: Item) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in values.items()}
+    return {k: _serializer.serialize(_storable(v)) for k, v in values.items()}
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB numbers are decimals: floats go through their shortest repr."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def from_wire(wire: dict[str, Any]) -> Item:

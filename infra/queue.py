@@ -67,8 +67,28 @@ class JobQueue:
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
 
-    def has_job(self, job_id: str) -> bool:
-        return bool(self.redis.exists(f"rq:job:{job_id}"))
+    def requeue_operation(self, operation: Operation) -> bool:
+        """Enqueue `operation` again after its job was lost or its worker died.
+
+        A job still waiting in the queue is left alone; a job in any other state
+        (failed, stopped, abandoned by a dead worker, or gone with a flushed Redis)
+        is replaced. Returns True when a job was enqueued."""
+        from rq.exceptions import NoSuchJobError
+        from rq.job import Job, JobStatus
+        from rq.serializers import JSONSerializer
+
+        try:
+            job = Job.fetch(operation.id, connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            job = None
+        except RedisError as exc:
+            raise ServiceUnavailable("The job queue did not answer.") from exc
+        if job is not None:
+            if job.get_status() in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+                return False
+            job.delete()
+        self.enqueue_operation(operation)
+        return True
 
     def notify_finished(self, operation_id: str, status: str) -> None:
         """Wake the clients long-polling this operation."""

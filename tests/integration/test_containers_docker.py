@@ -1,0 +1,208 @@
+"""The tenant API driving a real dockerd: what the API says matches the engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.fixtures.corral import make_tenant, run_jobs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def live(api, deps, worker_context, dockerd, busybox_image):
+    return make_tenant(api, dockerd.url)
+
+
+def _container(docker_client, container_id):
+    return docker_client.containers.get(f"corral-{container_id}")
+
+
+def _create_running(live, deps, **fields):
+    resp = live.create(**fields)
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    body = live.api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
+    assert body["status"] == "running", body
+    return body
+
+
+def _counters(api):
+    return api.tenant("GET", "/capacity").json["used"]
+
+
+def test_create_applies_limits_and_labels(live, deps, docker_client):
+    body = _create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
+    c = _container(docker_client, body["id"])
+    host_config = c.attrs["HostConfig"]
+    assert host_config["CpuPeriod"] == 100_000
+    assert host_config["CpuQuota"] == 75_000
+    assert host_config["Memory"] == 96 * 1024 * 1024
+    assert c.labels["io.corral.workload"] == body["id"]
+    assert c.labels["io.corral.cluster"] == live.cluster["id"]
+    assert body["enforcement"]["cpu_cores"] == "enforced"
+    assert body["enforcement"]["ram_mb"] == "enforced"
+    # overlay2 on ext4 cannot size a root filesystem: the API says it only accounts for it
+    assert body["enforcement"]["storage_mb"] == "accounted"
+    op = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
+    assert op["status"] == "succeeded"
+
+
+def test_resize_changes_live_limits(live, deps, docker_client):
+    body = _create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
+    resp = live.api.tenant(
+        "PATCH", f"/containers/{body['id']}", {"resources": {"cpu_cores": 1.25, "ram_mb": 128}}
+    )
+    assert resp.status_code == 202, resp.text
+    assert _counters(live.api)["ram_mb"] == 128
+    run_jobs(deps)
+    c = _container(docker_client, body["id"])
+    assert c.attrs["HostConfig"]["CpuQuota"] == 125_000
+    assert c.attrs["HostConfig"]["Memory"] == 128 * 1024 * 1024
+    assert c.status == "running"
+    got = live.api.tenant("GET", f"/containers/{body['id']}").json
+    assert got["resources"]["cpu_cores"] == 1.25 and got["status"] == "running"
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "engine_status", "api_status"),
+    [("stop", "exited", "stopped"), ("kill", "exited", "stopped"), ("pause", "paused", "paused")],
+)
+def test_power_signals_reach_the_engine(live, deps, docker_client, signal_name, engine_status, api_status):
+    body = _create_running(live, deps, name=f"power-{signal_name}")
+    resp = live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": signal_name})
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    assert _container(docker_client, body["id"]).status == engine_status
+    assert live.api.tenant("GET", f"/containers/{body['id']}").json["status"] == api_status
+    back = {"stopped": "start", "paused": "resume"}[api_status]
+    live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": back})
+    run_jobs(deps)
+    assert _container(docker_client, body["id"]).status == "running"
+    assert live.api.tenant("GET", f"/containers/{body['id']}").json["status"] == "running"
+
+
+def test_restart_starts_a_new_process(live, deps, docker_client):
+    body = _create_running(live, deps, name="restart")
+    started = _container(docker_client, body["id"]).attrs["State"]["StartedAt"]
+    live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": "restart"})
+    run_jobs(deps)
+    c = _container(docker_client, body["id"])
+    assert c.status == "running"
+    assert c.attrs["State"]["StartedAt"] != started
+
+
+def test_egg_switch_recreates_from_new_image(live, deps, docker_client, busybox_image):
+    docker_client.images.get(busybox_image).tag("corral/busybox", "v2")
+    other = live.api.make_egg(name="busybox-v2", image="corral/busybox:v2")
+    cluster_id = live.cluster["id"]
+    live.api.admin("GET", f"/clusters/{cluster_id}")
+    # allow the new egg in the cluster by writing the allow-list (operator route comes later)
+    deps.repo.db.update(
+        f"CLUSTER#{cluster_id}", "#META", "SET egg_ids = :e",
+        {":e": [live.egg["id"], other["id"]]},
+    )
+    body = _create_running(live, deps, name="switch")
+    resp = live.api.tenant("PATCH", f"/containers/{body['id']}", {"egg_id": other["id"]})
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    c = _container(docker_client, body["id"])
+    assert c.attrs["Config"]["Image"] == "corral/busybox:v2"
+    assert c.status == "running"
+    assert live.api.tenant("GET", f"/containers/{body['id']}").json["egg_id"] == other["id"]
+
+
+def test_delete_removes_container_and_frees_capacity(live, deps, docker_client):
+    import docker.errors
+
+    body = _create_running(live, deps, name="gone", ram_mb=64)
+    assert _counters(live.api)["ram_mb"] == 64
+    resp = live.api.tenant("DELETE", f"/containers/{body['id']}")
+    assert resp.status_code == 202 and resp.json["container"]["status"] == "deleting"
+    run_jobs(deps)
+    with pytest.raises(docker.errors.NotFound):
+        _container(docker_client, body["id"])
+    assert _counters(live.api) == {k: 0 for k in _counters(live.api)}
+    assert live.api.tenant("GET", f"/containers/{body['id']}").json["status"] == "deleted"
+    assert live.api.tenant("GET", "/containers").json == []
+
+
+def test_failure_leaves_error_with_reason(api, deps, worker_context, dockerd, busybox_image):
+    tenant = make_tenant(api, dockerd.url)
+    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    deps.repo.db.update(
+        f"CLUSTER#{tenant.cluster['id']}", "#META", "SET egg_ids = :e", {":e": [missing["id"]]}
+    )
+    resp = api.tenant("POST", "/containers", {"name": "broken", "egg_id": missing["id"]})
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    body = api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
+    assert body["status"] == "error"
+    assert "corral/does-not-exist:1" in body["error"]
+    op = api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
+    assert op["status"] == "failed" and op["error"] == body["error"]
+
+
+def test_worker_killed_mid_provision_converges(live, deps, settings, docker_client, dockerd):
+    """A real `rq worker` is SIGKILLed while provisioning; re-running the job leaves
+    exactly one container and exact counters."""
+    resp = live.create(name="crash", ram_mb=64)
+    workload_id = resp.json["container"]["id"]
+    op_id = resp.json["operation"]["id"]
+    env = os.environ | {
+        "CORRAL_TABLE": settings.table_name,
+        "CORRAL_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint,
+        "CORRAL_REDIS_URL": settings.redis_url,
+    }
+    # Freeze the engine so the worker is caught inside the job, then kill it.
+    dockerd_pid = dockerd.process.pid
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "-u", settings.redis_url,
+         "--serializer", "rq.serializers.JSONSerializer", settings.queue_name],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        os.kill(dockerd_pid, signal.SIGSTOP)
+        _wait(lambda: live.api.tenant("GET", f"/operations/{op_id}").json["status"] == "running")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        os.kill(dockerd_pid, signal.SIGCONT)
+    assert live.api.tenant("GET", f"/containers/{workload_id}").json["status"] == "provisioning"
+
+    # Whatever the dead worker got done, make sure the container exists already, as
+    # a worker killed right after creating it would have left it.
+    from infra.drivers.docker import DockerDriver
+    from workers.jobs import spec_for
+
+    workload = deps.repo.get_workload(live.cluster["id"], workload_id)
+    egg = deps.repo.get_egg(workload.egg_id)
+    DockerDriver(dockerd.url).ensure(spec_for(workload, egg))
+
+    # The job runs again (as the reconciler does for a dead worker's job) and again for good measure.
+    op = deps.repo.get_operation(live.cluster["id"], op_id)
+    assert deps.jobs.requeue_operation(op)
+    run_jobs(deps)
+    deps.jobs.requeue_operation(op)
+    run_jobs(deps)
+
+    matching = docker_client.containers.list(all=True, filters={"label": f"io.corral.workload={workload_id}"})
+    assert len(matching) == 1 and matching[0].status == "running"
+    assert live.api.tenant("GET", f"/containers/{workload_id}").json["status"] == "running"
+    used = _counters(live.api)
+    assert used["ram_mb"] == 64 and used["containers"] == 1
+
+
+def _wait(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
