@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from handlers import errors
-from handlers.admin.clusters import ClusterCollection, ClusterItem, ClusterKeyCollection
+from handlers.admin.clusters import (
+    ClusterCollection,
+    ClusterItem,
+    ClusterKeyCollection,
+    ClusterKeyItem,
+    ClusterStatusChange,
+)
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
-from handlers.admin.hosts import HostCollection, HostItem
+from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
+from handlers.admin.hosts import HostCollection, HostDrain, HostItem
+from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.deps import Deps
 from handlers.health import HealthResource
@@ -26,7 +36,8 @@ ADMIN_BASE = "/api/v1"
 
 
 def create_app(deps: Deps) -> falcon.App:
-    middleware: list[object] = [AuthMiddleware(Authenticator(deps))]
+    authenticator = Authenticator(deps)
+    middleware: list[Any] = [AuthMiddleware(authenticator)]
     if deps.settings.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(deps.settings.cors_origins)))
     app = falcon.App(middleware=middleware)
@@ -47,16 +58,42 @@ def create_app(deps: Deps) -> falcon.App:
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
-    app.add_route(f"{ADMIN_BASE}/clusters", ClusterCollection(deps))
-    app.add_route(f"{ADMIN_BASE}/clusters/{{cluster_id}}", ClusterItem(deps))
-    app.add_route(f"{ADMIN_BASE}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
-    app.add_route(f"{ADMIN_BASE}/eggs", AdminEggCollection(deps))
-    app.add_route(f"{ADMIN_BASE}/eggs/{{egg_id}}", AdminEggItem(deps))
-    hosts, host = HostCollection(deps), HostItem(deps)
-    for noun in ("hosts", "nodes"):
-        app.add_route(f"{ADMIN_BASE}/{noun}", hosts)
-        app.add_route(f"{ADMIN_BASE}/{noun}/{{host_id}}", host)
+    _add_admin_routes(app, deps, authenticator, workloads)
     return app
+
+
+def _add_admin_routes(
+    app: falcon.App, deps: Deps, authenticator: Authenticator, workloads: WorkloadService
+) -> None:
+    base = ADMIN_BASE
+    app.add_route(f"{base}/clusters", ClusterCollection(deps))
+    app.add_route(f"{base}/clusters/{{cluster_id}}", ClusterItem(deps))
+    for action in ClusterStatusChange.TARGETS:
+        app.add_route(
+            f"{base}/clusters/{{cluster_id}}/{action}",
+            ClusterStatusChange(deps, authenticator, action),
+        )
+    app.add_route(f"{base}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
+    app.add_route(
+        f"{base}/clusters/{{cluster_id}}/keys/{{key_id}}", ClusterKeyItem(deps, authenticator)
+    )
+    app.add_route(f"{base}/eggs", AdminEggCollection(deps))
+    app.add_route(f"{base}/eggs/{{egg_id}}", AdminEggItem(deps))
+    app.add_route(f"{base}/templates", TemplateCollection(deps))
+    app.add_route(f"{base}/templates/{{template_id}}", TemplateItem(deps))
+    app.add_route(
+        f"{base}/templates/{{template_id}}/instantiate", TemplateInstantiate(deps, workloads)
+    )
+    hosts, host = HostCollection(deps), HostItem(deps)
+    drain, undrain = HostDrain(deps, draining=True), HostDrain(deps, draining=False)
+    for noun in ("hosts", "nodes"):
+        app.add_route(f"{base}/{noun}", hosts)
+        app.add_route(f"{base}/{noun}/{{host_id}}", host)
+        app.add_route(f"{base}/{noun}/{{host_id}}/drain", drain)
+        app.add_route(f"{base}/{noun}/{{host_id}}/undrain", undrain)
+    app.add_route(f"{base}/status", FleetStatus(deps))
+    app.add_route(f"{base}/stats", FleetStats(deps))
+    app.add_route(f"{base}/images", FleetImages(deps))
 
 
 def deps_from(settings: Settings) -> Deps:

@@ -55,9 +55,9 @@ def http_error(
     else:
         error = kind()
     _send(resp, error)
-    if ex.status_code == 405 and ex.headers:
-        for name, value in ex.headers.items():
-            resp.set_header(name, value)
+    allow = (ex.headers or {}).get("Allow") if isinstance(ex.headers, dict) else None
+    if allow:
+        resp.set_header("Allow", allow)
 
 
 def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:

@@ -4,6 +4,7 @@ conditions, enqueue the job. Shared by the tenant routes and the operator's."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,7 +12,6 @@ from handlers.deps import Deps
 from shared import rules
 from shared.capacity import Resources, shortfall, shortfall_message
 from shared.errors import (
-    ActionNotAllowed,
     CapacityExceeded,
     Conflict,
     ContainerLimitReached,
@@ -30,6 +30,7 @@ from shared.states import (
     WorkloadStatus,
     check_deletable,
     check_updatable,
+    operation_in_flight,
     power_target,
 )
 
@@ -56,7 +57,12 @@ class WorkloadService:
 
     # -- create -------------------------------------------------------------------
 
-    def create(self, cluster_id: str, body: ContainerCreate) -> tuple[Workload, Operation]:
+    def create(
+        self,
+        cluster_id: str,
+        body: ContainerCreate,
+        constraints: Mapping[str, str] | None = None,
+    ) -> tuple[Workload, Operation]:
         cluster = self._repo.get_cluster(cluster_id)
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
@@ -67,7 +73,7 @@ class WorkloadService:
         resources = rules.resources_for_create(wanted, egg)
         for attempt in range(ATTEMPTS):
             self._precheck(cluster, resources, new_container=True)
-            hosts = candidates(self._repo.list_hosts(), egg.engine, resources)
+            hosts = candidates(self._repo.list_hosts(), egg.engine, resources, constraints)
             now = self._deps.clock()
             workload_id = self._deps.new_id()
             operation = self._operation(cluster.id, workload_id, OperationKind.PROVISION, {}, now)
@@ -194,9 +200,7 @@ class WorkloadService:
     def _idle(self, cluster_id: str, workload_id: str) -> Workload:
         workload = self.live(cluster_id, workload_id)
         if workload.pending_op:
-            raise ActionNotAllowed(
-                f"Container has an operation in flight ({workload.pending_op}); wait for it to finish."
-            )
+            raise operation_in_flight(workload.pending_op)
         return workload
 
     def _allowed_egg(self, egg_id: str, *, must_exist: bool = True) -> Egg:
@@ -223,7 +227,7 @@ class WorkloadService:
         cluster_id: str,
         workload_id: str,
         kind: OperationKind,
-        params: dict[str, object],
+        params: Mapping[str, object],
         now: datetime,
     ) -> Operation:
         return Operation(

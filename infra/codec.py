@@ -187,6 +187,11 @@ def host_item(h: Host) -> Item:
         "created_at": iso(h.created_at),
         "updated_at": iso(h.updated_at),
         "last_heartbeat": iso(h.last_heartbeat),
+        "health": h.health.value,
+        "draining": h.draining,
+        "images": list(h.images),
+        "ssh": dict(h.ssh),
+        "port_range": list(h.port_range) if h.port_range else None,
         "version": h.version,
     }
 
@@ -207,8 +212,17 @@ def host_from(item: Item) -> Host:
         created_at=_when(item["created_at"]),
         updated_at=_when(item["updated_at"]),
         last_heartbeat=parse_iso(item.get("last_heartbeat")),
+        health=HostStatus(item.get("health", HostStatus.READY.value)),
+        draining=bool(item.get("draining", False)),
+        images=tuple(item.get("images", [])),
+        ssh=dict(item.get("ssh", {})),
+        port_range=_port_range(item.get("port_range")),
         version=int(item.get("version", 1)),
     )
+
+
+def _port_range(value: list[int] | None) -> tuple[int, int] | None:
+    return (int(value[0]), int(value[1])) if value else None
 
 
 # -- workloads --------------------------------------------------------------

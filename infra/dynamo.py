@@ -148,6 +148,29 @@ class Dynamo:
             raise
         return from_wire(response.get("Attributes", {}))
 
+    def delete(
+        self,
+        pk: str,
+        sk: str,
+        *,
+        condition: str | None = None,
+        values: Item | None = None,
+        on_fail: FailureHandler | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.table, "Key": wire_values({"pk": pk, "sk": sk})}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if values:
+            kwargs["ExpressionAttributeValues"] = wire_values(values)
+        try:
+            self._call("delete_item", **kwargs)
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException" and on_fail is not None:
+                old: Any = exc.response.get("Item")
+                raise on_fail(from_wire(old) if old else None) from exc
+            raise
+
     def query(
         self,
         pk: str,

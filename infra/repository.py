@@ -9,43 +9,33 @@ Invariants carried by conditions, never by read-then-write:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 
-from infra import codec, schema
+from infra import codec, counters, schema
 from infra.codec import Item
 from infra.dynamo import Dynamo, TxEntry
-from shared.capacity import Resources, shortfall, shortfall_message
+from infra.fleet_records import FleetRecords
+from shared.capacity import Resources
 from shared.clock import iso, stamp
 from shared.errors import (
-    ActionNotAllowed,
-    CapacityExceeded,
     Conflict,
-    ContainerLimitReached,
     CorralError,
-    InvalidCluster,
     KeyLimitReached,
-    NoHostAvailable,
     NotFound,
 )
 from shared.models import (
     MAX_KEYS_PER_CLUSTER,
     ApiKey,
     Cluster,
-    ClusterStatus,
     Egg,
     Host,
-    HostStatus,
     Operation,
     Workload,
 )
-from shared.states import OperationStatus, WorkloadStatus
-
-# Host dimensions that hosts actually limit; the rest are pooled per cluster only.
-HOST_DIMENSIONS = ("cpu_centi", "ram_mb", "storage_mb")
+from shared.states import OperationStatus, WorkloadStatus, operation_in_flight
 
 
-class Repository:
+class Repository(FleetRecords):
     def __init__(self, dynamo: Dynamo) -> None:
         self.db = dynamo
 
@@ -171,8 +161,8 @@ class Repository:
                 self.db.tx_put(
                     codec.operation_item(operation), condition="attribute_not_exists(pk)"
                 ),
-                self._cluster_counters(cluster, workload.resources, 1, now),
-                self._host_counters(host, workload.resources, 1, now),
+                counters.cluster_counters(self.db, cluster, workload.resources, 1, now),
+                counters.host_counters(self.db, host, workload.resources, 1, now),
             ]
         )
 
@@ -211,8 +201,8 @@ class Repository:
             if cluster is None or host is None:
                 raise ValueError("resizing needs the cluster and the host as read")
             if any(v != 0 for _, v in delta.items()):
-                entries.append(self._cluster_counters(cluster, delta, 0, now))
-                entries.append(self._host_counters(host, delta, 0, now))
+                entries.append(counters.cluster_counters(self.db, cluster, delta, 0, now))
+                entries.append(counters.host_counters(self.db, host, delta, 0, now))
         workload_entry = self.db.tx_update(
             schema.cluster_pk(workload.cluster_id),
             schema.workload_sk(workload.id),
@@ -254,10 +244,12 @@ class Repository:
         now: datetime,
         workload_fields: Item | None = None,
         release: bool = False,
+        host_exists: bool = True,
     ) -> bool:
         """Close `operation` and record the workload's new status in one transaction.
 
-        With `release`, the workload's resources go back to its cluster and host.
+        With `release`, the workload's resources go back to its cluster and, unless
+        the host record was deleted (`host_exists=False`), to its host.
         Returns False when the operation had been closed already (a re-run)."""
         at = stamp(now)
         op_status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
@@ -292,13 +284,16 @@ class Repository:
         ]
         if release:
             entries.append(
-                self._release(
-                    schema.cluster_pk(workload.cluster_id), workload, "container_count", at
+                counters.release(
+                    self.db, schema.cluster_pk(workload.cluster_id), workload, "container_count", at
                 )
             )
-            entries.append(
-                self._release(schema.host_pk(workload.host_id), workload, "workload_count", at)
-            )
+            if host_exists:
+                entries.append(
+                    counters.release(
+                        self.db, schema.host_pk(workload.host_id), workload, "workload_count", at
+                    )
+                )
         try:
             self.db.transact(entries)
         except Conflict:
@@ -315,143 +310,10 @@ class Repository:
             names={"#s": "status", "#e": "error"},
         )
 
-    # -- counters -----------------------------------------------------------------
-
-    def _cluster_counters(
-        self, cluster: Cluster, delta: Resources, count: int, now: str | None
-    ) -> TxEntry:
-        limits = cluster.plan.limits
-        conditions = ["#status = :active"]
-        values: Item = {":active": ClusterStatus.ACTIVE.value, ":now": now}
-        for name, grow in delta.items():
-            if grow > 0:
-                conditions.append(f"used_{name} <= :ceil_{name} AND lim_{name} = :lim_{name}")
-                values[f":ceil_{name}"] = getattr(limits, name) - grow
-                values[f":lim_{name}"] = getattr(limits, name)
-        if count > 0:
-            conditions.append("container_count <= :ceil_count AND max_containers = :max")
-            values[":ceil_count"] = cluster.plan.max_containers - count
-            values[":max"] = cluster.plan.max_containers
-
-        def refuse(old: Item | None) -> CorralError:
-            if old is None:
-                return NotFound("Cluster not found.")
-            current = codec.cluster_from(old)
-            if current.status != ClusterStatus.ACTIVE:
-                return InvalidCluster(f"Cluster is {current.status.value}.")
-            if (
-                current.plan.limits != limits
-                or current.plan.max_containers != cluster.plan.max_containers
-            ):
-                return Conflict("The cluster's plan changed; retry.")
-            short = shortfall(current.plan.limits, current.used, delta.positive_part())
-            if short:
-                return CapacityExceeded(shortfall_message(short))
-            if count > 0 and current.container_count + count > current.plan.max_containers:
-                return ContainerLimitReached(
-                    f"Cluster already has the maximum of {current.plan.max_containers} containers."
-                )
-            return Conflict("The cluster changed; retry.")
-
-        return self._counters(
-            schema.cluster_pk(cluster.id),
-            delta,
-            "container_count",
-            count,
-            now,
-            " AND ".join(conditions),
-            values,
-            {"#status": "status"},
-            refuse,
-        )
-
-    def _host_counters(self, host: Host, delta: Resources, count: int, now: str | None) -> TxEntry:
-        conditions = ["#status = :ready"]
-        values: Item = {":ready": HostStatus.READY.value, ":now": now}
-        for name in HOST_DIMENSIONS:
-            grow = getattr(delta, name)
-            if grow > 0:
-                conditions.append(f"used_{name} <= :ceil_{name} AND cap_{name} = :cap_{name}")
-                values[f":ceil_{name}"] = getattr(host.capacity, name) - grow
-                values[f":cap_{name}"] = getattr(host.capacity, name)
-        if not any(getattr(delta, n) > 0 for n in HOST_DIMENSIONS) and count == 0:
-            conditions = ["attribute_exists(pk)"]
-            values.pop(":ready")
-
-        def refuse(old: Item | None) -> CorralError:
-            if old is None:
-                return NoHostAvailable("The chosen host was removed; retry.")
-            current = codec.host_from(old)
-            if current.status != HostStatus.READY:
-                return NoHostAvailable(f"Host {current.name} is {current.status.value}; retry.")
-            short = shortfall(current.capacity, current.used, delta.positive_part())
-            if short:
-                return NoHostAvailable(shortfall_message(short, f"host {current.name}"))
-            return Conflict("The host changed; retry.")
-
-        return self._counters(
-            schema.host_pk(host.id),
-            delta,
-            "workload_count",
-            count,
-            now,
-            " AND ".join(conditions),
-            values,
-            {"#status": "status"} if ":ready" in values else None,
-            refuse,
-        )
-
-    def _counters(
-        self,
-        pk: str,
-        delta: Resources,
-        count_attr: str,
-        count: int,
-        now: str | None,
-        condition: str,
-        values: Item,
-        names: dict[str, str] | None,
-        refuse: Callable[[Item | None], CorralError],
-    ) -> TxEntry:
-        sets = [f"used_{name} = used_{name} + :d_{name}" for name, v in delta.items() if v != 0]
-        values = dict(values)
-        for name, v in delta.items():
-            if v != 0:
-                values[f":d_{name}"] = v
-        if count:
-            sets.append(f"{count_attr} = {count_attr} + :dcount")
-            values[":dcount"] = count
-        sets.append("version = version + :inc")
-        values[":inc"] = 1
-        sets.append("updated_at = :now")
-        return self.db.tx_update(
-            pk,
-            schema.META,
-            "SET " + ", ".join(sets),
-            values,
-            condition=condition,
-            names=names,
-            on_fail=refuse,
-        )
-
-    def _release(self, pk: str, workload: Workload, count_attr: str, now: str) -> TxEntry:
-        delta = Resources() - workload.resources
-        sets = [f"used_{name} = used_{name} + :d_{name}" for name, v in delta.items() if v != 0]
-        values: Item = {f":d_{name}": v for name, v in delta.items() if v != 0}
-        sets += [
-            f"{count_attr} = {count_attr} - :one",
-            "version = version + :one",
-            "updated_at = :now",
-        ]
-        values |= {":one": 1, ":now": now}
-        return self.db.tx_update(pk, schema.META, "SET " + ", ".join(sets), values)
-
 
 def _busy(old: Item | None) -> CorralError:
     if old is None:
         return NotFound("Container not found.")
     if old.get("pending_op"):
-        return ActionNotAllowed(
-            f"Container has an operation in flight ({old['pending_op']}); wait for it to finish."
-        )
+        return operation_in_flight(str(old["pending_op"]))
     return Conflict("The container changed while the request was processed; retry.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from shared.models import DriverKind, Engine
 from shared.requests import (
@@ -69,6 +69,14 @@ class EggCreate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
 
 
+TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
+Pem = Annotated[str, StringConstraints(max_length=16384)]
+ADDRESS_SCHEMES: dict[DriverKind, tuple[str, ...]] = {
+    DriverKind.DOCKER: ("unix://", "tcp://", "ssh://"),
+    DriverKind.SSH: ("ssh://",),
+}
+
+
 class HostCapacity(Strict):
     cpu_cores: Annotated[Cores, Field(gt=0)]
     ram_mb: Annotated[RamMb, Field(gt=0)]
@@ -82,10 +90,51 @@ class HostCreate(Strict):
     engines: Annotated[list[Engine], Field(min_length=1, max_length=4)] = [Engine.DOCKER]
     capacity: HostCapacity
     labels: Annotated[dict[Label, Label], Field(max_length=64)] = {}
-    tls: Annotated[
-        dict[
-            Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")],
-            Annotated[str, StringConstraints(max_length=16384)],
-        ],
-        Field(max_length=3),
-    ] = {}
+    tls: Annotated[dict[TlsField, Pem], Field(max_length=3)] = {}
+    ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
+    ssh_private_key: Pem | None = None
+    port_range: (
+        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
+        | None
+    ) = None
+
+    @model_validator(mode="after")
+    def _address_fits_driver(self) -> HostCreate:
+        schemes = ADDRESS_SCHEMES[self.driver]
+        if not self.address.startswith(schemes):
+            raise ValueError(
+                f"address for a {self.driver.value} host must start with {' or '.join(schemes)}"
+            )
+        if self.tls and not self.address.startswith("tcp://"):
+            raise ValueError("tls material is only used with tcp:// addresses")
+        if self.driver == DriverKind.SSH and not (self.ssh_host_key and self.ssh_private_key):
+            raise ValueError("an ssh host needs ssh_host_key (pinned) and ssh_private_key")
+        if self.port_range and self.port_range[0] > self.port_range[1]:
+            raise ValueError("port_range must be [low, high]")
+        return self
+
+
+class ClusterUpdate(Strict):
+    name: Name | None = None
+    plan: PlanLimits | None = None
+    egg_ids: Annotated[list[Id], Field(max_length=200)] | None = None
+
+
+class EggUpdate(Strict):
+    name: Name | None = None
+    description: Text | None = None
+    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    command: Annotated[list[Text], Field(max_length=64)] | None = None
+    environment: Annotated[dict[Label, Text], Field(max_length=128)] | None = None
+    minimum: EggResources | None = None
+    defaults: EggResources | None = None
+    stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
+
+
+class Instantiate(Strict):
+    """POST /api/v1/templates/:id/instantiate: a workload from an egg, defaults filled in."""
+
+    cluster_id: Id
+    name: Name
+    resources: EggResources = EggResources()
+    constraints: Annotated[dict[Label, Label], Field(max_length=16)] = {}

@@ -112,6 +112,20 @@ class KeyLimitReached(CorralError):
     default_message = "Cluster already has the maximum number of API keys."
 
 
+class PlanBelowUsage(CorralError):
+    """*new*: a plan change would put a limit below what the cluster uses now."""
+
+    code, status = "plan_below_usage", 409
+    default_message = "The new plan is below what the cluster uses now."
+
+
+class HostInUse(CorralError):
+    """*new*: the host still holds workloads; drain and empty it, or force."""
+
+    code, status = "host_in_use", 409
+    default_message = "The host still holds workloads."
+
+
 class NoHostAvailable(CorralError):
     """*new*: no ready host can take the workload; the message says why."""
 

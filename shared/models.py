@@ -80,8 +80,19 @@ class Egg:
     description: str = ""
 
 
+def host_status(health: HostStatus, draining: bool) -> HostStatus:
+    """What a host shows: down or not_ready when unhealthy, else draining or ready."""
+    if health != HostStatus.READY:
+        return health
+    return HostStatus.DRAINING if draining else HostStatus.READY
+
+
 @dataclass(frozen=True)
 class Host:
+    """A machine that runs workloads. `status` is derived from `health` (measured by
+    the health check) and `draining` (set by the operator); it is stored so that
+    placement can condition on it."""
+
     id: str
     name: str
     driver: DriverKind
@@ -96,6 +107,11 @@ class Host:
     updated_at: datetime
     tls: dict[str, str] = field(default_factory=dict)
     last_heartbeat: datetime | None = None
+    health: HostStatus = HostStatus.READY
+    draining: bool = False
+    images: tuple[str, ...] = ()
+    ssh: dict[str, str] = field(default_factory=dict)
+    port_range: tuple[int, int] | None = None
     version: int = 1
 
 

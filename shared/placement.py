@@ -9,6 +9,7 @@ from shared.capacity import Resources, shortfall
 from shared.errors import NoHostAvailable
 from shared.models import Engine, Host, HostStatus
 
+# Host dimensions that hosts actually limit; the rest are pooled per cluster only.
 HOST_DIMENSIONS = ("cpu_centi", "ram_mb", "storage_mb")
 
 

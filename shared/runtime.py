@@ -24,6 +24,18 @@ LABEL_EGG = "io.corral.egg"
 LABEL_MANAGED = "io.corral.managed"
 
 
+def runtime_name(workload_id: str) -> str:
+    """The engine-side name of a workload: derived from its id, never from the user's name."""
+    return f"corral-{workload_id}"
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """What a host's health probe reports."""
+
+    images: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class WorkloadSpec:
     """Everything a driver needs to converge one workload, and nothing user-facing."""
@@ -39,8 +51,7 @@ class WorkloadSpec:
 
     @property
     def runtime_name(self) -> str:
-        """The engine-side name: derived from the id, never from the user's name."""
-        return f"corral-{self.workload_id}"
+        return runtime_name(self.workload_id)
 
     def labels(self) -> dict[str, str]:
         return {

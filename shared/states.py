@@ -92,3 +92,9 @@ def check_updatable(status: WorkloadStatus) -> None:
 def check_deletable(status: WorkloadStatus) -> None:
     if status not in DELETABLE:
         _refuse("delete", status, DELETABLE)
+
+
+def operation_in_flight(operation_id: str) -> ActionNotAllowed:
+    return ActionNotAllowed(
+        f"Container has an operation in flight ({operation_id}); wait for it to finish."
+    )

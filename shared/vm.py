@@ -88,7 +88,9 @@ class Shape:
     @classmethod
     def of(cls, resources: Resources) -> Shape:
         """Whole vCPUs (a fraction of a core rounds up) and at least 64 MiB."""
-        return cls(vcpus=max(1, math.ceil(resources.cpu_centi / 100)), ram_mb=max(64, resources.ram_mb))
+        return cls(
+            vcpus=max(1, math.ceil(resources.cpu_centi / 100)), ram_mb=max(64, resources.ram_mb)
+        )
 
 
 def workload_dir_name(workload_id: str) -> str:

@@ -33,6 +33,7 @@ class Outcome:
     status: WorkloadStatus
     fields: dict[str, Any] = field(default_factory=dict)
     release: bool = False
+    host_exists: bool = True
 
 
 def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
@@ -161,7 +162,12 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
 
 
 def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
-    host = ctx.repo.get_host(workload.host_id)
+    try:
+        host = ctx.repo.get_host(workload.host_id)
+    except NotFound:
+        if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
+            return Outcome(WorkloadStatus.DELETED, release=True, host_exists=False)
+        raise HostError("The container's host was removed from Corral.") from None
     egg: Egg | None
     try:
         egg = ctx.repo.get_egg(workload.egg_id)
@@ -191,6 +197,7 @@ def _record(
         now=ctx.clock(),
         workload_fields=outcome.fields,
         release=outcome.release and error is None,
+        host_exists=outcome.host_exists,
     )
     final = "failed" if error else "succeeded"
     if finished:

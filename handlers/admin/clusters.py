@@ -1,15 +1,35 @@
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from handlers import views
+from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
 from handlers.deps import Deps
 from infra.keys import mint_key
-from shared.admin_requests import ClusterCreate, KeyCreate
+from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate, PlanLimits
 from shared.capacity import Resources
-from shared.errors import NotFound
-from shared.models import Cluster, ClusterStatus, Plan
+from shared.errors import InvalidInput
+from shared.models import Cluster, ClusterStatus, Plan, Workload
+from shared.states import WorkloadStatus
+
+
+def plan_of(limits: PlanLimits) -> Plan:
+    pooled = limits.model_dump(exclude={"name", "containers"})
+    return Plan(
+        name=limits.name, limits=Resources.from_api(pooled), max_containers=limits.containers
+    )
+
+
+def cluster_with_totals(c: Cluster, workloads: list[Workload]) -> dict[str, Any]:
+    """The operator's view: the tenant view plus node_count and running_tasks (as in 001)."""
+    live = [w for w in workloads if not w.status.is_gone]
+    return views.cluster(c) | {
+        "node_count": len({w.host_id for w in live}),
+        "running_tasks": sum(1 for w in live if w.status == WorkloadStatus.RUNNING),
+    }
 
 
 class ClusterCollection:
@@ -17,23 +37,20 @@ class ClusterCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.cluster(c) for c in self._deps.repo.list_clusters()]
+        repo = self._deps.repo
+        resp.media = [
+            cluster_with_totals(c, repo.list_workloads(c.id)) for c in repo.list_clusters()
+        ]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ClusterCreate, self._deps.settings.max_body_bytes)
-        for egg_id in body.egg_ids:
-            self._deps.repo.get_egg(egg_id)  # NotFound names the unknown egg
+        _require_eggs(self._deps, body.egg_ids)
         now = self._deps.clock()
-        limits = body.plan.model_dump(exclude={"name", "containers"})
         cluster = Cluster(
             id=self._deps.new_id(),
             name=body.name,
             status=ClusterStatus.ACTIVE,
-            plan=Plan(
-                name=body.plan.name,
-                limits=Resources.from_api(limits),
-                max_containers=body.plan.containers,
-            ),
+            plan=plan_of(body.plan),
             used=Resources(),
             container_count=0,
             egg_ids=tuple(dict.fromkeys(body.egg_ids)),
@@ -43,7 +60,7 @@ class ClusterCollection:
         )
         self._deps.repo.create_cluster(cluster)
         resp.status = falcon.HTTP_201
-        resp.media = views.cluster(cluster)
+        resp.media = cluster_with_totals(cluster, [])
 
 
 class ClusterItem:
@@ -51,7 +68,48 @@ class ClusterItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        resp.media = views.cluster(self._deps.repo.get_cluster(path_id(cluster_id, "Cluster")))
+        cluster = self._deps.repo.get_cluster(path_id(cluster_id, "Cluster"))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
+        path_id(cluster_id, "Cluster")
+        body = body_as(req, ClusterUpdate, self._deps.settings.max_body_bytes)
+        if body.name is None and body.plan is None and body.egg_ids is None:
+            raise InvalidInput("Nothing to change: give name, plan and/or egg_ids.")
+        if body.egg_ids is not None:
+            _require_eggs(self._deps, body.egg_ids)
+        cluster = self._deps.repo.update_cluster(
+            cluster_id,
+            self._deps.clock(),
+            name=body.name,
+            plan=plan_of(body.plan) if body.plan else None,
+            egg_ids=tuple(dict.fromkeys(body.egg_ids)) if body.egg_ids is not None else None,
+        )
+        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+
+
+class ClusterStatusChange:
+    """POST /clusters/:id/suspend | reactivate | expire. Takes effect on the very next
+    tenant call: the cluster's cached principals are dropped."""
+
+    TARGETS = {
+        "suspend": ClusterStatus.SUSPENDED,
+        "reactivate": ClusterStatus.ACTIVE,
+        "expire": ClusterStatus.EXPIRED,
+    }
+
+    def __init__(self, deps: Deps, authenticator: Authenticator, action: str) -> None:
+        self._deps = deps
+        self._auth = authenticator
+        self._target = self.TARGETS[action]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
+        repo = self._deps.repo
+        cluster = repo.set_cluster_status(
+            path_id(cluster_id, "Cluster"), self._target, self._deps.clock()
+        )
+        self._auth.forget([k.key_hash for k in repo.list_keys(cluster.id)])
+        resp.media = cluster_with_totals(cluster, repo.list_workloads(cluster.id))
 
 
 class ClusterKeyCollection:
@@ -65,11 +123,36 @@ class ClusterKeyCollection:
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
         body = body_as(req, KeyCreate, self._deps.settings.max_body_bytes)
-        try:
-            key, secret = mint_key(
-                self._deps.repo, cluster_id, body.name, self._deps.clock(), self._deps.new_id
-            )
-        except NotFound as exc:
-            raise NotFound("Cluster not found.") from exc
+        key, secret = mint_key(
+            self._deps.repo, cluster_id, body.name, self._deps.clock(), self._deps.new_id
+        )
         resp.status = falcon.HTTP_201
         resp.media = views.api_key(key, secret)
+
+
+class ClusterKeyItem:
+    def __init__(self, deps: Deps, authenticator: Authenticator) -> None:
+        self._deps = deps
+        self._auth = authenticator
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
+    ) -> None:
+        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        resp.media = views.api_key(key)
+
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
+    ) -> None:
+        """Revoke at once: the key's cached principal goes with it."""
+        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        self._deps.repo.revoke_key(key, self._deps.clock())
+        self._auth.forget([key.key_hash])
+        resp.status = falcon.HTTP_204
+
+
+def _require_eggs(deps: Deps, egg_ids: list[str]) -> None:
+    known = {e.id for e in deps.repo.list_eggs()}
+    unknown = [e for e in egg_ids if e not in known]
+    if unknown:
+        raise InvalidInput(f"Unknown egg ids: {', '.join(unknown)}.")

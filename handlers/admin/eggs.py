@@ -1,15 +1,29 @@
 from __future__ import annotations
 
+import dataclasses
+
 import falcon
 
 from handlers import views
 from handlers.body import body_as, path_id
 from handlers.deps import Deps
-from shared.admin_requests import EggCreate
+from shared.admin_requests import EggCreate, EggResources, EggUpdate
 from shared.capacity import Resources
-from shared.errors import InvalidInput
+from shared.errors import BelowMinimum, Conflict, InvalidInput
 from shared.models import Egg
 from shared.rules import check_minimums
+
+
+def _resources(given: EggResources | None, base: Resources) -> Resources:
+    return base.merged(given.model_dump(exclude_none=True)) if given else base
+
+
+def _checked(egg: Egg) -> Egg:
+    try:
+        check_minimums(egg.defaults, egg)
+    except BelowMinimum as exc:
+        raise InvalidInput(f"The egg's defaults are below its minimums: {exc.message}") from exc
+    return egg
 
 
 class EggCollection:
@@ -21,25 +35,22 @@ class EggCollection:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
-        minimum = Resources.from_api(body.minimum.model_dump(exclude_none=True))
-        defaults = minimum.merged(body.defaults.model_dump(exclude_none=True))
-        egg = Egg(
-            id=self._deps.new_id(),
-            name=body.name,
-            description=body.description,
-            engine=body.engine,
-            image=body.image,
-            command=tuple(body.command) if body.command is not None else None,
-            environment=dict(body.environment),
-            minimum=minimum,
-            defaults=defaults,
-            stop_timeout=body.stop_timeout,
-            created_at=self._deps.clock(),
+        minimum = _resources(body.minimum, Resources())
+        egg = _checked(
+            Egg(
+                id=self._deps.new_id(),
+                name=body.name,
+                description=body.description,
+                engine=body.engine,
+                image=body.image,
+                command=tuple(body.command) if body.command is not None else None,
+                environment=dict(body.environment),
+                minimum=minimum,
+                defaults=_resources(body.defaults, minimum),
+                stop_timeout=body.stop_timeout,
+                created_at=self._deps.clock(),
+            )
         )
-        try:
-            check_minimums(defaults, egg)
-        except Exception as exc:
-            raise InvalidInput(f"The egg's defaults are below its minimums: {exc}") from exc
         self._deps.repo.create_egg(egg)
         resp.status = falcon.HTTP_201
         resp.media = views.egg(egg)
@@ -51,3 +62,29 @@ class EggItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         resp.media = views.egg(self._deps.repo.get_egg(path_id(egg_id, "Egg")))
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
+        egg = self._deps.repo.get_egg(path_id(egg_id, "Egg"))
+        body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
+        changes = body.model_dump(exclude_none=True, exclude={"minimum", "defaults", "command"})
+        if body.command is not None:
+            changes["command"] = tuple(body.command)
+        minimum = _resources(body.minimum, egg.minimum)
+        updated = _checked(
+            dataclasses.replace(
+                egg, **changes, minimum=minimum, defaults=_resources(body.defaults, egg.defaults)
+            )
+        )
+        self._deps.repo.replace_egg(updated)
+        resp.media = views.egg(updated)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
+        path_id(egg_id, "Egg")
+        allowing = [c.name for c in self._deps.repo.list_clusters() if egg_id in c.egg_ids]
+        if allowing:
+            raise Conflict(
+                f"Egg is allowed in clusters {', '.join(sorted(allowing))}; "
+                "remove it from their allow-lists first."
+            )
+        self._deps.repo.delete_egg(egg_id)
+        resp.status = falcon.HTTP_204

@@ -11,6 +11,8 @@ from shared.models import Host, HostStatus
 
 
 class HostCollection:
+    """/api/v1/hosts and /api/v1/nodes: the same collection."""
+
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
@@ -20,6 +22,9 @@ class HostCollection:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
         now = self._deps.clock()
+        ssh = {}
+        if body.ssh_host_key and body.ssh_private_key:
+            ssh = {"host_key": body.ssh_host_key, "private_key": body.ssh_private_key}
         host = Host(
             id=self._deps.new_id(),
             name=body.name,
@@ -32,6 +37,8 @@ class HostCollection:
             status=HostStatus.READY,
             labels=dict(body.labels),
             tls=dict(body.tls),
+            ssh=ssh,
+            port_range=(body.port_range[0], body.port_range[1]) if body.port_range else None,
             created_at=now,
             updated_at=now,
         )
@@ -46,3 +53,21 @@ class HostItem:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         resp.media = views.host(self._deps.repo.get_host(path_id(host_id, "Host")))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        force = req.get_param_as_bool("force", default=False)
+        self._deps.repo.delete_host(path_id(host_id, "Host"), force=bool(force))
+        resp.status = falcon.HTTP_204
+
+
+class HostDrain:
+    """POST .../drain (no new placements; running workloads stay) and .../undrain."""
+
+    def __init__(self, deps: Deps, draining: bool) -> None:
+        self._deps = deps
+        self._draining = draining
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        host = self._deps.repo.get_host(path_id(host_id, "Host"))
+        updated = self._deps.repo.set_host_draining(host, self._draining, self._deps.clock())
+        resp.media = views.host(updated)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import falcon
@@ -77,7 +78,5 @@ class OperationWait:
             return op
         finally:
             if pubsub is not None:
-                try:
+                with contextlib.suppress(RedisError):
                     pubsub.close()
-                except RedisError:
-                    pass

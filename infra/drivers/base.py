@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.runtime import Observed, WorkloadSpec
+from shared.runtime import HostInfo, Observed, WorkloadSpec
 from shared.states import PowerSignal
 
 
@@ -37,6 +37,10 @@ class HostDriver(Protocol):
 
     def list_managed(self) -> list[Observed]:
         """Every workload on the host that carries Corral's labels."""
+        ...
+
+    def probe(self) -> HostInfo:
+        """Answer a health check (raises HostError when the host does not answer)."""
         ...
 
     def close(self) -> None:

@@ -74,7 +74,9 @@ def test_resize_changes_live_limits(live, deps, docker_client):
     ("signal_name", "engine_status", "api_status"),
     [("stop", "exited", "stopped"), ("kill", "exited", "stopped"), ("pause", "paused", "paused")],
 )
-def test_power_signals_reach_the_engine(live, deps, docker_client, signal_name, engine_status, api_status):
+def test_power_signals_reach_the_engine(
+    live, deps, docker_client, signal_name, engine_status, api_status
+):
     body = _create_running(live, deps, name=f"power-{signal_name}")
     resp = live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": signal_name})
     assert resp.status_code == 202, resp.text
@@ -105,7 +107,9 @@ def test_egg_switch_recreates_from_new_image(live, deps, docker_client, busybox_
     live.api.admin("GET", f"/clusters/{cluster_id}")
     # allow the new egg in the cluster by writing the allow-list (operator route comes later)
     deps.repo.db.update(
-        f"CLUSTER#{cluster_id}", "#META", "SET egg_ids = :e",
+        f"CLUSTER#{cluster_id}",
+        "#META",
+        "SET egg_ids = :e",
         {":e": [live.egg["id"], other["id"]]},
     )
     body = _create_running(live, deps, name="switch")
@@ -163,9 +167,21 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
     # Freeze the engine so the worker is caught inside the job, then kill it.
     dockerd_pid = dockerd.process.pid
     worker = subprocess.Popen(
-        [sys.executable, "-m", "rq.cli", "worker", "--burst", "-u", settings.redis_url,
-         "--serializer", "rq.serializers.JSONSerializer", settings.queue_name],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "rq.cli",
+            "worker",
+            "--burst",
+            "-u",
+            settings.redis_url,
+            "--serializer",
+            "rq.serializers.JSONSerializer",
+            settings.queue_name,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         os.kill(dockerd_pid, signal.SIGSTOP)
@@ -185,14 +201,16 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
     egg = deps.repo.get_egg(workload.egg_id)
     DockerDriver(dockerd.url).ensure(spec_for(workload, egg))
 
-    # The job runs again (as the reconciler does for a dead worker's job) and again for good measure.
+    # The job runs again (as the reconciler does for a dead worker's job), then once more.
     op = deps.repo.get_operation(live.cluster["id"], op_id)
     assert deps.jobs.requeue_operation(op)
     run_jobs(deps)
     deps.jobs.requeue_operation(op)
     run_jobs(deps)
 
-    matching = docker_client.containers.list(all=True, filters={"label": f"io.corral.workload={workload_id}"})
+    matching = docker_client.containers.list(
+        all=True, filters={"label": f"io.corral.workload={workload_id}"}
+    )
     assert len(matching) == 1 and matching[0].status == "running"
     assert live.api.tenant("GET", f"/containers/{workload_id}").json["status"] == "running"
     used = _counters(live.api)

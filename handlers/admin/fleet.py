@@ -1,0 +1,99 @@
+"""Fleet-wide views: capacity and workloads per host, platform stats, images."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import falcon
+
+from handlers import views
+from handlers.deps import Deps
+from shared.capacity import Resources
+from shared.clock import iso
+from shared.models import Host, Workload
+
+
+def _by_status(workloads: list[Workload]) -> dict[str, int]:
+    return dict(Counter(w.status.value for w in workloads))
+
+
+class FleetStatus:
+    """GET /api/v1/status: per-host and total capacity, used, free, workloads by status."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        repo = self._deps.repo
+        hosts = repo.list_hosts()
+        per_host = []
+        capacity, used = Resources(), Resources()
+        everything: list[Workload] = []
+        for host in hosts:
+            workloads = [w for w in repo.list_host_workloads(host.id) if not w.status.is_gone]
+            everything += workloads
+            capacity, used = capacity + host.capacity, used + host.used
+            per_host.append(views.host(host) | {"workloads": _by_status(workloads)})
+        resp.media = {
+            "hosts": per_host,
+            "totals": {
+                "hosts": len(hosts),
+                "capacity": views.resources(capacity),
+                "used": views.resources(used),
+                "free": views.resources(capacity - used),
+                "workloads": _by_status(everything),
+            },
+        }
+
+
+class FleetStats:
+    """GET /api/v1/stats: platform-wide totals."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        repo = self._deps.repo
+        clusters = repo.list_clusters()
+        hosts = repo.list_hosts()
+        workloads = [w for c in clusters for w in repo.list_workloads(c.id) if not w.status.is_gone]
+        resp.media = {
+            "clusters": len(clusters),
+            "clusters_by_status": dict(Counter(c.status.value for c in clusters)),
+            "nodes": len(hosts),
+            "nodes_by_status": dict(Counter(h.status.value for h in hosts)),
+            "eggs": len(repo.list_eggs()),
+            "containers": len(workloads),
+            "containers_by_status": _by_status(workloads),
+            "running_tasks": sum(1 for w in workloads if w.status.value == "running"),
+        }
+
+
+class FleetImages:
+    """GET /api/v1/images: images across the fleet, as the health check last saw them."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        hosts: list[Host] = self._deps.repo.list_hosts()
+        where: dict[str, list[str]] = {}
+        for host in hosts:
+            for image in host.images:
+                where.setdefault(image, []).append(host.id)
+        images: list[dict[str, Any]] = [
+            {"image": image, "hosts": sorted(ids)} for image, ids in sorted(where.items())
+        ]
+        resp.media = {
+            "images": images,
+            "hosts": [
+                {
+                    "id": h.id,
+                    "name": h.name,
+                    "images": list(h.images),
+                    "checked_at": iso(h.last_heartbeat),
+                }
+                for h in hosts
+            ],
+        }

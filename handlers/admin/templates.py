@@ -1,0 +1,69 @@
+"""Templates (one-click installs, as in 001) are eggs seen from the operator's side:
+instantiating one creates a workload from the egg with its defaults filled in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+
+from handlers import views
+from handlers.body import body_as, path_id
+from handlers.deps import Deps
+from handlers.workloads import WorkloadService
+from shared.admin_requests import Instantiate
+from shared.models import Egg
+from shared.requests import ContainerCreate
+
+
+def template(egg: Egg) -> dict[str, Any]:
+    minimum, defaults = egg.minimum.to_api(), egg.defaults.to_api()
+    return views.egg(egg) | {
+        "parameters": [
+            {"name": "cluster_id", "type": "string", "required": True},
+            {"name": "name", "type": "string", "required": True},
+            *(
+                {
+                    "name": f"resources.{field}",
+                    "type": "number",
+                    "required": False,
+                    "default": defaults[field],
+                    "minimum": minimum[field],
+                }
+                for field in defaults
+            ),
+            {"name": "constraints", "type": "object", "required": False},
+        ]
+    }
+
+
+class TemplateCollection:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [template(e) for e in self._deps.repo.list_eggs()]
+
+
+class TemplateItem:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
+        resp.media = template(self._deps.repo.get_egg(path_id(template_id, "Template")))
+
+
+class TemplateInstantiate:
+    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
+        self._deps = deps
+        self._workloads = workloads
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
+        egg = self._deps.repo.get_egg(path_id(template_id, "Template"))
+        body = body_as(req, Instantiate, self._deps.settings.max_body_bytes)
+        request = ContainerCreate.model_validate(
+            {"name": body.name, "egg_id": egg.id, **body.resources.model_dump(exclude_none=True)}
+        )
+        workload, operation = self._workloads.create(body.cluster_id, request, body.constraints)
+        resp.status = falcon.HTTP_202
+        resp.media = views.accepted(workload, operation) | {"cluster_id": body.cluster_id}

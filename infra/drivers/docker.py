@@ -1,0 +1,501 @@
+"""The Docker Engine host driver: one container per workload, through the docker SDK.
+
+The engine is reached at `unix:///path/docker.sock`, `tcp://host:port` (mutual TLS from
+PEM strings) or `ssh://user@host` (host key checked against known_hosts, unknown keys
+rejected). Containers are named `corral-<workload id>` and carry Corral's labels; the
+name makes `ensure` idempotent, the labels let `list_managed` find them.
+
+What the engine enforces varies by host: CPU quota and memory are enforced everywhere
+cgroups are; a disk size needs overlay2 on xfs with pquota (or a driver with quotas);
+a block-IO weight needs the kernel's blkio weight support. Each `Observed.enforced`
+says, read back from the container, which limits are enforced and which Corral only
+accounts for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import tempfile
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from functools import partial
+from types import TracebackType
+from typing import Any, cast
+
+import docker
+import docker.constants
+import docker.errors
+import docker.tls
+import paramiko
+import requests
+import urllib3.exceptions
+
+from shared.capacity import Resources
+from shared.errors import HostError
+from shared.runtime import (
+    LABEL_MANAGED,
+    LABEL_WORKLOAD,
+    HostInfo,
+    Observed,
+    RuntimeState,
+    WorkloadSpec,
+    runtime_name,
+)
+from shared.states import PowerSignal
+
+# CFS period; a quota of cpu_centi * 1000 µs per period is cpu_centi/100 cores. Quota and
+# period, unlike nano_cpus, can be changed on a live container.
+CPU_PERIOD_US = 100_000
+MIB = 1024 * 1024
+BLKIO_WEIGHT_RANGE = (10, 1000)
+
+_STATES: dict[str, RuntimeState] = {
+    "running": RuntimeState.RUNNING,
+    "restarting": RuntimeState.RUNNING,
+    "paused": RuntimeState.PAUSED,
+    "created": RuntimeState.STOPPED,
+    "exited": RuntimeState.STOPPED,
+    "dead": RuntimeState.STOPPED,
+    "removing": RuntimeState.STOPPED,
+}
+_TARGETS: dict[PowerSignal, RuntimeState] = {
+    PowerSignal.START: RuntimeState.RUNNING,
+    PowerSignal.RESTART: RuntimeState.RUNNING,
+    PowerSignal.RESUME: RuntimeState.RUNNING,
+    PowerSignal.STOP: RuntimeState.STOPPED,
+    PowerSignal.KILL: RuntimeState.STOPPED,
+    PowerSignal.PAUSE: RuntimeState.PAUSED,
+}
+# What engines answer (with a 500 from overlay2, other codes elsewhere) when the storage
+# driver cannot size a container's root filesystem.
+_STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
+_CREATE_ATTEMPTS = 8
+_CREATE_BACKOFF_S = 0.02
+_RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
+_LIBRARY_ERRORS: tuple[type[BaseException], ...] = (
+    docker.errors.DockerException,
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    paramiko.SSHException,
+    OSError,
+)
+
+
+container_name = runtime_name
+
+
+class DockerDriver:
+    """A HostDriver for one Docker Engine. Connects lazily, on the first call."""
+
+    def __init__(
+        self,
+        address: str,
+        tls: Mapping[str, str] | None = None,
+        *,
+        timeout: float = 30,
+        client_factory: Callable[..., Any] = docker.DockerClient,
+    ) -> None:
+        self._address = address
+        self._timeout = timeout
+        self._client_factory = client_factory
+        self._client: Any = None
+        self._tls_dir: str | None = None
+        self._tls: Any = False
+        if tls:
+            self._tls = self._tls_config(tls)
+        # What this engine refused or silently discarded; None until first tried.
+        self._storage_opt_supported: bool | None = None
+        self._blkio_weight_supported: bool | None = None
+
+    # -- HostDriver ---------------------------------------------------------------
+
+    def ensure(self, spec: WorkloadSpec) -> Observed:
+        name = spec.runtime_name
+        with self._host_errors(f"create container {name}", image=spec.image):
+            attrs = self._inspect(name)
+            for attempt in range(_CREATE_ATTEMPTS):
+                if attrs is not None:
+                    break
+                time.sleep(_CREATE_BACKOFF_S * attempt)
+                try:
+                    self._create(spec)
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409:
+                        raise
+                    # A concurrent ensure holds the name: its container is ours too, unless
+                    # its attempt fails and frees the name again (then we try once more).
+                attrs = self._inspect(name)
+            if attrs is None:
+                raise HostError(f"container {name} kept vanishing while created", transient=True)
+        if _labels(attrs).get(LABEL_WORKLOAD) != spec.workload_id:
+            raise HostError(f"container name {name} is taken by a container Corral did not create")
+        return _observed(spec.workload_id, attrs)
+
+    def apply_resources(self, spec: WorkloadSpec) -> Observed:
+        name = spec.runtime_name
+        with self._host_errors(f"update container {name}"):
+            self._require(name, spec.workload_id)
+            limits = self._update_limits(spec.resources)
+            self._api().update_container(name, **limits)
+            attrs = self._require(name, spec.workload_id)
+            if "blkio_weight" in limits:
+                self._learn_blkio_weight(attrs)
+        return _observed(spec.workload_id, attrs)
+
+    def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
+        name = container_name(workload_id)
+        with self._host_errors(f"{signal.value} container {name}"):
+            before = _state(self._require(name, workload_id))
+            try:
+                self._send(name, signal, before, stop_timeout)
+            except docker.errors.APIError:
+                # The container changed state under us (409, or a 500 "is not paused"):
+                # fine if it is where the signal wanted it anyway.
+                if _state(self._require(name, workload_id)) is not _TARGETS[signal]:
+                    raise
+            attrs = self._require(name, workload_id)
+        return _observed(workload_id, attrs)
+
+    def remove(self, workload_id: str) -> None:
+        name = container_name(workload_id)
+        with self._host_errors(f"remove container {name}"):
+            try:
+                self._api().remove_container(name, v=True, force=True)
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409 or "in progress" not in _explanation(exc):
+                    raise
+                self._wait_gone(name)
+
+    def inspect(self, workload_id: str) -> Observed:
+        name = container_name(workload_id)
+        with self._host_errors(f"inspect container {name}"):
+            attrs = self._inspect(name)
+        if attrs is None:
+            return Observed(workload_id=workload_id, state=RuntimeState.MISSING)
+        return _observed(workload_id, attrs)
+
+    def list_managed(self) -> list[Observed]:
+        found: list[Observed] = []
+        with self._host_errors("list containers"):
+            summaries = self._api().containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
+            for summary in summaries:
+                attrs = self._inspect(summary["Id"])
+                if attrs is None:  # removed between the listing and now
+                    continue
+                workload_id = _labels(attrs).get(LABEL_WORKLOAD) or _name(attrs)
+                found.append(_observed(workload_id, attrs))
+        return found
+
+    def probe(self) -> HostInfo:
+        """Answer a health check: the engine responds and lists its tagged images."""
+        with self._host_errors("list images"):
+            images = self._api().images()
+        tags = sorted(
+            {
+                tag
+                for image in images
+                for tag in image.get("RepoTags") or []
+                if tag != "<none>:<none>"
+            }
+        )
+        return HostInfo(images=tuple(tags))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with suppress(*_LIBRARY_ERRORS):
+                client.close()
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+            self._tls_dir = None
+
+    def __enter__(self) -> DockerDriver:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- engine calls -------------------------------------------------------------
+
+    def _api(self) -> Any:
+        """The low-level API client; the first call connects (and negotiates the version)."""
+        if self._client is None:
+            self._client = self._connect()
+        return self._client.api
+
+    def _connect(self) -> Any:
+        connect = partial(
+            self._client_factory, base_url=self._address, tls=self._tls, timeout=self._timeout
+        )
+        if self._tls is False:
+            return connect()
+        # requests lets REQUESTS_CA_BUNDLE override a session's CA file, which would swap
+        # the host's own CA for the system bundle. The session must ignore the environment,
+        # but the SDK asks for the API version inside its constructor, before we can say so:
+        # ask first with a probe client, then build the real one with that version.
+        probe = connect(version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        try:
+            probe.api.trust_env = False
+            version = str(probe.api.version(api_version=False)["ApiVersion"])
+        finally:
+            probe.close()
+        client = connect(version=version)
+        client.api.trust_env = False
+        return client
+
+    def _inspect(self, name_or_id: str) -> dict[str, Any] | None:
+        try:
+            return cast(dict[str, Any], self._api().inspect_container(name_or_id))
+        except docker.errors.NotFound:
+            return None
+
+    def _require(self, name: str, workload_id: str) -> dict[str, Any]:
+        attrs = self._inspect(name)
+        if attrs is None:
+            raise HostError(f"workload {workload_id} has no container {name} on {self._address}")
+        return attrs
+
+    def _create(self, spec: WorkloadSpec) -> None:
+        limits = self._create_limits(spec.resources)
+        wants_storage = spec.resources.storage_mb > 0 and self._storage_opt_supported is not False
+        if wants_storage:
+            sized = {**limits, "storage_opt": {"size": f"{spec.resources.storage_mb}M"}}
+            try:
+                self._create_container(spec, sized)
+            except docker.errors.APIError as exc:
+                if not _refuses_storage_opt(exc):
+                    raise
+                self._storage_opt_supported = False
+            else:
+                self._storage_opt_supported = True
+                return
+        self._create_container(spec, limits)
+
+    def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
+        api = self._api()
+        created = api.create_container(
+            spec.image,
+            command=list(spec.command) if spec.command else None,
+            name=spec.runtime_name,
+            labels=spec.labels(),
+            environment=dict(spec.environment) or None,
+            stop_timeout=spec.stop_timeout,
+            host_config=api.create_host_config(**limits),
+        )
+        if "blkio_weight" in limits:
+            self._learn_blkio_weight(api.inspect_container(created["Id"]))
+
+    def _learn_blkio_weight(self, attrs: Mapping[str, Any]) -> None:
+        # Kernels without blkio weight make the engine drop it with a mere warning.
+        self._blkio_weight_supported = _enforced(attrs.get("HostConfig") or {})["io"]
+
+    def _create_limits(self, resources: Resources) -> dict[str, Any]:
+        limits: dict[str, Any] = {}
+        if resources.cpu_centi > 0:
+            limits["cpu_period"] = CPU_PERIOD_US
+            limits["cpu_quota"] = resources.cpu_centi * 1000
+        if resources.ram_mb > 0:
+            limits["mem_limit"] = limits["memswap_limit"] = resources.ram_mb * MIB
+        weight = self._blkio_weight(resources)
+        if weight is not None:
+            limits["blkio_weight"] = weight
+        return limits
+
+    def _update_limits(self, resources: Resources) -> dict[str, Any]:
+        # update_container skips falsy values, so "no CPU limit" must be sent as -1.
+        limits: dict[str, Any] = {
+            "cpu_period": CPU_PERIOD_US,
+            "cpu_quota": resources.cpu_centi * 1000 if resources.cpu_centi > 0 else -1,
+        }
+        if resources.ram_mb > 0:  # docker cannot lift a memory limit in place
+            limits["mem_limit"] = limits["memswap_limit"] = resources.ram_mb * MIB
+        weight = self._blkio_weight(resources)
+        if weight is not None:
+            limits["blkio_weight"] = weight
+        return limits
+
+    def _blkio_weight(self, resources: Resources) -> int | None:
+        if resources.io <= 0 or self._blkio_weight_supported is False:
+            return None
+        low, high = BLKIO_WEIGHT_RANGE
+        return min(max(resources.io, low), high)
+
+    def _send(self, name: str, signal: PowerSignal, state: RuntimeState, stop_timeout: int) -> None:
+        api = self._api()
+        live = state in (RuntimeState.RUNNING, RuntimeState.PAUSED)
+        if signal is PowerSignal.START:
+            if state is RuntimeState.PAUSED:
+                api.unpause(name)
+            elif state is not RuntimeState.RUNNING:
+                api.start(name)
+        elif signal is PowerSignal.STOP:
+            if live:
+                self._unpausing(name, lambda: api.stop(name, timeout=stop_timeout))
+        elif signal is PowerSignal.RESTART:
+            self._unpausing(name, lambda: api.restart(name, timeout=stop_timeout))
+        elif signal is PowerSignal.KILL:
+            if live:
+                self._unpausing(name, lambda: api.kill(name))
+                # kill only delivers the signal; wait until the engine saw the exit.
+                api.wait(name, timeout=self._timeout, condition="not-running")
+        elif signal is PowerSignal.PAUSE:
+            if state is RuntimeState.STOPPED:
+                raise HostError(f"cannot pause container {name}: it is not running")
+            if state is RuntimeState.RUNNING:
+                api.pause(name)
+        elif signal is PowerSignal.RESUME:
+            if state is RuntimeState.STOPPED:
+                raise HostError(f"cannot resume container {name}: it is stopped, not paused")
+            if state is RuntimeState.PAUSED:
+                api.unpause(name)
+
+    def _unpausing(self, name: str, action: Callable[[], object]) -> None:
+        """Run `action`; if the engine refuses because the container is paused, unpause first."""
+        try:
+            action()
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or "paused" not in _explanation(exc):
+                raise
+            self._api().unpause(name)
+            action()
+
+    def _wait_gone(self, name: str) -> None:
+        with suppress(docker.errors.NotFound):
+            self._api().wait(name, timeout=self._timeout, condition="removed")
+
+    # -- connection and errors ----------------------------------------------------
+
+    def _tls_config(self, tls: Mapping[str, str]) -> Any:
+        """Write the PEM strings to a private directory: the SDK only takes file paths."""
+        self._tls_dir = tempfile.mkdtemp(prefix="corral-tls-")
+        weakref.finalize(self, shutil.rmtree, self._tls_dir, ignore_errors=True)
+        paths: dict[str, str] = {}
+        for key in ("ca_cert", "client_cert", "client_key"):
+            if tls.get(key):
+                path = os.path.join(self._tls_dir, f"{key}.pem")
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as pem:
+                    pem.write(tls[key])
+                paths[key] = path
+        client_cert = None
+        if "client_cert" in paths or "client_key" in paths:
+            client_cert = (paths.get("client_cert"), paths.get("client_key"))
+        try:
+            return docker.tls.TLSConfig(
+                client_cert=client_cert, ca_cert=paths.get("ca_cert"), verify=True
+            )
+        except docker.errors.TLSParameterError as exc:
+            raise HostError(f"invalid TLS material for {self._address}: {exc}") from exc
+
+    @contextmanager
+    def _host_errors(self, action: str, *, image: str | None = None) -> Iterator[None]:
+        """Re-raise every library error as HostError, transient when a retry may succeed."""
+        try:
+            yield
+        except HostError:
+            raise
+        except _LIBRARY_ERRORS as exc:
+            raise self._host_error(action, exc, image) from exc
+
+    def _host_error(self, action: str, exc: BaseException, image: str | None) -> HostError:
+        where = f"docker host {self._address}"
+        if isinstance(exc, docker.errors.ImageNotFound) and image is not None:
+            return HostError(f"image '{image}' is not present on {where}")
+        if isinstance(exc, docker.errors.APIError):
+            status = exc.status_code or 0
+            detail = exc.explanation or str(exc)
+            transient = status >= 500 or status in _RETRYABLE_CLIENT_STATUSES
+            return HostError(
+                f"{action} on {where} failed ({status}): {detail}", transient=transient
+            )
+        if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+            return HostError(f"{action} on {where} failed: ssh: {exc}")
+        if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
+            return HostError(f"{action} on {where} failed: ssh host key not trusted: {exc}")
+        transient = _is_connection_problem(exc)
+        reason = "unreachable" if transient else "failed"
+        return HostError(f"{action} on {where} {reason}: {exc}", transient=transient)
+
+
+def _is_connection_problem(exc: BaseException) -> bool:
+    """Timeouts, refused or missing sockets, ssh transport drops: anywhere in the cause chain.
+
+    A failed TLS handshake (untrusted certificate, no client certificate) is not one:
+    retrying cannot fix it.
+    """
+    chain = list(_cause_chain(exc))
+    if any(isinstance(link, requests.exceptions.SSLError | ssl.SSLError) for link in chain):
+        return False
+    return any(
+        isinstance(
+            link,
+            requests.ConnectionError
+            | requests.Timeout
+            | urllib3.exceptions.HTTPError
+            | paramiko.SSHException
+            | OSError,
+        )
+        for link in chain
+    )
+
+
+def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _refuses_storage_opt(exc: docker.errors.APIError) -> bool:
+    explanation = _explanation(exc)
+    return any(fragment in explanation for fragment in _STORAGE_OPT_REFUSALS)
+
+
+def _explanation(exc: docker.errors.APIError) -> str:
+    return str(exc.explanation or exc).lower()
+
+
+def _state(attrs: Mapping[str, Any]) -> RuntimeState:
+    return _STATES.get(str(attrs.get("State", {}).get("Status", "")), RuntimeState.STOPPED)
+
+
+def _labels(attrs: Mapping[str, Any]) -> dict[str, str]:
+    return dict((attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _name(attrs: Mapping[str, Any]) -> str:
+    return str(attrs.get("Name", "")).lstrip("/").removeprefix("corral-")
+
+
+def _enforced(host_config: Mapping[str, Any]) -> dict[str, bool]:
+    """Which limits the engine holds, read back: it drops what the kernel cannot do."""
+    return {
+        "cpu_cores": (host_config.get("CpuQuota") or 0) > 0,
+        "ram_mb": (host_config.get("Memory") or 0) > 0,
+        "storage_mb": "size" in (host_config.get("StorageOpt") or {}),
+        "io": (host_config.get("BlkioWeight") or 0) > 0,
+    }
+
+
+def _observed(workload_id: str, attrs: Mapping[str, Any]) -> Observed:
+    return Observed(
+        workload_id=workload_id,
+        state=_state(attrs),
+        runtime_id=attrs.get("Id"),
+        image=(attrs.get("Config") or {}).get("Image"),
+        enforced=_enforced(attrs.get("HostConfig") or {}),
+        labels=_labels(attrs),
+    )

@@ -1,0 +1,60 @@
+"""The host health check: probe every host, record ready / not_ready / down with
+the heartbeat and the images it holds. Drain is the operator's; health is ours."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from shared.errors import Conflict, HostError, NotFound
+from shared.models import Host, HostStatus
+from workers import context
+
+log = logging.getLogger("corral.hosts")
+
+# A host that has not answered for this long is down, not merely not ready.
+DOWN_AFTER = timedelta(seconds=90)
+
+
+def health_after_failure(host: Host, now: datetime) -> HostStatus:
+    seen = host.last_heartbeat or host.created_at
+    return HostStatus.DOWN if now - seen >= DOWN_AFTER else HostStatus.NOT_READY
+
+
+def check_host(ctx: context.WorkerContext, host: Host) -> Host:
+    now = ctx.clock()
+    try:
+        info = ctx.drivers.for_host(host).probe()
+    except HostError as exc:
+        health = health_after_failure(host, now)
+        log.warning("host %s (%s) did not answer: %s -> %s", host.name, host.id, exc, health.value)
+        return _record(ctx, host, health, now, heartbeat=None, images=None)
+    return _record(ctx, host, HostStatus.READY, now, heartbeat=now, images=info.images)
+
+
+def _record(
+    ctx: context.WorkerContext,
+    host: Host,
+    health: HostStatus,
+    now: datetime,
+    *,
+    heartbeat: datetime | None,
+    images: tuple[str, ...] | None,
+) -> Host:
+    try:
+        return ctx.repo.record_host_health(host, health, now, heartbeat=heartbeat, images=images)
+    except Conflict:  # drained or undrained meanwhile: record against the fresh flag
+        fresh = ctx.repo.get_host(host.id)
+        return ctx.repo.record_host_health(fresh, health, now, heartbeat=heartbeat, images=images)
+
+
+def check_hosts() -> dict[str, str]:
+    """RQ job (scheduled): check every host once. Returns host id -> status."""
+    ctx = context.current()
+    results: dict[str, str] = {}
+    for host in ctx.repo.list_hosts():
+        try:
+            results[host.id] = check_host(ctx, host).status.value
+        except NotFound:
+            continue  # deleted while we looked
+    return results
