@@ -47,9 +47,10 @@ class Authenticator:
         self._deps = deps
 
     def principal(self, header: str | None) -> Principal:
-        if not header or not header.startswith("Bearer "):
+        scheme, _, secret = (header or "").strip().partition(" ")
+        if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
             raise Unauthorized()
-        secret = header[len("Bearer ") :].strip()
+        secret = secret.strip()
         if not secret or len(secret) > 200:
             raise Unauthorized()
         key_hash = hash_secret(secret)

@@ -31,6 +31,8 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
         raise InvalidInput("Request body is required.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInput("Request body is not valid JSON.") from exc
+    except RecursionError as exc:
+        raise InvalidInput("Request body is nested too deeply.") from exc
 
 
 def body_as(req: falcon.Request, model: type[M], max_bytes: int) -> M:

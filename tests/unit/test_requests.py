@@ -1,0 +1,193 @@
+"""Request bodies: strict JSON types, bounds, names, and where the error is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.errors import InvalidInput
+from shared.requests import (
+    ContainerCreate,
+    ContainerUpdate,
+    PowerRequest,
+    ResourceFields,
+    parse,
+)
+from shared.states import PowerSignal
+
+EGG = "0c7d8a4e-0000-4000-8000-000000000000"
+
+
+def create(**fields: Any) -> ContainerCreate:
+    return parse(ContainerCreate, {"name": "web", "egg_id": EGG} | fields)
+
+
+def refused(model: type, body: Any) -> InvalidInput:
+    with pytest.raises(InvalidInput) as caught:
+        parse(model, body)
+    return caught.value
+
+
+def test_a_minimal_create() -> None:
+    body = create()
+    assert body.name == "web"
+    assert body.egg_id == EGG
+    assert body.given() == {}
+
+
+def test_given_lists_only_the_resource_fields_sent() -> None:
+    body = create(ram_mb=128, cpu_cores=1.5, ports=0)
+    assert body.given() == {"ram_mb": 128, "cpu_cores": 1.5, "ports": 0}
+
+
+def test_integers_are_accepted_for_cores() -> None:
+    assert create(cpu_cores=2).cpu_cores == 2
+
+
+@pytest.mark.parametrize("cores", [0.01, 0.1, 0.33, 1.25, 99.99, 1024])
+def test_cores_with_up_to_two_decimals(cores: float) -> None:
+    assert create(cpu_cores=cores).cpu_cores == cores
+
+
+@pytest.mark.parametrize("cores", [0.001, 0.125, 1.005, 3.14159, 1024.01, 2048])
+def test_cores_with_more_decimals_or_too_many(cores: float) -> None:
+    error = refused(ContainerCreate, {"name": "w", "egg_id": EGG, "cpu_cores": cores})
+    assert "cpu_cores" in error.message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("ram_mb", "128"),
+        ("ram_mb", True),
+        ("ram_mb", 1.5),
+        ("ram_mb", [1]),
+        ("cpu_cores", "1"),
+        ("cpu_cores", False),
+        ("io", {"a": 1}),
+        ("ports", "1"),
+        ("name", 5),
+        ("egg_id", 5),
+        ("egg_id", ""),
+        ("egg_id", "a/b"),
+        ("egg_id", "x" * 81),
+        ("name", ""),
+        ("name", "   "),
+        ("name", "x" * 65),
+        ("name", "tab\there"),
+        ("name", "del\x7f"),
+        ("colour", "blue"),
+        ("resources", {"ram_mb": 1}),
+    ],
+)
+def test_create_refuses(field: str, value: Any) -> None:
+    error = refused(ContainerCreate, {"name": "web", "egg_id": EGG, field: value})
+    assert error.code == "invalid_input"
+    assert error.status == 400
+    assert error.details
+    assert error.details[0]["loc"].split(".")[0] == field
+    assert field in error.message
+
+
+@pytest.mark.parametrize(
+    ("field", "bound"),
+    [("ram_mb", 16 * 1024 * 1024), ("storage_mb", 1024**3), ("io", 1000), ("ports", 1000)],
+)
+def test_upper_bounds_are_inclusive(field: str, bound: int) -> None:
+    assert getattr(create(**{field: bound}), field) == bound
+    refused(ContainerCreate, {"name": "w", "egg_id": EGG, field: bound + 1})
+
+
+def test_negative_values_pass_validation_for_the_rules_to_call_below_minimum() -> None:
+    assert create(ram_mb=-1, ports=-5).given() == {"ram_mb": -1, "ports": -5}
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    for value in (float("nan"), float("inf"), float("-inf")):
+        refused(ContainerCreate, {"name": "w", "egg_id": EGG, "cpu_cores": value})
+        refused(ContainerCreate, {"name": "w", "egg_id": EGG, "ram_mb": value})
+
+
+def test_names_are_stripped_and_may_be_unicode() -> None:
+    assert create(name="  web  ").name == "web"
+    assert create(name="ünïcødé-名前").name == "ünïcødé-名前"
+    assert create(name="x" * 64).name == "x" * 64
+
+
+@pytest.mark.parametrize("body", [[], "web", 1, None, True, [{"name": "web"}]])
+def test_only_objects_are_bodies(body: Any) -> None:
+    assert refused(ContainerCreate, body).message == "Request body must be a JSON object."
+
+
+def test_errors_list_every_problem_with_its_location() -> None:
+    error = refused(
+        ContainerUpdate, {"name": 5, "resources": {"ram_mb": "x", "gpu": 1}, "extra": True}
+    )
+    locations = {d["loc"] for d in error.details}
+    assert locations == {"name", "resources.ram_mb", "resources.gpu", "extra"}
+    types = {d["loc"]: d["type"] for d in error.details}
+    assert types["extra"] == "extra_forbidden"
+    assert all("input" not in d for d in error.details)
+
+
+def test_missing_fields_are_named() -> None:
+    error = refused(ContainerCreate, {})
+    assert {d["loc"] for d in error.details} >= {"name", "egg_id"}
+    assert {d["type"] for d in error.details} == {"missing"}
+
+
+# -- update -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"name": None}, {"resources": {}}, {"resources": None}, {"resources": {"ram_mb": None}}],
+)
+def test_an_update_that_asks_for_nothing_is_empty(body: dict[str, Any]) -> None:
+    assert parse(ContainerUpdate, body).is_empty()
+
+
+@pytest.mark.parametrize("body", [{"name": "x"}, {"egg_id": EGG}, {"resources": {"ports": 0}}])
+def test_an_update_with_something_is_not_empty(body: dict[str, Any]) -> None:
+    assert not parse(ContainerUpdate, body).is_empty()
+
+
+def test_update_resources_are_partial() -> None:
+    body = parse(ContainerUpdate, {"resources": {"ram_mb": 2048, "cpu_cores": 2}})
+    assert body.resources is not None
+    assert body.resources.given() == {"ram_mb": 2048, "cpu_cores": 2}
+
+
+def test_update_resources_follow_the_same_rules() -> None:
+    refused(ContainerUpdate, {"resources": {"cpu_cores": 0.125}})
+    refused(ContainerUpdate, {"resources": {"ram_mb": True}})
+    refused(ContainerUpdate, {"resources": []})
+    refused(ContainerUpdate, {"ram_mb": 1})
+
+
+# -- power ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal", list(PowerSignal))
+def test_every_signal_parses(signal: PowerSignal) -> None:
+    assert parse(PowerRequest, {"signal": signal.value}).signal is signal
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"signal": "hibernate"},
+        {"signal": "Start"},
+        {"signal": 1},
+        {"signal": None},
+        {"signal": "stop", "force": True},
+    ],
+)
+def test_bad_signals(body: dict[str, Any]) -> None:
+    refused(PowerRequest, body)
+
+
+def test_resource_fields_all_optional() -> None:
+    assert parse(ResourceFields, {}).given() == {}
