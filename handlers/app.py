@@ -16,14 +16,22 @@ from handlers.admin.clusters import (
 )
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
+from handlers.admin.envs import EnvCollection, EnvItem, EnvPower, VmItem
 from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.deps import Deps
+from handlers.envs import EnvService
 from handlers.health import HealthResource
 from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
-from handlers.public.containers import ContainerCollection, ContainerItem, ContainerPower
+from handlers.public.containers import (
+    ContainerCollection,
+    ContainerItem,
+    ContainerLease,
+    ContainerPower,
+)
+from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
 from handlers.workloads import WorkloadService
 from infra.dynamo import Dynamo, make_client
@@ -52,9 +60,11 @@ def create_app(deps: Deps) -> falcon.App:
     app.add_route(f"{PUBLIC_BASE}/eggs", EggCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/containers", ContainerCollection(deps, workloads))
     app.add_route(f"{PUBLIC_BASE}/containers/{{container_id}}", ContainerItem(deps, workloads))
-    app.add_route(
-        f"{PUBLIC_BASE}/containers/{{container_id}}/power", ContainerPower(deps, workloads)
-    )
+    item = f"{PUBLIC_BASE}/containers/{{container_id}}"
+    app.add_route(f"{item}/power", ContainerPower(deps, workloads))
+    app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
+    app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
+    app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
@@ -94,6 +104,12 @@ def _add_admin_routes(
     app.add_route(f"{base}/status", FleetStatus(deps))
     app.add_route(f"{base}/stats", FleetStats(deps))
     app.add_route(f"{base}/images", FleetImages(deps))
+    envs = EnvService(deps)
+    app.add_route(f"{base}/envs", EnvCollection(deps, envs))
+    app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))
+    for action in EnvPower.ACTIONS:
+        app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
+    app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))
 
 
 def deps_from(settings: Settings) -> Deps:

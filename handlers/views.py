@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from shared.capacity import Resources
-from shared.clock import iso, stamp
-from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
+from shared.clock import iso, stamp, utc_now
+from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
+from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
 
 
 def resources(res: Resources) -> dict[str, Any]:
@@ -37,7 +39,12 @@ def cluster(c: Cluster) -> dict[str, Any]:
         "id": c.id,
         "name": c.name,
         "status": c.status.value,
-        "plan": {"name": c.plan.name, "limits": cluster_totals(c)},
+        "plan": {
+            "name": c.plan.name,
+            "limits": cluster_totals(c),
+            "default_lifetime": c.plan.default_lifetime,
+            "max_lifetime": c.plan.max_lifetime,
+        },
         "totals": cluster_totals(c),
         "used": cluster_used(c),
         "remaining": cluster_remaining(c),
@@ -60,13 +67,14 @@ def egg(e: Egg) -> dict[str, Any]:
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": stamp(e.created_at),
+        **({"vm": dict(e.vm)} if e.engine == Engine.QEMU else {}),
     }
 
 
 ENFORCEMENT_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io")
 
 
-def container(w: Workload) -> dict[str, Any]:
+def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
     return {
         "id": w.id,
         "name": w.name,
@@ -83,8 +91,31 @@ def container(w: Workload) -> dict[str, Any]:
         "last_operation": w.last_op,
         "error": w.error,
         "expires_at": iso(w.expires_at),
+        "restart_policy": w.restart_policy.value,
+        "health": health(w.health, now),
         "created_at": stamp(w.created_at),
         "updated_at": stamp(w.updated_at),
+        **vm_details(w),
+    }
+
+
+def vm_details(w: Workload) -> dict[str, Any]:
+    """A VM's own fields (none for a container): what to reach it on, and whether new
+    memory or vCPUs wait for a restart."""
+    if w.engine != Engine.QEMU:
+        return {}
+    vm = w.vm or {}
+    forwarded = vm.get("forwarded_ports") or {}
+    return {
+        "restart_needed": w.restart_needed,
+        "vm": {
+            "env_id": vm.get("env_id"),
+            "ports": sorted({22, *vm.get("ports", [])}),
+            "deny_outgoing": bool(vm.get("deny_outgoing", False)),
+            "ssh_keys": list(vm.get("ssh_keys", [])),
+            "address": vm.get("address"),
+            "forwarded_ports": {str(g): forwarded[g] for g in sorted(forwarded, key=int)},
+        },
     }
 
 
@@ -106,7 +137,7 @@ def accepted(w: Workload, o: Operation) -> dict[str, Any]:
     return {"container": container(w), "operation": operation(o)}
 
 
-def host(h: Host) -> dict[str, Any]:
+def host(h: Host, now: datetime | None = None) -> dict[str, Any]:
     return {
         "id": h.id,
         "name": h.name,
@@ -121,6 +152,7 @@ def host(h: Host) -> dict[str, Any]:
         "capacity": resources(h.capacity),
         "used": resources(h.used),
         "free": resources(h.capacity - h.used),
+        "load": host_load(h.load, now),
         "workload_count": h.workload_count,
         "last_heartbeat": iso(h.last_heartbeat),
         "created_at": stamp(h.created_at),
@@ -142,3 +174,50 @@ def api_key(k: ApiKey, secret: str | None = None) -> dict[str, Any]:
     if secret is not None:
         view["secret"] = secret
     return view
+
+
+def health(h: Health | None, now: datetime | None = None) -> dict[str, Any]:
+    """002's health shape, plus `state`, `stale` and `reason` (see shared/health.py)."""
+    now = now or utc_now()
+    seen = (h or NOT_MEASURED).as_seen(now)
+    return {
+        "cpu_percent": seen.cpu_percent,
+        "memory_mb": seen.memory_mb,
+        "disk_mb": seen.disk_mb,
+        "last_heartbeat": int(seen.heartbeat.timestamp()) if seen.heartbeat else None,
+        "uptime_secs": seen.uptime_secs,
+        "state": seen.state.value,
+        "stale": h is None or h.is_stale(now),
+        "reason": seen.reason.value if seen.reason else None,
+    }
+
+
+def host_load(load: HostLoad | None, now: datetime | None = None) -> dict[str, Any] | None:
+    """What a host's workloads use, as the collector last summed it (None: never)."""
+    if load is None:
+        return None
+    return {
+        "cpu_percent": load.cpu_percent,
+        "cpu_cores": round(load.cpu_percent / 100, 2),
+        "memory_mb": load.memory_mb,
+        "disk_mb": load.disk_mb,
+        "workloads": load.workloads,
+        "measured_at": stamp(load.measured_at),
+        "stale": load.is_stale(now or utc_now()),
+    }
+
+
+def log_line(line: LogLine) -> dict[str, Any]:
+    return {
+        "time": format_ns(line.at_ns) if line.at_ns is not None else None,
+        "stream": line.stream,
+        "line": line.text,
+    }
+
+
+def logs(container_id: str, lines: list[LogLine], truncated: bool) -> dict[str, Any]:
+    return {
+        "container_id": container_id,
+        "lines": [log_line(line) for line in lines],
+        "truncated": truncated,
+    }

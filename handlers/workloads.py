@@ -20,9 +20,9 @@ from shared.errors import (
     NotFound,
     ServiceUnavailable,
 )
-from shared.models import Cluster, Egg, Operation, Workload
+from shared.models import Cluster, Egg, Engine, Operation, Workload
 from shared.placement import candidates
-from shared.requests import ContainerCreate, ContainerUpdate
+from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest
 from shared.states import (
     OperationKind,
     OperationStatus,
@@ -33,6 +33,7 @@ from shared.states import (
     operation_in_flight,
     power_target,
 )
+from shared.vm_rules import vm_request, vm_resources
 
 log = logging.getLogger("corral.workloads")
 
@@ -67,14 +68,18 @@ class WorkloadService:
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = self._allowed_egg(body.egg_id)
-        wanted = body.given()
-        wanted.pop("name", None)
-        wanted.pop("egg_id", None)
-        resources = rules.resources_for_create(wanted, egg)
+        vm = vm_request(egg, body.vm_given())
+        resources = rules.resources_for_create(body.given(), egg)
+        if vm is not None:
+            resources = vm_resources(resources, vm)
+        image = egg.image if vm is not None else None
         for attempt in range(ATTEMPTS):
             self._precheck(cluster, resources, new_container=True)
-            hosts = candidates(self._repo.list_hosts(), egg.engine, resources, constraints)
+            hosts = candidates(
+                self._repo.list_hosts(), egg.engine, resources, constraints, image=image
+            )
             now = self._deps.clock()
+            expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
             workload_id = self._deps.new_id()
             operation = self._operation(cluster.id, workload_id, OperationKind.PROVISION, {}, now)
             for host in hosts[:ATTEMPTS]:
@@ -91,6 +96,9 @@ class WorkloadService:
                     updated_at=now,
                     pending_op=operation.id,
                     last_op=operation.id,
+                    expires_at=expires_at,
+                    restart_policy=body.restart_policy,
+                    vm=vm,
                 )
                 try:
                     self._repo.create_workload(workload, operation, cluster, host)
@@ -116,7 +124,7 @@ class WorkloadService:
         check_updatable(workload.status)
         cluster = self._repo.get_cluster(cluster_id)
         rules.require_active(cluster)
-        egg = self._allowed_egg(workload.egg_id, must_exist=False)
+        egg: Egg | None = self._current_egg(workload.egg_id)
         fields: dict[str, str] = {}
         params: dict[str, object] = {}
         if body.name is not None and body.name != workload.name:
@@ -135,6 +143,8 @@ class WorkloadService:
         resources = workload.resources.merged(given)
         if egg is not None and (given or "egg_id" in fields):
             rules.check_minimums(resources, egg)
+        if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
+            raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         resized = resources != workload.resources
         if resized:
             params["resources"] = resources.to_api()
@@ -195,6 +205,15 @@ class WorkloadService:
         )
         return changed, operation
 
+    def lease(self, cluster_id: str, workload_id: str, body: LeaseRequest) -> Workload:
+        """Renew (or shorten) the lease: a table write, no job."""
+        workload = self.live(cluster_id, workload_id)
+        cluster = self._repo.get_cluster(cluster_id)
+        now = self._deps.clock()
+        expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
+        assert expires_at is not None  # LeaseRequest demands one of the two
+        return self._repo.set_lease(workload, expires_at, now)
+
     # -- helpers ------------------------------------------------------------------
 
     def _idle(self, cluster_id: str, workload_id: str) -> Workload:
@@ -203,13 +222,18 @@ class WorkloadService:
             raise operation_in_flight(workload.pending_op)
         return workload
 
-    def _allowed_egg(self, egg_id: str, *, must_exist: bool = True) -> Egg:
+    def _allowed_egg(self, egg_id: str) -> Egg:
         try:
             return self._repo.get_egg(egg_id)
         except NotFound:
-            if must_exist:
-                return rules.egg_or_not_allowed({}, egg_id)
-            raise
+            return rules.egg_or_not_allowed({}, egg_id)
+
+    def _current_egg(self, egg_id: str) -> Egg | None:
+        """The egg a workload runs; None once the operator deleted it."""
+        try:
+            return self._repo.get_egg(egg_id)
+        except NotFound:
+            return None
 
     @staticmethod
     def _precheck(cluster: Cluster, growth: Resources, *, new_container: bool) -> None:

@@ -3,14 +3,16 @@ so that conditions and counters can address each one."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from infra import schema
+from infra.health_codec import health_attr, health_from, load_attr, load_from
 from shared.capacity import Resources
-from shared.clock import iso, parse_iso
+from shared.clock import iso, parse_iso, sortable
 from shared.models import (
     ApiKey,
     Cluster,
@@ -22,6 +24,7 @@ from shared.models import (
     HostStatus,
     Operation,
     Plan,
+    RestartPolicy,
     Workload,
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
@@ -91,6 +94,8 @@ def cluster_item(c: Cluster) -> Item:
         "status": c.status.value,
         "plan_name": c.plan.name,
         "max_containers": c.plan.max_containers,
+        "plan_default_lifetime": c.plan.default_lifetime,
+        "plan_max_lifetime": c.plan.max_lifetime,
         **resources_attrs("lim", c.plan.limits),
         **resources_attrs("used", c.used),
         "container_count": c.container_count,
@@ -111,6 +116,8 @@ def cluster_from(item: Item) -> Cluster:
             name=item["plan_name"],
             limits=resources_from("lim", item),
             max_containers=int(item["max_containers"]),
+            default_lifetime=_int_or_none(item.get("plan_default_lifetime")),
+            max_lifetime=_int_or_none(item.get("plan_max_lifetime")),
         ),
         used=resources_from("used", item),
         container_count=int(item["container_count"]),
@@ -143,6 +150,7 @@ def egg_item(e: Egg) -> Item:
         **resources_attrs("def", e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
+        "vm": dict(e.vm) or None,
     }
 
 
@@ -160,6 +168,7 @@ def egg_from(item: Item) -> Egg:
         defaults=resources_from("def", item),
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=_when(item["created_at"]),
+        vm=dict(item.get("vm") or {}),
     )
 
 
@@ -192,6 +201,7 @@ def host_item(h: Host) -> Item:
         "images": list(h.images),
         "ssh": dict(h.ssh),
         "port_range": list(h.port_range) if h.port_range else None,
+        "load": load_attr(h.load),
         "version": h.version,
     }
 
@@ -217,6 +227,7 @@ def host_from(item: Item) -> Host:
         images=tuple(item.get("images", [])),
         ssh=dict(item.get("ssh", {})),
         port_range=_port_range(item.get("port_range")),
+        load=load_from(item.get("load")),
         version=int(item.get("version", 1)),
     )
 
@@ -248,6 +259,11 @@ def workload_item(w: Workload) -> Item:
         "error": w.error,
         "enforced": dict(w.enforced),
         "expires_at": iso(w.expires_at),
+        **expiry_keys(w.id, w.expires_at if not w.status.is_gone else None),
+        "restart_policy": w.restart_policy.value,
+        "health": health_attr(w.health),
+        "vm": w.vm,
+        "restart_needed": w.restart_needed or None,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
         "version": w.version,
@@ -269,6 +285,10 @@ def workload_from(item: Item) -> Workload:
         error=item.get("error"),
         enforced={k: bool(v) for k, v in item.get("enforced", {}).items()},
         expires_at=parse_iso(item.get("expires_at")),
+        restart_policy=RestartPolicy(item.get("restart_policy", RestartPolicy.NEVER.value)),
+        health=health_from(item.get("health")),
+        vm=item.get("vm"),
+        restart_needed=bool(item.get("restart_needed", False)),
         created_at=_when(item["created_at"]),
         updated_at=_when(item["updated_at"]),
         version=int(item["version"]),
@@ -294,6 +314,7 @@ def operation_item(o: Operation) -> Item:
         "updated_at": iso(o.updated_at),
         "started_at": iso(o.started_at),
         "finished_at": iso(o.finished_at),
+        **(pending_keys(o.id, o.created_at) if not o.status.is_finished else {}),
     }
 
 
@@ -345,6 +366,28 @@ def key_from(item: Item) -> ApiKey:
         last_used_at=parse_iso(item.get("last_used_at")),
         revoked=bool(item.get("revoked", False)),
     )
+
+
+def expiry_keys(workload_id: str, expires_at: datetime | None) -> Item:
+    """GSI2 keys that put a workload in the expiry index (none: not in it)."""
+    if expires_at is None:
+        return {}
+    return {
+        "gsi2pk": schema.expiry_pk(schema.shard_of(workload_id)),
+        "gsi2sk": f"{sortable(expires_at)}#{workload_id}",
+    }
+
+
+def pending_keys(operation_id: str, created_at: datetime) -> Item:
+    """GSI2 keys that list an unfinished operation for the reconciler."""
+    return {
+        "gsi2pk": schema.pending_pk(schema.shard_of(operation_id)),
+        "gsi2sk": f"{sortable(created_at)}#{operation_id}",
+    }
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _when(text: str) -> Any:

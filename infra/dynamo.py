@@ -176,20 +176,29 @@ class Dynamo:
         pk: str,
         *,
         sk_prefix: str | None = None,
+        sk_at_most: str | None = None,
         index: str | None = None,
         consistent: bool = False,
+        page_size: int | None = None,
     ) -> Iterator[Item]:
-        key_attr, sort_attr = ("gsi1pk", "gsi1sk") if index else ("pk", "sk")
+        """Items of partition `pk` (of the table or of an index `gsi1`/`gsi2`), whose sort
+        key begins with `sk_prefix` or sorts at or before `sk_at_most`, page by page."""
+        key_attr, sort_attr = (f"{index}pk", f"{index}sk") if index else ("pk", "sk")
         expression = f"{key_attr} = :pk"
         values: Item = {":pk": pk}
         if sk_prefix:
             expression += f" AND begins_with({sort_attr}, :prefix)"
             values[":prefix"] = sk_prefix
+        elif sk_at_most:
+            expression += f" AND {sort_attr} <= :most"
+            values[":most"] = sk_at_most
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": expression,
             "ExpressionAttributeValues": wire_values(values),
         }
+        if page_size:
+            kwargs["Limit"] = page_size
         if index:
             kwargs["IndexName"] = index
         else:
@@ -234,12 +243,22 @@ class Dynamo:
     # Builders for transaction entries ------------------------------------
 
     def tx_put(
-        self, item: Item, *, condition: str | None = None, on_fail: FailureHandler | None = None
+        self,
+        item: Item,
+        *,
+        condition: str | None = None,
+        on_fail: FailureHandler | None = None,
+        names: dict[str, str] | None = None,
+        values: Item | None = None,
     ) -> TxEntry:
         body: dict[str, Any] = {"TableName": self.table, "Item": to_wire(item)}
         if condition:
             body["ConditionExpression"] = condition
             body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        if names:
+            body["ExpressionAttributeNames"] = names
+        if values:
+            body["ExpressionAttributeValues"] = wire_values(values)
         return TxEntry({"Put": body}, on_fail)
 
     def tx_update(

@@ -40,8 +40,18 @@ class FleetRecords:
             sets.append("egg_ids = :eggs")
             values[":eggs"] = list(egg_ids)
         if plan is not None:
-            sets += ["plan_name = :plan", "max_containers = :max"]
-            values |= {":plan": plan.name, ":max": plan.max_containers}
+            sets += [
+                "plan_name = :plan",
+                "max_containers = :max",
+                "plan_default_lifetime = :deflife",
+                "plan_max_lifetime = :maxlife",
+            ]
+            values |= {
+                ":plan": plan.name,
+                ":max": plan.max_containers,
+                ":deflife": plan.default_lifetime,
+                ":maxlife": plan.max_lifetime,
+            }
             conditions.append("container_count <= :max")
             for res, limit in plan.limits.items():
                 sets.append(f"lim_{res} = :lim_{res}")

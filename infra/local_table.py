@@ -3,13 +3,26 @@ that answers one request at a time.
 
 moto's transactions are not safe under concurrent requests (it deep-copies table
 state that another request thread is changing), while DynamoDB itself applies a
-transaction atomically. Serving requests one by one restores that guarantee."""
+transaction atomically. Serving requests one by one restores that guarantee.
+
+moto also backs up the whole table, once per action, before every transaction, so
+a transaction costs time in proportion to the table's size. With one request at a
+time, backing up only the items the transaction touches is enough to roll back."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import types
+from collections.abc import Callable
+from typing import Any
 
+import moto.dynamodb.models as dynamodb_models
+from moto.dynamodb.exceptions import MockValidationException, TransactionCanceledException
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -19,11 +32,73 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import make_server
 
 
+def _touched_items(
+    backend: DynamoDBBackend, actions: list[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """(table, hash, range, copy of the item or None) for every item the actions name."""
+    touched = []
+    for action in actions:
+        _, body = next(iter(action.items()))
+        table = backend.tables.get(body.get("TableName"))
+        if table is None:
+            continue
+        key = body.get("Key") or body.get("Item") or {}
+        if table.hash_key_attr not in key:
+            continue
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        item = table.get_item(hash_value, range_value)
+        touched.append((table, hash_value, range_value, copy.deepcopy(item)))
+    return touched
+
+
+def _restore(touched: list[tuple[Any, ...]]) -> None:
+    for table, hash_value, range_value, item in reversed(touched):
+        if item is None:
+            if table.get_item(hash_value, range_value) is not None:
+                table.delete_item(hash_value, range_value)
+        elif range_value is not None:
+            table.items[hash_value][range_value] = item
+        else:
+            table.items[hash_value] = item
+
+
+class _NoTableCopies(types.SimpleNamespace):
+    """Stands in for the `copy` module inside moto's backend: tables are not copied."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _transact_touching_only(original: Callable[..., None]) -> Callable[..., None]:
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        touched = _touched_items(self, transact_items)
+        try:
+            original(self, transact_items)
+        except (TransactionCanceledException, MockValidationException):
+            _restore(touched)
+            raise
+
+    return transact_write_items
+
+
+def _install_item_backups() -> None:
+    if getattr(DynamoDBBackend, "_corral_item_backups", False):
+        return
+    dynamodb_models.copy = _NoTableCopies()  # type: ignore[attr-defined,assignment]
+    DynamoDBBackend.transact_write_items = _transact_touching_only(  # type: ignore[method-assign]
+        DynamoDBBackend.transact_write_items
+    )
+    DynamoDBBackend._corral_item_backups = True  # type: ignore[attr-defined]
+
+
 class SerialMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer (the server runs in a thread) without a thread per request."""
 
     def __init__(self, ip_address: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__(ip_address=ip_address, port=port, verbose=False)
+        _install_item_backups()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
     def _server_entry(self) -> None:

@@ -67,12 +67,13 @@ class JobQueue:
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
 
-    def requeue_operation(self, operation: Operation) -> bool:
+    def requeue_operation(self, operation: Operation, *, replace_started: bool = True) -> bool:
         """Enqueue `operation` again after its job was lost or its worker died.
 
-        A job still waiting in the queue is left alone; a job in any other state
-        (failed, stopped, abandoned by a dead worker, or gone with a flushed Redis)
-        is replaced. Returns True when a job was enqueued."""
+        A job still waiting in the queue is left alone, and so is a started one unless
+        `replace_started` (its worker is known dead); a job in any other state (failed,
+        stopped, or gone with a flushed Redis) is replaced. Returns True when a job was
+        enqueued."""
         from rq.exceptions import NoSuchJobError
         from rq.job import Job, JobStatus
         from rq.serializers import JSONSerializer
@@ -84,7 +85,10 @@ class JobQueue:
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
         if job is not None:
-            if job.get_status() in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+            if not replace_started:
+                waiting.add(JobStatus.STARTED)
+            if job.get_status() in waiting:
                 return False
             job.delete()
         self.enqueue_operation(operation)

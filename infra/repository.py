@@ -14,10 +14,13 @@ from datetime import datetime
 from infra import codec, counters, schema
 from infra.codec import Item
 from infra.dynamo import Dynamo, TxEntry
+from infra.env_records import EnvRecords
 from infra.fleet_records import FleetRecords
+from infra.health_records import HealthRecords
 from shared.capacity import Resources
-from shared.clock import iso, stamp
+from shared.clock import iso, sortable, stamp
 from shared.errors import (
+    ActionNotAllowed,
     Conflict,
     CorralError,
     KeyLimitReached,
@@ -35,7 +38,7 @@ from shared.models import (
 from shared.states import OperationStatus, WorkloadStatus, operation_in_flight
 
 
-class Repository(FleetRecords):
+class Repository(FleetRecords, HealthRecords, EnvRecords):
     def __init__(self, dynamo: Dynamo) -> None:
         self.db = dynamo
 
@@ -248,39 +251,40 @@ class Repository(FleetRecords):
     ) -> bool:
         """Close `operation` and record the workload's new status in one transaction.
 
-        With `release`, the workload's resources go back to its cluster and, unless
-        the host record was deleted (`host_exists=False`), to its host.
+        With `release` the workload is gone: its resources go back to its cluster and,
+        unless the host record was deleted (`host_exists=False`), to its host; it leaves
+        the expiry index and the table drops it after the retention period.
         Returns False when the operation had been closed already (a re-run)."""
         at = stamp(now)
-        op_status = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
         values: Item = {":op": operation.id, ":st": status.value, ":now": at, ":one": 1}
         sets = ["#s = :st", "updated_at = :now", "version = version + :one"]
+        removes = ["pending_op"]
         if error:
             sets.append("#e = :err")
             values[":err"] = error
+        else:
+            removes.append("#e")
+        if release:
+            sets.append("#ttl = :ttl")
+            values[":ttl"] = schema.expires_epoch(now)
+            removes += ["gsi2pk", "gsi2sk"]
         for name, value in (workload_fields or {}).items():
             sets.append(f"#f_{name} = :f_{name}")
             values[f":f_{name}"] = value
         names = {"#s": "status", "#e": "error"} | {f"#f_{n}": n for n in workload_fields or {}}
-        expression = "SET " + ", ".join(sets) + " REMOVE pending_op" + ("" if error else ", #e")
+        if release:
+            names["#ttl"] = schema.TTL_ATTRIBUTE
         entries = [
             self.db.tx_update(
                 schema.cluster_pk(workload.cluster_id),
                 schema.workload_sk(workload.id),
-                expression,
+                "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes),
                 values,
                 names=names,
                 condition="pending_op = :op",
                 on_fail=lambda _: Conflict("already finished"),
             ),
-            self.db.tx_update(
-                schema.cluster_pk(operation.cluster_id),
-                schema.operation_sk(operation.id),
-                "SET #s = :done, updated_at = :now, finished_at = :now"
-                + (", #e = :err" if error else ""),
-                {":done": op_status.value, ":now": at, **({":err": error} if error else {})},
-                names={"#s": "status", **({"#e": "error"} if error else {})},
-            ),
+            self._close_operation(operation, error, now),
         ]
         if release:
             entries.append(
@@ -302,13 +306,90 @@ class Repository(FleetRecords):
 
     def fail_queued_operation(self, operation: Operation, error: str, now: datetime) -> None:
         """Close an operation whose workload is gone (nothing left to converge)."""
-        self.db.update(
+        self.db.transact([self._close_operation(operation, error, now)])
+
+    def _close_operation(self, operation: Operation, error: str | None, now: datetime) -> TxEntry:
+        """The operation's final status; it leaves the pending index and ages out."""
+        done = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
+        values: Item = {":done": done.value, ":now": stamp(now), ":ttl": schema.expires_epoch(now)}
+        sets = ["#s = :done", "updated_at = :now", "finished_at = :now", "#ttl = :ttl"]
+        if error:
+            sets.append("#e = :err")
+            values[":err"] = error
+        return self.db.tx_update(
             schema.cluster_pk(operation.cluster_id),
             schema.operation_sk(operation.id),
-            "SET #s = :failed, #e = :err, updated_at = :now, finished_at = :now",
-            {":failed": OperationStatus.FAILED.value, ":err": error, ":now": iso(now)},
-            names={"#s": "status", "#e": "error"},
+            "SET " + ", ".join(sets) + " REMOVE gsi2pk, gsi2sk",
+            values,
+            names={
+                "#s": "status",
+                "#ttl": schema.TTL_ATTRIBUTE,
+                **({"#e": "error"} if error else {}),
+            },
         )
+
+    # -- lifetimes ----------------------------------------------------------------
+
+    def set_lease(self, workload: Workload, expires_at: datetime, now: datetime) -> Workload:
+        """Move the workload's expiry; refused once it is being deleted or gone."""
+        index_keys = codec.expiry_keys(workload.id, expires_at)
+        item = self.db.update(
+            schema.cluster_pk(workload.cluster_id),
+            schema.workload_sk(workload.id),
+            "SET expires_at = :exp, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk, updated_at = :now, "
+            "version = version + :one",
+            {
+                ":exp": stamp(expires_at),
+                ":gsi2pk": index_keys["gsi2pk"],
+                ":gsi2sk": index_keys["gsi2sk"],
+                ":now": stamp(now),
+                ":one": 1,
+                ":deleting": WorkloadStatus.DELETING.value,
+                ":deleted": WorkloadStatus.DELETED.value,
+                ":expired": WorkloadStatus.EXPIRED.value,
+            },
+            names={"#s": "status"},
+            condition="attribute_exists(pk) AND NOT (#s IN (:deleting, :deleted, :expired))",
+            on_fail=lambda old: (
+                NotFound("Container not found.")
+                if old is None
+                else ActionNotAllowed(
+                    f"Cannot renew the lease of a container that is {old['status']}."
+                )
+            ),
+        )
+        return codec.workload_from(item)
+
+    def due_workloads(self, now: datetime, limit: int) -> list[tuple[str, str]]:
+        """(cluster id, workload id) of workloads whose expiry is at or before `now`:
+        reads only the due entries of the expiry index (one query per shard)."""
+        due: list[tuple[str, str]] = []
+        for shard in range(schema.SHARDS):
+            for item in self.db.query(
+                schema.expiry_pk(shard),
+                sk_at_most=f"{sortable(now)}~",
+                index=schema.GSI2,
+                page_size=limit,
+            ):
+                due.append((item["pk"].split("#", 1)[1], item["sk"].split("#", 1)[1]))
+                if len(due) >= limit:
+                    return due
+        return due
+
+    def pending_operations(self, older_than: datetime, limit: int) -> list[tuple[str, str]]:
+        """(cluster id, operation id) of unfinished operations created before `older_than`."""
+        found: list[tuple[str, str]] = []
+        for shard in range(schema.SHARDS):
+            for item in self.db.query(
+                schema.pending_pk(shard),
+                sk_at_most=sortable(older_than),
+                index=schema.GSI2,
+                page_size=limit,
+            ):
+                found.append((item["pk"].split("#", 1)[1], item["sk"].split("#", 1)[1]))
+                if len(found) >= limit:
+                    return found
+        return found
 
 
 def _busy(old: Item | None) -> CorralError:

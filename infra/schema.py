@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 META = "#META"
@@ -11,6 +12,23 @@ ALL_CLUSTERS = "CLUSTERS"
 ALL_EGGS = "EGGS"
 ALL_HOSTS = "HOSTS"
 GSI1 = "gsi1"
+# GSI2 is sparse: only workloads with an expiry (pk EXPIRY#<shard>, sk <expires_at>#<id>)
+# and operations not finished yet (pk PENDING#<shard>, sk <created_at>#<id>) carry its
+# keys, so a sweep reads what is due, not the fleet.
+GSI2 = "gsi2"
+SHARDS = 4
+
+
+def shard_of(identifier: str) -> int:
+    return sum(identifier.encode()) % SHARDS
+
+
+def expiry_pk(shard: int) -> str:
+    return f"EXPIRY#{shard}"
+
+
+def pending_pk(shard: int) -> str:
+    return f"PENDING#{shard}"
 
 
 def cluster_pk(cluster_id: str) -> str:
@@ -42,6 +60,17 @@ def keys_of(cluster_id: str | None) -> str:
     return f"KEYS#{cluster_id or 'OPERATOR'}"
 
 
+# DynamoDB's time-to-live attribute: gone workloads and finished operations are
+# dropped by the table itself after the retention period.
+TTL_ATTRIBUTE = "ttl"
+RETENTION_SECONDS = 7 * 24 * 3600
+
+
+def expires_epoch(now: datetime) -> int:
+    """The `ttl` value for a record that is finished at `now`."""
+    return int(now.timestamp()) + RETENTION_SECONDS
+
+
 def table_definition(table_name: str) -> dict[str, Any]:
     """Arguments for CreateTable; serverless.yml declares the same shape."""
     return {
@@ -52,6 +81,8 @@ def table_definition(table_name: str) -> dict[str, Any]:
             {"AttributeName": "sk", "AttributeType": "S"},
             {"AttributeName": "gsi1pk", "AttributeType": "S"},
             {"AttributeName": "gsi1sk", "AttributeType": "S"},
+            {"AttributeName": "gsi2pk", "AttributeType": "S"},
+            {"AttributeName": "gsi2sk", "AttributeType": "S"},
         ],
         "KeySchema": [
             {"AttributeName": "pk", "KeyType": "HASH"},
@@ -65,6 +96,14 @@ def table_definition(table_name: str) -> dict[str, Any]:
                     {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            }
+            },
+            {
+                "IndexName": GSI2,
+                "KeySchema": [
+                    {"AttributeName": "gsi2pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi2sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -11,11 +11,21 @@ from shared.requests import (
     Cores,
     Id,
     Io,
+    Lifetime,
     Name,
     RamMb,
     SmallCount,
     StorageMb,
     Strict,
+)
+from shared.vm import (
+    LABEL_ACCEL,
+    LABEL_BASE_DIR,
+    LABEL_IMAGES_DIR,
+    is_accel,
+    is_image_name,
+    is_plain_folder,
+    parse_ssh_address,
 )
 
 NonNegative = Annotated[int, Field(ge=0)]
@@ -35,6 +45,18 @@ class PlanLimits(Strict):
     databases: Annotated[int, Field(ge=0, le=100_000)] = 0
     backups: Annotated[int, Field(ge=0, le=100_000)] = 0
     containers: Annotated[int, Field(ge=0, le=100_000)] = 0
+    default_lifetime: Lifetime | None = None
+    max_lifetime: Lifetime | None = None
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> PlanLimits:
+        if (
+            self.default_lifetime
+            and self.max_lifetime
+            and self.default_lifetime > self.max_lifetime
+        ):
+            raise ValueError("default_lifetime must not exceed max_lifetime")
+        return self
 
 
 class ClusterCreate(Strict):
@@ -57,6 +79,34 @@ class EggResources(Strict):
     backups: Annotated[SmallCount, Field(ge=0)] | None = None
 
 
+ImageFile = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+]
+
+
+class EggVm(Strict):
+    """How a qemu egg's VMs boot: a kernel and initrd (file names in each host's images
+    folder) started directly with `kernel_args`; without a kernel, from the disk."""
+
+    kernel: ImageFile | None = None
+    initrd: ImageFile | None = None
+    kernel_args: Annotated[str, StringConstraints(max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _plain(self) -> EggVm:
+        for name in (self.kernel, self.initrd):
+            if name is not None and not is_image_name(name):
+                raise ValueError(f"{name!r} is not an image file name")
+        if self.kernel_args is not None and any(ord(c) < 32 for c in self.kernel_args):
+            raise ValueError("kernel_args must not contain control characters")
+        if self.initrd is not None and self.kernel is None:
+            raise ValueError("an initrd needs a kernel")
+        return self
+
+    def stored(self) -> dict[str, str]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -67,10 +117,22 @@ class EggCreate(Strict):
     minimum: EggResources = EggResources()
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
+    vm: EggVm | None = None
+
+    @model_validator(mode="after")
+    def _vm_only_for_qemu(self) -> EggCreate:
+        if self.vm is not None and self.engine != Engine.QEMU:
+            raise ValueError("vm settings are for qemu eggs only")
+        return self
 
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
 Pem = Annotated[str, StringConstraints(max_length=16384)]
+# The engine each driver speaks: Docker Engine for containers, QEMU over SSH for VMs.
+DRIVER_ENGINES: dict[DriverKind, Engine] = {
+    DriverKind.DOCKER: Engine.DOCKER,
+    DriverKind.SSH: Engine.QEMU,
+}
 ADDRESS_SCHEMES: dict[DriverKind, tuple[str, ...]] = {
     DriverKind.DOCKER: ("unix://", "tcp://", "ssh://"),
     DriverKind.SSH: ("ssh://",),
@@ -98,6 +160,16 @@ class HostCreate(Strict):
         | None
     ) = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _engines_of_the_driver(cls, data: Any) -> Any:
+        """Without `engines`, a host runs what its driver speaks."""
+        if isinstance(data, dict) and "engines" not in data:
+            driver = data.get("driver", DriverKind.DOCKER.value)
+            if driver in DRIVER_ENGINES:
+                return data | {"engines": [DRIVER_ENGINES[DriverKind(driver)].value]}
+        return data
+
     @model_validator(mode="after")
     def _address_fits_driver(self) -> HostCreate:
         schemes = ADDRESS_SCHEMES[self.driver]
@@ -109,6 +181,19 @@ class HostCreate(Strict):
             raise ValueError("tls material is only used with tcp:// addresses")
         if self.driver == DriverKind.SSH and not (self.ssh_host_key and self.ssh_private_key):
             raise ValueError("an ssh host needs ssh_host_key (pinned) and ssh_private_key")
+        runs = DRIVER_ENGINES[self.driver]
+        if not set(self.engines) <= {runs}:
+            raise ValueError(f"{self.driver.value} hosts run {runs.value} workloads only")
+        if self.driver == DriverKind.SSH:
+            try:
+                parse_ssh_address(self.address)
+            except ValueError as exc:
+                raise ValueError(f"address: {exc}") from exc
+            for label in (LABEL_BASE_DIR, LABEL_IMAGES_DIR):
+                if label in self.labels and not is_plain_folder(self.labels[label]):
+                    raise ValueError(f"labels.{label} must be an absolute path without ..")
+            if LABEL_ACCEL in self.labels and not is_accel(self.labels[LABEL_ACCEL]):
+                raise ValueError(f"labels.{LABEL_ACCEL} must look like kvm, tcg or kvm:tcg")
         if self.port_range and self.port_range[0] > self.port_range[1]:
             raise ValueError("port_range must be [low, high]")
         return self
@@ -129,6 +214,7 @@ class EggUpdate(Strict):
     minimum: EggResources | None = None
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
+    vm: EggVm | None = None
 
 
 class Instantiate(Strict):

@@ -45,6 +45,11 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def sortable(moment: datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order (for sort keys)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None

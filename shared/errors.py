@@ -140,6 +140,14 @@ class ServiceUnavailable(CorralError):
     default_message = "A backend dependency is unavailable. Retry later."
 
 
+class HostTimeout(CorralError):
+    """*new*: the workload's host did not answer in time (logs are read from the host
+    on request); retry."""
+
+    code, status = "host_timeout", 504
+    default_message = "The container's host did not answer in time. Retry later."
+
+
 class HostError(Exception):
     """Raised by host drivers. `transient` errors are retried by the job runner."""
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.capacity import Resources
+from shared.health import Health, HostLoad
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
 
 
@@ -22,6 +23,13 @@ class HostStatus(StrEnum):
     NOT_READY = "not_ready"
     DRAINING = "draining"
     DOWN = "down"
+
+
+class RestartPolicy(StrEnum):
+    """What the reconciler does with a workload its host lost: recreate it, or mark error."""
+
+    NEVER = "never"
+    ALWAYS = "always"
 
 
 class Engine(StrEnum):
@@ -44,6 +52,8 @@ class Plan:
     name: str
     limits: Resources
     max_containers: int
+    default_lifetime: int | None = None  # seconds given to workloads created without one
+    max_lifetime: int | None = None  # the furthest ahead (seconds from now) a lease may reach
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class Egg:
     stop_timeout: int
     created_at: datetime
     description: str = ""
+    # qemu eggs: how their VMs boot (`kernel`, `initrd`, `kernel_args`; see shared.vm)
+    vm: dict[str, Any] = field(default_factory=dict)
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -112,6 +124,7 @@ class Host:
     images: tuple[str, ...] = ()
     ssh: dict[str, str] = field(default_factory=dict)
     port_range: tuple[int, int] | None = None
+    load: HostLoad | None = None  # what its workloads use, as the collector last summed it
     version: int = 1
 
 
@@ -134,6 +147,12 @@ class Workload:
     error: str | None = None
     enforced: dict[str, bool] = field(default_factory=dict)
     expires_at: datetime | None = None
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
+    health: Health | None = None  # the collector's last measurement (None: never measured)
+    # VMs (engine qemu): what the owner asked (`ssh_keys`, `ports`, `deny_outgoing`,
+    # `env_id`) and what the host gave (`address`, `forwarded_ports`); see shared.vm.
+    vm: dict[str, Any] | None = None
+    restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
     version: int = 1
 
 

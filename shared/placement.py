@@ -32,12 +32,21 @@ def candidates(
     engine: Engine,
     needed: Resources,
     labels: Mapping[str, str] | None = None,
+    *,
+    image: str | None = None,
 ) -> list[Host]:
-    """Hosts that can take the workload, best fit first. NoHostAvailable says why not."""
+    """Hosts that can take the workload, best fit first. NoHostAvailable says why not.
+
+    With `image`, a host whose health check recorded its images must hold that image
+    (a host not checked yet, with no list, is not ruled out)."""
     needed = _host_view(needed)
     pool = [h for h in hosts if engine in h.engines]
     if not pool:
         raise NoHostAvailable(f"No host runs the {engine.value} engine.")
+    if image is not None:
+        pool = [h for h in pool if not h.images or image in h.images]
+        if not pool:
+            raise NoHostAvailable(f"No {engine.value} host has the image {image}.")
     if labels:
         pool = [h for h in pool if all(h.labels.get(k) == v for k, v in labels.items())]
         if not pool:

@@ -8,6 +8,7 @@ bounds belong to the egg and the plan and are checked by the rules
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -17,10 +18,13 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 
 from shared.errors import InvalidInput
+from shared.models import RestartPolicy
 from shared.states import PowerSignal
+from shared.vm import is_public_key_line
 
 
 def _two_decimals(value: float) -> float:
@@ -48,6 +52,19 @@ Io = Annotated[int, Field(le=1000)]
 SmallCount = Annotated[int, Field(le=1000)]
 
 
+def _public_key(value: str) -> str:
+    if not is_public_key_line(value):
+        raise ValueError("must be one OpenSSH public key line: '<type> <base64> [comment]'")
+    return value
+
+
+# VM options (qemu eggs and environments): keys cloud-init installs, guest ports to expose.
+SshKey = Annotated[str, AfterValidator(_public_key)]
+SshKeys = Annotated[list[SshKey], Field(max_length=32)]
+GuestPort = Annotated[int, Field(ge=1, le=65535)]
+GuestPorts = Annotated[list[GuestPort], Field(max_length=32)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -67,9 +84,56 @@ class ResourceFields(Strict):
         return self.model_dump(exclude_none=True)
 
 
-class ContainerCreate(ResourceFields):
+TEN_YEARS = 10 * 365 * 24 * 3600
+Lifetime = Annotated[int, Field(ge=1, le=TEN_YEARS)]
+
+
+class LeaseFields(Strict):
+    """A lifetime in seconds from now, or an absolute expiry (ISO 8601); not both."""
+
+    lifetime: Lifetime | None = None
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> LeaseFields:
+        if self.lifetime is not None and self.expires_at is not None:
+            raise ValueError("give lifetime or expires_at, not both")
+        return self
+
+
+class ContainerCreate(ResourceFields, LeaseFields):
     name: Name
     egg_id: Id
+    restart_policy: RestartPolicy = RestartPolicy.NEVER
+    # qemu eggs only (`ports` is the pooled resource count, so guest ports have their own name)
+    ssh_keys: SshKeys | None = None
+    guest_ports: GuestPorts | None = None
+    deny_outgoing: bool | None = None
+
+    def vm_given(self) -> dict[str, Any]:
+        """The VM options the caller gave, by their names in a workload's `vm`."""
+        given = {
+            "ssh_keys": self.ssh_keys,
+            "ports": self.guest_ports,
+            "deny_outgoing": self.deny_outgoing,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+    def given(self) -> dict[str, Any]:
+        """The resource fields the caller gave."""
+        return ResourceFields.model_validate(
+            self.model_dump(include=set(ResourceFields.model_fields), exclude_none=True)
+        ).given()
+
+
+class LeaseRequest(LeaseFields):
+    """POST /containers/:id/lease: renew (or shorten) the lease."""
+
+    @model_validator(mode="after")
+    def _something(self) -> LeaseRequest:
+        if self.lifetime is None and self.expires_at is None:
+            raise ValueError("give lifetime (seconds) or expires_at")
+        return self
 
 
 class ContainerUpdate(Strict):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.capacity import RESOURCE_FIELDS, Resources, api_name
-from shared.errors import BelowMinimum, EggNotAllowed, InvalidCluster, NotFound
-from shared.models import Cluster, ClusterStatus, Egg
+from shared.errors import BelowMinimum, EggNotAllowed, InvalidCluster, InvalidInput, NotFound
+from shared.models import Cluster, ClusterStatus, Egg, Plan
 
 # Floors no egg can lower: Docker refuses less than 6 MiB of memory; a workload needs
 # some CPU; the rest may be zero.
@@ -48,6 +49,32 @@ def check_minimums(resources: Resources, egg: Egg) -> None:
             field = api_name(name)
             shown = floor.to_api()[field]
             raise BelowMinimum(f"{field} is below its minimum of {shown} for egg {egg.name}.")
+
+
+def expiry_for(
+    now: datetime, plan: Plan, lifetime: int | None, expires_at: datetime | None
+) -> datetime | None:
+    """When a workload created or renewed at `now` expires, within the plan's maximum."""
+    if expires_at is not None:
+        expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+        if expires_at <= now:
+            raise InvalidInput("expires_at must be in the future.")
+        target: datetime | None = expires_at
+    elif lifetime is not None:
+        target = now + timedelta(seconds=lifetime)
+    elif plan.default_lifetime:
+        target = now + timedelta(seconds=plan.default_lifetime)
+    else:
+        target = None
+    if plan.max_lifetime:
+        longest = now + timedelta(seconds=plan.max_lifetime)
+        if target is None:
+            return longest
+        if target > longest:
+            raise InvalidInput(
+                f"The lease may reach at most {plan.max_lifetime} seconds ahead on this plan."
+            )
+    return target
 
 
 def resources_for_create(given: Mapping[str, Any], egg: Egg) -> Resources:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -22,6 +23,9 @@ LABEL_WORKLOAD = "io.corral.workload"
 LABEL_CLUSTER = "io.corral.cluster"
 LABEL_EGG = "io.corral.egg"
 LABEL_MANAGED = "io.corral.managed"
+# What the reconciler needs to adopt a workload the table lost: its name and resources.
+LABEL_NAME = "io.corral.name"
+LABEL_RESOURCES = "io.corral.resources"
 
 
 def runtime_name(workload_id: str) -> str:
@@ -48,6 +52,7 @@ class WorkloadSpec:
     command: tuple[str, ...] | None = None
     environment: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 10
+    name: str = ""  # the user's name, kept as a label for adoption; never used by engines
 
     @property
     def runtime_name(self) -> str:
@@ -59,6 +64,8 @@ class WorkloadSpec:
             LABEL_WORKLOAD: self.workload_id,
             LABEL_CLUSTER: self.cluster_id,
             LABEL_EGG: self.egg_id,
+            LABEL_NAME: self.name,
+            LABEL_RESOURCES: json.dumps(dict(self.resources.items()), sort_keys=True),
         }
 
 

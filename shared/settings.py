@@ -22,6 +22,16 @@ class Settings:
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     max_body_bytes: int = 64 * 1024
+    # Workload health: the collector runs every interval; a measurement older than
+    # `health_stale_seconds` (3 intervals) shows as unknown.
+    collect_interval_seconds: int = 30
+    health_stale_seconds: float = 90.0
+    # Logs are read from the host by a priority job; the API waits this long for it
+    # (keep it under the Redis socket timeout, 10 s: the wait is one BLPOP).
+    logs_timeout_seconds: float = 5.0
+    logs_follow_cap_seconds: float = 60.0
+    logs_poll_seconds: float = 1.0
+    logs_max_bytes: int = 1024 * 1024
     version: str = VERSION
 
     @classmethod
@@ -41,4 +51,13 @@ class Settings:
             wait_cap_seconds=float(env.get("CORRAL_WAIT_CAP_SECONDS", cls.wait_cap_seconds)),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
+            health_stale_seconds=float(
+                env.get("CORRAL_HEALTH_STALE_SECONDS", cls.health_stale_seconds)
+            ),
+            logs_timeout_seconds=float(
+                env.get("CORRAL_LOGS_TIMEOUT_SECONDS", cls.logs_timeout_seconds)
+            ),
+            logs_follow_cap_seconds=float(
+                env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
+            ),
         )

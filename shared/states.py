@@ -36,6 +36,8 @@ class OperationKind(StrEnum):
     UPDATE = "update"
     POWER = "power"
     DELETE = "delete"
+    REPAIR = "repair"  # the reconciler found the host disagreeing with the table
+    ADOPT = "adopt"  # the reconciler took back a workload the table did not know
 
 
 class OperationStatus(StrEnum):

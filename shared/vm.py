@@ -28,7 +28,63 @@ _SLUG_DROP = re.compile(r"[^A-Za-z0-9-]+")
 
 
 def is_image_name(name: str) -> bool:
-    return bool(_IMAGE_NAME.match(name)) and ".." not in name
+    return bool(_IMAGE_NAME.fullmatch(name)) and ".." not in name
+
+
+# Host labels that place a VM host's folders and pick QEMU's accelerator (the driver
+# factory reads them; host registration checks them).
+LABEL_BASE_DIR = "corral.base_dir"
+LABEL_IMAGES_DIR = "corral.images_dir"
+LABEL_ACCEL = "corral.accel"
+_PLAIN_FOLDER = re.compile(r"/[A-Za-z0-9/._-]+")
+_ACCEL = re.compile(r"[a-z]+(:[a-z]+)*")
+
+
+def is_plain_folder(path: str) -> bool:
+    """An absolute path without `..`, safe in any command line or QEMU option."""
+    return bool(_PLAIN_FOLDER.fullmatch(path)) and "/../" not in f"{path}/"
+
+
+def is_accel(text: str) -> bool:
+    """A QEMU accelerator list such as `kvm:tcg`."""
+    return bool(_ACCEL.fullmatch(text))
+
+
+# `<type> <base64> [comment]` on one line: what an authorized_keys line holds.
+_PUBLIC_KEY = re.compile(
+    r"[a-z0-9][a-z0-9@.-]{2,63} [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]{0,1024})?"
+)
+
+
+def is_public_key_line(text: str) -> bool:
+    """An OpenSSH public key as one line (its data is not decoded here)."""
+    return len(text) <= 16384 and bool(_PUBLIC_KEY.fullmatch(text))
+
+
+@dataclass(frozen=True)
+class SshAddress:
+    """Where a VM host's sshd listens: `ssh://user@host:port` (user root, port 22 by default)."""
+
+    username: str
+    hostname: str
+    port: int
+
+
+_SSH_ADDRESS = re.compile(
+    r"^ssh://(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})@)?"
+    r"(?P<host>[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?/?"
+)
+
+
+def parse_ssh_address(address: str) -> SshAddress:
+    """`ssh://user@host:port` parsed; ValueError says what is wrong."""
+    match = _SSH_ADDRESS.fullmatch(address)
+    if match is None:
+        raise ValueError("expected ssh://user@host:port")
+    port = int(match.group("port") or 22)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 1-65535")
+    return SshAddress(match.group("user") or "root", match.group("host").strip("[]"), port)
 
 
 @dataclass(frozen=True)
@@ -76,6 +132,19 @@ class VmOptions:
             kernel_args=str(data.get("kernel_args", "console=ttyS0")),
             nic_model=str(data.get("nic_model", "virtio-net-pci")),
         )
+
+
+# Which keys of a workload's and an egg's `vm` field make the VM options: the egg gives
+# the boot (kernel, initrd, kernel_args, nic_model), the workload what its owner asked.
+EGG_VM_KEYS = ("kernel", "initrd", "kernel_args", "nic_model")
+WORKLOAD_VM_KEYS = ("ssh_keys", "ports", "deny_outgoing")
+
+
+def vm_options(egg_vm: Mapping[str, Any], workload_vm: Mapping[str, Any] | None) -> VmOptions:
+    """The options a VM is created with, from its egg's `vm` and its workload's `vm`."""
+    data = {k: egg_vm[k] for k in EGG_VM_KEYS if egg_vm.get(k) is not None}
+    data |= {k: v for k, v in (workload_vm or {}).items() if k in WORKLOAD_VM_KEYS}
+    return VmOptions.from_json(data)
 
 
 @dataclass(frozen=True)
@@ -141,6 +210,7 @@ def _spec_from_json(data: Mapping[str, Any]) -> WorkloadSpec:
         command=tuple(command) if command is not None else None,
         environment=dict(data.get("environment") or {}),
         stop_timeout=int(data.get("stop_timeout", 10)),
+        name=str(data.get("name", "")),
     )
 
 

@@ -12,12 +12,13 @@ from typing import Any
 
 from rq import get_current_job
 
-from infra.drivers.base import HostDriver
+from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
 from shared.errors import HostError, NotFound
-from shared.models import Egg, Operation, Workload
-from shared.runtime import Observed, RuntimeState, WorkloadSpec
+from shared.models import Egg, Engine, Operation, Workload
+from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
+from shared.vm import vm_options
 from workers import context
 
 log = logging.getLogger("corral.jobs")
@@ -46,6 +47,7 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         command=egg.command,
         environment=dict(egg.environment),
         stop_timeout=egg.stop_timeout,
+        name=workload.name,
     )
 
 
@@ -53,10 +55,46 @@ def _enforced(observed: Observed) -> dict[str, Any]:
     return {"enforced": dict(observed.enforced)} if observed.enforced else {}
 
 
+def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec) -> Observed:
+    """`driver.ensure`, with the VM options when the workload is a VM."""
+    if workload.engine != Engine.QEMU:
+        return driver.ensure(spec)
+    try:
+        options = vm_options(egg.vm, workload.vm)
+    except ValueError as exc:
+        raise HostError(f"The VM's options are unusable: {exc}.") from exc
+    return _vm_driver(driver).ensure(spec, vm=options)
+
+
+def _vm_driver(driver: HostDriver) -> VmDriver:
+    if not isinstance(driver, VmDriver):
+        raise HostError("The VM's host does not run VMs (register it with driver ssh).")
+    return driver
+
+
+def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) -> dict[str, Any]:
+    """What the host says of a VM: whether new memory or vCPUs wait for a restart and,
+    once it was (re)made from egg `made_from`, its image and where it answers (the
+    host's address and its forwarded ports)."""
+    if workload.engine != Engine.QEMU:
+        return {}
+    vm_driver = _vm_driver(driver)
+    fields: dict[str, Any] = {"restart_needed": vm_driver.restart_needed(workload.id)}
+    if made_from is not None:
+        forwarded = vm_driver.forwarded_ports(workload.id)
+        fields["vm"] = dict(workload.vm or {}) | {
+            "image": made_from.image,
+            "address": vm_driver.address,
+            "forwarded_ports": {str(g): h for g, h in sorted(forwarded.items())},
+        }
+    return fields
+
+
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = driver.ensure(spec_for(workload, egg))
+    observed = _ensure(driver, workload, egg, spec_for(workload, egg))
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
-    return Outcome(WorkloadStatus.RUNNING, _enforced(observed))
+    fields = _enforced(observed) | _vm_fields(driver, workload, egg)
+    return Outcome(WorkloadStatus.RUNNING, fields)
 
 
 def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
@@ -66,17 +104,19 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     spec = spec_for(workload, egg)
     if op.params.get("recreate"):
         before = driver.inspect(workload.id)
-        if before.state != RuntimeState.MISSING and before.image == egg.image:
+        if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
             observed = driver.apply_resources(spec)
         else:
             driver.remove(workload.id)
-            observed = driver.ensure(spec)
+            observed = _ensure(driver, workload, egg, spec)
         observed = _restore_power(driver, workload, egg, observed)
     elif "resources" in op.params:
         observed = driver.apply_resources(spec)
     else:
         return Outcome(workload.status)
-    return Outcome(_status_of(observed, workload.status), _enforced(observed))
+    remade = egg if op.params.get("recreate") else None
+    fields = _enforced(observed) | _vm_fields(driver, workload, remade)
+    return Outcome(_status_of(observed, workload.status), fields)
 
 
 def _restore_power(
@@ -100,12 +140,18 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
     if driver.inspect(workload.id).state == RuntimeState.MISSING:
         raise HostError("The container is missing on its host.")
     driver.power(workload.id, signal, egg.stop_timeout)
-    return Outcome(WorkloadStatus(op.params["target"]))
+    return Outcome(WorkloadStatus(op.params["target"]), _vm_fields(driver, workload, None))
 
 
-def delete(driver: HostDriver, workload: Workload, egg: Egg | None, op: Operation) -> Outcome:
+def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     driver.remove(workload.id)
-    return Outcome(WorkloadStatus.DELETED, release=True)
+    return Outcome(gone_status(op), release=True)
+
+
+def gone_status(op: Operation) -> WorkloadStatus:
+    """A reaped workload ends `expired`; a deleted one `deleted`."""
+    expired = op.params.get("reason") == "expired"
+    return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
 Executor = Callable[[HostDriver, Workload, Any, Operation], Outcome]
@@ -166,17 +212,33 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
         host = ctx.repo.get_host(workload.host_id)
     except NotFound:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
-            return Outcome(WorkloadStatus.DELETED, release=True, host_exists=False)
+            return Outcome(gone_status(op), release=True, host_exists=False)
         raise HostError("The container's host was removed from Corral.") from None
-    egg: Egg | None
     try:
         egg = ctx.repo.get_egg(workload.egg_id)
     except NotFound:
-        if op.kind != OperationKind.DELETE:
-            raise HostError(f"Egg {workload.egg_id} no longer exists.") from None
-        egg = None
+        egg = _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
     return EXECUTORS[op.kind](driver, workload, egg, op)
+
+
+def _deleted_egg(workload: Workload, op: Operation) -> Egg:
+    """What is left of an egg the operator deleted: enough to power, resize, rename or
+    delete the workload that runs it, not to create one from it."""
+    if op.kind == OperationKind.PROVISION or op.params.get("recreate"):
+        raise HostError(f"Egg {workload.egg_id} no longer exists.")
+    return Egg(
+        id=workload.egg_id,
+        name="(deleted)",
+        engine=workload.engine,
+        image="",
+        command=None,
+        environment={},
+        minimum=Resources(),
+        defaults=Resources(),
+        stop_timeout=10,
+        created_at=workload.created_at,
+    )
 
 
 def _record(

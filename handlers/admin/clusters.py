@@ -17,9 +17,13 @@ from shared.states import WorkloadStatus
 
 
 def plan_of(limits: PlanLimits) -> Plan:
-    pooled = limits.model_dump(exclude={"name", "containers"})
+    pooled = limits.model_dump(exclude={"name", "containers", "default_lifetime", "max_lifetime"})
     return Plan(
-        name=limits.name, limits=Resources.from_api(pooled), max_containers=limits.containers
+        name=limits.name,
+        limits=Resources.from_api(pooled),
+        max_containers=limits.containers,
+        default_lifetime=limits.default_lifetime,
+        max_lifetime=limits.max_lifetime,
     )
 
 

@@ -10,7 +10,7 @@ from handlers.deps import Deps
 from shared.admin_requests import EggCreate, EggResources, EggUpdate
 from shared.capacity import Resources
 from shared.errors import BelowMinimum, Conflict, InvalidInput
-from shared.models import Egg
+from shared.models import Egg, Engine
 from shared.rules import check_minimums
 
 
@@ -49,6 +49,7 @@ class EggCollection:
                 defaults=_resources(body.defaults, minimum),
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
+                vm=body.vm.stored() if body.vm else {},
             )
         )
         self._deps.repo.create_egg(egg)
@@ -66,9 +67,15 @@ class EggItem:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         egg = self._deps.repo.get_egg(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
-        changes = body.model_dump(exclude_none=True, exclude={"minimum", "defaults", "command"})
+        changes = body.model_dump(
+            exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
+        )
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.vm is not None:
+            if egg.engine != Engine.QEMU:
+                raise InvalidInput("vm settings are for qemu eggs only.")
+            changes["vm"] = body.vm.stored()
         minimum = _resources(body.minimum, egg.minimum)
         updated = _checked(
             dataclasses.replace(

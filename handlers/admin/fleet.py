@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import falcon
@@ -67,7 +68,27 @@ class FleetStats:
             "containers": len(workloads),
             "containers_by_status": _by_status(workloads),
             "running_tasks": sum(1 for w in workloads if w.status.value == "running"),
+            **_measured_load(hosts, self._deps.clock()),
         }
+
+
+def _measured_load(hosts: list[Host], now: datetime) -> dict[str, Any]:
+    """The collector's measured load summed over the hosts whose last sum is fresh,
+    beside their capacity."""
+    fresh = [h for h in hosts if h.load is not None and not h.load.is_stale(now)]
+    capacity = sum((h.capacity for h in hosts), Resources())
+    cpu_percent = round(sum(h.load.cpu_percent for h in fresh if h.load), 2)
+    return {
+        "capacity": {"cpu_cores": capacity.to_api()["cpu_cores"], "ram_mb": capacity.ram_mb},
+        "load": {
+            "cpu_percent": cpu_percent,
+            "cpu_cores": round(cpu_percent / 100, 2),
+            "memory_mb": sum(h.load.memory_mb for h in fresh if h.load),
+            "disk_mb": sum(h.load.disk_mb for h in fresh if h.load),
+            "workloads": sum(h.load.workloads for h in fresh if h.load),
+            "hosts_measured": len(fresh),
+        },
+    }
 
 
 class FleetImages:

@@ -17,7 +17,8 @@ class HostCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.host(h) for h in self._deps.repo.list_hosts()]
+        now = self._deps.clock()
+        resp.media = [views.host(h, now) for h in self._deps.repo.list_hosts()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
@@ -52,7 +53,8 @@ class HostItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
-        resp.media = views.host(self._deps.repo.get_host(path_id(host_id, "Host")))
+        host = self._deps.repo.get_host(path_id(host_id, "Host"))
+        resp.media = views.host(host, self._deps.clock())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         force = req.get_param_as_bool("force", default=False)

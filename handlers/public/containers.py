@@ -7,7 +7,7 @@ from handlers.auth import TENANT
 from handlers.body import body_as, path_id
 from handlers.deps import Deps
 from handlers.workloads import WorkloadService
-from shared.requests import ContainerCreate, ContainerUpdate, PowerRequest
+from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest, PowerRequest
 
 
 class ContainerCollection:
@@ -19,7 +19,8 @@ class ContainerCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         listed = self._deps.repo.list_workloads(req.context.principal.cluster_id)
-        resp.media = [views.container(w) for w in listed if not w.status.is_gone]
+        now = self._deps.clock()
+        resp.media = [views.container(w, now) for w in listed if not w.status.is_gone]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ContainerCreate, self._deps.settings.max_body_bytes)
@@ -39,7 +40,7 @@ class ContainerItem:
         workload = self._workloads.get(
             req.context.principal.cluster_id, path_id(container_id, "Container")
         )
-        resp.media = views.container(workload)
+        resp.media = views.container(workload, self._deps.clock())
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
@@ -72,3 +73,19 @@ class ContainerPower:
         )
         resp.status = falcon.HTTP_202
         resp.media = views.accepted(workload, operation)
+
+
+class ContainerLease:
+    """POST /containers/:id/lease {"lifetime": S} or {"expires_at": "..."}."""
+
+    auth = TENANT
+
+    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
+        self._deps = deps
+        self._workloads = workloads
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
+        path_id(container_id, "Container")
+        body = body_as(req, LeaseRequest, self._deps.settings.max_body_bytes)
+        workload = self._workloads.lease(req.context.principal.cluster_id, container_id, body)
+        resp.media = views.container(workload)

@@ -7,10 +7,13 @@ to the same end state. Library errors are re-raised as `shared.errors.HostError`
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
+from shared.health import LogLine, Stats
 from shared.runtime import HostInfo, Observed, WorkloadSpec
 from shared.states import PowerSignal
+from shared.vm import VmOptions
 
 
 class HostDriver(Protocol):
@@ -46,3 +49,40 @@ class HostDriver(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class WorkloadObserver(Protocol):
+    """Reading what workloads do, for health and logs. Separate from HostDriver so that
+    a driver gains it on its own schedule: until it does, its workloads' health says
+    `unknown` (reason `unsupported`) and their logs answer `service_unavailable`.
+    Both methods only read; errors are HostError as for HostDriver."""
+
+    def stats(self, workload_ids: Sequence[str]) -> dict[str, Stats]:
+        """One sample per workload of `workload_ids` that the host has (running or not);
+        workloads it does not have are left out. Meant to be cheap for a whole host:
+        one reading per workload, taken concurrently."""
+        ...
+
+    def logs(self, workload_id: str, tail: int, since_ns: int | None = None) -> list[LogLine]:
+        """The workload's last `tail` lines of output, oldest first, only those at or
+        after `since_ns` (unix ns) when given and the source has timestamps. A workload
+        the host does not have has no output: an empty list."""
+        ...
+
+
+@runtime_checkable
+class VmDriver(HostDriver, Protocol):
+    """A driver that runs VMs (`qemu.py`): `ensure` takes the VM options, and the VM's
+    forwarded ports and pending shape change can be read back."""
+
+    @property
+    def address(self) -> str:
+        """The host name or address the forwarded ports answer on."""
+        ...
+
+    def ensure(self, spec: WorkloadSpec, vm: VmOptions | None = None) -> Observed: ...
+
+    def forwarded_ports(self, workload_id: str) -> dict[int, int]: ...
+
+    def restart_needed(self, workload_id: str) -> bool: ...

@@ -20,7 +20,7 @@ import ssl
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from types import TracebackType
@@ -34,8 +34,10 @@ import paramiko
 import requests
 import urllib3.exceptions
 
+from infra.drivers import docker_observe
 from shared.capacity import Resources
 from shared.errors import HostError
+from shared.health import LogLine, Stats
 from shared.runtime import (
     LABEL_MANAGED,
     LABEL_WORKLOAD,
@@ -205,6 +207,17 @@ class DockerDriver:
             }
         )
         return HostInfo(images=tuple(tags))
+
+    # -- WorkloadObserver (see docker_observe) ------------------------------------
+
+    def stats(self, workload_ids: Sequence[str]) -> dict[str, Stats]:
+        with self._host_errors("read container stats"):
+            return docker_observe.stats(self._api(), workload_ids)
+
+    def logs(self, workload_id: str, tail: int, since_ns: int | None = None) -> list[LogLine]:
+        name = container_name(workload_id)
+        with self._host_errors(f"read the logs of container {name}"):
+            return docker_observe.logs(self._api(), name, tail, since_ns)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -6,9 +6,11 @@ the HTTP path pays for them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from infra.drivers.base import HostDriver
 from shared.models import DriverKind, Host
+from shared.vm import LABEL_ACCEL, LABEL_BASE_DIR, LABEL_IMAGES_DIR
 
 
 def _docker(host: Host) -> HostDriver:
@@ -17,9 +19,40 @@ def _docker(host: Host) -> HostDriver:
     return DockerDriver(host.address, host.tls or None)
 
 
+def _ssh(host: Host) -> HostDriver:
+    """QEMU over SSH, with the host's pinned key, port range and folders."""
+    from infra.drivers.qemu import QemuDriver
+    from infra.drivers.ssh import SshConnection
+    from shared.errors import HostError
+    from shared.vm import parse_ssh_address
+
+    try:
+        where = parse_ssh_address(host.address)
+    except ValueError as exc:
+        raise HostError(f"Host {host.name} has an unusable address: {exc}.") from exc
+    private_key, host_key = host.ssh.get("private_key"), host.ssh.get("host_key")
+    if not private_key or not host_key:
+        raise HostError(f"Host {host.name} has no pinned host key or no private key.")
+    connection = SshConnection(where.hostname, where.port, where.username, private_key, host_key)
+    options: dict[str, Any] = {}
+    if host.port_range:
+        options["port_range"] = range(host.port_range[0], host.port_range[1] + 1)
+    for label, option in (
+        (LABEL_BASE_DIR, "base_dir"),
+        (LABEL_IMAGES_DIR, "images_dir"),
+        (LABEL_ACCEL, "accel"),
+    ):
+        if host.labels.get(label):
+            options[option] = host.labels[label]
+    try:
+        return QemuDriver(connection, **options)
+    except ValueError as exc:
+        raise HostError(f"Host {host.name} is misconfigured: {exc}.") from exc
+
+
 Builder = Callable[[Host], HostDriver]
 
-BUILDERS: dict[DriverKind, Builder] = {DriverKind.DOCKER: _docker}
+BUILDERS: dict[DriverKind, Builder] = {DriverKind.DOCKER: _docker, DriverKind.SSH: _ssh}
 
 
 class DriverFactory:
@@ -27,17 +60,17 @@ class DriverFactory:
 
     def __init__(self, builders: dict[DriverKind, Builder] | None = None) -> None:
         self._builders = dict(BUILDERS if builders is None else builders)
-        self._cache: dict[str, tuple[int, HostDriver]] = {}
+        self._cache: dict[str, tuple[int, str, HostDriver]] = {}
 
     def register(self, kind: DriverKind, builder: Builder) -> None:
         self._builders[kind] = builder
 
     def for_host(self, host: Host) -> HostDriver:
         cached = self._cache.get(host.id)
-        if cached and cached[0] == host.version and _same_address(cached[1], host):
-            return cached[1]
+        if cached and cached[0] == host.version and cached[1] == host.address:
+            return cached[2]
         if cached:
-            cached[1].close()
+            cached[2].close()
         try:
             builder = self._builders[host.driver]
         except KeyError:
@@ -45,14 +78,10 @@ class DriverFactory:
 
             raise HostError(f"No driver for hosts of kind {host.driver.value}.") from None
         driver = builder(host)
-        self._cache[host.id] = (host.version, driver)
+        self._cache[host.id] = (host.version, host.address, driver)
         return driver
 
     def close(self) -> None:
-        for _, driver in self._cache.values():
+        for _, _, driver in self._cache.values():
             driver.close()
         self._cache.clear()
-
-
-def _same_address(driver: HostDriver, host: Host) -> bool:
-    return getattr(driver, "address", host.address) == host.address

@@ -20,7 +20,6 @@ from shared.capacity import Resources
 from shared.runtime import RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import VmOptions
-
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
 

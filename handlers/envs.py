@@ -1,0 +1,319 @@
+"""What a change to an environment means: validate, place every VM, write intent in one
+transaction, enqueue the jobs. Used by the operator routes in `handlers/admin/envs.py`.
+
+An env is a named group of VMs of one cluster (Corral requires `cluster_id`: the VMs
+count against that cluster's plan), created together with shared ssh keys and one
+lifetime. Creating one is all or nothing: every VM is placed first (best fit, the env's
+own VMs counted against their hosts as they are placed), then one transaction writes the
+env, every VM and its provision operation, and the cluster's and hosts' counters. A VM
+that cannot be placed is named (`vms[i]`) and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from handlers.deps import Deps
+from infra.env_records import EnvExists
+from shared import rules
+from shared.capacity import Resources, shortfall, shortfall_message
+from shared.env_requests import ENGINES_003, CreateEnvReq, VmSpec
+from shared.envs import Env, EnvStatus, VmNeed, place_all, shown_status
+from shared.errors import (
+    ActionNotAllowed,
+    BelowMinimum,
+    CapacityExceeded,
+    Conflict,
+    ContainerLimitReached,
+    EggNotAllowed,
+    InvalidInput,
+    NoHostAvailable,
+    NotFound,
+    ServiceUnavailable,
+)
+from shared.models import Cluster, Egg, Engine, Operation, Workload
+from shared.states import (
+    OperationKind,
+    OperationStatus,
+    PowerSignal,
+    WorkloadStatus,
+    power_target,
+)
+from shared.vm_rules import forwarded_count
+
+log = logging.getLogger("corral.envs")
+
+ATTEMPTS = 3
+AVAILABLE_ENGINES = (Engine.QEMU.value,)
+
+# env action -> the signal each VM gets, by the VM's status (others are left alone)
+ENV_SIGNALS: dict[str, dict[WorkloadStatus, PowerSignal]] = {
+    "stop": {
+        WorkloadStatus.RUNNING: PowerSignal.STOP,
+        WorkloadStatus.PAUSED: PowerSignal.STOP,
+    },
+    "start": {
+        WorkloadStatus.STOPPED: PowerSignal.START,
+        WorkloadStatus.ERROR: PowerSignal.START,
+        WorkloadStatus.PAUSED: PowerSignal.RESUME,
+    },
+}
+
+
+# -- decisions --------------------------------------------------------------------
+
+
+class EnvService:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._repo = deps.repo
+
+    # -- reads ------------------------------------------------------------------
+
+    def find(self, env_id: str, cluster_id: str | None) -> Env:
+        if cluster_id is not None:
+            return self._repo.get_env(cluster_id, env_id)
+        found = self._repo.find_envs(env_id)
+        if not found:
+            raise NotFound("Environment not found.")
+        if len(found) > 1:
+            raise InvalidInput(
+                f"Environment {env_id} exists in {len(found)} clusters; "
+                "say which with ?cluster_id=."
+            )
+        return found[0]
+
+    def vms_of(self, env: Env) -> list[Workload]:
+        wanted = set(env.vm_ids)
+        return [w for w in self._repo.list_workloads(env.cluster_id) if w.id in wanted]
+
+    # -- create -----------------------------------------------------------------
+
+    def create(self, body: CreateEnvReq) -> tuple[Env, list[Workload], list[Operation]]:
+        _check_engines(body.vms)
+        cluster = self._repo.get_cluster(body.cluster_id)
+        rules.require_active(cluster)
+        eggs = self._eggs_for(cluster, body.vms)
+        needs = [
+            VmNeed(i, _resources(i, spec, egg), spec.image)
+            for i, (spec, egg) in enumerate(zip(body.vms, eggs, strict=True))
+        ]
+        now = self._deps.clock()
+        expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, None)
+        assert expires_at is not None  # a lifetime is always given
+        vm_ids = [self._deps.new_id() for _ in body.vms]
+        op_ids = [self._deps.new_operation_id() for _ in body.vms]
+        env = Env(
+            id=body.id,
+            cluster_id=cluster.id,
+            owner=body.owner,
+            ssh_keys=tuple(dict.fromkeys(body.ssh_keys)),
+            lifetime=body.lifetime,
+            vm_ids=tuple(vm_ids),
+            status=EnvStatus.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+        for attempt in range(ATTEMPTS):
+            _precheck(cluster, needs)
+            hosts = place_all(self._repo.list_hosts(), needs)
+            pairs = []
+            for need, spec, egg, host, vm_id, op_id in zip(
+                needs, body.vms, eggs, hosts, vm_ids, op_ids, strict=True
+            ):
+                workload = Workload(
+                    id=vm_id,
+                    cluster_id=cluster.id,
+                    name=f"{env.id}-{need.index}",
+                    egg_id=egg.id,
+                    engine=Engine.QEMU,
+                    host_id=host.id,
+                    resources=need.resources,
+                    status=WorkloadStatus.PROVISIONING,
+                    created_at=now,
+                    updated_at=now,
+                    pending_op=op_id,
+                    last_op=op_id,
+                    expires_at=expires_at,
+                    vm={
+                        "env_id": env.id,
+                        "image": spec.image,
+                        "ssh_keys": list(env.ssh_keys),
+                        "ports": sorted(set(spec.ports)),
+                        "deny_outgoing": spec.deny_outgoing,
+                    },
+                )
+                params = {"env_id": env.id}
+                pairs.append(
+                    (workload, _operation(workload, op_id, OperationKind.PROVISION, params, now))
+                )
+            try:
+                self._repo.create_env(env, pairs, cluster, {h.id: h for h in hosts})
+            except EnvExists:
+                raise
+            except (NoHostAvailable, Conflict):
+                # A host or the cluster changed since it was read: place again.
+                if attempt == ATTEMPTS - 1:
+                    raise
+                cluster = self._repo.get_cluster(body.cluster_id)
+                rules.require_active(cluster)
+                continue
+            for _, operation in pairs:
+                self._enqueue(operation)
+            return env, [w for w, _ in pairs], [o for _, o in pairs]
+        raise Conflict("The cluster or its hosts kept changing; retry.")  # pragma: no cover
+
+    def _eggs_for(self, cluster: Cluster, specs: Sequence[VmSpec]) -> list[Egg]:
+        """The egg each VM boots with: a qemu egg the cluster allows whose image is the
+        VM's (the first by name when several are)."""
+        allowed = sorted(
+            (e for e in self._repo.list_eggs() if e.id in cluster.egg_ids),
+            key=lambda e: (e.name, e.id),
+        )
+        qemu = [e for e in allowed if e.engine == Engine.QEMU]
+        chosen = []
+        for i, spec in enumerate(specs):
+            egg = next((e for e in qemu if e.image == spec.image), None)
+            if egg is None:
+                images = ", ".join(sorted({e.image for e in qemu})) or "none"
+                raise EggNotAllowed(
+                    f"vms[{i}].image: no qemu egg allowed in cluster {cluster.name} boots "
+                    f"{spec.image} (the cluster's VM images: {images})."
+                )
+            chosen.append(egg)
+        return chosen
+
+    # -- power and delete -------------------------------------------------------
+
+    def power(self, env: Env, action: str) -> tuple[list[Workload], list[Operation]]:
+        """Stop or start every VM of the env that is not there yet, in one transaction."""
+        signals = ENV_SIGNALS[action]
+        vms = self.vms_of(env)
+        live = [w for w in vms if not w.status.is_gone]
+        if env.status == EnvStatus.DELETING or not live:
+            shown = shown_status(env, vms)
+            raise ActionNotAllowed(f"Cannot {action} environment {env.id}: it is {shown}.")
+        _require_idle(live)
+        now = self._deps.clock()
+        changes = []
+        for w in live:
+            signal = signals.get(w.status)
+            if signal is None:
+                continue
+            target = power_target(signal, w.status)
+            params = {"signal": signal.value, "target": target.value, "env_id": env.id}
+            op = _operation(w, self._deps.new_operation_id(), OperationKind.POWER, params, now)
+            changes.append((w, op))
+        self._repo.begin_env_operations(env, changes, now)
+        for _, op in changes:
+            self._enqueue(op)
+        ops = {w.id: op for w, op in changes}
+        return _pending(vms, ops), list(ops.values())
+
+    def delete(self, env: Env) -> tuple[Env, list[Workload], list[Operation]]:
+        vms = self.vms_of(env)
+        live = [w for w in vms if not w.status.is_gone and w.status != WorkloadStatus.DELETING]
+        _require_idle(live)
+        now = self._deps.clock()
+        changes = []
+        for w in live:
+            params = {"from": w.status.value, "env_id": env.id}
+            op = _operation(w, self._deps.new_operation_id(), OperationKind.DELETE, params, now)
+            changes.append((w, op))
+        self._repo.begin_env_operations(env, changes, now, deleting=True)
+        for _, op in changes:
+            self._enqueue(op)
+        ops = {w.id: op for w, op in changes}
+        deleting = [
+            replace(w, status=WorkloadStatus.DELETING) if w.id in ops else w
+            for w in _pending(vms, ops)
+        ]
+        gone = replace(env, status=EnvStatus.DELETING, updated_at=now)
+        return gone, deleting, list(ops.values())
+
+    def _enqueue(self, operation: Operation) -> None:
+        try:
+            self._deps.jobs.enqueue_operation(operation)
+        except ServiceUnavailable:
+            log.warning(
+                "queue unavailable; operation %s stays queued for the reconciler", operation.id
+            )
+
+
+def _check_engines(specs: Sequence[VmSpec]) -> None:
+    for i, spec in enumerate(specs):
+        if spec.engine not in AVAILABLE_ENGINES:
+            what = "not available" if spec.engine in ENGINES_003 else "not an engine"
+            raise InvalidInput(
+                f"vms[{i}].engine: {spec.engine} is {what}; "
+                f"available engines: {', '.join(AVAILABLE_ENGINES)}."
+            )
+
+
+def _resources(index: int, spec: VmSpec, egg: Egg) -> Resources:
+    """The egg's defaults with the VM's cpu, mem and disk, and one `ports` unit per
+    forwarded port (22 included), checked against the egg's minimums."""
+    resources = replace(
+        egg.defaults,
+        cpu_centi=spec.cpu * 100,
+        ram_mb=spec.mem,
+        storage_mb=spec.disk,
+        ports=forwarded_count({"ports": spec.ports}),
+    )
+    try:
+        rules.check_minimums(resources, egg)
+    except BelowMinimum as exc:
+        raise BelowMinimum(f"vms[{index}]: {exc.message}") from exc
+    return resources
+
+
+def _precheck(cluster: Cluster, needs: Sequence[VmNeed]) -> None:
+    """Fail fast on what the transaction would refuse anyway (it stays the guard)."""
+    free = cluster.plan.max_containers - cluster.container_count
+    if len(needs) > free:
+        raise ContainerLimitReached(
+            f"The environment needs {len(needs)} containers; the cluster has room for {free}."
+        )
+    total = sum((n.resources for n in needs), start=Resources())
+    short = shortfall(cluster.plan.limits, cluster.used, total)
+    if short:
+        raise CapacityExceeded(shortfall_message(short, "the pool for the environment's VMs"))
+
+
+def _require_idle(vms: Sequence[Workload]) -> None:
+    for w in vms:
+        if w.pending_op:
+            raise ActionNotAllowed(
+                f"VM {w.id} ({w.name}) has an operation in flight ({w.pending_op}); "
+                "wait for it to finish."
+            )
+
+
+def _operation(
+    workload: Workload,
+    operation_id: str,
+    kind: OperationKind,
+    params: dict[str, Any],
+    now: datetime,
+) -> Operation:
+    return Operation(
+        id=operation_id,
+        cluster_id=workload.cluster_id,
+        workload_id=workload.id,
+        kind=kind,
+        params=params,
+        status=OperationStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _pending(vms: Sequence[Workload], ops: dict[str, Operation]) -> list[Workload]:
+    return [
+        replace(w, pending_op=ops[w.id].id, last_op=ops[w.id].id) if w.id in ops else w for w in vms
+    ]

@@ -1,0 +1,185 @@
+"""What a container is doing: its health (from the table, as the collector last
+measured it) and its logs (from its host, read by a priority job while the request
+waits; `?follow=1` streams new lines as server-sent events)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+
+from handlers import views
+from handlers.auth import TENANT
+from handlers.body import path_id
+from handlers.deps import Deps
+from handlers.workloads import WorkloadService
+from infra.host_calls import HostCalls
+from shared.errors import CorralError, HostTimeout, InvalidInput, ServiceUnavailable
+from shared.health import MAX_TAIL, NS_PER_SECOND, LogCursor, LogLine, to_ns
+from shared.models import Workload
+
+FETCH_LOGS = "workers.logs.fetch_logs"
+DEFAULT_TAIL = 100
+_UNIX_SECONDS = re.compile(r"^(\d{1,11})(?:\.(\d{1,9}))?$")
+_LATEST_SINCE_NS = to_ns(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class ContainerHealth:
+    """GET /containers/:id/health: 002's health object (one table read)."""
+
+    auth = TENANT
+
+    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
+        self._deps = deps
+        self._workloads = workloads
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
+        workload = self._workloads.live(
+            req.context.principal.cluster_id, path_id(container_id, "Container")
+        )
+        resp.media = views.health(workload.health, self._deps.clock())
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    tail: int = DEFAULT_TAIL
+    since_ns: int | None = None
+    follow: bool = False
+
+
+def log_query(req: falcon.Request) -> LogQuery:
+    """`tail` (1..10000, default 100), `since` (unix seconds or ISO 8601), `follow`."""
+    problems: list[dict[str, str]] = []
+    tail, since_ns, follow = DEFAULT_TAIL, None, False
+    raw = req.get_param("tail")
+    if raw is not None:
+        if raw.isascii() and raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= MAX_TAIL:
+            tail = int(raw)
+        else:
+            problems.append(_problem("tail", f"must be a whole number from 1 to {MAX_TAIL}"))
+    raw = req.get_param("since")
+    if raw is not None:
+        since_ns = parse_since(raw)
+        if since_ns is None:
+            problems.append(
+                _problem(
+                    "since", "must be unix seconds or an ISO 8601 time (e.g. 2024-03-14T10:05:00Z)"
+                )
+            )
+    raw = req.get_param("follow")
+    if raw is not None:
+        if raw.lower() in _TRUE | _FALSE:
+            follow = raw.lower() in _TRUE
+        else:
+            problems.append(_problem("follow", "must be a boolean (1, 0, true or false)"))
+    if problems:
+        summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
+        raise InvalidInput(f"Query parameters failed validation: {summary}", details=problems)
+    return LogQuery(tail, since_ns, follow)
+
+
+def parse_since(raw: str) -> int | None:
+    """Unix seconds (fractions allowed) or ISO 8601 (UTC when no offset) as unix ns."""
+    text = raw.strip()
+    unix = _UNIX_SECONDS.match(text)
+    if unix:
+        whole, fraction = unix.groups()
+        return int(whole) * NS_PER_SECOND + int((fraction or "").ljust(9, "0"))
+    # An unescaped "+" of an offset arrives as a space.
+    text = re.sub(r" (\d\d:?\d\d)$", r"+\1", text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    since_ns = to_ns(moment)
+    return since_ns if 0 <= since_ns <= _LATEST_SINCE_NS else None
+
+
+def _problem(name: str, message: str) -> dict[str, str]:
+    return {"loc": f"query.{name}", "type": "value_error", "message": message}
+
+
+class ContainerLogs:
+    """GET /containers/:id/logs?tail=N&since=T&follow=1."""
+
+    auth = TENANT
+
+    def __init__(
+        self, deps: Deps, workloads: WorkloadService, calls: HostCalls | None = None
+    ) -> None:
+        self._deps = deps
+        self._workloads = workloads
+        self._calls = calls or HostCalls(deps.redis, deps.settings)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
+        path_id(container_id, "Container")
+        query = log_query(req)
+        workload = self._workloads.live(req.context.principal.cluster_id, container_id)
+        lines, truncated = self._read(workload, query.tail, query.since_ns)
+        if not query.follow:
+            resp.media = views.logs(workload.id, lines, truncated)
+            return
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
+        resp.stream = self._follow(workload, query, lines)
+
+    def _read(
+        self, workload: Workload, tail: int, since_ns: int | None
+    ) -> tuple[list[LogLine], bool]:
+        answer: dict[str, Any] = self._calls.call(
+            FETCH_LOGS,
+            [workload.host_id, workload.id, tail, since_ns],
+            self._deps.settings.logs_timeout_seconds,
+        )
+        error = answer.get("error")
+        if error == "host_timeout":
+            raise HostTimeout()
+        if error:
+            raise ServiceUnavailable("The container's host could not serve its logs.")
+        return [LogLine.from_wire(value) for value in answer["lines"]], bool(answer["truncated"])
+
+    def _follow(self, workload: Workload, query: LogQuery, first: list[LogLine]) -> Iterator[bytes]:
+        """Server-sent events: one `message` per line (data: the line's JSON, id: its
+        timestamp in ns), a comment while nothing new comes, `error` if the host stops
+        answering, and `end` when the cap is reached."""
+        settings = self._deps.settings
+        cap = settings.logs_follow_cap_seconds
+        end = time.monotonic() + cap
+        cursor = LogCursor(query.since_ns)
+        yield b": following\n\n" + _events(cursor.advance(first))
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(settings.logs_poll_seconds, left))
+            if time.monotonic() >= end:
+                break
+            try:
+                lines, _ = self._read(workload, MAX_TAIL, cursor.since_ns)
+            except CorralError as exc:
+                yield _event(exc.envelope(), "error")
+                return
+            new = cursor.advance(lines)
+            yield _events(new) if new else b": waiting\n\n"
+        yield _event({"reason": "cap", "seconds": cap}, "end")
+
+
+def _events(lines: list[LogLine]) -> bytes:
+    return b"".join(_event(views.log_line(line), None, line.at_ns) for line in lines)
+
+
+def _event(data: Any, kind: str | None, event_id: int | None = None) -> bytes:
+    head = f"event: {kind}\n" if kind else ""
+    if event_id is not None:
+        head += f"id: {event_id}\n"
+    return f"{head}data: {json.dumps(data)}\n\n".encode()

@@ -1,0 +1,151 @@
+"""Expiry and reconciliation against a real dockerd, Redis and moto."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import docker.errors
+import pytest
+
+from infra import schema
+from tests.fixtures.corral import make_tenant, run_jobs
+from workers.reconcile import reconcile
+from workers.sweeps import sweep_expired
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def live(api, deps, worker_context, dockerd, busybox_image):
+    return make_tenant(api, dockerd.url, containers=10)
+
+
+def _running(live, deps, **fields):
+    resp = live.create(**fields)
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    body = live.api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
+    assert body["status"] == "running", body
+    return body["id"]
+
+
+def _get(live, cid):
+    return live.api.tenant("GET", f"/containers/{cid}").json
+
+
+def test_expired_workload_is_reaped_and_renewed_one_survives(live, deps, docker_client):
+    doomed = _running(live, deps, name="doomed", lifetime=2)
+    renewed = _running(live, deps, name="renewed", lifetime=2)
+    resp = live.api.tenant("POST", f"/containers/{renewed}/lease", {"lifetime": 3600})
+    assert resp.status_code == 200
+    time.sleep(2.2)
+    assert sweep_expired() == 1
+    run_jobs(deps)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(f"corral-{doomed}")
+    body = _get(live, doomed)
+    assert body["status"] == "expired"
+    reap = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
+    assert reap["kind"] == "delete" and reap["params"]["reason"] == "expired"
+    assert reap["status"] == "succeeded"
+    assert docker_client.containers.get(f"corral-{renewed}").status == "running"
+    assert _get(live, renewed)["status"] == "running"
+    used = live.api.tenant("GET", "/capacity").json["used"]
+    assert used["containers"] == 1 and used["ram_mb"] == _get(live, renewed)["resources"]["ram_mb"]
+    assert sweep_expired() == 0  # nothing else is due; the reaped one left the index
+
+
+def test_container_removed_behind_our_back(live, deps, docker_client, worker_context):
+    lost = _running(live, deps, name="lost")
+    kept = _running(live, deps, name="kept", restart_policy="always")
+    docker_client.containers.get(f"corral-{lost}").remove(force=True)
+    docker_client.containers.get(f"corral-{kept}").remove(force=True)
+    report = reconcile()
+    assert sorted(report["lost"]) == sorted([lost, kept])
+    body = _get(live, lost)
+    assert body["status"] == "error" and "disappeared" in body["error"]
+    repair = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
+    assert repair["kind"] == "repair" and repair["params"]["reason"] == "lost"
+    run_jobs(deps)  # the restart policy re-provisions the other one
+    assert docker_client.containers.get(f"corral-{kept}").status == "running"
+    assert _get(live, kept)["status"] == "running"
+
+
+def test_engine_drift_is_recorded(live, deps, docker_client):
+    cid = _running(live, deps, name="drift")
+    docker_client.containers.get(f"corral-{cid}").stop(timeout=1)
+    assert reconcile()["drifted"] == [cid]
+    assert _get(live, cid)["status"] == "stopped"
+
+
+def test_redis_flushed_with_operations_in_flight(live, deps, redis_conn, worker_context):
+    ids = [live.create(name=f"q{i}").json["container"]["id"] for i in range(2)]
+    redis_conn.flushall()
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    worker_context.clock = lambda: later
+    report = reconcile()
+    assert len(report["requeued"]) == 2
+    assert reconcile()["requeued"] == []  # their jobs are waiting now: not enqueued twice
+    run_jobs(deps)
+    assert [_get(live, cid)["status"] for cid in ids] == ["running", "running"]
+
+
+def test_workload_the_table_lost_is_adopted(live, deps, docker_client):
+    cid = _running(live, deps, name="adoptee", ram_mb=96)
+    # the table forgets it (as an in-memory table does across restarts), counters too
+    deps.repo.db.client.delete_item(
+        TableName=deps.settings.table_name,
+        Key={
+            "pk": {"S": schema.cluster_pk(live.cluster["id"])},
+            "sk": {"S": schema.workload_sk(cid)},
+        },
+    )
+    deps.repo.db.update(
+        schema.cluster_pk(live.cluster["id"]),
+        schema.META,
+        "SET used_ram_mb = :z, used_cpu_centi = :z, used_storage_mb = :z, used_io = :z, "
+        "container_count = :z",
+        {":z": 0},
+    )
+    deps.repo.db.update(
+        schema.host_pk(live.host["id"]),
+        schema.META,
+        "SET used_ram_mb = :z, used_cpu_centi = :z, used_storage_mb = :z, used_io = :z, "
+        "workload_count = :z",
+        {":z": 0},
+    )
+    assert reconcile()["adopted"] == [cid]
+    body = _get(live, cid)
+    assert body["status"] == "running" and body["name"] == "adoptee"
+    assert body["resources"]["ram_mb"] == 96
+    assert live.api.tenant("GET", "/capacity").json["used"]["ram_mb"] == 96
+    adopt = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
+    assert adopt["kind"] == "adopt" and adopt["status"] == "succeeded"
+
+
+def test_unknown_workload_without_cluster_is_removed_after_grace(
+    live, deps, docker_client, worker_context
+):
+    from infra.drivers.docker import DockerDriver
+    from shared.capacity import Resources
+    from shared.runtime import WorkloadSpec
+
+    stray = WorkloadSpec(
+        workload_id="stray-1",
+        cluster_id="no-such-cluster",
+        egg_id=live.egg["id"],
+        image="corral/busybox:latest",
+        resources=Resources(cpu_centi=10, ram_mb=16),
+        name="stray",
+    )
+    DockerDriver(live.host["address"]).ensure(stray)
+    # (the session's dockerd also holds earlier tests' containers, unknown to this table)
+    first = reconcile()
+    assert "stray-1" in first["orphans"] and "stray-1" not in first["removed"]
+    assert docker_client.containers.get("corral-stray-1").status == "created"
+    later = datetime.now(UTC) + timedelta(minutes=11)
+    worker_context.clock = lambda: later
+    assert "stray-1" in reconcile()["removed"]
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get("corral-stray-1")

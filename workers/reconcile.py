@@ -1,0 +1,240 @@
+"""The reconciler: keeps the table and the hosts in agreement.
+
+- An operation the table says is unfinished but Redis no longer holds (or whose
+  worker died) is enqueued again: losing Redis loses no work.
+- A workload the table says exists but its host lost is recreated (restart policy
+  `always`) or marked error (`never`).
+- A workload whose engine state drifted (it stopped on its own) is recorded as it is.
+- A labelled workload on a host that the table does not know is adopted back when
+  its cluster and egg exist and the cluster has room; otherwise it is reported and,
+  after a grace period, removed.
+Every repair and adoption is recorded as an operation readable through the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from infra.drivers.base import HostDriver
+from shared import rules
+from shared.capacity import Resources
+from shared.errors import CorralError, HostError, NotFound
+from shared.models import Host, HostStatus, Operation, RestartPolicy, Workload
+from shared.runtime import (
+    LABEL_CLUSTER,
+    LABEL_EGG,
+    LABEL_NAME,
+    LABEL_RESOURCES,
+    Observed,
+    RuntimeState,
+)
+from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from workers import context
+
+log = logging.getLogger("corral.reconcile")
+
+# An unfinished operation younger than this is left to the queue that has it.
+QUEUED_GRACE = timedelta(seconds=30)
+# A running operation not updated for this long (past the job timeout) lost its worker.
+RUNNING_GRACE = timedelta(seconds=60)
+# An unknown labelled workload is removed after this long.
+ORPHAN_GRACE = timedelta(minutes=10)
+BATCH = 500
+
+_SETTLED = {WorkloadStatus.RUNNING, WorkloadStatus.STOPPED, WorkloadStatus.PAUSED}
+_ENGINE_STATUS = {
+    RuntimeState.RUNNING: WorkloadStatus.RUNNING,
+    RuntimeState.PAUSED: WorkloadStatus.PAUSED,
+    RuntimeState.STOPPED: WorkloadStatus.STOPPED,
+}
+
+
+@dataclass
+class Report:
+    requeued: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    drifted: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def reconcile() -> dict[str, list[str]]:
+    """RQ job (scheduled). Returns what it did, by kind."""
+    ctx = context.current()
+    report = Report()
+    requeue_lost_operations(ctx, report)
+    for host in ctx.repo.list_hosts():
+        if host.status != HostStatus.DOWN:
+            reconcile_host(ctx, host, report)
+    return report.as_dict()
+
+
+# -- operations -------------------------------------------------------------------
+
+
+def requeue_lost_operations(ctx: context.WorkerContext, report: Report) -> None:
+    now = ctx.clock()
+    stale_running = timedelta(seconds=ctx.settings.job_timeout_seconds) + RUNNING_GRACE
+    for cluster_id, operation_id in ctx.repo.pending_operations(now - QUEUED_GRACE, BATCH):
+        try:
+            op = ctx.repo.get_operation(cluster_id, operation_id)
+        except NotFound:
+            continue
+        if op.status.is_finished:
+            continue
+        worker_dead = op.status == OperationStatus.RUNNING and now - op.updated_at > stale_running
+        if ctx.jobs.requeue_operation(op, replace_started=worker_dead):
+            report.requeued.append(op.id)
+
+
+# -- hosts ------------------------------------------------------------------------
+
+
+def reconcile_host(ctx: context.WorkerContext, host: Host, report: Report) -> None:
+    driver = ctx.drivers.for_host(host)
+    try:
+        observed = {o.workload_id: o for o in driver.list_managed()}
+    except HostError as exc:
+        log.warning("reconcile: host %s unreachable: %s", host.name, exc)
+        return
+    known = {w.id: w for w in ctx.repo.list_host_workloads(host.id)}
+    for workload in known.values():
+        if workload.status in _SETTLED and not workload.pending_op:
+            _check_workload(ctx, workload, observed.get(workload.id), report)
+    for workload_id, seen in observed.items():
+        record = known.get(workload_id)
+        if record is None:
+            _unknown(ctx, host, driver, seen, report)
+        elif record.status.is_gone:  # a leftover of a finished delete
+            driver.remove(workload_id)
+            report.removed.append(workload_id)
+
+
+def _check_workload(
+    ctx: context.WorkerContext, workload: Workload, seen: Observed | None, report: Report
+) -> None:
+    if seen is None or seen.state == RuntimeState.MISSING:
+        _lost(ctx, workload, report)
+        return
+    actual = _ENGINE_STATUS[seen.state]
+    if actual != workload.status:
+        _record_repair(
+            ctx, workload, actual, None, {"reason": "drift", "was": workload.status.value}
+        )
+        report.drifted.append(workload.id)
+
+
+def _lost(ctx: context.WorkerContext, workload: Workload, report: Report) -> None:
+    report.lost.append(workload.id)
+    if workload.restart_policy == RestartPolicy.ALWAYS:
+        op = _operation(ctx, workload, OperationKind.PROVISION, {"reason": "lost"})
+        ctx.repo.begin_operation(
+            workload, op, set_fields={"status": WorkloadStatus.PROVISIONING.value}
+        )
+        ctx.jobs.enqueue_operation(op)
+        return
+    message = "The container disappeared from its host."
+    _record_repair(ctx, workload, WorkloadStatus.ERROR, message, {"reason": "lost"})
+
+
+def _record_repair(
+    ctx: context.WorkerContext,
+    workload: Workload,
+    status: WorkloadStatus,
+    error: str | None,
+    params: dict[str, str],
+) -> None:
+    op = _operation(ctx, workload, OperationKind.REPAIR, params)
+    try:
+        ctx.repo.begin_operation(workload, op)
+    except CorralError:
+        return  # the workload changed meanwhile: look again next round
+    current = ctx.repo.get_workload(workload.cluster_id, workload.id)
+    ctx.repo.finish_operation(op, current, status=status, error=error, now=ctx.clock())
+
+
+# -- unknown workloads ----------------------------------------------------------
+
+
+def _unknown(
+    ctx: context.WorkerContext, host: Host, driver: HostDriver, seen: Observed, report: Report
+) -> None:
+    try:
+        adopted = _adopt(ctx, host, seen)
+    except CorralError as exc:
+        log.info("reconcile: cannot adopt %s on %s: %s", seen.workload_id, host.name, exc)
+        adopted = None
+    if adopted is not None:
+        report.adopted.append(adopted.id)
+        return
+    report.orphans.append(seen.workload_id)
+    if _orphaned_long_enough(ctx, host, seen.workload_id):
+        driver.remove(seen.workload_id)
+        report.removed.append(seen.workload_id)
+        log.warning("reconcile: removed orphan %s from %s", seen.workload_id, host.name)
+
+
+def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload | None:
+    labels = seen.labels
+    if not {LABEL_CLUSTER, LABEL_EGG, LABEL_RESOURCES} <= labels.keys():
+        return None
+    cluster = ctx.repo.get_cluster(labels[LABEL_CLUSTER])
+    rules.require_active(cluster)
+    try:
+        ctx.repo.get_workload(cluster.id, seen.workload_id)
+        return None  # known to the table, on another host: not ours to adopt here
+    except NotFound:
+        pass
+    egg = ctx.repo.get_egg(labels[LABEL_EGG])
+    resources = Resources(**json.loads(labels[LABEL_RESOURCES]))
+    now = ctx.clock()
+    workload = Workload(
+        id=seen.workload_id,
+        cluster_id=cluster.id,
+        name=labels.get(LABEL_NAME) or seen.workload_id,
+        egg_id=egg.id,
+        engine=egg.engine,
+        host_id=host.id,
+        resources=resources,
+        status=_ENGINE_STATUS.get(seen.state, WorkloadStatus.STOPPED),
+        created_at=now,
+        updated_at=now,
+        enforced=dict(seen.enforced),
+    )
+    op = _operation(ctx, workload, OperationKind.ADOPT, {"host_id": host.id})
+    done = replace(op, status=OperationStatus.SUCCEEDED, started_at=now, finished_at=now)
+    workload = replace(workload, last_op=done.id)
+    ctx.repo.create_workload(workload, done, cluster, host)
+    return workload
+
+
+def _orphaned_long_enough(ctx: context.WorkerContext, host: Host, workload_id: str) -> bool:
+    """Remember when an orphan was first seen (in Redis: losing it only restarts the wait)."""
+    key = f"corral:orphan:{host.id}:{workload_id}"
+    now = ctx.clock()
+    redis = ctx.jobs.redis
+    redis.set(key, now.timestamp(), nx=True, ex=int(ORPHAN_GRACE.total_seconds()) * 6)
+    first_seen = datetime.fromtimestamp(float(redis.get(key) or now.timestamp()), tz=now.tzinfo)
+    return now - first_seen >= ORPHAN_GRACE
+
+
+def _operation(
+    ctx: context.WorkerContext, workload: Workload, kind: OperationKind, params: dict[str, str]
+) -> Operation:
+    now = ctx.clock()
+    return Operation(
+        id=f"op-{kind.value}-{workload.id}-{int(now.timestamp() * 1000)}",
+        cluster_id=workload.cluster_id,
+        workload_id=workload.id,
+        kind=kind,
+        params=dict(params),
+        status=OperationStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+    )

@@ -1,0 +1,71 @@
+"""The expiry sweep: find what is due through the expiry index and enqueue one reap
+per workload. Its cost follows the number of due workloads, not the fleet.
+
+Overlapping sweeps never reap twice: starting the reap is a conditional write that
+needs the workload to have no operation in flight, and the job id is the operation id."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.errors import ActionNotAllowed, Conflict, NotFound
+from shared.models import Operation
+from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from workers import context
+
+log = logging.getLogger("corral.sweeps")
+
+BATCH = 500
+
+
+def reap_operation_id(workload_id: str, now: datetime) -> str:
+    """Deterministic within a minute, so sweeps racing in that minute name the same job."""
+    return f"op-reap-{workload_id}-{int(now.timestamp()) // 60}"
+
+
+def start_reap(
+    ctx: context.WorkerContext, cluster_id: str, workload_id: str, now: datetime
+) -> bool:
+    """Begin reaping one due workload. False when it is not due any more, already gone,
+    or busy (a later sweep tries again)."""
+    try:
+        workload = ctx.repo.get_workload(cluster_id, workload_id)
+    except NotFound:
+        return False
+    if workload.status.is_gone or workload.expires_at is None or workload.expires_at > now:
+        return False
+    if workload.pending_op:
+        return False
+    operation = Operation(
+        id=reap_operation_id(workload.id, now),
+        cluster_id=cluster_id,
+        workload_id=workload.id,
+        kind=OperationKind.DELETE,
+        params={"reason": "expired", "from": workload.status.value},
+        status=OperationStatus.QUEUED,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        ctx.repo.begin_operation(
+            workload, operation, set_fields={"status": WorkloadStatus.DELETING.value}
+        )
+    except (ActionNotAllowed, Conflict):
+        return False  # another sweep, or the tenant, got there first
+    ctx.jobs.enqueue_operation(operation)
+    return True
+
+
+def sweep_expired(limit: int = BATCH) -> int:
+    """RQ job (scheduled): reap every workload whose lease has run out. Returns how many
+    reaps it started."""
+    ctx = context.current()
+    now = ctx.clock()
+    started = sum(
+        start_reap(ctx, cluster_id, workload_id, now)
+        for cluster_id, workload_id in ctx.repo.due_workloads(now, limit)
+    )
+    if started:
+        log.info("sweep started %d reaps", started)
+    return started
