@@ -126,21 +126,9 @@ class Dynamo:
         names: dict[str, str] | None = None,
         on_fail: FailureHandler | None = None,
     ) -> Item:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": wire_values({"pk": pk, "sk": sk}),
-            "UpdateExpression": expression,
-            "ReturnValues": "ALL_NEW",
-        }
-        if values:
-            kwargs["ExpressionAttributeValues"] = wire_values(values)
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if condition:
-            kwargs["ConditionExpression"] = condition
-            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        request = self._update_request(pk, sk, expression, values, condition, names)
         try:
-            response = self._call("update_item", **kwargs)
+            response = self._call("update_item", ReturnValues="ALL_NEW", **request)
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException" and on_fail is not None:
                 old: Any = exc.response.get("Item")
@@ -272,19 +260,33 @@ class Dynamo:
         names: dict[str, str] | None = None,
         on_fail: FailureHandler | None = None,
     ) -> TxEntry:
-        body: dict[str, Any] = {
+        body = self._update_request(pk, sk, expression, values, condition, names)
+        return TxEntry({"Update": body}, on_fail)
+
+    def _update_request(
+        self,
+        pk: str,
+        sk: str,
+        expression: str,
+        values: Item,
+        condition: str | None,
+        names: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        """UpdateItem's arguments, as a call or as a transaction entry takes them; a failed
+        condition returns the item as it was, so the error can say why."""
+        request: dict[str, Any] = {
             "TableName": self.table,
             "Key": wire_values({"pk": pk, "sk": sk}),
             "UpdateExpression": expression,
         }
         if values:
-            body["ExpressionAttributeValues"] = wire_values(values)
+            request["ExpressionAttributeValues"] = wire_values(values)
         if names:
-            body["ExpressionAttributeNames"] = names
+            request["ExpressionAttributeNames"] = names
         if condition:
-            body["ConditionExpression"] = condition
-            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        return TxEntry({"Update": body}, on_fail)
+            request["ConditionExpression"] = condition
+            request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+        return request
 
 
 def _code(exc: ClientError) -> str:

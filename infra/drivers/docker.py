@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import ssl
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from functools import partial
 from types import TracebackType
 from typing import Any, cast
@@ -30,11 +29,9 @@ import docker
 import docker.constants
 import docker.errors
 import docker.tls
-import paramiko
-import requests
-import urllib3.exceptions
 
 from infra.drivers import docker_observe
+from infra.drivers.docker_errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
 from shared.errors import HostError
 from shared.health import LogLine, Stats
@@ -77,14 +74,6 @@ _TARGETS: dict[PowerSignal, RuntimeState] = {
 _STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
 _CREATE_ATTEMPTS = 8
 _CREATE_BACKOFF_S = 0.02
-_RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
-_LIBRARY_ERRORS: tuple[type[BaseException], ...] = (
-    docker.errors.DockerException,
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    paramiko.SSHException,
-    OSError,
-)
 
 
 container_name = runtime_name
@@ -117,7 +106,7 @@ class DockerDriver:
 
     def ensure(self, spec: WorkloadSpec) -> Observed:
         name = spec.runtime_name
-        with self._host_errors(f"create container {name}", image=spec.image):
+        with host_errors(self._address, f"create container {name}", image=spec.image):
             attrs = self._inspect(name)
             for attempt in range(_CREATE_ATTEMPTS):
                 if attrs is not None:
@@ -139,7 +128,7 @@ class DockerDriver:
 
     def apply_resources(self, spec: WorkloadSpec) -> Observed:
         name = spec.runtime_name
-        with self._host_errors(f"update container {name}"):
+        with host_errors(self._address, f"update container {name}"):
             self._require(name, spec.workload_id)
             limits = self._update_limits(spec.resources)
             self._api().update_container(name, **limits)
@@ -150,7 +139,7 @@ class DockerDriver:
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
         name = container_name(workload_id)
-        with self._host_errors(f"{signal.value} container {name}"):
+        with host_errors(self._address, f"{signal.value} container {name}"):
             before = _state(self._require(name, workload_id))
             try:
                 self._send(name, signal, before, stop_timeout)
@@ -164,7 +153,7 @@ class DockerDriver:
 
     def remove(self, workload_id: str) -> None:
         name = container_name(workload_id)
-        with self._host_errors(f"remove container {name}"):
+        with host_errors(self._address, f"remove container {name}"):
             try:
                 self._api().remove_container(name, v=True, force=True)
             except docker.errors.NotFound:
@@ -176,7 +165,7 @@ class DockerDriver:
 
     def inspect(self, workload_id: str) -> Observed:
         name = container_name(workload_id)
-        with self._host_errors(f"inspect container {name}"):
+        with host_errors(self._address, f"inspect container {name}"):
             attrs = self._inspect(name)
         if attrs is None:
             return Observed(workload_id=workload_id, state=RuntimeState.MISSING)
@@ -184,7 +173,7 @@ class DockerDriver:
 
     def list_managed(self) -> list[Observed]:
         found: list[Observed] = []
-        with self._host_errors("list containers"):
+        with host_errors(self._address, "list containers"):
             summaries = self._api().containers(all=True, filters={"label": f"{LABEL_MANAGED}=true"})
             for summary in summaries:
                 attrs = self._inspect(summary["Id"])
@@ -196,7 +185,7 @@ class DockerDriver:
 
     def probe(self) -> HostInfo:
         """Answer a health check: the engine responds and lists its tagged images."""
-        with self._host_errors("list images"):
+        with host_errors(self._address, "list images"):
             images = self._api().images()
         tags = sorted(
             {
@@ -211,18 +200,18 @@ class DockerDriver:
     # -- WorkloadObserver (see docker_observe) ------------------------------------
 
     def stats(self, workload_ids: Sequence[str]) -> dict[str, Stats]:
-        with self._host_errors("read container stats"):
+        with host_errors(self._address, "read container stats"):
             return docker_observe.stats(self._api(), workload_ids)
 
     def logs(self, workload_id: str, tail: int, since_ns: int | None = None) -> list[LogLine]:
         name = container_name(workload_id)
-        with self._host_errors(f"read the logs of container {name}"):
+        with host_errors(self._address, f"read the logs of container {name}"):
             return docker_observe.logs(self._api(), name, tail, since_ns)
 
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with suppress(*_LIBRARY_ERRORS):
+            with suppress(*LIBRARY_ERRORS):
                 client.close()
         if self._tls_dir is not None:
             shutil.rmtree(self._tls_dir, ignore_errors=True)
@@ -410,66 +399,6 @@ class DockerDriver:
             )
         except docker.errors.TLSParameterError as exc:
             raise HostError(f"invalid TLS material for {self._address}: {exc}") from exc
-
-    @contextmanager
-    def _host_errors(self, action: str, *, image: str | None = None) -> Iterator[None]:
-        """Re-raise every library error as HostError, transient when a retry may succeed."""
-        try:
-            yield
-        except HostError:
-            raise
-        except _LIBRARY_ERRORS as exc:
-            raise self._host_error(action, exc, image) from exc
-
-    def _host_error(self, action: str, exc: BaseException, image: str | None) -> HostError:
-        where = f"docker host {self._address}"
-        if isinstance(exc, docker.errors.ImageNotFound) and image is not None:
-            return HostError(f"image '{image}' is not present on {where}")
-        if isinstance(exc, docker.errors.APIError):
-            status = exc.status_code or 0
-            detail = exc.explanation or str(exc)
-            transient = status >= 500 or status in _RETRYABLE_CLIENT_STATUSES
-            return HostError(
-                f"{action} on {where} failed ({status}): {detail}", transient=transient
-            )
-        if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
-            return HostError(f"{action} on {where} failed: ssh: {exc}")
-        if isinstance(exc, paramiko.SSHException) and "known_hosts" in str(exc):
-            return HostError(f"{action} on {where} failed: ssh host key not trusted: {exc}")
-        transient = _is_connection_problem(exc)
-        reason = "unreachable" if transient else "failed"
-        return HostError(f"{action} on {where} {reason}: {exc}", transient=transient)
-
-
-def _is_connection_problem(exc: BaseException) -> bool:
-    """Timeouts, refused or missing sockets, ssh transport drops: anywhere in the cause chain.
-
-    A failed TLS handshake (untrusted certificate, no client certificate) is not one:
-    retrying cannot fix it.
-    """
-    chain = list(_cause_chain(exc))
-    if any(isinstance(link, requests.exceptions.SSLError | ssl.SSLError) for link in chain):
-        return False
-    return any(
-        isinstance(
-            link,
-            requests.ConnectionError
-            | requests.Timeout
-            | urllib3.exceptions.HTTPError
-            | paramiko.SSHException
-            | OSError,
-        )
-        for link in chain
-    )
-
-
-def _cause_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _refuses_storage_opt(exc: docker.errors.APIError) -> bool:
