@@ -1,91 +1,82 @@
 from __future__ import annotations
 
+from typing import TypeVar
+
 import falcon
+from pydantic import BaseModel
 
 from handlers import views
 from handlers.auth import TENANT
 from handlers.body import body_as, path_id
 from handlers.deps import Deps
 from handlers.workloads import WorkloadService
+from shared.models import Operation, Workload
 from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest, PowerRequest
 
+M = TypeVar("M", bound=BaseModel)
 
-class ContainerCollection:
+
+class _ContainerResource:
+    """What every container route shares: the tenant's key, the workload service,
+    reading a body, and answering 202 with the container and its operation."""
+
     auth = TENANT
 
     def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
         self._deps = deps
         self._workloads = workloads
 
+    def _body(self, req: falcon.Request, model: type[M]) -> M:
+        return body_as(req, model, self._deps.settings.max_body_bytes)
+
+    @staticmethod
+    def _accepted(resp: falcon.Response, result: tuple[Workload, Operation]) -> None:
+        resp.status = falcon.HTTP_202
+        resp.media = views.accepted(*result)
+
+
+class ContainerCollection(_ContainerResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         listed = self._deps.repo.list_workloads(req.context.principal.cluster_id)
         now = self._deps.clock()
         resp.media = [views.container(w, now) for w in listed if not w.status.is_gone]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = body_as(req, ContainerCreate, self._deps.settings.max_body_bytes)
-        workload, operation = self._workloads.create(req.context.principal.cluster_id, body)
-        resp.status = falcon.HTTP_202
-        resp.media = views.accepted(workload, operation)
+        body = self._body(req, ContainerCreate)
+        self._accepted(resp, self._workloads.create(req.context.principal.cluster_id, body))
 
 
-class ContainerItem:
-    auth = TENANT
-
-    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
-        self._deps = deps
-        self._workloads = workloads
-
+class ContainerItem(_ContainerResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
-        workload = self._workloads.get(
-            req.context.principal.cluster_id, path_id(container_id, "Container")
-        )
+        cluster_id = req.context.principal.cluster_id
+        workload = self._workloads.get(cluster_id, path_id(container_id, "Container"))
         resp.media = views.container(workload, self._deps.clock())
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
-        body = body_as(req, ContainerUpdate, self._deps.settings.max_body_bytes)
-        workload, operation = self._workloads.update(
-            req.context.principal.cluster_id, container_id, body
-        )
-        resp.status = falcon.HTTP_202
-        resp.media = views.accepted(workload, operation)
+        body = self._body(req, ContainerUpdate)
+        cluster_id = req.context.principal.cluster_id
+        self._accepted(resp, self._workloads.update(cluster_id, container_id, body))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
-        workload, operation = self._workloads.delete(req.context.principal.cluster_id, container_id)
-        resp.status = falcon.HTTP_202
-        resp.media = views.accepted(workload, operation)
+        cluster_id = req.context.principal.cluster_id
+        self._accepted(resp, self._workloads.delete(cluster_id, container_id))
 
 
-class ContainerPower:
-    auth = TENANT
-
-    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
-        self._deps = deps
-        self._workloads = workloads
-
+class ContainerPower(_ContainerResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
-        body = body_as(req, PowerRequest, self._deps.settings.max_body_bytes)
-        workload, operation = self._workloads.power(
-            req.context.principal.cluster_id, container_id, body.signal
-        )
-        resp.status = falcon.HTTP_202
-        resp.media = views.accepted(workload, operation)
+        signal = self._body(req, PowerRequest).signal
+        cluster_id = req.context.principal.cluster_id
+        self._accepted(resp, self._workloads.power(cluster_id, container_id, signal))
 
 
-class ContainerLease:
+class ContainerLease(_ContainerResource):
     """POST /containers/:id/lease {"lifetime": S} or {"expires_at": "..."}."""
 
-    auth = TENANT
-
-    def __init__(self, deps: Deps, workloads: WorkloadService) -> None:
-        self._deps = deps
-        self._workloads = workloads
-
     def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
-        body = body_as(req, LeaseRequest, self._deps.settings.max_body_bytes)
+        body = self._body(req, LeaseRequest)
         workload = self._workloads.lease(req.context.principal.cluster_id, container_id, body)
-        resp.media = views.container(workload)
+        resp.media = views.container(workload, self._deps.clock())
