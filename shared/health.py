@@ -14,7 +14,6 @@ with a `reason`:
   (3 collection intervals by default): the collector is not running, or fell behind;
 - `host_unreachable`: the collector could not reach the workload's host;
 - `host_down`: the health check marked the host down, so the collector skipped it;
-- `unsupported`: the host's driver cannot measure workloads (yet).
 
 When unknown, the numbers are the last ones measured (as of `heartbeat`), or zeros.
 """
@@ -45,7 +44,6 @@ class UnknownReason(StrEnum):
     HEARTBEAT_STALE = "heartbeat_stale"
     HOST_UNREACHABLE = "host_unreachable"
     HOST_DOWN = "host_down"
-    UNSUPPORTED = "unsupported"
 
 
 _FROM_RUNTIME = {

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared.capacity import Resources
-from shared.runtime import WorkloadSpec
+from shared.runtime import RuntimeState, WorkloadSpec
 
 GUEST_SSH_PORT = 22
 RECORD_FORMAT = 1
@@ -274,3 +274,11 @@ class VmRecord:
             disk_mb=int(data["disk_mb"]),
             booted_with=Shape(**booted) if booted else None,
         )
+
+
+def qmp_state(status: str) -> RuntimeState:
+    """A QMP `query-status` answer as an engine state: anything not running or shut
+    down (paused, suspended, in migration, ...) counts as paused."""
+    return {"running": RuntimeState.RUNNING, "shutdown": RuntimeState.STOPPED}.get(
+        status, RuntimeState.PAUSED
+    )

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from infra.drivers.base import HostDriver, WorkloadObserver
+from infra.drivers.base import HostDriver
 from shared import health as h
 from shared.errors import CorralError, HostError
 from shared.health import Health, Stats, UnknownReason
@@ -54,8 +54,8 @@ def collect_host(
     samples: dict[str, Stats] = {}
     if host.health is HostStatus.DOWN:
         reason = UnknownReason.HOST_DOWN
-    elif not isinstance(driver, WorkloadObserver):
-        reason = UnknownReason.UNSUPPORTED if driver is not None else UnknownReason.HOST_UNREACHABLE
+    elif driver is None:
+        reason = UnknownReason.HOST_UNREACHABLE
     else:
         try:
             samples = driver.stats([w.id for w in workloads]) if workloads else {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infra.drivers.base import WorkloadObserver
 from infra.host_calls import past_deadline, reply
 from shared.errors import HostError, NotFound
 from shared.health import LogLine, newest_within
@@ -22,7 +21,6 @@ log = logging.getLogger("corral.logs")
 # Codes of the answer's "error"; the handler maps them to API errors.
 HOST_TIMEOUT = "host_timeout"
 HOST_ERROR = "host_error"
-UNSUPPORTED = "unsupported"
 
 
 def fetch_logs(
@@ -49,8 +47,6 @@ def read_logs(
     try:
         host = ctx.repo.get_host(host_id)
         driver = ctx.drivers.for_host(host)
-        if not isinstance(driver, WorkloadObserver):
-            return {"error": UNSUPPORTED}
         lines: list[LogLine] = driver.logs(workload_id, tail, since_ns)
     except NotFound:
         return {"error": HOST_ERROR}

@@ -46,28 +46,20 @@ class HostDriver(Protocol):
         """Answer a health check (raises HostError when the host does not answer)."""
         ...
 
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-@runtime_checkable
-class WorkloadObserver(Protocol):
-    """Reading what workloads do, for health and logs. Separate from HostDriver so that
-    a driver gains it on its own schedule: until it does, its workloads' health says
-    `unknown` (reason `unsupported`) and their logs answer `service_unavailable`.
-    Both methods only read; errors are HostError as for HostDriver."""
-
     def stats(self, workload_ids: Sequence[str]) -> dict[str, Stats]:
         """One sample per workload of `workload_ids` that the host has (running or not);
         workloads it does not have are left out. Meant to be cheap for a whole host:
-        one reading per workload, taken concurrently."""
+        one reading per workload, taken concurrently. Only reads."""
         ...
 
     def logs(self, workload_id: str, tail: int, since_ns: int | None = None) -> list[LogLine]:
         """The workload's last `tail` lines of output, oldest first, only those at or
         after `since_ns` (unix ns) when given and the source has timestamps. A workload
         the host does not have has no output: an empty list."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
         ...
 
 

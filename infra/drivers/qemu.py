@@ -23,14 +23,16 @@ import json
 import posixpath
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import pycdlib
 
+from infra.drivers import qemu_observe
 from infra.drivers.ssh import RemoteStream, SshConnection
 from shared.errors import HostError
+from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import (
@@ -39,6 +41,7 @@ from shared.vm import (
     allocate_ports,
     guest_hostname,
     is_image_name,
+    qmp_state,
     workload_dir_name,
 )
 
@@ -48,7 +51,6 @@ DISK_DEVICE = "disk0"
 ENFORCED = {"cpu_cores": True, "ram_mb": True, "storage_mb": True, "io": False}
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
-_QMP_STATES = {"running": RuntimeState.RUNNING, "shutdown": RuntimeState.STOPPED}
 _LISTEN = "0A"
 
 
@@ -302,6 +304,18 @@ class QemuDriver:
     def close(self) -> None:
         self._ssh.close()
 
+    # -- WorkloadObserver (see qemu_observe) --------------------------------
+
+    def stats(self, workload_ids: Sequence[str]) -> dict[str, Stats]:
+        """One sample per VM that has a record here, in one SSH command."""
+        folders = {workload_id: self.workload_dir(workload_id) for workload_id in workload_ids}
+        return qemu_observe.stats(self._ssh, folders)
+
+    def logs(self, workload_id: str, tail: int, since_ns: int | None = None) -> list[LogLine]:
+        """The serial console's last `tail` lines. They have no timestamps, so `since_ns`
+        filters nothing: every read answers the tail (see qemu_observe)."""
+        return qemu_observe.logs(self._ssh, self._file(workload_id, "console.log"), tail)
+
     # -- VM-only extras -----------------------------------------------------
 
     def forwarded_ports(self, workload_id: str) -> dict[int, int]:
@@ -400,7 +414,7 @@ class QemuDriver:
         if self._pid(record.workload_id) is not None:
             try:
                 status = self.qmp(record.workload_id, "query-status")["status"]
-                state = _QMP_STATES.get(status, RuntimeState.PAUSED)
+                state = qmp_state(status)
             except HostError:
                 if self._pid(record.workload_id) is not None:
                     raise  # still there, yet not answering: worth a retry
