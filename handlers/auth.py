@@ -24,6 +24,10 @@ OPERATOR = "operator"
 PUBLIC = "public"
 
 CACHE_PREFIX = "corral:auth:"
+# Marks a principal just changed: not cached until it expires (it must outlast the
+# slowest table read of a request that started before the change).
+TOMBSTONE = b"-"
+TOMBSTONE_SECONDS = 60
 LAST_USED_EVERY_SECONDS = 300
 
 
@@ -59,16 +63,25 @@ class Authenticator:
         return principal
 
     def forget(self, key_hashes: list[str]) -> None:
-        """Drop cached principals (after a revocation or a cluster status change)."""
+        """Drop cached principals (after a revocation or a cluster status change).
+
+        A tombstone, not a delete: a request that read the key from the table just
+        before the change must not write its stale principal back (it caches only
+        with SET NX), so the change holds from the very next request."""
         if key_hashes:
-            self._deps.redis.delete(*(cache_key(h) for h in key_hashes))
+            with self._deps.redis.pipeline(transaction=False) as pipe:
+                for key_hash in key_hashes:
+                    pipe.set(cache_key(key_hash), TOMBSTONE, ex=TOMBSTONE_SECONDS)
+                pipe.execute()
 
     def _cached(self, key_hash: str) -> Principal | None:
         try:
             raw = self._deps.redis.get(cache_key(key_hash))
         except RedisError:
             return None
-        return Principal(**json.loads(raw)) if raw else None
+        if not raw or raw == TOMBSTONE:
+            return None
+        return Principal(**json.loads(raw))
 
     def _load(self, key_hash: str) -> Principal:
         repo = self._deps.repo
@@ -82,6 +95,7 @@ class Authenticator:
                 cache_key(key_hash),
                 json.dumps(asdict(principal)),
                 ex=self._deps.settings.key_cache_seconds,
+                nx=True,
             )
         except RedisError:
             log.warning("auth cache unavailable; reading keys from the table")

@@ -166,7 +166,7 @@ class HostCreate(Strict):
         """Without `engines`, a host runs what its driver speaks."""
         if isinstance(data, dict) and "engines" not in data:
             driver = data.get("driver", DriverKind.DOCKER.value)
-            if driver in DRIVER_ENGINES:
+            if isinstance(driver, str) and driver in DRIVER_ENGINES:
                 return data | {"engines": [DRIVER_ENGINES[DriverKind(driver)].value]}
         return data
 

@@ -126,7 +126,12 @@ class ClusterKeyCollection:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
-        body = body_as(req, KeyCreate, self._deps.settings.max_body_bytes)
+        # Every field has a default, so the body may be left out.
+        body = (
+            body_as(req, KeyCreate, self._deps.settings.max_body_bytes)
+            if req.content_length
+            else KeyCreate()
+        )
         key, secret = mint_key(
             self._deps.repo, cluster_id, body.name, self._deps.clock(), self._deps.new_id
         )

@@ -67,6 +67,8 @@ class EggItem:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         egg = self._deps.repo.get_egg(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
+        if not body.model_fields_set:
+            raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
             exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
         )

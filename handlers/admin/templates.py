@@ -12,6 +12,7 @@ from handlers.body import body_as, path_id
 from handlers.deps import Deps
 from handlers.workloads import WorkloadService
 from shared.admin_requests import Instantiate
+from shared.errors import NotFound
 from shared.models import Egg
 from shared.requests import ContainerCreate
 
@@ -50,7 +51,7 @@ class TemplateItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
-        resp.media = template(self._deps.repo.get_egg(path_id(template_id, "Template")))
+        resp.media = template(_egg_of(self._deps, template_id))
 
 
 class TemplateInstantiate:
@@ -59,7 +60,7 @@ class TemplateInstantiate:
         self._workloads = workloads
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
-        egg = self._deps.repo.get_egg(path_id(template_id, "Template"))
+        egg = _egg_of(self._deps, template_id)
         body = body_as(req, Instantiate, self._deps.settings.max_body_bytes)
         request = ContainerCreate.model_validate(
             {"name": body.name, "egg_id": egg.id, **body.resources.model_dump(exclude_none=True)}
@@ -67,3 +68,10 @@ class TemplateInstantiate:
         workload, operation = self._workloads.create(body.cluster_id, request, body.constraints)
         resp.status = falcon.HTTP_202
         resp.media = views.accepted(workload, operation) | {"cluster_id": body.cluster_id}
+
+
+def _egg_of(deps: Deps, template_id: str) -> Egg:
+    try:
+        return deps.repo.get_egg(path_id(template_id, "Template"))
+    except NotFound as exc:
+        raise NotFound("Template not found.") from exc
