@@ -331,8 +331,6 @@ def racing_client(deps: Any, method: str, meanwhile: Callable[[], None]) -> Any:
     return falcon.testing.TestClient(create_app(dataclasses.replace(deps, repo=repo)))
 
 
-
-
 def test_a_key_revoked_while_a_request_loads_it_is_refused_next(
     api: Api, tenant: Tenant, deps: Any
 ) -> None:
