@@ -16,7 +16,7 @@ from handlers.admin.clusters import (
 )
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
-from handlers.admin.envs import EnvCollection, EnvItem, EnvPower, VmItem
+from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
 from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
@@ -107,6 +107,7 @@ def _add_admin_routes(
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))
+    app.add_route(f"{base}/envs/{{env_id}}/lease", EnvLease(deps, envs))
     for action in EnvPower.ACTIONS:
         app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
     app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))

@@ -36,6 +36,7 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.models import Cluster, Egg, Engine, Operation, Workload
+from shared.requests import LeaseRequest
 from shared.states import (
     OperationKind,
     OperationStatus,
@@ -215,6 +216,20 @@ class EnvService:
         ops = {w.id: op for w, op in changes}
         return _pending(vms, ops), list(ops.values())
 
+    def lease(self, env: Env, body: LeaseRequest) -> tuple[Env, list[Workload]]:
+        """Renew (or shorten) the environment's lease and its live VMs', within the plan."""
+        cluster = self._repo.get_cluster(env.cluster_id)
+        now = self._deps.clock()
+        expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
+        assert expires_at is not None  # LeaseRequest demands one of the two
+        live = [vm for vm in self.vms_of(env) if not vm.status.is_gone]
+        if not live:
+            raise NotFound("Environment has no VMs left to renew.")
+        _require_idle_for_lease(live)
+        self._repo.set_env_lease(env, live, expires_at, now)
+        renewed = self._repo.get_env(env.cluster_id, env.id)
+        return renewed, self.vms_of(renewed)
+
     def delete(self, env: Env) -> tuple[Env, list[Workload], list[Operation]]:
         vms = self.vms_of(env)
         live = [w for w in vms if not w.status.is_gone and w.status != WorkloadStatus.DELETING]
@@ -283,6 +298,12 @@ def _precheck(cluster: Cluster, needs: Sequence[VmNeed]) -> None:
     short = shortfall(cluster.plan.limits, cluster.used, total)
     if short:
         raise CapacityExceeded(shortfall_message(short, "the pool for the environment's VMs"))
+
+
+def _require_idle_for_lease(vms: Sequence[Workload]) -> None:
+    deleting = [vm.id for vm in vms if vm.status == WorkloadStatus.DELETING]
+    if deleting:
+        raise ActionNotAllowed(f"VMs {', '.join(deleting)} are being deleted.")
 
 
 def _require_idle(vms: Sequence[Workload]) -> None:

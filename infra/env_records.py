@@ -14,6 +14,7 @@ from datetime import datetime
 from infra import codec, counters, schema
 from infra.codec import Item
 from infra.dynamo import Dynamo, FailureHandler, TxEntry
+from infra.leases import lease_update
 from shared.capacity import Resources
 from shared.clock import iso, parse_iso, stamp
 from shared.envs import Env, EnvStatus
@@ -171,6 +172,37 @@ class EnvRecords:
         entries.append(counters.cluster_counters(self.db, cluster, total, len(vms), now))
         for host_id, (held, count) in per_host.items():
             entries.append(counters.host_counters(self.db, hosts[host_id], held, count, now))
+        self.db.transact(entries)
+
+    def set_env_lease(
+        self, env: Env, vms: Sequence[Workload], expires_at: datetime, now: datetime
+    ) -> None:
+        """Renew an environment and every live VM of it, in one transaction."""
+        entries = [
+            self.db.tx_update(
+                schema.cluster_pk(env.cluster_id),
+                env_sk(env.id),
+                "SET expires_at = :exp, expires_epoch = :epoch, #ttl = :ttl, "
+                "updated_at = :now, version = version + :one",
+                {
+                    ":exp": stamp(expires_at),
+                    ":epoch": int(expires_at.timestamp()),
+                    ":ttl": schema.expires_epoch(expires_at),
+                    ":now": stamp(now),
+                    ":one": 1,
+                },
+                names={"#ttl": schema.TTL_ATTRIBUTE},
+                condition="attribute_exists(pk)",
+                on_fail=lambda _: NotFound("Environment not found."),
+            )
+        ]
+        for vm in vms:
+            lease = lease_update(vm, expires_at, now)
+            entries.append(
+                self.db.tx_update(
+                    schema.cluster_pk(vm.cluster_id), schema.workload_sk(vm.id), **lease
+                )
+            )
         self.db.transact(entries)
 
     def begin_env_operations(

@@ -17,10 +17,10 @@ from infra.dynamo import Dynamo, TxEntry
 from infra.env_records import EnvRecords
 from infra.fleet_records import FleetRecords
 from infra.health_records import HealthRecords
+from infra.leases import lease_update
 from shared.capacity import Resources
 from shared.clock import iso, sortable, stamp
 from shared.errors import (
-    ActionNotAllowed,
     Conflict,
     CorralError,
     KeyLimitReached,
@@ -332,31 +332,9 @@ class Repository(FleetRecords, HealthRecords, EnvRecords):
 
     def set_lease(self, workload: Workload, expires_at: datetime, now: datetime) -> Workload:
         """Move the workload's expiry; refused once it is being deleted or gone."""
-        index_keys = codec.expiry_keys(workload.id, expires_at)
+        lease = lease_update(workload, expires_at, now)
         item = self.db.update(
-            schema.cluster_pk(workload.cluster_id),
-            schema.workload_sk(workload.id),
-            "SET expires_at = :exp, gsi2pk = :gsi2pk, gsi2sk = :gsi2sk, updated_at = :now, "
-            "version = version + :one",
-            {
-                ":exp": stamp(expires_at),
-                ":gsi2pk": index_keys["gsi2pk"],
-                ":gsi2sk": index_keys["gsi2sk"],
-                ":now": stamp(now),
-                ":one": 1,
-                ":deleting": WorkloadStatus.DELETING.value,
-                ":deleted": WorkloadStatus.DELETED.value,
-                ":expired": WorkloadStatus.EXPIRED.value,
-            },
-            names={"#s": "status"},
-            condition="attribute_exists(pk) AND NOT (#s IN (:deleting, :deleted, :expired))",
-            on_fail=lambda old: (
-                NotFound("Container not found.")
-                if old is None
-                else ActionNotAllowed(
-                    f"Cannot renew the lease of a container that is {old['status']}."
-                )
-            ),
+            schema.cluster_pk(workload.cluster_id), schema.workload_sk(workload.id), **lease
         )
         return codec.workload_from(item)
 

@@ -21,6 +21,7 @@ from shared.env_requests import CreateEnvReq
 from shared.envs import Env, shown_status
 from shared.errors import NotFound
 from shared.models import Engine, Operation, Workload
+from shared.requests import LeaseRequest
 from shared.vm import Shape
 
 # -- views ----------------------------------------------------------------------
@@ -125,6 +126,21 @@ class EnvPower:
         vms, ops = self._envs.power(env, self._action)
         resp.status = falcon.HTTP_202
         resp.media = accepted(env, vms, ops)
+
+
+class EnvLease:
+    """POST /api/v1/envs/{env_id}/lease {"lifetime": S} or {"expires_at": "..."}: renews
+    the environment and every live VM of it."""
+
+    def __init__(self, deps: Deps, envs: EnvService) -> None:
+        self._deps = deps
+        self._envs = envs
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, env_id: str) -> None:
+        env = self._envs.find(path_id(env_id, "Environment"), _cluster_param(req))
+        body = body_as(req, LeaseRequest, self._deps.settings.max_body_bytes)
+        renewed, vms = self._envs.lease(env, body)
+        resp.media = env_view(renewed, vms)
 
 
 class VmItem:

@@ -63,6 +63,7 @@ EXPECTED_OPERATOR_ROUTES = {
     ("DELETE", "/envs/{env_id}"),
     ("POST", "/envs/{env_id}/stop"),
     ("POST", "/envs/{env_id}/start"),
+    ("POST", "/envs/{env_id}/lease"),
     ("GET", "/vms/{vm_id}"),
 }
 
@@ -291,6 +292,7 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
         ("POST", "/envs"): (400, "egg_not_allowed"),
         ("POST", "/envs/{env_id}/start"): (404, "not_found"),
         ("POST", "/envs/{env_id}/stop"): (404, "not_found"),
+        ("POST", "/envs/{env_id}/lease"): (404, "not_found"),
         ("DELETE", "/envs/{env_id}"): (404, "not_found"),
         ("GET", "/vms/{vm_id}"): (404, "not_found"),
         ("DELETE", "/eggs/{egg_id}"): (409, "conflict"),

@@ -294,3 +294,49 @@ def test_the_largest_env_fits_one_transaction(api, deps, lab):
     assert resp.status_code == 202, resp.text
     assert {vm["host_id"] for vm in resp.json["vms"]} == {h["id"] for h in hosts}
     assert len(deps.repo.list_workloads(cluster["id"])) == 32
+
+
+def _expiry(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_an_env_lease_renews_the_env_and_every_vm(api, deps, lab):
+    env = api.admin("POST", "/envs", _env(lab, lifetime=60)).json
+    before = _expiry(env["expires_at"])
+    resp = api.admin("POST", "/envs/dev/lease", {"lifetime": 7200})
+    assert resp.status_code == 200, resp.text
+    renewed = _expiry(resp.json["expires_at"])
+    assert renewed > before
+    assert {_expiry(vm["expires_at"]) for vm in resp.json["vms"]} == {renewed}
+    for vm in env["vms"]:
+        stored = deps.repo.get_workload(lab["cluster"]["id"], vm["id"])
+        assert stored.expires_at == renewed
+    # refusals: nothing given, both given, unknown env
+    assert api.admin("POST", "/envs/dev/lease", {}).json["error"]["code"] == "invalid_input"
+    both = api.admin(
+        "POST", "/envs/dev/lease", {"lifetime": 5, "expires_at": "2999-01-01T00:00:00Z"}
+    )
+    assert both.status_code == 400
+    assert api.admin("POST", "/envs/nope/lease", {"lifetime": 5}).status_code == 404
+
+
+def test_an_env_lease_stays_within_the_plan_maximum(api, deps, lab):
+    api.admin(
+        "PATCH",
+        f"/clusters/{lab['cluster']['id']}",
+        {
+            "plan": {
+                "cpu_cores": 4,
+                "ram_mb": 8192,
+                "storage_mb": 20480,
+                "ports": 10,
+                "containers": 10,
+                "max_lifetime": 3600,
+            }
+        },
+    )
+    assert api.admin("POST", "/envs", _env(lab, lifetime=600)).status_code == 202
+    too_long = api.admin("POST", "/envs/dev/lease", {"lifetime": 7200})
+    assert too_long.status_code == 400 and "3600" in too_long.json["error"]["message"]
