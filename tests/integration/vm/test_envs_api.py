@@ -20,34 +20,21 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import falcon.testing
 import pycdlib
 import pytest
-import redis as redis_lib
 
-from handlers.app import create_app
 from handlers.deps import Deps
-from infra.drivers.factory import DriverFactory
 from infra.drivers.qemu import QemuDriver
-from infra.dynamo import Dynamo, make_client
-from infra.keys import mint_key
-from infra.queue import JobQueue
-from infra.repository import Repository
-from infra.schema import table_definition
-from shared.clock import new_id, utc_now
-from shared.settings import Settings
 from shared.vm import workload_dir_name
-from tests.fixtures.corral import Api, run_jobs
+from tests.fixtures.corral import Api, Stack, module_stack, run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
 from tests.integration.vm.conftest import guest_hello, wait_until
-from workers import context
 from workers.hosts import check_host, check_hosts
 
 pytestmark = pytest.mark.integration
@@ -63,40 +50,10 @@ HOSTILE = 'x\'; touch /tmp/pwned; "$(touch /tmp/pwned)" `touch /tmp/pwned`'
 # -- the stack and the fleet, once per module ---------------------------------------
 
 
-@dataclass
-class Stack:
-    api: Api
-    deps: Deps
-    ctx: context.WorkerContext
-
-
 @pytest.fixture(scope="module")
 def stack(moto_endpoint: str, redis_url: str) -> Iterator[Stack]:
-    settings = Settings(
-        table_name=f"corral-envs-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-        dynamodb_endpoint=moto_endpoint,
-        redis_url=redis_url,
-        queue_name=f"corral-envs-{os.getpid()}",
-        wait_cap_seconds=5.0,
-    )
-    client = make_client(settings)
-    client.create_table(**table_definition(settings.table_name))
-    redis = redis_lib.Redis.from_url(redis_url)
-    repo = Repository(Dynamo(client, settings.table_name))
-    deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
-    _, operator_key = mint_key(repo, None, "test-operator", utc_now(), new_id)
-    api = Api(falcon.testing.TestClient(create_app(deps)), operator_key)
-    ctx = context.WorkerContext(
-        repo=repo, jobs=deps.jobs, drivers=DriverFactory(), settings=settings
-    )
-    context.install(ctx)
-    try:
-        yield Stack(api, deps, ctx)
-    finally:
-        ctx.drivers.close()
-        context.install(None)
-        client.delete_table(TableName=settings.table_name)
-        redis.close()
+    with module_stack(moto_endpoint, redis_url, "envs") as built:
+        yield built
 
 
 @dataclass

@@ -12,32 +12,20 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import falcon.testing
 import pytest
-import redis as redis_lib
 
-from handlers.app import create_app
 from handlers.deps import Deps
-from infra.drivers.factory import DriverFactory
 from infra.drivers.qemu import QemuDriver
 from infra.drivers.ssh import CommandResult, SshConnection
-from infra.dynamo import Dynamo, make_client
-from infra.keys import mint_key
-from infra.queue import JobQueue
-from infra.repository import Repository
-from infra.schema import table_definition
-from shared.clock import new_id, utc_now
 from shared.health import console_lines
 from shared.runtime import RuntimeState
-from shared.settings import Settings
 from shared.vm import workload_dir_name
-from tests.fixtures.corral import Api, run_jobs
+from tests.fixtures.corral import Api, module_stack, run_jobs
 from tests.fixtures.netns import NetnsLab, SshHost
 from tests.fixtures.priority import while_serving
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
@@ -111,26 +99,13 @@ def settle(deps: Deps, rounds: int = 5) -> None:
 def observed(
     moto_endpoint: str, redis_url: str, netns_lab: NetnsLab, vm_images: VmImages
 ) -> Iterator[Observed]:
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        table_name=f"corral-vmobs-{tag}",
-        dynamodb_endpoint=moto_endpoint,
-        redis_url=redis_url,
-        queue_name=f"corral-vmobs-{tag}",
-        priority_queue_name=f"corral-vmobs-{tag}-priority",
-        wait_cap_seconds=5.0,
-    )
-    client = make_client(settings)
-    client.create_table(**table_definition(settings.table_name))
-    redis = redis_lib.Redis.from_url(redis_url)
-    repo = Repository(Dynamo(client, settings.table_name))
-    deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
-    _, operator_key = mint_key(repo, None, "test-operator", utc_now(), new_id)
-    api = Api(falcon.testing.TestClient(create_app(deps)), operator_key)
-    ctx = context.WorkerContext(
-        repo=repo, jobs=deps.jobs, drivers=DriverFactory(), settings=settings
-    )
-    context.install(ctx)
+    with module_stack(moto_endpoint, redis_url, "vmobs") as stack:
+        yield from _observed_vm(stack.api, stack.deps, netns_lab, vm_images)
+
+
+def _observed_vm(
+    api: Api, deps: Deps, netns_lab: NetnsLab, vm_images: VmImages
+) -> Iterator[Observed]:
     vm_id = None
     try:
         ssh = netns_lab.add_host()
@@ -185,10 +160,6 @@ def observed(
             with contextlib.suppress(Exception):
                 api.tenant("DELETE", f"/containers/{vm_id}")
                 settle(deps)
-        ctx.drivers.close()
-        context.install(None)
-        client.delete_table(TableName=settings.table_name)
-        redis.close()
 
 
 def driver_of(vm: Observed) -> QemuDriver:
