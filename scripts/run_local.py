@@ -171,6 +171,7 @@ class Launcher:
     def _start_worker(self, settings: Settings) -> None:
         command = [
             str(BIN / "rq"), "worker", "--with-scheduler",
+            "--worker-class", "workers.worker.CorralWorker",
             "--serializer", "rq.serializers.JSONSerializer",
             "-u", settings.redis_url,
             settings.priority_queue_name, settings.queue_name,

@@ -224,3 +224,25 @@ def _wait(predicate, timeout=20.0):
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def test_corral_worker_class_runs_jobs_in_forked_horses(live, deps, settings, docker_client):
+    """The worker `make run` and the deployment guide start: rq's forking worker with
+    Corral's job code preloaded, as a real process."""
+    resp = live.create(name="forked")
+    cid = resp.json["container"]["id"]
+    env = os.environ | {
+        "CORRAL_TABLE": settings.table_name,
+        "CORRAL_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint,
+        "CORRAL_REDIS_URL": settings.redis_url,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "rq.cli", "worker", "--burst",
+         "--worker-class", "workers.worker.CorralWorker",
+         "--serializer", "rq.serializers.JSONSerializer",
+         "-u", settings.redis_url, settings.queue_name],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert live.api.tenant("GET", f"/containers/{cid}").json["status"] == "running"
+    assert docker_client.containers.get(f"corral-{cid}").status == "running"
