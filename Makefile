@@ -18,7 +18,7 @@ help:
 	@echo "make test   lint (ruff, mypy) and run the whole test suite"
 	@echo "make deps   install Debian packages and the virtualenv (both run this first)"
 	@echo "make lint   ruff and mypy only"
-	@echo "make bench  the benchmark"
+	@echo "make bench  the benchmarks, written to bench/RESULTS.md (BENCH_ARGS=--quick for a smoke run)"
 	@echo "make clean  remove .corral/ (local state) and tool caches; keeps $(VENV)"
 
 deps: debian-deps $(DEPS_STAMP)
@@ -52,7 +52,7 @@ bench: deps
 	  echo "make bench: bench/__main__.py does not exist yet: the benchmark is not built" >&2; \
 	  exit 1; \
 	fi
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	@if [ -f .corral/run.pid ] && kill -0 "$$(cat .corral/run.pid)" 2>/dev/null; then \

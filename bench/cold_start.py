@@ -1,0 +1,35 @@
+"""6. The Lambda cold path: import time of the HTTP entry against `import boto3`
+alone, from bench/cold_path.py (fresh interpreters, medians, interleaved)."""
+
+from __future__ import annotations
+
+from bench import cold_path
+from bench.report import Row, Section, ms, ratio
+
+TITLE = "6. Lambda cold path (imports in a fresh interpreter)"
+
+
+def run(quick: bool) -> Section:
+    runs = 3 if quick else 7
+    result = cold_path.measure(runs)
+    boto3 = result["boto3_s"]
+    section = Section(TITLE, f"`import boto3` alone, the floor of every Corral Lambda "
+                      f"(median of {runs} fresh interpreters each, interleaved).")  # fmt: skip
+    section.rows = [
+        Row("`import handlers.lambda_http`", ms(result["lambda_http_s"]), ms(boto3),
+            ratio(result["lambda_http_s"], boto3)),
+        Row("… and build the app (`make_handler(get_app())`)", ms(result["lambda_http_app_s"]),
+            ms(boto3), ratio(result["lambda_http_app_s"], boto3)),
+    ]  # fmt: skip
+    heavy = result["heavy_modules_loaded"]
+    section.details = [
+        "Host drivers or rq's worker pulled in by the HTTP entry: "
+        + (", ".join(f"`{m}`" for m in heavy) if heavy else "none")
+        + "."
+    ]
+    section.notes = [
+        "Times are measured inside each child interpreter, so interpreter start-up is "
+        "left out; one unmeasured round first fills the page and bytecode caches. "
+        "Building the app creates a boto3 client and a Redis pool but connects to nothing.",
+    ]
+    return section

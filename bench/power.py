@@ -1,0 +1,212 @@
+"""4. Power operations through Corral, against the raw docker SDK call.
+
+Latency: restart, stop and start of one container through the API and an rq
+worker, waiting on /operations/:id/wait, interleaved with the same SDK call on a
+raw container of the same image and limits.
+
+Worker throughput: N restart jobs queued at once (one per container: a container
+takes one change at a time), then served by 1 and by 2 `rq worker` processes;
+jobs/s from rq's own job timestamps (first start to last end), so worker start-up
+is left out. Baseline: the same N restarts sent straight to the dockerd by 1 and 2
+concurrent SDK clients.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from bench.provisioning import CORRAL_APP, job_times, raw_create_start
+from bench.report import Row, Section, median, ms, number, percentile, ratio, table
+from bench.stack import Stack, cpu_seconds
+from bench.world import STOP_TIMEOUT, HttpApi, World, seed
+from infra.repository import Repository
+from shared.runtime import runtime_name
+
+TITLE = "4. Power operations and worker throughput"
+SIGNALS = ("restart", "stop", "start")
+
+
+def _raw_power(docker: Any, name: str, signal: str) -> float:
+    api = docker.api
+    started = time.perf_counter()
+    if signal == "restart":
+        api.restart(name, timeout=STOP_TIMEOUT)
+    elif signal == "stop":
+        api.stop(name, timeout=STOP_TIMEOUT)
+    else:
+        api.start(name)
+    return time.perf_counter() - started
+
+
+def _corral_power(world: World, container_id: str, signal: str) -> float:
+    started = time.perf_counter()
+    world.wait(world.power(container_id, signal))
+    return time.perf_counter() - started
+
+
+Samples = dict[str, dict[str, list[float]]]  # side -> signal -> seconds
+
+
+def _latency(world: World, docker: Any, image: str, rounds: int) -> Samples:
+    container_id, operation_id = world.create("power")
+    world.wait(operation_id)
+    raw_create_start(docker, image, "raw-power")
+    samples: Samples = {"Corral": {}, "raw": {}}
+    for index in range(rounds + 1):  # the first round warms up and is not kept
+        for signal in SIGNALS:
+            raw = _raw_power(docker, "raw-power", signal)
+            corral = _corral_power(world, container_id, signal)
+            if index:
+                samples["raw"].setdefault(signal, []).append(raw)
+                samples["Corral"].setdefault(signal, []).append(corral)
+    return samples
+
+
+def _provision_many(world: World, count: int) -> list[str]:
+    """`count` running containers, provisioned concurrently by the workers running."""
+    created = [world.create(f"busy-{index}") for index in range(count)]
+    for _, operation_id in created:
+        world.wait(operation_id)
+    return [container_id for container_id, _ in created]
+
+
+def _wait_jobs(redis: Any, job_ids: list[str], timeout: float) -> None:
+    from rq.job import Job, JobStatus
+    from rq.serializers import JSONSerializer
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = Job.fetch_many(job_ids, connection=redis, serializer=JSONSerializer)
+        statuses = [job.get_status() if job else None for job in jobs]
+        if all(s in (JobStatus.FINISHED, JobStatus.FAILED) for s in statuses):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{len(job_ids)} jobs not finished after {timeout:.0f} s")
+
+
+def _served_rate(
+    stack: Stack, settings: Any, repo: Repository, world: World, containers: list[str],
+    workers: int,
+) -> dict[str, float]:  # fmt: skip
+    """One restart per container served by `workers` workers: jobs/s from the first
+    job's start to the last one's end, the median job, and the workers' CPU per job."""
+    redis = stack.redis()
+    try:
+        with stack.workers(settings, workers) as procs:
+            cpu_before = sum(cpu_seconds(proc.process.pid) for proc in procs)
+            # The API queues faster than the workers serve, so they are busy from the
+            # first job to the last.
+            operations = [world.power(container_id, "restart") for container_id in containers]
+            _wait_jobs(redis, operations, timeout=60 + 10 * len(operations))
+            cpu = sum(cpu_seconds(proc.process.pid) for proc in procs) - cpu_before
+        spans = [job_times(redis, op) for op in operations]
+    finally:
+        redis.close()
+    for operation_id in operations:
+        op = repo.get_operation(world.cluster_id, operation_id)
+        if op.status.value != "succeeded":
+            raise RuntimeError(f"restart {operation_id} ended {op.status.value}: {op.error}")
+    first: datetime = min(started for _, started, _ in spans)
+    last: datetime = max(ended for _, _, ended in spans)
+    return {
+        "rate": len(operations) / (last - first).total_seconds(),
+        "job": median([(ended - started).total_seconds() for _, started, ended in spans]),
+        "cpu": cpu / len(operations),
+    }
+
+
+def _raw_rate(stack: Stack, names: list[str], clients: int) -> float:
+    """Restart every container straight through the SDK, `clients` at a time."""
+    shares = [names[i::clients] for i in range(clients)]
+    docker_clients = [stack.docker() for _ in range(clients)]
+    try:
+        threads = [
+            threading.Thread(
+                target=lambda client, share: [_raw_power(client, n, "restart") for n in share],
+                args=(client, share),
+            )
+            for client, share in zip(docker_clients, shares, strict=True)
+        ]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return len(names) / (time.perf_counter() - started)
+    finally:
+        for client in docker_clients:
+            client.close()
+
+
+def run(stack: Stack, quick: bool) -> Section:
+    rounds, jobs = (2, 10) if quick else (5, 30)
+    settings = stack.settings("power")
+    docker = stack.docker()
+    rates: dict[tuple[str, int], float] = {}
+    served: dict[int, dict[str, float]] = {}
+    try:
+        with (
+            stack.table(settings) as repo,
+            stack.gunicorn(CORRAL_APP, stack.corral_env(settings)) as api_server,
+        ):
+            world = seed(HttpApi(api_server.url), repo, stack.docker_url)
+            with stack.workers(settings, 1):
+                samples = _latency(world, docker, stack.image, rounds)
+            with stack.workers(settings, 2):
+                containers = _provision_many(world, jobs)
+            for workers in (1, 2):
+                served[workers] = _served_rate(stack, settings, repo, world, containers, workers)
+                rates[("Corral", workers)] = served[workers]["rate"]
+            names = [runtime_name(container_id) for container_id in containers]
+            for clients in (1, 2):
+                rates[("raw", clients)] = _raw_rate(stack, names, clients)
+    finally:
+        docker.close()
+        stack.remove_containers()
+        stack.flush_redis()
+    section = Section(
+        TITLE,
+        "the raw docker SDK call on a container of the same image and limits (latency: "
+        f"{rounds} rounds, interleaved); the same {jobs} restarts sent straight to the "
+        "dockerd by as many concurrent SDK clients as there are workers (throughput).",
+    )
+    for signal in SIGNALS:
+        corral, raw = samples["Corral"][signal], samples["raw"][signal]
+        section.rows += [
+            Row(f"{signal}, p50", ms(median(corral)), ms(median(raw)),
+                ratio(median(corral), median(raw))),
+            Row(f"{signal}, p99", ms(percentile(corral, 99)), ms(percentile(raw, 99)),
+                ratio(percentile(corral, 99), percentile(raw, 99))),
+        ]  # fmt: skip
+    for workers in (1, 2):
+        ours, base = rates[("Corral", workers)], rates[("raw", workers)]
+        label = "1 worker / SDK client" if workers == 1 else f"{workers} workers / SDK clients"
+        section.rows.append(
+            Row(f"restart jobs/s, {label}", number(ours, 2), number(base, 2), ratio(ours, base))
+        )
+    section.details = table(
+        ["workers", "jobs/s", "vs 1 worker", "median job (rq started → ended)",
+         "workers' CPU per job"],
+        [
+            [str(w), number(rates[("Corral", w)], 2),
+             ratio(rates[("Corral", w)], rates[("Corral", 1)]), ms(served[w]["job"]),
+             ms(served[w]["cpu"])]
+            for w in (1, 2)
+        ],
+    )  # fmt: skip
+    section.notes = [
+        "Latency is from the POST to the long-poll answering `succeeded`; the raw call "
+        "returns when the engine has done it. A restart or stop of the busybox shell is "
+        "quick: it exits on SIGTERM (no stop timeout is waited out).",
+        f"Throughput: {jobs} restart jobs, one per container (a container takes one change "
+        "at a time), queued through the API as fast as it answers while the workers serve "
+        "them. Each `rq worker` forks a work horse per job (see 3.), so the job's modules "
+        "and context are loaded again for every job: the workers' CPU per job (work horses "
+        "included) shows that cost, which a second worker can only overlap with the "
+        "dockerd, Redis and the table server on the same 2 CPUs.",
+        f"With {rounds} samples, p99 is the slowest run.",
+    ]
+    return section
