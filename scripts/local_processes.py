@@ -40,9 +40,8 @@ class Child:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        log.info(
-            "started %s (pid %d), log in %s", name, self.process.pid, log_path.relative_to(REPO)
-        )
+        shown = log_path.relative_to(REPO) if log_path.is_relative_to(REPO) else log_path
+        log.info("started %s (pid %d), log in %s", name, self.process.pid, shown)
 
     def alive(self) -> bool:
         return self.process.poll() is None
