@@ -14,23 +14,20 @@ accounts for.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from functools import partial
 from types import TracebackType
 from typing import Any, cast
 
 import docker
-import docker.constants
 import docker.errors
-import docker.tls
 
 from infra.drivers import docker_observe
+from infra.drivers.docker_connect import connect, tls_config
 from infra.drivers.docker_errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
 from shared.errors import HostError
@@ -97,7 +94,9 @@ class DockerDriver:
         self._tls_dir: str | None = None
         self._tls: Any = False
         if tls:
-            self._tls = self._tls_config(tls)
+            self._tls_dir = tempfile.mkdtemp(prefix="corral-tls-")
+            weakref.finalize(self, shutil.rmtree, self._tls_dir, ignore_errors=True)
+            self._tls = tls_config(tls, self._tls_dir, self._address)
         # What this engine refused or silently discarded; None until first tried.
         self._storage_opt_supported: bool | None = None
         self._blkio_weight_supported: bool | None = None
@@ -233,28 +232,8 @@ class DockerDriver:
     def _api(self) -> Any:
         """The low-level API client; the first call connects (and negotiates the version)."""
         if self._client is None:
-            self._client = self._connect()
+            self._client = connect(self._client_factory, self._address, self._tls, self._timeout)
         return self._client.api
-
-    def _connect(self) -> Any:
-        connect = partial(
-            self._client_factory, base_url=self._address, tls=self._tls, timeout=self._timeout
-        )
-        if self._tls is False:
-            return connect()
-        # requests lets REQUESTS_CA_BUNDLE override a session's CA file, which would swap
-        # the host's own CA for the system bundle. The session must ignore the environment,
-        # but the SDK asks for the API version inside its constructor, before we can say so:
-        # ask first with a probe client, then build the real one with that version.
-        probe = connect(version=docker.constants.MINIMUM_DOCKER_API_VERSION)
-        try:
-            probe.api.trust_env = False
-            version = str(probe.api.version(api_version=False)["ApiVersion"])
-        finally:
-            probe.close()
-        client = connect(version=version)
-        client.api.trust_env = False
-        return client
 
     def _inspect(self, name_or_id: str) -> dict[str, Any] | None:
         try:
@@ -375,30 +354,6 @@ class DockerDriver:
     def _wait_gone(self, name: str) -> None:
         with suppress(docker.errors.NotFound):
             self._api().wait(name, timeout=self._timeout, condition="removed")
-
-    # -- connection and errors ----------------------------------------------------
-
-    def _tls_config(self, tls: Mapping[str, str]) -> Any:
-        """Write the PEM strings to a private directory: the SDK only takes file paths."""
-        self._tls_dir = tempfile.mkdtemp(prefix="corral-tls-")
-        weakref.finalize(self, shutil.rmtree, self._tls_dir, ignore_errors=True)
-        paths: dict[str, str] = {}
-        for key in ("ca_cert", "client_cert", "client_key"):
-            if tls.get(key):
-                path = os.path.join(self._tls_dir, f"{key}.pem")
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(descriptor, "w") as pem:
-                    pem.write(tls[key])
-                paths[key] = path
-        client_cert = None
-        if "client_cert" in paths or "client_key" in paths:
-            client_cert = (paths.get("client_cert"), paths.get("client_key"))
-        try:
-            return docker.tls.TLSConfig(
-                client_cert=client_cert, ca_cert=paths.get("ca_cert"), verify=True
-            )
-        except docker.errors.TLSParameterError as exc:
-            raise HostError(f"invalid TLS material for {self._address}: {exc}") from exc
 
 
 def _refuses_storage_opt(exc: docker.errors.APIError) -> bool:

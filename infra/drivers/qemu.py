@@ -18,7 +18,6 @@ off from the host and the outside while the forwarded ports still answer.
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import re
@@ -27,10 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import pycdlib
-
 from infra.drivers import qemu_observe
-from infra.drivers.ssh import RemoteStream, SshConnection
+from infra.drivers.cloud_init import build_seed_iso
+from infra.drivers.qemu_command import DISK_DEVICE, qemu_command
+from infra.drivers.qemu_ports import listening_ports, port_lock
+from infra.drivers.qmp import QmpSession
+from infra.drivers.ssh import SshConnection
 from shared.errors import HostError
 from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
@@ -47,77 +48,9 @@ from shared.vm import (
 
 MIB = 1024 * 1024
 RECORD_FILE = "corral.json"
-DISK_DEVICE = "disk0"
 ENFORCED = {"cpu_cores": True, "ram_mb": True, "storage_mb": True, "io": False}
 
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
-_LISTEN = "0A"
-
-
-def build_seed_iso(instance_id: str, hostname: str, ssh_keys: tuple[str, ...]) -> bytes:
-    """A cloud-init NoCloud seed: an ISO 9660 volume `cidata` with user-data and meta-data.
-
-    Both files are JSON (which YAML reads), so no key or id can break their syntax.
-    """
-    user_data = "#cloud-config\n" + json.dumps(
-        {"hostname": hostname, "ssh_authorized_keys": list(ssh_keys)}, indent=2
-    )
-    meta_data = json.dumps({"instance-id": instance_id, "local-hostname": hostname}, indent=2)
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
-    for iso_name, name, text in (
-        ("/USERDATA.;1", "user-data", user_data),
-        ("/METADATA.;1", "meta-data", meta_data),
-    ):
-        data = (text + "\n").encode()
-        iso.add_fp(io.BytesIO(data), len(data), iso_name, rr_name=name, joliet_path=f"/{name}")
-    out = io.BytesIO()
-    iso.write_fp(out)
-    iso.close()
-    return out.getvalue()
-
-
-class _Qmp:
-    """One QMP session over a remote `socat` stream."""
-
-    def __init__(self, stream: RemoteStream) -> None:
-        self._stream = stream
-        greeting = self._message()
-        if "QMP" not in greeting:
-            raise HostError("QMP socket did not greet", transient=True)
-        self.execute("qmp_capabilities")
-
-    def _message(self) -> dict[str, Any]:
-        line = self._stream.readline()
-        if not line:
-            raise HostError("QMP connection closed", transient=True)
-        try:
-            message = json.loads(line)
-        except ValueError as exc:
-            raise HostError(f"QMP sent garbage: {line[:200]!r}", transient=True) from exc
-        if not isinstance(message, dict):
-            raise HostError("QMP sent a non-object", transient=True)
-        return message
-
-    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        request: dict[str, Any] = {"execute": command}
-        if arguments:
-            request["arguments"] = arguments
-        self._stream.write(json.dumps(request).encode() + b"\n")
-        while True:
-            message = self._message()
-            if "return" in message:
-                return message["return"]
-            if "error" in message:
-                desc = message["error"].get("desc", "unknown error")
-                raise HostError(f"QMP {command} failed: {desc}")
-
-    def quit(self) -> None:
-        """`quit`: QEMU may close the socket before it answers, so end of stream is fine."""
-        self._stream.write(b'{"execute": "quit"}\n')
-        with suppress(HostError):
-            while self._stream.readline():
-                pass
 
 
 class QemuDriver:
@@ -224,7 +157,9 @@ class QemuDriver:
         self._ssh.check(["qemu-img", "create", "-q", "-f", "qcow2", *backing, disk, f"{disk_mb}M"])
         seed = build_seed_iso(spec.workload_id, guest_hostname(spec.workload_id), vm.ssh_keys)
         self._ssh.put_bytes(posixpath.join(folder, "seed.iso"), seed)
-        with self._host_lock():
+        with port_lock(
+            self._ssh, self.base_dir, self.address, monotonic=self._monotonic, sleep=self._sleep
+        ):
             # Another job may have finished the same VM while this one waited.
             existing = self._read_record(spec.workload_id)
             if existing is not None:
@@ -362,35 +297,7 @@ class QemuDriver:
     def _ports_in_use(self) -> set[int]:
         """Host ports forwarded to any VM here, and every port something listens on."""
         used = {port for record in self._records() for port in record.ports.values()}
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            try:
-                lines = self._ssh.get_bytes(table).decode().splitlines()[1:]
-            except FileNotFoundError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if len(fields) > 3 and fields[3] == _LISTEN:
-                    used.add(int(fields[1].rsplit(":", 1)[1], 16))
-        return used
-
-    @contextmanager
-    def _host_lock(self, wait: float = 30.0, stale_after: float = 120.0) -> Iterator[None]:
-        """Serialise port allocation between jobs on this host (a lock folder)."""
-        self._ssh.mkdir(self.base_dir)
-        lock = posixpath.join(self.base_dir, ".ports.lock")
-        deadline = self._monotonic() + wait
-        while not self._ssh.mkdir(lock):
-            stamp = self._ssh.mtime(lock)
-            if stamp is not None and time.time() - stamp > stale_after:
-                self._ssh.rmdir(lock)
-                continue
-            if self._monotonic() > deadline:
-                raise HostError(f"port allocation on {self.address} is locked", transient=True)
-            self._sleep(0.2)
-        try:
-            yield
-        finally:
-            self._ssh.rmdir(lock)
+        return used | listening_ports(self._ssh)
 
     def _pid(self, workload_id: str) -> int | None:
         """The QEMU process of this VM, if one runs (checked against its command line,
@@ -404,10 +311,10 @@ class QemuDriver:
         return pid if pidfile.encode() in cmdline.split(b"\0") else None
 
     @contextmanager
-    def _qmp(self, workload_id: str) -> Iterator[_Qmp]:
+    def _qmp(self, workload_id: str) -> Iterator[QmpSession]:
         socket_path = self._file(workload_id, "qmp.sock")
         with self._ssh.stream(["socat", "-", f"UNIX-CONNECT:{socket_path}"], timeout=15) as stream:
-            yield _Qmp(stream)
+            yield QmpSession(stream)
 
     def _observe(self, record: VmRecord) -> Observed:
         state = RuntimeState.STOPPED
@@ -428,35 +335,15 @@ class QemuDriver:
         )
 
     def _argv(self, record: VmRecord) -> list[str]:
-        def path(name: str) -> str:
-            return self._file(record.workload_id, name)
-
-        shape, vm = record.shape, record.vm
-        forwards = "".join(
-            f",hostfwd=tcp:{self.bind_address}:{host}-:{guest}"
-            for guest, host in sorted(record.ports.items())
+        return qemu_command(
+            record,
+            self.workload_dir(record.workload_id),
+            qemu_binary=self.qemu_binary,
+            machine=self.machine,
+            accel=self.accel,
+            bind_address=self.bind_address,
+            image_path=self._image_path,
         )
-        restrict = "on" if vm.deny_outgoing else "off"
-        argv = [
-            self.qemu_binary,
-            "-name", f"guest={guest_hostname(record.workload_id)}",
-            "-machine", f"{self.machine},accel={self.accel}",
-            "-nodefaults", "-no-user-config", "-display", "none",
-            "-daemonize", "-pidfile", path("qemu.pid"),
-            "-qmp", f"unix:{path('qmp.sock')},server=on,wait=off",
-            "-serial", f"file:{path('console.log')}",
-            "-smp", str(shape.vcpus),
-            "-m", str(shape.ram_mb),
-            "-drive", f"file={path('disk.qcow2')},if=virtio,format=qcow2,id={DISK_DEVICE}",
-            "-drive", f"file={path('seed.iso')},media=cdrom,format=raw,readonly=on,id=seed",
-            "-netdev", f"user,id=n0,restrict={restrict}{forwards}",
-            "-device", f"{vm.nic_model},netdev=n0",
-        ]  # fmt: skip
-        if vm.kernel is not None:
-            argv += ["-kernel", self._image_path(vm.kernel), "-append", vm.kernel_args]
-            if vm.initrd is not None:
-                argv += ["-initrd", self._image_path(vm.initrd)]
-        return argv
 
     def _start(self, record: VmRecord) -> None:
         workload_id = record.workload_id
