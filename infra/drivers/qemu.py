@@ -334,17 +334,6 @@ class QemuDriver:
             labels=record.spec.labels(),
         )
 
-    def _argv(self, record: VmRecord) -> list[str]:
-        return qemu_command(
-            record,
-            self.workload_dir(record.workload_id),
-            qemu_binary=self.qemu_binary,
-            machine=self.machine,
-            accel=self.accel,
-            bind_address=self.bind_address,
-            image_path=self._image_path,
-        )
-
     def _start(self, record: VmRecord) -> None:
         workload_id = record.workload_id
         if self._pid(workload_id) is not None:
@@ -355,7 +344,16 @@ class QemuDriver:
         for stale in ("qmp.sock", "qemu.pid"):
             self._ssh.remove(self._file(workload_id, stale))
         self._write_record(record.booted())
-        self._ssh.check(self._argv(record), timeout=self.start_timeout)
+        argv = qemu_command(
+            record,
+            self.workload_dir(workload_id),
+            qemu_binary=self.qemu_binary,
+            machine=self.machine,
+            accel=self.accel,
+            bind_address=self.bind_address,
+            image_path=self._image_path,
+        )
+        self._ssh.check(argv, timeout=self.start_timeout)
 
     def _wait_gone(self, workload_id: str, seconds: float) -> bool:
         deadline = self._monotonic() + seconds

@@ -12,19 +12,9 @@ import falcon.testing
 from handlers.app import create_app
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import DEFAULT_PLAN, Api, Tenant, make_tenant
 
-# The plan `Api.make_cluster` gives unless told otherwise.
-TOTALS = {
-    "cpu_cores": 4,
-    "ram_mb": 4096,
-    "storage_mb": 20480,
-    "io": 1000,
-    "ports": 10,
-    "databases": 2,
-    "backups": 2,
-    "containers": 5,
-}
+TOTALS = DEFAULT_PLAN
 ZERO = dict.fromkeys(TOTALS, 0)
 
 

@@ -7,19 +7,24 @@ tests in `test_qemu_driver.py` run in file order against them.
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pycdlib
 import pytest
 
+from handlers.deps import Deps
 from infra.drivers.qemu import QemuDriver
 from shared.capacity import Resources
 from shared.runtime import RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import VmOptions
+from tests.fixtures.corral import run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
 
@@ -193,3 +198,32 @@ def booted(vm_hosts: list[VmHost]) -> BootedVms:
     wait_booted(first, vms.alpha)
     wait_booted(second, vms.beta)
     return vms
+
+
+def settle(deps: Deps, rounds: int = 5) -> None:
+    """Run every queued job; one a transient host error left waiting for its retry is
+    run again at once."""
+    for _ in range(rounds):
+        run_jobs(deps)
+        scheduled = deps.jobs.queue.scheduled_job_registry
+        waiting = scheduled.get_job_ids()
+        if not waiting:
+            return
+        for job_id in waiting:
+            scheduled.requeue(job_id)
+    pytest.fail("jobs kept failing transiently")
+
+
+def read_seed_iso(path: Path) -> tuple[str, dict[str, str]]:
+    """A cloud-init seed ISO's volume label and its files, read back with pycdlib."""
+    iso = pycdlib.PyCdlib()
+    iso.open(str(path))
+    try:
+        files = {}
+        for name in ("user-data", "meta-data"):
+            out = io.BytesIO()
+            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+            files[name] = out.getvalue().decode()
+        return iso.pvd.volume_identifier.decode().strip(), files
+    finally:
+        iso.close()

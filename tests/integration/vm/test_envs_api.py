@@ -15,7 +15,6 @@ The table, the queue, the app and the worker context are the same pieces as the
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import subprocess
@@ -25,16 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pycdlib
 import pytest
 
-from handlers.deps import Deps
 from infra.drivers.qemu import QemuDriver
 from shared.vm import workload_dir_name
 from tests.fixtures.corral import Api, Stack, module_stack, run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
-from tests.integration.vm.conftest import guest_hello, wait_until
+from tests.integration.vm.conftest import guest_hello, read_seed_iso, settle, wait_until
 from workers.hosts import check_host, check_hosts
 
 pytestmark = pytest.mark.integration
@@ -169,20 +166,6 @@ def fleet(
         for process in probes:
             process.kill()
             process.wait(timeout=10)
-
-
-def settle(deps: Deps, rounds: int = 5) -> None:
-    """Run every queued job; a job a transient host error left waiting for its retry
-    is run again at once."""
-    for _ in range(rounds):
-        run_jobs(deps)
-        scheduled = deps.jobs.queue.scheduled_job_registry
-        waiting = scheduled.get_job_ids()
-        if not waiting:
-            return
-        for job_id in waiting:
-            scheduled.requeue(job_id)
-    pytest.fail("jobs kept failing transiently")
 
 
 def qemu_processes(folder: Path) -> list[list[str]]:
@@ -339,7 +322,7 @@ def test_env_vms_run_on_two_hosts_with_their_shape(fleet: Fleet, env: EnvVms) ->
     assert shown["owner"] == "alice" and shown["lifetime"] == 3600
     assert [vm["expires_at"] for vm in shown["vms"]] == [shown["expires_at"]] * 2
     # The seed carries the env's keys to cloud-init.
-    _, files = read_seed(fleet.folder(env.big))
+    _, files = read_seed_iso(fleet.folder(env.big) / "seed.iso")
     keys = json.loads(files["user-data"].split("\n", 1)[1])["ssh_authorized_keys"]
     assert keys == [KEY, fleet.ssh[0].client_public_key]
 
@@ -455,20 +438,6 @@ def test_delete_env_leaves_no_process_no_file_and_frees_capacity(fleet: Fleet, e
 # -- hostile input -------------------------------------------------------------------
 
 
-def read_seed(folder: Path) -> tuple[str, dict[str, str]]:
-    iso = pycdlib.PyCdlib()
-    iso.open(str(folder / "seed.iso"))
-    try:
-        files = {}
-        for name in ("user-data", "meta-data"):
-            out = io.BytesIO()
-            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
-            files[name] = out.getvalue().decode()
-        return iso.pvd.volume_identifier.decode().strip(), files
-    finally:
-        iso.close()
-
-
 def test_shell_metacharacters_through_the_api_create_nothing_unexpected(fleet: Fleet) -> None:
     pwned = Path("/tmp/pwned")
     pwned.unlink(missing_ok=True)
@@ -512,7 +481,7 @@ def test_shell_metacharacters_through_the_api_create_nothing_unexpected(fleet: F
 
     created = set(os.listdir(fleet.base_dir(index))) - before[index]
     assert created == {workload_dir_name(vm["id"])}
-    _, files = read_seed(fleet.folder(vm))
+    _, files = read_seed_iso(fleet.folder(vm) / "seed.iso")
     user_data = json.loads(files["user-data"].split("\n", 1)[1])
     assert user_data["ssh_authorized_keys"] == [hostile_key]
     assert HOSTILE not in json.dumps(files)  # the name stays in the table

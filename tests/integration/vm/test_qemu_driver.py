@@ -6,7 +6,6 @@ come after the ones that need the first boot, removal comes last.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -14,7 +13,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pycdlib
 import pytest
 
 from infra.drivers.qemu import QemuDriver
@@ -28,6 +26,7 @@ from tests.integration.vm.conftest import (
     VmHost,
     console,
     guest_hello,
+    read_seed_iso,
     vm_spec,
     wait_booted,
     wait_until,
@@ -94,18 +93,7 @@ def test_vms_run_with_requested_memory_and_vcpus(vm_hosts: list[VmHost], booted:
 
 
 def read_seed(host: VmHost, workload_id: str) -> tuple[str, dict[str, str]]:
-    """The seed ISO's volume label and its files, read back with pycdlib."""
-    iso = pycdlib.PyCdlib()
-    iso.open(str(host.ssh.base_dir / workload_dir_name(workload_id) / "seed.iso"))
-    try:
-        files = {}
-        for name in ("user-data", "meta-data"):
-            out = io.BytesIO()
-            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
-            files[name] = out.getvalue().decode()
-        return iso.pvd.volume_identifier.decode().strip(), files
-    finally:
-        iso.close()
+    return read_seed_iso(host.ssh.base_dir / workload_dir_name(workload_id) / "seed.iso")
 
 
 def test_seed_iso_carries_cloud_init_data(vm_hosts: list[VmHost], booted: BootedVms) -> None:

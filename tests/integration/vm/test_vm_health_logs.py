@@ -25,11 +25,11 @@ from infra.drivers.ssh import CommandResult, SshConnection
 from shared.health import console_lines
 from shared.runtime import RuntimeState
 from shared.vm import workload_dir_name
-from tests.fixtures.corral import Api, module_stack, run_jobs
+from tests.fixtures.corral import Api, module_stack
 from tests.fixtures.netns import NetnsLab, SshHost
 from tests.fixtures.priority import while_serving
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
-from tests.integration.vm.conftest import wait_until
+from tests.integration.vm.conftest import settle, wait_until
 from workers import context
 from workers.collector import collect_health
 from workers.hosts import check_hosts
@@ -80,19 +80,6 @@ class Observed:
         settle(self.deps)
         op = self.api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
         assert op["status"] == "succeeded", op
-
-
-def settle(deps: Deps, rounds: int = 5) -> None:
-    """Run every queued job; one a transient host error left waiting is run again."""
-    for _ in range(rounds):
-        run_jobs(deps)
-        scheduled = deps.jobs.queue.scheduled_job_registry
-        waiting = scheduled.get_job_ids()
-        if not waiting:
-            return
-        for job_id in waiting:
-            scheduled.requeue(job_id)
-    pytest.fail("jobs kept failing transiently")
 
 
 @pytest.fixture(scope="module")
