@@ -194,7 +194,7 @@ class Stack:
             with contextlib.suppress(Exception):
                 client.delete_table(TableName=settings.table_name)
 
-    def redis(self) -> redis_lib.Redis:  # type: ignore[type-arg]
+    def redis(self) -> redis_lib.Redis[bytes]:
         return redis_lib.Redis.from_url(self.redis_url)
 
     def flush_redis(self) -> None:
