@@ -37,7 +37,7 @@ $(DEPS_STAMP): pyproject.toml package-lock.json | debian-deps
 	@touch $@
 
 run: deps
-	$(BIN)/python scripts/run_local.py --port $(PORT)
+	$(BIN)/python -m devstack --port $(PORT)
 
 # Lint first (fast), then the suite, whose summary line closes the output.
 test: deps lint
@@ -45,7 +45,7 @@ test: deps lint
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared infra handlers workers
+	$(BIN)/mypy shared infra handlers workers devstack
 
 bench: deps
 	@if [ ! -f bench/__main__.py ]; then \

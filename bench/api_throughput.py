@@ -15,8 +15,9 @@ import urllib.parse
 
 from bench.loadgen import Load, LoadGenerator, LoadResult
 from bench.report import TIMES, Row, Section, ms, number, ratio, table
-from bench.stack import REPO, Stack, cpu_seconds
+from bench.stack import Stack, cpu_seconds
 from bench.world import PUBLIC, HttpApi, seed
+from devstack.processes import REPO
 
 TITLE = "1. API throughput and latency (gunicorn, loopback)"
 CORRAL_APP = "handlers.app:get_app()"
@@ -93,11 +94,11 @@ def run(stack: Stack, quick: bool) -> Section:
                     # The bare app is fast: more requests, for a span long enough to time.
                     total = count * BARE_FACTOR if side == "bare" else count
                     generator.run(loads[name], max(total // 10, generator.clients))  # warm-up
-                    before = (cpu_seconds(pid), cpu_seconds(stack.moto_pid))
+                    before = (cpu_seconds(pid), cpu_seconds(stack.table_pid))
                     results[(name, side)] = generator.run(loads[name], total)
                     busy[(name, side)] = (
                         cpu_seconds(pid) - before[0],
-                        cpu_seconds(stack.moto_pid) - before[1],
+                        cpu_seconds(stack.table_pid) - before[1],
                     )
     finally:
         generator.close()

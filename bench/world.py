@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import falcon.testing
 
+from devstack.image import IDLE_COMMAND
 from infra.keys import mint_key
-from infra.local_image import IDLE_COMMAND
 from infra.repository import Repository
 from shared.clock import new_id, utc_now
 

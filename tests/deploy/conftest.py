@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.processes import free_port
 from shared.settings import Settings
 from tests.deploy.events import Request, Response
-from tests.fixtures.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = f"corral-deploy-{os.getpid()}"

@@ -19,37 +19,26 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from local_bootstrap import PUBLIC, ApiClient, ApiError, Demo, seed
-from local_dockerd import DockerdError, LocalDockerd
-from local_processes import Child, free_port, port_is_free
-
-from infra.dynamo import Dynamo, make_client
+from devstack.corral import BIN, start_api, worker_command
+from devstack.dockerd import Dockerd, start_dockerd
+from devstack.image import import_busybox
+from devstack.processes import REPO, Child, Server, StartupError, listening
+from devstack.redis_server import start_redis
+from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
+from devstack.table import create_table, start_table_server
 from infra.keys import mint_key
-from infra.local_image import import_busybox
 from infra.repository import Repository
-from infra.schema import table_definition
 from shared.clock import new_id, utc_now
 from shared.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv's console scripts: gunicorn, rq
 STATE_DIR = REPO / ".corral"
 TABLE = "corral"
 QUEUE = "corral"
-WAIT_S = 30.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SERVE_TABLE = (
-    "import sys; from infra.local_table import serve_forever; "
-    "serve_forever(sys.argv[1], int(sys.argv[2]))"
-)
 
 log = logging.getLogger("corral.run")
 
@@ -60,10 +49,6 @@ class Shutdown(BaseException):
     (botocore retries on any) swallows it."""
 
 
-class StartupError(Exception):
-    """A component did not start; everything started so far is stopped."""
-
-
 class Launcher:
     def __init__(self, port: int, stack: contextlib.ExitStack) -> None:
         self.port = port
@@ -71,7 +56,7 @@ class Launcher:
         self.stack = stack
         self.logs = STATE_DIR / "logs"
         self.children: list[Child] = []
-        self.dockerd: LocalDockerd | None = None
+        self.dockerd: Dockerd | None = None
         self.env = _base_env()
 
     # -- start ----------------------------------------------------------------------
@@ -79,10 +64,15 @@ class Launcher:
     def start(self) -> None:
         self._claim_state_dir()
         docker_url = self._start_dockerd()
-        self.env["CORRAL_REDIS_URL"] = self._start_redis()
-        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._start_moto()
+        self.env["CORRAL_REDIS_URL"] = self._keep(
+            start_redis(STATE_DIR / "redis", self.logs / "redis-server.log")
+        )
+        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
+            start_table_server(self.env, self.logs / "table.log")
+        )
         settings = Settings.from_env(self.env)
-        repo = self._create_table(settings)
+        repo = Repository(create_table(settings))
+        log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_worker(settings)
         self._start_cron(settings)
@@ -105,16 +95,20 @@ class Launcher:
         self.stack.callback(pidfile.unlink, missing_ok=True)
 
     def _start_dockerd(self) -> str | None:
-        dockerd = LocalDockerd(STATE_DIR / "docker" / "data", self.logs / "dockerd.log")
         try:
-            dockerd.start()
-        except DockerdError as exc:
+            dockerd = start_dockerd(
+                STATE_DIR / "docker",
+                log_path=self.logs / "dockerd.log",
+                run_dir=Path(f"/tmp/corral-{os.getuid()}"),
+                keep_data=True,  # the busybox image is imported once
+            )
+        except StartupError as exc:
             log.warning("no docker host: %s", exc)
             log.warning("running WITHOUT a docker host: new containers get no_host_available")
             return None
         self.stack.callback(_stop_dockerd, dockerd)  # first started, so stopped last
         self.dockerd = dockerd
-        log.info("started dockerd (pid %d) at %s", _pid(dockerd), dockerd.url)
+        log.info("dockerd (pid %d) answers at %s", dockerd.pid, dockerd.url)
         leftovers = dockerd.remove_all_containers()
         if leftovers:
             log.info("removed %d container(s) left by an earlier run", leftovers)
@@ -125,60 +119,15 @@ class Launcher:
             client.close()
         return dockerd.url
 
-    def _start_redis(self) -> str:
-        port = free_port()
-        workdir = STATE_DIR / "redis"
-        workdir.mkdir(exist_ok=True)
-        command = [
-            "redis-server",
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-        ]  # fmt: skip
-        child = self._spawn("redis-server", command)
-        self._wait_for_port(child, port)
-        return f"redis://127.0.0.1:{port}/0"
-
-    def _start_moto(self) -> str:
-        port = free_port()
-        # infra.local_table's moto server answers one request at a time: moto's own
-        # threaded server is not safe for concurrent transactions.
-        command = [sys.executable, "-c", SERVE_TABLE, "127.0.0.1", str(port)]
-        child = self._spawn("moto", command)
-        self._wait_for_port(child, port)
-        return f"http://127.0.0.1:{port}"
-
-    def _create_table(self, settings: Settings) -> Repository:
-        client = make_client(settings)
-        client.create_table(**table_definition(settings.table_name))
-        client.get_waiter("table_exists").wait(TableName=settings.table_name)
-        log.info("created table %s", settings.table_name)
-        return Repository(Dynamo(client, settings.table_name))
-
     def _start_api(self) -> None:
-        if not port_is_free(self.port):
+        if listening(self.port):
             raise StartupError(f"127.0.0.1:{self.port} is in use: try `make run PORT=8081`")
-        # gunicorn.conf.py holds the settings (gthread workers for long-polls); these
-        # environment variables are its knobs.
-        self.env["CORRAL_BIND"] = f"127.0.0.1:{self.port}"
-        self.env.setdefault("CORRAL_WEB_GRACEFUL_TIMEOUT", "5")  # Ctrl-C need not wait 30 s
-        command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "handlers.app:get_app()"]
-        child = self._spawn("api (gunicorn)", command)
-        self._wait_until(child, self._healthy, f"{self.url}/health to answer 200")
+        self._keep(start_api(self.env, self.port, self.logs / "api.log"))
 
     def _start_worker(self, settings: Settings) -> None:
-        command = [
-            str(BIN / "rq"), "worker", "--with-scheduler",
-            "--worker-class", "workers.worker.CorralWorker",
-            "--serializer", "rq.serializers.JSONSerializer",
-            "-u", settings.redis_url,
-            settings.priority_queue_name, settings.queue_name,
-        ]  # fmt: skip
         # A worker finishes its job before it stops: give it the time a job may take.
-        child = self._spawn("worker (rq)", command, stop_timeout=30.0)
-        self._wait_until(child, self._worker_registered, "the rq worker to register")
+        child = self._spawn("worker (rq)", worker_command(settings), stop_timeout=30.0)
+        child.wait_until(self._worker_registered, "the rq worker to register")
 
     def _start_cron(self, settings: Settings) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
@@ -194,33 +143,18 @@ class Launcher:
         self._spawn(f"cron-worker (rq, queue {cron_queue})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Child:
-        log_path = self.logs / f"{name.split()[0]}.log"  # "api (gunicorn)" logs to api.log
-        child = Child(name, command, self.env, log_path, stop_timeout)
+        log_path = self.logs / f"{name.split()[0]}.log"  # "worker (rq)" logs to worker.log
+        return self._watch(Child(name, command, self.env, log_path, stop_timeout))
+
+    def _keep(self, server: Server) -> str:
+        """Stop `server` with the rest, watch it while running; return its URL."""
+        self._watch(server.child)
+        return server.url
+
+    def _watch(self, child: Child) -> Child:
         self.stack.callback(child.stop)
         self.children.append(child)
         return child
-
-    # -- readiness ------------------------------------------------------------------
-
-    def _wait_for_port(self, child: Child, port: int) -> None:
-        self._wait_until(child, lambda: not port_is_free(port), f"127.0.0.1:{port} to listen")
-
-    def _wait_until(self, child: Child, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise StartupError(f"{child.name} exited while starting:\n{child.log_tail()}")
-            if ready():
-                return
-            time.sleep(0.2)
-        raise StartupError(f"waited {WAIT_S:.0f} s for {what}:\n{child.log_tail()}")
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     def _worker_registered(self) -> bool:
         import redis
@@ -326,21 +260,15 @@ def _base_env() -> dict[str, str]:
 
 def _is_launcher(pid: int) -> bool:
     try:
-        return b"run_local.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"devstack" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
 
-def _stop_dockerd(dockerd: LocalDockerd) -> None:
-    pid = _pid(dockerd)
+def _stop_dockerd(dockerd: Dockerd) -> None:
     removed = dockerd.remove_all_containers()
     log.info("removed %d container(s)", removed)
     dockerd.stop()
-    log.info("stopped dockerd (pid %d)", pid)
-
-
-def _pid(dockerd: LocalDockerd) -> int:
-    return dockerd.process.pid if dockerd.process is not None else 0
 
 
 def _short(path: Path) -> str:
@@ -389,7 +317,3 @@ def main(argv: list[str] | None = None) -> int:
         stack.close()
         log.info("all stopped")
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

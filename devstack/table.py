@@ -1,5 +1,5 @@
-"""The local DynamoDB-compatible table for `make run` and the tests: a moto server
-that answers one request at a time.
+"""The local table server for `make run`, the tests and the benchmarks: a moto server
+that answers one request at a time, in a process of its own.
 
 moto's transactions are not safe under concurrent requests (it deep-copies table
 state that another request thread is changing), while DynamoDB itself applies a
@@ -11,11 +11,14 @@ time, backing up only the items the transaction touches is enough to roll back."
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import sys
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import moto.dynamodb.models as dynamodb_models
@@ -30,6 +33,11 @@ from moto.moto_server.werkzeug_app import (
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+from devstack.processes import Server, free_port, listening, start_server
+from infra.dynamo import Dynamo, make_client
+from infra.schema import table_definition
+from shared.settings import Settings
 
 
 def _touched_items(
@@ -116,7 +124,37 @@ class SerialMotoServer(ThreadedMotoServer):
 
 
 def serve_forever(ip_address: str, port: int) -> None:
-    """Run the server in the foreground (for `make run`)."""
+    """Run the server in the foreground (the child process of `start_table_server`)."""
     server = SerialMotoServer(ip_address, port)
     server.start()
     threading.Event().wait()
+
+
+def start_table_server(env: dict[str, str], log_path: Path) -> Server:
+    """Start the table server on a free port and wait until it listens."""
+    port = free_port()
+    command = [sys.executable, "-m", "devstack.table", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    return start_server("table server (moto)", command, env, log_path, url, lambda: listening(port))
+
+
+def create_table(settings: Settings) -> Dynamo:
+    """Create Corral's table (infra.schema) on the settings' endpoint."""
+    client = make_client(settings)
+    client.create_table(**table_definition(settings.table_name))
+    client.get_waiter("table_exists").wait(TableName=settings.table_name)
+    return Dynamo(client, settings.table_name)
+
+
+@contextlib.contextmanager
+def fresh_table(settings: Settings) -> Iterator[Dynamo]:
+    """A new table for the block, deleted after it."""
+    dynamo = create_table(settings)
+    try:
+        yield dynamo
+    finally:
+        dynamo.client.delete_table(TableName=settings.table_name)
+
+
+if __name__ == "__main__":
+    serve_forever("127.0.0.1", int(sys.argv[1]))
