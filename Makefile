@@ -45,7 +45,7 @@ test: deps lint
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared infra handlers workers devstack
+	$(BIN)/mypy shared infra services handlers workers devstack
 
 bench: deps
 	@if [ ! -f bench/__main__.py ]; then \

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import falcon.testing
 
 from devstack.image import IDLE_COMMAND
-from infra.keys import mint_key
 from infra.repository import Repository
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 
 ADMIN = "/api/v1"

@@ -30,8 +30,8 @@ from devstack.processes import REPO, Child, Server, StartupError, listening
 from devstack.redis_server import start_redis
 from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
 from devstack.table import create_table, start_table_server
-from infra.keys import mint_key
 from infra.repository import Repository
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.settings import Settings
 

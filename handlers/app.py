@@ -21,8 +21,6 @@ from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
-from handlers.deps import Deps
-from handlers.envs import EnvService
 from handlers.health import HealthResource
 from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
 from handlers.public.containers import (
@@ -33,10 +31,12 @@ from handlers.public.containers import (
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
-from handlers.workloads import WorkloadService
 from infra.dynamo import Dynamo, make_client
 from infra.queue import JobQueue, make_redis
 from infra.repository import Repository
+from services.deps import Deps
+from services.envs import EnvService
+from services.workloads import WorkloadService
 from shared.settings import Settings
 
 PUBLIC_BASE = "/api/public/clusters/v1"

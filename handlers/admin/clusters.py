@@ -7,8 +7,8 @@ import falcon
 from handlers import views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
-from infra.keys import mint_key
+from services.deps import Deps
+from services.keys import mint_key
 from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate, PlanLimits
 from shared.capacity import Resources
 from shared.errors import InvalidInput

@@ -1,7 +1,7 @@
 """Environments (003) under /api/v1/envs, and single VMs under /api/v1/vms/{id}.
 
 Env ids are names, unique within their cluster; where one id exists in several
-clusters, `?cluster_id=` says which is meant. Decisions live in `handlers/envs.py`.
+clusters, `?cluster_id=` says which is meant. Decisions live in `services/envs.py`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import falcon
 
 from handlers import views
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
-from handlers.envs import ENV_SIGNALS, EnvService
+from services.deps import Deps
+from services.envs import ENV_SIGNALS, EnvService
 from shared.clock import stamp
 from shared.env_requests import CreateEnvReq
 from shared.envs import Env, shown_status

@@ -4,7 +4,7 @@ import falcon
 
 from handlers import views
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
+from services.deps import Deps
 from shared.admin_requests import HostCreate
 from shared.capacity import Resources
 from shared.models import Host, HostStatus

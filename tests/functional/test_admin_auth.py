@@ -14,8 +14,8 @@ import pytest
 
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
 from handlers.auth import Authenticator
-from infra.keys import mint_key
 from infra.repository import Repository
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
 from tests.fixtures.corral import Api, Tenant

@@ -17,8 +17,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from handlers.deps import Deps
 from infra.env_records import EnvExists
+from services.deps import Deps
 from shared import rules
 from shared.capacity import Resources, shortfall, shortfall_message
 from shared.env_requests import ENGINES_003, CreateEnvReq, VmSpec

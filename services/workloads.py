@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from handlers.deps import Deps
+from services.deps import Deps
 from shared import rules
 from shared.capacity import Resources, shortfall, shortfall_message
 from shared.errors import (
