@@ -72,7 +72,7 @@ def run(stack: Stack, quick: bool) -> Section:
     )
     settings = stack.settings("api")
     results: dict[tuple[str, str], LoadResult] = {}
-    busy: dict[tuple[str, str], tuple[float, float]] = {}  # CPU s of gunicorn, of moto
+    busy: dict[tuple[str, str], tuple[float, float]] = {}  # CPU s of gunicorn, of the table server
     generator = LoadGenerator(PROCESSES, THREADS)
     try:
         with (
@@ -134,9 +134,8 @@ def run(stack: Stack, quick: bool) -> Section:
         f"{cores} CPUs: Corral's figure is the whole local stack's, the bare app's mostly "
         "gunicorn's and the client's. The CPU columns are each server's CPU time over the "
         "run, as a share of one core.",
-        "Every Corral request reads the table through the local moto server, which answers "
-        "one request at a time in one Python process: near 100% of a core, it, not the "
-        "API, is what holds Corral's throughput back here (POST makes 4 table calls, one "
-        "a transaction; see 2.). DynamoDB serves requests in parallel.",
+        "Every Corral request reads the table through the local table server (DynamoDB "
+        "Local, a JVM of its own on the same CPUs; POST makes 4 table calls, one a "
+        "transaction; see 2.). Its CPU time is the table server's column.",
     ]
     return section

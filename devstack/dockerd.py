@@ -94,13 +94,13 @@ class Dockerd:
                 client.close()
         return removed
 
-    def stop(self) -> None:
-        """Remove every container, stop dockerd (SIGTERM, then SIGKILL) and clean up;
-        the data root goes too unless it is kept between runs."""
+    def stop(self, *, remove_containers: bool = True) -> None:
+        """Remove every container (unless told not to), stop dockerd (SIGTERM, then
+        SIGKILL) and clean up; the data root goes too unless it is kept between runs."""
         if self._stopped:
             return
         self._stopped = True
-        if self.child.alive():
+        if remove_containers and self.child.alive():
             self.remove_all_containers()
         self.child.stop()
         _clean_up(self.run_dir, self.data_root)

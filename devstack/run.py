@@ -1,13 +1,15 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
-Starts, in this order: a private dockerd (when it can), redis-server, a moto server
+Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
 holding the table, the API under gunicorn, an rq worker, and rq cron once
 `workers/cron.py` exists. Then it seeds a demo cluster through the API, prints its
 API key once, writes `.corral/local.json` (mode 0600), and waits.
 
 Ctrl-C or SIGTERM stops everything it started, in reverse order, dockerd last with
-the containers it ran. The table lives in the moto server's memory, so every run
-starts from an empty Corral.
+the containers it ran. The table lives in DynamoDB Local's memory, so every run
+starts from an empty Corral; with `--persist` (`make run PERSIST=1`) it is kept in
+`.corral/table/` instead, with the containers and `.corral/local.json`, and the next
+`--persist` run goes on from there.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening
 from devstack.redis_server import start_redis
 from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
-from devstack.table import create_table, start_table_server
+from devstack.table import create_table, open_table, start_table_server, table_exists
 from infra.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.settings import Settings
 
 STATE_DIR = REPO / ".corral"
+KEPT_TABLE_DIR = STATE_DIR / "table"
+LOCAL_JSON = STATE_DIR / "local.json"
 TABLE = "corral"
 QUEUE = "corral"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -50,8 +54,9 @@ class Shutdown(BaseException):
 
 
 class Launcher:
-    def __init__(self, port: int, stack: contextlib.ExitStack) -> None:
+    def __init__(self, port: int, persist: bool, stack: contextlib.ExitStack) -> None:
         self.port = port
+        self.persist = persist
         self.url = f"http://127.0.0.1:{port}"
         self.stack = stack
         self.logs = STATE_DIR / "logs"
@@ -67,22 +72,34 @@ class Launcher:
         self.env["CORRAL_REDIS_URL"] = self._keep(
             start_redis(STATE_DIR / "redis", self.logs / "redis-server.log")
         )
+        kept_in = KEPT_TABLE_DIR if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
-            start_table_server(self.env, self.logs / "table.log")
+            start_table_server(self.env, self.logs / "table.log", kept_in)
         )
         settings = Settings.from_env(self.env)
-        repo = Repository(create_table(settings))
-        log.info("created table %s", settings.table_name)
+        kept = self.persist and table_exists(settings)
+        if kept:
+            repo = Repository(open_table(settings))
+            log.info(
+                "table %s kept in %s: going on from it", settings.table_name, _short(KEPT_TABLE_DIR)
+            )
+        else:
+            repo = Repository(create_table(settings))
+            log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_worker(settings)
         self._start_cron(settings)
-        operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
-        try:
-            demo = seed(ApiClient(self.url, operator_key), docker_url, STATE_DIR)
-        except ApiError as exc:
-            raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        earlier = _earlier_run() if kept else None
+        if earlier is None:
+            operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
+            try:
+                demo = seed(ApiClient(self.url, operator_key), docker_url, STATE_DIR)
+            except ApiError as exc:
+                raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        else:
+            operator_key, demo = earlier
         self._write_local_json(settings, operator_key, demo, docker_url)
-        print_banner(self.url, demo, docker_url)
+        print_banner(self.url, demo, docker_url, kept_in)
 
     def _claim_state_dir(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -106,12 +123,13 @@ class Launcher:
             log.warning("no docker host: %s", exc)
             log.warning("running WITHOUT a docker host: new containers get no_host_available")
             return None
-        self.stack.callback(_stop_dockerd, dockerd)  # first started, so stopped last
+        self.stack.callback(self._stop_dockerd, dockerd)  # first started, so stopped last
         self.dockerd = dockerd
         log.info("dockerd (pid %d) answers at %s", dockerd.pid, dockerd.url)
-        leftovers = dockerd.remove_all_containers()
-        if leftovers:
-            log.info("removed %d container(s) left by an earlier run", leftovers)
+        if not self.persist:  # the table that knew them is gone
+            leftovers = dockerd.remove_all_containers()
+            if leftovers:
+                log.info("removed %d container(s) left by an earlier run", leftovers)
         client = dockerd.client()
         try:
             log.info("image %s ready", import_busybox(client))
@@ -170,7 +188,7 @@ class Launcher:
     def _write_local_json(
         self, settings: Settings, operator_key: str, demo: Demo, docker_url: str | None
     ) -> None:
-        path = STATE_DIR / "local.json"
+        path = LOCAL_JSON
         content = {
             "url": self.url,
             "operator_key": operator_key,
@@ -188,8 +206,16 @@ class Launcher:
         with os.fdopen(fd, "w") as out:
             json.dump(content, out, indent=2)
             out.write("\n")
-        # Its keys die with the in-memory table: do not leave them looking valid.
-        self.stack.callback(path.unlink, missing_ok=True)
+        if not self.persist:
+            # Its keys die with the in-memory table: do not leave them looking valid.
+            self.stack.callback(path.unlink, missing_ok=True)
+
+    def _stop_dockerd(self, dockerd: Dockerd) -> None:
+        """Kept with the table (`--persist`), the containers stop with dockerd and the
+        reconciler records them stopped; else they go."""
+        if not self.persist:
+            log.info("removed %d container(s)", dockerd.remove_all_containers())
+        dockerd.stop(remove_containers=not self.persist)
 
     # -- running ------------------------------------------------------------------------
 
@@ -207,7 +233,7 @@ class Launcher:
             time.sleep(1.0)
 
 
-def print_banner(url: str, demo: Demo, docker_url: str | None) -> None:
+def print_banner(url: str, demo: Demo, docker_url: str | None, kept_in: Path | None) -> None:
     base = f"{url}{PUBLIC}"
     auth = '-H "Authorization: Bearer $CORRAL_KEY"'
     body = json.dumps({"name": "hello", "egg_id": demo.egg_id}, separators=(",", ":"))
@@ -215,11 +241,16 @@ def print_banner(url: str, demo: Demo, docker_url: str | None) -> None:
         host = f"docker host:  {docker_url}   (docker -H {docker_url} ps)"
     else:
         host = "docker host:  NONE (dockerd did not start: see the warning above)"
+    if kept_in is not None:
+        table = f"kept in {_short(kept_in)}/ (the next `make run PERSIST=1` goes on from it)"
+    else:
+        table = "in memory, gone when this stops (`make run PERSIST=1` keeps it)"
     lines = [
         "",
         f"Corral is running at {url}   (Ctrl-C stops everything)",
         f"  {host}",
         f"  logs:         {_short(STATE_DIR / 'logs')}/",
+        f"  table:        {table}",
         f"  local.json:   {_short(STATE_DIR / 'local.json')} (operator key, cluster id, API key)",
         "",
         "The demo cluster's API key (shown once; also in .corral/local.json):",
@@ -248,7 +279,7 @@ def _base_env() -> dict[str, str]:
         {
             "CORRAL_TABLE": TABLE,
             "CORRAL_QUEUE": QUEUE,
-            # moto takes any credentials; boto3 needs some to sign with
+            # DynamoDB Local takes any credentials; boto3 needs some to sign with
             "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),
             "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -265,10 +296,20 @@ def _is_launcher(pid: int) -> bool:
         return False
 
 
-def _stop_dockerd(dockerd: Dockerd) -> None:
-    removed = dockerd.remove_all_containers()
-    log.info("removed %d container(s)", removed)
-    dockerd.stop()
+def _earlier_run() -> tuple[str, Demo] | None:
+    """The operator key and demo cluster of the run whose table was kept, from its
+    local.json; None if there is none (a new one is seeded)."""
+    try:
+        earlier = json.loads(LOCAL_JSON.read_text())
+        demo = Demo(
+            egg_id=earlier["egg_id"],
+            cluster_id=earlier["cluster_id"],
+            api_key=earlier["api_key"],
+            host_id=earlier["host_id"],
+        )
+        return str(earlier["operator_key"]), demo
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _short(path: Path) -> str:
@@ -294,6 +335,11 @@ def _ignore_further_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help=f"keep the table in {_short(KEPT_TABLE_DIR)}/ and go on from it next time",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s run: %(message)s", datefmt="%X")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -303,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     stack = contextlib.ExitStack()
     try:
-        launcher = Launcher(args.port, stack)
+        launcher = Launcher(args.port, args.persist, stack)
         launcher.start()
         launcher.supervise()
         code = 1

@@ -282,9 +282,9 @@ def run_in_lambda_layout(unpacked: Path, code: str, env: dict[str, str]) -> Any:
 
 
 def test_artifact_serves_and_schedules_on_its_own(
-    unpacked: Path, deps: Any, moto_endpoint: str, redis_url: str
+    unpacked: Path, deps: Any, table_endpoint: str, redis_url: str
 ) -> None:
-    env = {"PATH": os.environ.get("PATH", "")} | corral_env(moto_endpoint, redis_url)
+    env = {"PATH": os.environ.get("PATH", "")} | corral_env(table_endpoint, redis_url)
     code = (
         "from handlers import lambda_http, lambda_schedule\n"
         f"resp = lambda_http.handler({http_api_v2(Request('GET', '/health'))!r}, None)\n"
