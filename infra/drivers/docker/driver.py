@@ -26,8 +26,8 @@ from typing import Any, cast
 import docker
 import docker.errors
 
-from infra.drivers.docker.connect import connect, tls_config
 from infra.drivers.docker import observe as docker_observe
+from infra.drivers.docker.connect import connect, tls_config
 from infra.drivers.docker.errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
 from shared.errors import HostError

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from infra.drivers.qemu import observe as qemu_observe
 from infra.drivers.qemu.cloud_init import build_seed_iso
 from infra.drivers.qemu.command import DISK_DEVICE, QemuSetup, qemu_command
-from infra.drivers.qemu import observe as qemu_observe
 from infra.drivers.qemu.ports import allocate_ports, listening_ports, port_lock
 from infra.drivers.qemu.qmp import QmpSession
 from infra.drivers.qemu.record import VmRecord, guest_hostname, qmp_state, workload_dir_name
