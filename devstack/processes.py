@@ -37,6 +37,7 @@ class Child:
         env: dict[str, str],
         log_path: Path,
         stop_timeout: float = 10.0,
+        cwd: Path = REPO,
     ) -> None:
         self.name = name
         self.log_path = log_path
@@ -44,7 +45,7 @@ class Child:
         with log_path.open("wb") as out:  # a fresh log each run
             self.process = subprocess.Popen(
                 command,
-                cwd=REPO,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -117,10 +118,11 @@ def start_server(
     log_path: Path,
     url: str,
     ready: Callable[[], bool],
+    cwd: Path = REPO,
 ) -> Server:
     """Start a server process and wait until `ready()`; a server that does not get
     ready is stopped, and StartupError says why."""
-    child = Child(name, command, env, log_path)
+    child = Child(name, command, env, log_path, cwd=cwd)
     try:
         child.wait_until(ready, f"{name} to answer at {url}")
     except BaseException:

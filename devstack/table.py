@@ -34,8 +34,15 @@ def start_table_server(env: dict[str, str], log_path: Path, keep_in: Path | None
         storage = ["-dbPath", str(keep_in)]
     command = emulator_command("-port", str(port), "-sharedDb", *storage, "-disableTelemetry")
     url = f"http://127.0.0.1:{port}"
+    # It writes dynamodb-local-metadata.json into its working directory: not the repo.
     return start_server(
-        "table server (DynamoDB Local)", command, env, log_path, url, lambda: listening(port)
+        "table server (DynamoDB Local)",
+        command,
+        env | {"DDB_LOCAL_TELEMETRY": "0"},  # with -disableTelemetry: never phone home
+        log_path,
+        url,
+        lambda: listening(port),
+        cwd=log_path.parent,
     )
 
 
