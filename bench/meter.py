@@ -2,8 +2,9 @@
 they read.
 
 The repository's TableStats records what the table server answers to
-ReturnConsumedCapacity (a local server's word, not a bill), while this meter applies DynamoDB's published rules to the
-requests and responses it sees on the client (botocore events; no application hook):
+ReturnConsumedCapacity (a local server's word, not a bill), while this meter
+applies DynamoDB's published rules to the requests and responses it sees on the
+client (botocore events; no application hook):
 
 - reads: 4 KB units of the items returned, rounded up per call, halved when
   eventually consistent (index queries always are);
