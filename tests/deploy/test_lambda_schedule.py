@@ -90,11 +90,11 @@ def test_a_manual_invocation_uses_the_current_minute() -> None:
 def test_production_entries_read_the_environment(
     deps: Deps,
     monkeypatch: pytest.MonkeyPatch,
-    moto_endpoint: str,
+    table_endpoint: str,
     redis_url: str,
     redis_conn: redis_lib.Redis,
 ) -> None:
-    for name, value in corral_env(moto_endpoint, redis_url).items():
+    for name, value in corral_env(table_endpoint, redis_url).items():
         monkeypatch.setenv(name, value)
     lambda_schedule._production_jobs.cache_clear()
     try:
