@@ -1,8 +1,8 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
 Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
-holding the table, the API under gunicorn, an rq worker, and rq cron once
-`workers/cron.py` exists. Then it seeds a demo cluster through the API, prints its
+holding the table, the API under gunicorn, an rq worker, and rq cron with the worker
+of its queue. Then it seeds a demo cluster through the API, prints its
 API key once, writes `.corral/local.json` (mode 0600), and waits.
 
 Ctrl-C or SIGTERM stops everything it started, in reverse order, dockerd last with
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from devstack.processes import REPO, Child, Server, StartupError, listening
 from devstack.redis_server import start_redis
 from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
 from devstack.table import create_table, open_table, start_table_server, table_exists
+from infra.jobs import CRON_QUEUE
 from infra.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
@@ -150,15 +150,11 @@ class Launcher:
     def _start_cron(self, settings: Settings) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
         go to a queue of their own, served by a worker without the JSON serializer."""
-        if not (REPO / "workers" / "cron.py").exists():
-            log.info("workers/cron.py does not exist yet: rq cron not started (no sweeps)")
-            return
-        cron_queue = getattr(importlib.import_module("workers.cron"), "CRON_QUEUE", "corral-cron")
         self._spawn(
             "cron (rq)", [str(BIN / "rq"), "cron", "workers.cron", "-u", settings.redis_url]
         )
-        command = [str(BIN / "rq"), "worker", "-u", settings.redis_url, cron_queue]
-        self._spawn(f"cron-worker (rq, queue {cron_queue})", command, stop_timeout=30.0)
+        command = [str(BIN / "rq"), "worker", "-u", settings.redis_url, CRON_QUEUE]
+        self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Child:
         log_path = self.logs / f"{name.split()[0]}.log"  # "worker (rq)" logs to worker.log

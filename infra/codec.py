@@ -29,6 +29,7 @@ from shared.models import (
     Workload,
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from shared.vm import VmBoot, WorkloadVm
 
 Item = dict[str, Any]
 
@@ -151,7 +152,7 @@ def egg_item(e: Egg) -> Item:
         **resources_attrs("def", e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
-        "vm": dict(e.vm) or None,
+        "vm": e.vm.to_json() or None,
     }
 
 
@@ -169,7 +170,7 @@ def egg_from(item: Item) -> Egg:
         defaults=resources_from("def", item),
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=_when(item["created_at"]),
-        vm=dict(item.get("vm") or {}),
+        vm=VmBoot.from_json(item.get("vm") or {}),
     )
 
 
@@ -263,7 +264,7 @@ def workload_item(w: Workload) -> Item:
         **expiry_keys(w.id, w.expires_at if not w.status.is_gone else None),
         "restart_policy": w.restart_policy.value,
         "health": health_attr(w.health),
-        "vm": w.vm,
+        "vm": w.vm.to_json() if w.vm is not None else None,
         "restart_needed": w.restart_needed or None,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
@@ -288,7 +289,7 @@ def workload_from(item: Item) -> Workload:
         expires_at=parse_iso(item.get("expires_at")),
         restart_policy=RestartPolicy(item.get("restart_policy", RestartPolicy.NEVER.value)),
         health=health_from(item.get("health")),
-        vm=item.get("vm"),
+        vm=WorkloadVm.from_json(item["vm"]) if item.get("vm") else None,
         restart_needed=bool(item.get("restart_needed", False)),
         created_at=_when(item["created_at"]),
         updated_at=_when(item["updated_at"]),
