@@ -14,10 +14,10 @@ import docker
 import pytest
 from docker.models.containers import Container
 
+from devstack.dockerd import Dockerd
 from services.deps import Deps
 from shared.settings import Settings
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
-from tests.fixtures.dockerd import DockerdHandle
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def live(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     busybox_image: str,
 ) -> Tenant:
     return make_tenant(api, dockerd.url)
@@ -173,7 +173,7 @@ def test_failure_leaves_error_with_reason(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     busybox_image: str,
 ) -> None:
     tenant = make_tenant(api, dockerd.url)
@@ -196,7 +196,7 @@ def test_worker_killed_mid_provision_converges(
     deps: Deps,
     settings: Settings,
     docker_client: docker.DockerClient,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
 ) -> None:
     """A real `rq worker` is SIGKILLed while provisioning; re-running the job leaves
     exactly one container and exact counters."""
@@ -205,7 +205,7 @@ def test_worker_killed_mid_provision_converges(
     op_id = resp.json["operation"]["id"]
     env = _worker_env(settings)
     # Freeze the engine so the worker is caught inside the job, then kill it.
-    dockerd_pid = dockerd.process.pid
+    dockerd_pid = dockerd.pid
     worker = subprocess.Popen(
         [
             sys.executable,

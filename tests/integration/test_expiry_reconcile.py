@@ -1,4 +1,4 @@
-"""Expiry and reconciliation against a real dockerd, Redis and moto."""
+"""Expiry and reconciliation against a real dockerd, Redis and DynamoDB Local."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import docker.errors
 import pytest
 import redis as redis_lib
 
+from devstack.dockerd import Dockerd
 from infra import schema
 from services.deps import Deps
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
-from tests.fixtures.dockerd import DockerdHandle
 from workers import context
 from workers.reconcile import reconcile
 from workers.sweeps import sweep_expired
@@ -26,7 +26,7 @@ def live(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     busybox_image: str,
 ) -> Tenant:
     return make_tenant(api, dockerd.url, containers=10)

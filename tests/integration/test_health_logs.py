@@ -20,13 +20,13 @@ import falcon.testing
 import pytest
 import requests
 
+from devstack.dockerd import Dockerd
 from handlers.app import create_app
 from handlers.public.observe import parse_since
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.settings import Settings
 from tests.fixtures.corral import Api, run_jobs
-from tests.fixtures.dockerd import DockerdHandle
 from tests.fixtures.priority import serve_priority, while_serving
 from workers import context
 from workers.collector import collect_health
@@ -89,7 +89,7 @@ def fleet(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     busybox_image: str,
 ) -> Fleet:
     eggs = {

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from infra.local_image import import_busybox
+from devstack.dockerd import Dockerd, start_dockerd
+from devstack.image import import_busybox
 from services.deps import Deps
 from tests.fixtures.corral import Api, make_tenant, run_jobs
-from tests.fixtures.dockerd import DockerdHandle, start_dockerd
 from workers import context
 from workers.hosts import DOWN_AFTER, check_hosts
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def two_more_dockerds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[DockerdHandle]]:
+def two_more_dockerds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Dockerd]]:
     handles = [start_dockerd(tmp_path_factory.mktemp(f"dockerd-{i}")) for i in range(2)]
     try:
         for handle in handles:
@@ -40,7 +40,7 @@ def _register(api: Api, name: str, url: str, ram_mb: int) -> dict[str, Any]:
     )
 
 
-def _names_on(handle: DockerdHandle) -> set[str | None]:
+def _names_on(handle: Dockerd) -> set[str | None]:
     client = handle.client()
     try:
         return {c.name for c in client.containers.list(all=True)}
@@ -52,7 +52,7 @@ def test_fleet_of_real_hosts(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    two_more_dockerds: list[DockerdHandle],
+    two_more_dockerds: list[Dockerd],
 ) -> None:
     big_engine, small_engine = two_more_dockerds
     tenant = make_tenant(api, big_engine.url, cpu_cores=16, ram_mb=100000, containers=50)

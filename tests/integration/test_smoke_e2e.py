@@ -3,9 +3,9 @@ from __future__ import annotations
 import docker
 import pytest
 
+from devstack.dockerd import Dockerd
 from services.deps import Deps
 from tests.fixtures.corral import Api, make_tenant, run_jobs
-from tests.fixtures.dockerd import DockerdHandle
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -15,7 +15,7 @@ def test_create_runs_container(
     api: Api,
     deps: Deps,
     worker_context: context.WorkerContext,
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     busybox_image: str,
     docker_client: docker.DockerClient,
 ) -> None:
