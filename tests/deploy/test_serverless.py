@@ -23,6 +23,7 @@ import yaml
 
 from infra import schema
 from infra.schema import table_definition
+from services.deps import Deps
 from tests.deploy.conftest import corral_env
 from tests.deploy.events import Request, http_api_v2, scheduled_event
 
@@ -282,7 +283,7 @@ def run_in_lambda_layout(unpacked: Path, code: str, env: dict[str, str]) -> Any:
 
 
 def test_artifact_serves_and_schedules_on_its_own(
-    unpacked: Path, deps: Any, table_endpoint: str, redis_url: str
+    unpacked: Path, deps: Deps, table_endpoint: str, redis_url: str
 ) -> None:
     env = {"PATH": os.environ.get("PATH", "")} | corral_env(table_endpoint, redis_url)
     code = (

@@ -19,6 +19,7 @@ from typing import Any
 
 import falcon.testing
 
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
@@ -70,7 +71,7 @@ def assert_counters_match_containers(api: Api, tenant: Tenant) -> list[dict[str,
     return list(containers)
 
 
-def settle_all(deps: Any, cluster_id: str) -> None:
+def settle_all(deps: Deps, cluster_id: str) -> None:
     """Record every pending operation as succeeded, as the worker would."""
     repo = deps.repo
     for workload in repo.list_workloads(cluster_id):
@@ -135,7 +136,7 @@ def test_parallel_creates_of_mixed_sizes_never_refuse_what_would_fit(api: Api) -
     assert all(final_ram + ram > limit for ram in refused)
 
 
-def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, deps: Any) -> None:
+def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, deps: Deps) -> None:
     # Eight containers of 64 MB in a pool of 1024 MB: 512 MB free, room to grow four of
     # them by 128 MB, not eight.
     tenant = make_tenant(
@@ -163,7 +164,7 @@ def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, dep
     assert used_of(api)["ram_mb"] == 1024
 
 
-def test_parallel_changes_to_one_container_accept_exactly_one(api: Api, deps: Any) -> None:
+def test_parallel_changes_to_one_container_accept_exactly_one(api: Api, deps: Deps) -> None:
     """One change at a time per container: of racing PATCH, power and DELETE requests to
     the same container one wins and the rest get action_not_allowed."""
     tenant = make_tenant(api)
