@@ -133,7 +133,7 @@ def table_actions() -> set[str]:
     calls = re.findall(r'_call\(\s*"(\w+)"', source) + re.findall(r'TxEntry\(\{"(\w+)"', source)
     unknown = {c for c in calls if c not in IAM_ACTION}
     assert not unknown, f"map these DynamoDB calls to IAM actions here: {unknown}"
-    return {IAM_ACTION[c] for c in calls if IAM_ACTION[c]}
+    return {action for c in calls if (action := IAM_ACTION[c])}
 
 
 def test_iam_is_the_table_calls_only() -> None:

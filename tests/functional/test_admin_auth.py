@@ -68,7 +68,7 @@ EXPECTED_OPERATOR_ROUTES = {
 }
 
 
-def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
+def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[str, str]]:
     """(method, uri template) for every responder the app's router holds."""
     nodes = list(app._router._roots)
     while nodes:
@@ -76,12 +76,13 @@ def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
         nodes.extend(node.children)
         if node.resource is None:
             continue
+        assert node.uri_template is not None  # a node that holds a resource has its route
         for method in falcon.COMBINED_METHODS:
             if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
                 yield method, node.uri_template
 
 
-def operator_routes(app: falcon.App) -> set[tuple[str, str]]:
+def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:
     return {
         (method, template[len(ADMIN_BASE) :])
         for method, template in routes(app)

@@ -15,7 +15,7 @@ from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
-PLAN = {
+PLAN: dict[str, Any] = {
     "name": "small",
     "cpu_cores": 2.5,
     "ram_mb": 2048,

@@ -9,7 +9,7 @@ from typing import Any
 from tests.fixtures.corral import Api, Tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
-EGG = {
+EGG: dict[str, Any] = {
     "name": "nginx",
     "description": "A web server",
     "engine": "docker",

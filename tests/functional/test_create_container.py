@@ -304,7 +304,7 @@ def test_create_refuses_an_egg_outside_the_whitelist(tenant: Tenant, api: Api) -
 
 def test_create_refuses_each_resource_beyond_the_pool(api: Api) -> None:
     tenant = make_tenant(api, io=500)
-    cases = [
+    cases: list[tuple[dict[str, float], str]] = [
         ({"cpu_cores": 4.01}, "CPU"),
         ({"cpu_cores": 1024}, "CPU"),
         ({"ram_mb": 4097}, "RAM"),
