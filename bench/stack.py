@@ -24,10 +24,10 @@ from pathlib import Path
 import docker
 import redis as redis_lib
 
-from infra.dynamo import Dynamo, make_client
 from infra.local_image import import_busybox
-from infra.repository import Repository
-from infra.schema import table_definition
+from infra.table.dynamo import Dynamo, make_client
+from infra.table.repository import Repository
+from infra.table.schema import table_definition
 from scripts.local_processes import Child
 from shared.settings import Settings
 

@@ -16,7 +16,7 @@ import falcon.testing
 
 from infra.keys import mint_key
 from infra.local_image import IDLE_COMMAND
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.clock import new_id, utc_now
 
 ADMIN = "/api/v1"

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.drivers.factory import DriverFactory
-from infra.dynamo import Dynamo, make_client
 from infra.queue import JobQueue, make_redis
-from infra.repository import Repository
+from infra.table.dynamo import Dynamo, make_client
+from infra.table.repository import Repository
 from shared.clock import Clock, utc_now
 from shared.settings import Settings
 

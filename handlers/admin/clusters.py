@@ -43,7 +43,7 @@ class ClusterCollection:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         resp.media = [
-            cluster_with_totals(c, repo.list_workloads(c.id)) for c in repo.list_clusters()
+            cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
         ]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -62,7 +62,7 @@ class ClusterCollection:
             created_at=now,
             updated_at=now,
         )
-        self._deps.repo.create_cluster(cluster)
+        self._deps.repo.clusters.create(cluster)
         resp.status = falcon.HTTP_201
         resp.media = cluster_with_totals(cluster, [])
 
@@ -72,8 +72,8 @@ class ClusterItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        cluster = self._deps.repo.get_cluster(path_id(cluster_id, "Cluster"))
-        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+        cluster = self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
@@ -82,14 +82,14 @@ class ClusterItem:
             raise InvalidInput("Nothing to change: give name, plan and/or egg_ids.")
         if body.egg_ids is not None:
             _require_eggs(self._deps, body.egg_ids)
-        cluster = self._deps.repo.update_cluster(
+        cluster = self._deps.repo.clusters.update(
             cluster_id,
             self._deps.clock(),
             name=body.name,
             plan=plan_of(body.plan) if body.plan else None,
             egg_ids=tuple(dict.fromkeys(body.egg_ids)) if body.egg_ids is not None else None,
         )
-        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
 class ClusterStatusChange:
@@ -109,11 +109,11 @@ class ClusterStatusChange:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         repo = self._deps.repo
-        cluster = repo.set_cluster_status(
+        cluster = repo.clusters.set_status(
             path_id(cluster_id, "Cluster"), self._target, self._deps.clock()
         )
-        self._auth.forget([k.key_hash for k in repo.list_keys(cluster.id)])
-        resp.media = cluster_with_totals(cluster, repo.list_workloads(cluster.id))
+        self._auth.forget([k.key_hash for k in repo.keys.list(cluster.id)])
+        resp.media = cluster_with_totals(cluster, repo.workloads.in_cluster(cluster.id))
 
 
 class ClusterKeyCollection:
@@ -121,8 +121,8 @@ class ClusterKeyCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        self._deps.repo.get_cluster(path_id(cluster_id, "Cluster"))
-        resp.media = [views.api_key(k) for k in self._deps.repo.list_keys(cluster_id)]
+        self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        resp.media = [views.api_key(k) for k in self._deps.repo.keys.list(cluster_id)]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
@@ -147,21 +147,21 @@ class ClusterKeyItem:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
-        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         resp.media = views.api_key(key)
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
         """Revoke at once: the key's cached principal goes with it."""
-        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         self._deps.repo.revoke_key(key, self._deps.clock())
         self._auth.forget([key.key_hash])
         resp.status = falcon.HTTP_204
 
 
 def _require_eggs(deps: Deps, egg_ids: list[str]) -> None:
-    known = {e.id for e in deps.repo.list_eggs()}
+    known = {e.id for e in deps.repo.eggs.list()}
     unknown = [e for e in egg_ids if e not in known]
     if unknown:
         raise InvalidInput(f"Unknown egg ids: {', '.join(unknown)}.")

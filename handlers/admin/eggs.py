@@ -31,7 +31,7 @@ class EggCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.egg(e) for e in self._deps.repo.list_eggs()]
+        resp.media = [views.egg(e) for e in self._deps.repo.eggs.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
@@ -52,7 +52,7 @@ class EggCollection:
                 vm=body.vm.stored() if body.vm else {},
             )
         )
-        self._deps.repo.create_egg(egg)
+        self._deps.repo.eggs.create(egg)
         resp.status = falcon.HTTP_201
         resp.media = views.egg(egg)
 
@@ -62,10 +62,10 @@ class EggItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        resp.media = views.egg(self._deps.repo.get_egg(path_id(egg_id, "Egg")))
+        resp.media = views.egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        egg = self._deps.repo.get_egg(path_id(egg_id, "Egg"))
+        egg = self._deps.repo.eggs.get(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
         if not body.model_fields_set:
             raise InvalidInput("Nothing to change: give at least one field.")
@@ -84,16 +84,16 @@ class EggItem:
                 egg, **changes, minimum=minimum, defaults=_resources(body.defaults, egg.defaults)
             )
         )
-        self._deps.repo.replace_egg(updated)
+        self._deps.repo.eggs.replace(updated)
         resp.media = views.egg(updated)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         path_id(egg_id, "Egg")
-        allowing = [c.name for c in self._deps.repo.list_clusters() if egg_id in c.egg_ids]
+        allowing = [c.name for c in self._deps.repo.clusters.list() if egg_id in c.egg_ids]
         if allowing:
             raise Conflict(
                 f"Egg is allowed in clusters {', '.join(sorted(allowing))}; "
                 "remove it from their allow-lists first."
             )
-        self._deps.repo.delete_egg(egg_id)
+        self._deps.repo.eggs.delete(egg_id)
         resp.status = falcon.HTTP_204

@@ -18,7 +18,7 @@ class HostCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         now = self._deps.clock()
-        resp.media = [views.host(h, now) for h in self._deps.repo.list_hosts()]
+        resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
@@ -43,7 +43,7 @@ class HostCollection:
             created_at=now,
             updated_at=now,
         )
-        self._deps.repo.create_host(host)
+        self._deps.repo.hosts.create(host)
         resp.status = falcon.HTTP_201
         resp.media = views.host(host)
 
@@ -53,12 +53,12 @@ class HostItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
-        host = self._deps.repo.get_host(path_id(host_id, "Host"))
+        host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
         resp.media = views.host(host, self._deps.clock())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         force = req.get_param_as_bool("force", default=False)
-        self._deps.repo.delete_host(path_id(host_id, "Host"), force=bool(force))
+        self._deps.repo.hosts.delete(path_id(host_id, "Host"), force=bool(force))
         resp.status = falcon.HTTP_204
 
 
@@ -70,6 +70,6 @@ class HostDrain:
         self._draining = draining
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
-        host = self._deps.repo.get_host(path_id(host_id, "Host"))
-        updated = self._deps.repo.set_host_draining(host, self._draining, self._deps.clock())
+        host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
+        updated = self._deps.repo.hosts.set_draining(host, self._draining, self._deps.clock())
         resp.media = views.host(updated)

@@ -39,8 +39,8 @@ def error_of(resp: Any) -> tuple[int, str]:
 
 def settle(deps: Any, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
     """Record an operation's outcome as the worker would."""
-    workload = deps.repo.get_workload(cluster_id, container_id)
-    operation = deps.repo.get_operation(cluster_id, workload.pending_op)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
+    operation = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus(status), now=utc_now(), error=None, **kw
     )
@@ -293,8 +293,8 @@ def test_a_plan_shrinking_while_tenants_create_never_ends_below_use(api: Api, de
 
     patch = results[4]
     created = sum(r.status_code == 202 for i, r in enumerate(results) if i != 4)
-    record = deps.repo.get_cluster(tenant.cluster["id"])
-    assert record.container_count == created == len(deps.repo.list_workloads(record.id))
+    record = deps.repo.clusters.get(tenant.cluster["id"])
+    assert record.container_count == created == len(deps.repo.workloads.in_cluster(record.id))
     assert record.container_count <= record.plan.max_containers
     if patch.status_code == 200:
         assert record.plan.max_containers == 3

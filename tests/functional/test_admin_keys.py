@@ -194,7 +194,7 @@ def test_unknown_or_malformed_keys_are_not_found(api: Api, tenant: Tenant) -> No
 def test_an_operator_key_cannot_be_revoked_through_a_cluster(
     api: Api, tenant: Tenant, repo: Any
 ) -> None:
-    operator = repo.list_keys(None)[0]
+    operator = repo.keys.list(None)[0]
 
     resp = api.admin("DELETE", f"/clusters/{tenant.cluster['id']}/keys/{operator.id}")
 

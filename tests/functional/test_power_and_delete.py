@@ -25,8 +25,8 @@ ALLOWED = {
 
 
 def settle(deps: Any, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
-    workload = deps.repo.get_workload(cluster_id, container_id)
-    op = deps.repo.get_operation(cluster_id, workload.pending_op)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
+    op = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), now=utc_now(), **({"error": None} | kw)
     )

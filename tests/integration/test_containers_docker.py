@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from infra.table.expression import Expression
 from tests.fixtures.corral import make_tenant, run_jobs
 
 pytestmark = pytest.mark.integration
@@ -107,10 +108,7 @@ def test_egg_switch_recreates_from_new_image(live, deps, docker_client, busybox_
     live.api.admin("GET", f"/clusters/{cluster_id}")
     # allow the new egg in the cluster by writing the allow-list (operator route comes later)
     deps.repo.db.update(
-        f"CLUSTER#{cluster_id}",
-        "#META",
-        "SET egg_ids = :e",
-        {":e": [live.egg["id"], other["id"]]},
+        f"CLUSTER#{cluster_id}", "#META", Expression().set("egg_ids", [live.egg["id"], other["id"]])
     )
     body = _create_running(live, deps, name="switch")
     resp = live.api.tenant("PATCH", f"/containers/{body['id']}", {"egg_id": other["id"]})
@@ -141,7 +139,7 @@ def test_failure_leaves_error_with_reason(api, deps, worker_context, dockerd, bu
     tenant = make_tenant(api, dockerd.url)
     missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
     deps.repo.db.update(
-        f"CLUSTER#{tenant.cluster['id']}", "#META", "SET egg_ids = :e", {":e": [missing["id"]]}
+        f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
     resp = api.tenant("POST", "/containers", {"name": "broken", "egg_id": missing["id"]})
     assert resp.status_code == 202, resp.text
@@ -197,12 +195,12 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
     from infra.drivers.docker import DockerDriver
     from workers.jobs import spec_for
 
-    workload = deps.repo.get_workload(live.cluster["id"], workload_id)
-    egg = deps.repo.get_egg(workload.egg_id)
+    workload = deps.repo.workloads.get(live.cluster["id"], workload_id)
+    egg = deps.repo.eggs.get(workload.egg_id)
     DockerDriver(dockerd.url).ensure(spec_for(workload, egg))
 
     # The job runs again (as the reconciler does for a dead worker's job), then once more.
-    op = deps.repo.get_operation(live.cluster["id"], op_id)
+    op = deps.repo.operations.get(live.cluster["id"], op_id)
     assert deps.jobs.requeue_operation(op)
     run_jobs(deps)
     deps.jobs.requeue_operation(op)

@@ -78,8 +78,8 @@ def test_fleet_of_real_hosts(api, deps, worker_context, two_more_dockerds):
     assert check_hosts()[big["id"]] == "not_ready"
     refused_or_small = tenant.create(name="third", ram_mb=256)
     third = refused_or_small.json["container"]["id"]
-    assert deps.repo.get_workload(tenant.cluster["id"], third).host_id == small["id"]
-    later = deps.repo.get_host(big["id"]).last_heartbeat + DOWN_AFTER + timedelta(seconds=1)
+    assert deps.repo.workloads.get(tenant.cluster["id"], third).host_id == small["id"]
+    later = deps.repo.hosts.get(big["id"]).last_heartbeat + DOWN_AFTER + timedelta(seconds=1)
     worker_context.clock = lambda: later
     assert check_hosts()[big["id"]] == "down"
     node = api.admin("GET", f"/nodes/{big['id']}").json
