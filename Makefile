@@ -45,7 +45,7 @@ test: deps lint
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared infra handlers workers
+	$(BIN)/mypy shared infra services handlers workers
 
 bench: deps
 	@if [ ! -f bench/__main__.py ]; then \

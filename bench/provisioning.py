@@ -96,9 +96,9 @@ def warm_job_runs(stack: Stack, settings: Settings, repo: Repository, world: Wor
     from dataclasses import replace
 
     from handlers.app import create_app
-    from handlers.deps import Deps
     from infra.drivers.factory import DriverFactory
     from infra.queue import JobQueue
+    from services.deps import Deps
     from workers import context
     from workers.jobs import run_operation
 

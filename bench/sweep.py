@@ -21,11 +21,11 @@ from bench.report import Row, Section, median, ms, number, ratio, table
 from bench.stack import Stack
 from bench.world import InProcessApi, World, seed
 from handlers.app import create_app
-from handlers.deps import Deps
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue
 from infra.table.attributes import to_wire
 from infra.table.workloads import workload_item
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import iso, utc_now
 from shared.models import Engine, Workload

@@ -20,11 +20,11 @@ from bench.stack import Stack
 from bench.world import PUBLIC, ApiError, InProcessApi, World, seed
 from handlers.app import create_app
 from handlers.auth import CACHE_PREFIX
-from handlers.deps import Deps
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue
 from infra.table.dynamo import Dynamo, TableStats, make_client
 from infra.table.repository import Repository
+from services.deps import Deps
 from workers import context
 
 TITLE = "2. Table cost per API call (in-process, moto)"

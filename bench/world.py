@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import falcon.testing
 
-from infra.keys import mint_key
 from infra.local_image import IDLE_COMMAND
 from infra.table.repository import Repository
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 
 ADMIN = "/api/v1"

@@ -21,8 +21,6 @@ from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
-from handlers.deps import Deps
-from handlers.envs import EnvService
 from handlers.health import HealthResource
 from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
 from handlers.public.containers import (
@@ -33,10 +31,15 @@ from handlers.public.containers import (
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
-from handlers.workloads import WorkloadService
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
+from services.clusters import ClusterService
+from services.deps import Deps
+from services.eggs import EggService
+from services.envs import EnvService
+from services.hosts import HostService
+from services.workloads import WorkloadService
 from shared.settings import Settings
 
 PUBLIC_BASE = "/api/public/clusters/v1"
@@ -76,26 +79,30 @@ def _add_admin_routes(
     app: falcon.App, deps: Deps, authenticator: Authenticator, workloads: WorkloadService
 ) -> None:
     base = ADMIN_BASE
-    app.add_route(f"{base}/clusters", ClusterCollection(deps))
-    app.add_route(f"{base}/clusters/{{cluster_id}}", ClusterItem(deps))
+    clusters = ClusterService(deps)
+    app.add_route(f"{base}/clusters", ClusterCollection(deps, clusters))
+    app.add_route(f"{base}/clusters/{{cluster_id}}", ClusterItem(deps, clusters))
     for action in ClusterStatusChange.TARGETS:
         app.add_route(
             f"{base}/clusters/{{cluster_id}}/{action}",
-            ClusterStatusChange(deps, authenticator, action),
+            ClusterStatusChange(deps, clusters, authenticator, action),
         )
     app.add_route(f"{base}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
     app.add_route(
         f"{base}/clusters/{{cluster_id}}/keys/{{key_id}}", ClusterKeyItem(deps, authenticator)
     )
-    app.add_route(f"{base}/eggs", AdminEggCollection(deps))
-    app.add_route(f"{base}/eggs/{{egg_id}}", AdminEggItem(deps))
+    eggs = EggService(deps)
+    app.add_route(f"{base}/eggs", AdminEggCollection(deps, eggs))
+    app.add_route(f"{base}/eggs/{{egg_id}}", AdminEggItem(deps, eggs))
     app.add_route(f"{base}/templates", TemplateCollection(deps))
     app.add_route(f"{base}/templates/{{template_id}}", TemplateItem(deps))
     app.add_route(
         f"{base}/templates/{{template_id}}/instantiate", TemplateInstantiate(deps, workloads)
     )
-    hosts, host = HostCollection(deps), HostItem(deps)
-    drain, undrain = HostDrain(deps, draining=True), HostDrain(deps, draining=False)
+    host_service = HostService(deps)
+    hosts, host = HostCollection(deps, host_service), HostItem(deps)
+    drain = HostDrain(host_service, draining=True)
+    undrain = HostDrain(host_service, draining=False)
     for noun in ("hosts", "nodes"):
         app.add_route(f"{base}/{noun}", hosts)
         app.add_route(f"{base}/{noun}/{{host_id}}", host)

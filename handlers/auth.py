@@ -12,7 +12,7 @@ from typing import Any
 import falcon
 from redis.exceptions import RedisError
 
-from handlers.deps import Deps
+from services.deps import Deps
 from shared.errors import InvalidCluster, Unauthorized
 from shared.keys import hash_secret
 from shared.models import ClusterStatus

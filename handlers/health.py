@@ -4,7 +4,7 @@ import falcon
 from redis.exceptions import RedisError
 
 from handlers.auth import PUBLIC
-from handlers.deps import Deps
+from services.deps import Deps
 from shared.errors import CorralError
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
+from shared.envs import Env, shown_status
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
+from shared.vm import Shape
 
 
 def resources(res: Resources) -> dict[str, Any]:
@@ -125,7 +128,7 @@ def operation(o: Operation) -> dict[str, Any]:
         "kind": o.kind.value,
         "container_id": o.workload_id,
         "status": o.status.value,
-        "params": o.params,
+        "params": o.params.to_json(),
         "error": o.error,
         "created_at": stamp(o.created_at),
         "started_at": iso(o.started_at),
@@ -221,3 +224,43 @@ def logs(container_id: str, lines: list[LogLine], truncated: bool) -> dict[str, 
         "lines": [log_line(line) for line in lines],
         "truncated": truncated,
     }
+
+
+# -- environments and their VMs (003) ---------------------------------------------
+
+
+def virtual_machine(w: Workload) -> dict[str, Any]:
+    """A VM: the container view plus 003's names for its shape."""
+    vm = w.vm or {}
+    return container(w) | {
+        "cluster_id": w.cluster_id,
+        "env_id": vm.get("env_id"),
+        "host_id": w.host_id,
+        "image": vm.get("image"),
+        "cpu": Shape.of(w.resources).vcpus,
+        "mem": w.resources.ram_mb,
+        "disk": w.resources.storage_mb,
+    }
+
+
+def environment(env: Env, workloads: Sequence[Workload]) -> dict[str, Any]:
+    by_id = {w.id: w for w in workloads}
+    vms = [by_id[vm_id] for vm_id in env.vm_ids if vm_id in by_id]
+    return {
+        "id": env.id,
+        "cluster_id": env.cluster_id,
+        "owner": env.owner,
+        "ssh_keys": list(env.ssh_keys),
+        "lifetime": env.lifetime,
+        "status": shown_status(env, vms),
+        "created_at": stamp(env.created_at),
+        "updated_at": stamp(env.updated_at),
+        "expires_at": stamp(env.expires_at),
+        "vms": [virtual_machine(w) for w in vms],
+    }
+
+
+def environment_accepted(
+    env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
+) -> dict[str, Any]:
+    return environment(env, workloads) | {"operations": [operation(o) for o in ops]}

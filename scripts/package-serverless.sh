@@ -11,7 +11,7 @@
 #    installed by pip as wheels for the Lambda platform
 #    (manylinux2014 x86_64, CPython 3.11) into build/lambda/deps. Rebuilt only
 #    when that list changes.
-# 2. The artifact build/lambda/corral.zip: handlers/, infra/, shared/ and those
+# 2. The artifact build/lambda/corral.zip: handlers/, services/, infra/, shared/ and those
 #    dependencies at the zip root, with their bytecode (unchecked-hash .pyc, as
 #    /var/task is read-only), and fixed timestamps so an unchanged tree gives
 #    the same zip (and a deploy skips the upload).
@@ -107,7 +107,7 @@ import zipfile
 from pathlib import Path
 
 artifact, deps, lambda_python = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-SOURCES = ("handlers", "infra", "shared")
+SOURCES = ("handlers", "services", "infra", "shared")
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 # /var/task is read-only, so without bytecode in the zip every cold start
 # compiles every module again (about a second here). Unchecked-hash .pyc files

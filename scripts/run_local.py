@@ -31,11 +31,11 @@ from local_bootstrap import PUBLIC, ApiClient, ApiError, Demo, seed
 from local_dockerd import DockerdError, LocalDockerd
 from local_processes import Child, free_port, port_is_free
 
-from infra.keys import mint_key
 from infra.local_image import import_busybox
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
 from infra.table.schema import table_definition
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.settings import Settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -9,7 +10,7 @@ from typing import Any
 
 from shared.capacity import Resources
 from shared.health import Health, HostLoad
-from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 
 
 class ClusterStatus(StrEnum):
@@ -156,6 +157,79 @@ class Workload:
     version: int = 1
 
 
+class OperationReason(StrEnum):
+    """Why Corral itself started an operation (no reason: its owner asked)."""
+
+    EXPIRED = "expired"  # the expiry sweep reaps a workload whose lease ran out
+    LOST = "lost"  # the reconciler found it missing on its host
+    DRIFT = "drift"  # the reconciler found its host running it in another state
+
+
+@dataclass(frozen=True)
+class OperationParams:
+    """What an operation carries to its job beyond its kind; shown to clients as `params`.
+
+    Which fields are set depends on the kind: an update's new `name`, `egg_id` (then
+    `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
+    `previous` status; `reason` when Corral started it itself (`was`: the status the
+    table had before a repair); `env_id` when it is one of an env's; `host_id` of an
+    adoption.
+    """
+
+    name: str | None = None
+    egg_id: str | None = None
+    recreate: bool = False
+    resources: Resources | None = None
+    signal: PowerSignal | None = None
+    target: WorkloadStatus | None = None
+    previous: WorkloadStatus | None = None
+    reason: OperationReason | None = None
+    was: WorkloadStatus | None = None
+    env_id: str | None = None
+    host_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set, by their API names (`previous` is `from`)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "egg_id": self.egg_id,
+            "recreate": self.recreate or None,
+            "resources": self.resources.to_api() if self.resources is not None else None,
+            "signal": self.signal,
+            "target": self.target,
+            "from": self.previous,
+            "reason": self.reason,
+            "was": self.was,
+            "env_id": self.env_id,
+            "host_id": self.host_id,
+        }
+        return {
+            key: str(value) if isinstance(value, StrEnum) else value
+            for key, value in data.items()
+            if value is not None
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OperationParams:
+        def status(key: str) -> WorkloadStatus | None:
+            return WorkloadStatus(data[key]) if data.get(key) is not None else None
+
+        resources = data.get("resources")
+        return cls(
+            name=data.get("name"),
+            egg_id=data.get("egg_id"),
+            recreate=bool(data.get("recreate", False)),
+            resources=Resources.from_api(resources) if resources is not None else None,
+            signal=PowerSignal(data["signal"]) if data.get("signal") else None,
+            target=status("target"),
+            previous=status("from"),
+            reason=OperationReason(data["reason"]) if data.get("reason") else None,
+            was=status("was"),
+            env_id=data.get("env_id"),
+            host_id=data.get("host_id"),
+        )
+
+
 @dataclass(frozen=True)
 class Operation:
     """One asynchronous change. Its id is the RQ job id."""
@@ -164,7 +238,7 @@ class Operation:
     cluster_id: str
     workload_id: str
     kind: OperationKind
-    params: dict[str, Any]
+    params: OperationParams
     status: OperationStatus
     created_at: datetime
     updated_at: datetime

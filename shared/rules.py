@@ -1,14 +1,24 @@
-"""Pure decisions about workloads: what a request asks for, whether it may."""
+"""Pure decisions about workloads and VMs: what a request asks for, whether it may."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.capacity import RESOURCE_FIELDS, Resources, api_name
-from shared.errors import BelowMinimum, EggNotAllowed, InvalidCluster, InvalidInput, NotFound
-from shared.models import Cluster, ClusterStatus, Egg, Plan
+from shared.capacity import RESOURCE_FIELDS, Resources, api_name, shortfall, shortfall_message
+from shared.errors import (
+    BelowMinimum,
+    CapacityExceeded,
+    ContainerLimitReached,
+    EggNotAllowed,
+    InvalidCluster,
+    InvalidInput,
+    NotFound,
+)
+from shared.models import Cluster, ClusterStatus, Egg, Engine, Plan
+from shared.vm import GUEST_SSH_PORT
 
 # Floors no egg can lower: Docker refuses less than 6 MiB of memory; a workload needs
 # some CPU; the rest may be zero.
@@ -18,6 +28,24 @@ ABSOLUTE_MINIMUM = Resources(cpu_centi=1, ram_mb=6)
 def require_active(cluster: Cluster) -> None:
     if cluster.status != ClusterStatus.ACTIVE:
         raise InvalidCluster(f"Cluster is {cluster.status.value}.")
+
+
+def require_room(
+    cluster: Cluster, growth: Resources, new_containers: int = 0, scope: str = "the pool"
+) -> None:
+    """Fail fast when the cluster's plan has no room for `new_containers` more containers
+    and `growth` more resources: what the transaction that writes the change would refuse
+    anyway (the transaction's conditions stay the guard)."""
+    free = cluster.plan.max_containers - cluster.container_count
+    if new_containers > max(free, 0):
+        raise ContainerLimitReached(
+            f"Cluster already has the maximum of {cluster.plan.max_containers} containers."
+            if free <= 0
+            else f"{new_containers} containers are needed; the cluster has room for {free}."
+        )
+    short = shortfall(cluster.plan.limits, cluster.used, growth.positive_part())
+    if short:
+        raise CapacityExceeded(shortfall_message(short, scope))
 
 
 def require_egg_allowed(cluster: Cluster, egg_id: str) -> None:
@@ -85,3 +113,38 @@ def resources_for_create(given: Mapping[str, Any], egg: Egg) -> Resources:
     resources = egg.defaults.merged(given)
     check_minimums(resources, egg)
     return resources
+
+
+# -- VMs --------------------------------------------------------------------------
+# A VM is a workload whose egg's engine is qemu. What its owner asks for beyond
+# resources (ssh keys, guest ports, no outbound traffic) lives in the workload's `vm`
+# field; how it boots (kernel, initrd, kernel_args) lives in the egg's.
+
+
+def vm_request(egg: Egg, given: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The `vm` field of a new workload from the VM options of its request (named as in
+    a workload's `vm`: ssh_keys, ports, deny_outgoing); None for a container, which
+    takes none of them."""
+    if egg.engine != Engine.QEMU:
+        if given:
+            raise InvalidInput(
+                "ssh_keys, guest_ports and deny_outgoing are for VMs (eggs with engine qemu); "
+                f"egg {egg.name} runs {egg.engine.value} containers."
+            )
+        return None
+    return {
+        "image": egg.image,
+        "ssh_keys": list(dict.fromkeys(given.get("ssh_keys") or [])),
+        "ports": sorted(set(given.get("ports") or [])),
+        "deny_outgoing": bool(given.get("deny_outgoing", False)),
+    }
+
+
+def forwarded_count(vm: Mapping[str, Any]) -> int:
+    """How many host ports the VM takes: one per exposed guest port, 22 included."""
+    return len({GUEST_SSH_PORT, *vm.get("ports", [])})
+
+
+def vm_resources(resources: Resources, vm: Mapping[str, Any]) -> Resources:
+    """A VM is counted at least one `ports` unit per forwarded host port."""
+    return replace(resources, ports=max(resources.ports, forwarded_count(vm)))

@@ -3,8 +3,7 @@ builds its context once from the environment; tests install their own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue, make_redis
@@ -21,7 +20,6 @@ class WorkerContext:
     drivers: DriverFactory
     settings: Settings
     clock: Clock = utc_now
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _installed: WorkerContext | None = None

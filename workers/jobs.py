@@ -15,7 +15,7 @@ from rq import get_current_job
 from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
 from shared.errors import HostError, NotFound
-from shared.models import Egg, Engine, Operation, Workload
+from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import vm_options
@@ -102,7 +102,7 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     the host is brought to them. An egg switch recreates the container from the
     new image and brings it back to the power state it had."""
     spec = spec_for(workload, egg)
-    if op.params.get("recreate"):
+    if op.params.recreate:
         before = driver.inspect(workload.id)
         if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
             observed = driver.apply_resources(spec)
@@ -110,11 +110,11 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
             driver.remove(workload.id)
             observed = _ensure(driver, workload, egg, spec)
         observed = _restore_power(driver, workload, egg, observed)
-    elif "resources" in op.params:
+    elif op.params.resources is not None:
         observed = driver.apply_resources(spec)
     else:
         return Outcome(workload.status)
-    remade = egg if op.params.get("recreate") else None
+    remade = egg if op.params.recreate else None
     fields = _enforced(observed) | _vm_fields(driver, workload, remade)
     return Outcome(_status_of(observed, workload.status), fields)
 
@@ -136,11 +136,14 @@ def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
 
 
 def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    signal = PowerSignal(op.params["signal"])
+    signal = op.params.signal
+    target = op.params.target
+    if signal is None or target is None:
+        raise ValueError(f"power operation {op.id} has no signal and target")
     if driver.inspect(workload.id).state == RuntimeState.MISSING:
         raise HostError("The container is missing on its host.")
     driver.power(workload.id, signal, egg.stop_timeout)
-    return Outcome(WorkloadStatus(op.params["target"]), _vm_fields(driver, workload, None))
+    return Outcome(target, _vm_fields(driver, workload, None))
 
 
 def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
@@ -150,7 +153,7 @@ def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
 
 def gone_status(op: Operation) -> WorkloadStatus:
     """A reaped workload ends `expired`; a deleted one `deleted`."""
-    expired = op.params.get("reason") == "expired"
+    expired = op.params.reason == OperationReason.EXPIRED
     return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
@@ -225,7 +228,7 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
 def _deleted_egg(workload: Workload, op: Operation) -> Egg:
     """What is left of an egg the operator deleted: enough to power, resize, rename or
     delete the workload that runs it, not to create one from it."""
-    if op.kind == OperationKind.PROVISION or op.params.get("recreate"):
+    if op.kind == OperationKind.PROVISION or op.params.recreate:
         raise HostError(f"Egg {workload.egg_id} no longer exists.")
     return Egg(
         id=workload.egg_id,

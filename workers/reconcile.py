@@ -18,10 +18,19 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from infra.drivers.base import HostDriver
+from services import operations
 from shared import rules
 from shared.capacity import Resources
 from shared.errors import CorralError, HostError, NotFound
-from shared.models import Host, HostStatus, Operation, RestartPolicy, Workload
+from shared.models import (
+    Host,
+    HostStatus,
+    Operation,
+    OperationParams,
+    OperationReason,
+    RestartPolicy,
+    Workload,
+)
 from shared.runtime import (
     LABEL_CLUSTER,
     LABEL_EGG,
@@ -124,23 +133,25 @@ def _check_workload(
         return
     actual = _ENGINE_STATUS[seen.state]
     if actual != workload.status:
-        _record_repair(
-            ctx, workload, actual, None, {"reason": "drift", "was": workload.status.value}
-        )
+        params = OperationParams(reason=OperationReason.DRIFT, was=workload.status)
+        _record_repair(ctx, workload, actual, None, params)
         report.drifted.append(workload.id)
 
 
 def _lost(ctx: context.WorkerContext, workload: Workload, report: Report) -> None:
     report.lost.append(workload.id)
     if workload.restart_policy == RestartPolicy.ALWAYS:
-        op = _operation(ctx, workload, OperationKind.PROVISION, {"reason": "lost"})
+        op = _operation(
+            ctx, workload, OperationKind.PROVISION, OperationParams(reason=OperationReason.LOST)
+        )
         ctx.repo.begin_operation(
             workload, op, set_fields={"status": WorkloadStatus.PROVISIONING.value}
         )
-        ctx.jobs.enqueue_operation(op)
+        operations.enqueue(ctx.jobs, op)
         return
     message = "The container disappeared from its host."
-    _record_repair(ctx, workload, WorkloadStatus.ERROR, message, {"reason": "lost"})
+    params = OperationParams(reason=OperationReason.LOST)
+    _record_repair(ctx, workload, WorkloadStatus.ERROR, message, params)
 
 
 def _record_repair(
@@ -148,7 +159,7 @@ def _record_repair(
     workload: Workload,
     status: WorkloadStatus,
     error: str | None,
-    params: dict[str, str],
+    params: OperationParams,
 ) -> None:
     op = _operation(ctx, workload, OperationKind.REPAIR, params)
     try:
@@ -207,7 +218,7 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         updated_at=now,
         enforced=dict(seen.enforced),
     )
-    op = _operation(ctx, workload, OperationKind.ADOPT, {"host_id": host.id})
+    op = _operation(ctx, workload, OperationKind.ADOPT, OperationParams(host_id=host.id))
     done = replace(op, status=OperationStatus.SUCCEEDED, started_at=now, finished_at=now)
     workload = replace(workload, last_op=done.id)
     ctx.repo.create_workload(workload, done, cluster, host)
@@ -225,16 +236,8 @@ def _orphaned_long_enough(ctx: context.WorkerContext, host: Host, workload_id: s
 
 
 def _operation(
-    ctx: context.WorkerContext, workload: Workload, kind: OperationKind, params: dict[str, str]
+    ctx: context.WorkerContext, workload: Workload, kind: OperationKind, params: OperationParams
 ) -> Operation:
     now = ctx.clock()
-    return Operation(
-        id=f"op-{kind.value}-{workload.id}-{int(now.timestamp() * 1000)}",
-        cluster_id=workload.cluster_id,
-        workload_id=workload.id,
-        kind=kind,
-        params=dict(params),
-        status=OperationStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
+    operation_id = f"op-{kind.value}-{workload.id}-{int(now.timestamp() * 1000)}"
+    return operations.queued(operation_id, workload.cluster_id, workload.id, kind, params, now)

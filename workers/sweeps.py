@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from services import operations
 from shared.errors import ActionNotAllowed, Conflict, NotFound
-from shared.models import Operation
-from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from shared.models import OperationParams, OperationReason
+from shared.states import OperationKind, WorkloadStatus
 from workers import context
 
 log = logging.getLogger("corral.sweeps")
@@ -37,15 +38,13 @@ def start_reap(
         return False
     if workload.pending_op:
         return False
-    operation = Operation(
-        id=reap_operation_id(workload.id, now),
-        cluster_id=cluster_id,
-        workload_id=workload.id,
-        kind=OperationKind.DELETE,
-        params={"reason": "expired", "from": workload.status.value},
-        status=OperationStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
+    operation = operations.queued(
+        reap_operation_id(workload.id, now),
+        cluster_id,
+        workload.id,
+        OperationKind.DELETE,
+        OperationParams(reason=OperationReason.EXPIRED, previous=workload.status),
+        now,
     )
     try:
         ctx.repo.begin_operation(
@@ -53,7 +52,7 @@ def start_reap(
         )
     except (ActionNotAllowed, Conflict):
         return False  # another sweep, or the tenant, got there first
-    ctx.jobs.enqueue_operation(operation)
+    operations.enqueue(ctx.jobs, operation)
     return True
 
 

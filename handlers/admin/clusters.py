@@ -7,24 +7,12 @@ import falcon
 from handlers import views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
-from infra.keys import mint_key
-from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate, PlanLimits
-from shared.capacity import Resources
-from shared.errors import InvalidInput
-from shared.models import Cluster, ClusterStatus, Plan, Workload
+from services.clusters import ClusterService
+from services.deps import Deps
+from services.keys import mint_key
+from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
+from shared.models import Cluster, ClusterStatus, Workload
 from shared.states import WorkloadStatus
-
-
-def plan_of(limits: PlanLimits) -> Plan:
-    pooled = limits.model_dump(exclude={"name", "containers", "default_lifetime", "max_lifetime"})
-    return Plan(
-        name=limits.name,
-        limits=Resources.from_api(pooled),
-        max_containers=limits.containers,
-        default_lifetime=limits.default_lifetime,
-        max_lifetime=limits.max_lifetime,
-    )
 
 
 def cluster_with_totals(c: Cluster, workloads: list[Workload]) -> dict[str, Any]:
@@ -37,8 +25,9 @@ def cluster_with_totals(c: Cluster, workloads: list[Workload]) -> dict[str, Any]
 
 
 class ClusterCollection:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, clusters: ClusterService) -> None:
         self._deps = deps
+        self._clusters = clusters
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
@@ -48,28 +37,15 @@ class ClusterCollection:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ClusterCreate, self._deps.settings.max_body_bytes)
-        _require_eggs(self._deps, body.egg_ids)
-        now = self._deps.clock()
-        cluster = Cluster(
-            id=self._deps.new_id(),
-            name=body.name,
-            status=ClusterStatus.ACTIVE,
-            plan=plan_of(body.plan),
-            used=Resources(),
-            container_count=0,
-            egg_ids=tuple(dict.fromkeys(body.egg_ids)),
-            key_count=0,
-            created_at=now,
-            updated_at=now,
-        )
-        self._deps.repo.clusters.create(cluster)
+        cluster = self._clusters.create(body)
         resp.status = falcon.HTTP_201
         resp.media = cluster_with_totals(cluster, [])
 
 
 class ClusterItem:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, clusters: ClusterService) -> None:
         self._deps = deps
+        self._clusters = clusters
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         cluster = self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
@@ -78,17 +54,7 @@ class ClusterItem:
     def on_patch(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
         body = body_as(req, ClusterUpdate, self._deps.settings.max_body_bytes)
-        if body.name is None and body.plan is None and body.egg_ids is None:
-            raise InvalidInput("Nothing to change: give name, plan and/or egg_ids.")
-        if body.egg_ids is not None:
-            _require_eggs(self._deps, body.egg_ids)
-        cluster = self._deps.repo.clusters.update(
-            cluster_id,
-            self._deps.clock(),
-            name=body.name,
-            plan=plan_of(body.plan) if body.plan else None,
-            egg_ids=tuple(dict.fromkeys(body.egg_ids)) if body.egg_ids is not None else None,
-        )
+        cluster = self._clusters.update(cluster_id, body)
         resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
@@ -102,18 +68,20 @@ class ClusterStatusChange:
         "expire": ClusterStatus.EXPIRED,
     }
 
-    def __init__(self, deps: Deps, authenticator: Authenticator, action: str) -> None:
+    def __init__(
+        self, deps: Deps, clusters: ClusterService, authenticator: Authenticator, action: str
+    ) -> None:
         self._deps = deps
+        self._clusters = clusters
         self._auth = authenticator
         self._target = self.TARGETS[action]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        repo = self._deps.repo
-        cluster = repo.clusters.set_status(
-            path_id(cluster_id, "Cluster"), self._target, self._deps.clock()
+        cluster, key_hashes = self._clusters.set_status(
+            path_id(cluster_id, "Cluster"), self._target
         )
-        self._auth.forget([k.key_hash for k in repo.keys.list(cluster.id)])
-        resp.media = cluster_with_totals(cluster, repo.workloads.in_cluster(cluster.id))
+        self._auth.forget(key_hashes)
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
 class ClusterKeyCollection:
@@ -158,10 +126,3 @@ class ClusterKeyItem:
         self._deps.repo.revoke_key(key, self._deps.clock())
         self._auth.forget([key.key_hash])
         resp.status = falcon.HTTP_204
-
-
-def _require_eggs(deps: Deps, egg_ids: list[str]) -> None:
-    known = {e.id for e in deps.repo.eggs.list()}
-    unknown = [e for e in egg_ids if e not in known]
-    if unknown:
-        raise InvalidInput(f"Unknown egg ids: {', '.join(unknown)}.")

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 
 from handlers import views
-from handlers.deps import Deps
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import iso
 from shared.models import Host, Workload

@@ -9,8 +9,8 @@ import falcon
 
 from handlers import views
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
-from handlers.workloads import WorkloadService
+from services.deps import Deps
+from services.workloads import WorkloadService
 from shared.admin_requests import Instantiate
 from shared.errors import NotFound
 from shared.models import Egg

@@ -4,7 +4,7 @@ import falcon
 
 from handlers import views
 from handlers.auth import TENANT
-from handlers.deps import Deps
+from services.deps import Deps
 
 
 class ClusterResource:

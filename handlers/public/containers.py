@@ -8,8 +8,8 @@ from pydantic import BaseModel
 from handlers import views
 from handlers.auth import TENANT
 from handlers.body import body_as, path_id
-from handlers.deps import Deps
-from handlers.workloads import WorkloadService
+from services.deps import Deps
+from services.workloads import WorkloadService
 from shared.models import Operation, Workload
 from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest, PowerRequest
 

@@ -17,9 +17,9 @@ import falcon
 from handlers import views
 from handlers.auth import TENANT
 from handlers.body import path_id
-from handlers.deps import Deps
-from handlers.workloads import WorkloadService
 from infra.host_calls import HostCalls
+from services.deps import Deps
+from services.workloads import WorkloadService
 from shared.errors import CorralError, HostTimeout, InvalidInput, ServiceUnavailable
 from shared.health import MAX_TAIL, NS_PER_SECOND, LogCursor, LogLine, to_ns
 from shared.models import Workload

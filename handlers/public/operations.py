@@ -11,8 +11,8 @@ from redis.exceptions import RedisError
 from handlers import views
 from handlers.auth import TENANT
 from handlers.body import float_param, path_id
-from handlers.deps import Deps
 from infra.queue import operation_channel
+from services.deps import Deps
 from shared.models import Operation
 
 

@@ -14,15 +14,15 @@ from shared.vm import LABEL_ACCEL, LABEL_BASE_DIR, LABEL_IMAGES_DIR
 
 
 def _docker(host: Host) -> HostDriver:
-    from infra.drivers.docker import DockerDriver
+    from infra.drivers.docker.driver import DockerDriver
 
     return DockerDriver(host.address, host.tls or None)
 
 
 def _ssh(host: Host) -> HostDriver:
     """QEMU over SSH, with the host's pinned key, port range and folders."""
-    from infra.drivers.qemu import QemuDriver
-    from infra.drivers.ssh import SshConnection
+    from infra.drivers.qemu.driver import QemuDriver
+    from infra.drivers.ssh.connection import SshConnection
     from shared.errors import HostError
     from shared.vm import parse_ssh_address
 

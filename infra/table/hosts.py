@@ -105,18 +105,8 @@ class HostStore:
                 "updated_at": stamp(now),
             }
         )
-        write.when_exists().when_equal("health", host.health.value)
-        item = self.db.update(
-            schema.host_pk(host.id),
-            schema.META,
-            write,
-            on_fail=lambda old: (
-                NotFound("Host not found.")
-                if old is None
-                else Conflict("The host's health changed; retry.")
-            ),
-        )
-        return host_from(item)
+        write.when_equal("health", host.health.value)
+        return self._update_as_read(host, write, "The host's health changed; retry.")
 
     def record_health(
         self,
@@ -139,16 +129,17 @@ class HostStore:
             write.set("last_heartbeat", stamp(heartbeat))
         if images is not None:
             write.set("images", list(images))
-        write.when_exists().when_equal("draining", host.draining)
+        write.when_equal("draining", host.draining)
+        return self._update_as_read(host, write, "The host's drain flag changed; retry.")
+
+    def _update_as_read(self, host: Host, write: Expression, changed: str) -> Host:
+        """Apply `write` if the host exists and `write`'s condition on what was read
+        holds; otherwise the host is gone (NotFound) or `changed` (Conflict)."""
         item = self.db.update(
             schema.host_pk(host.id),
             schema.META,
-            write,
-            on_fail=lambda old: (
-                NotFound("Host not found.")
-                if old is None
-                else Conflict("The host's drain flag changed; retry.")
-            ),
+            write.when_exists(),
+            on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(changed),
         )
         return host_from(item)
 

@@ -11,7 +11,7 @@ from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import Conflict, NotFound
-from shared.models import Operation
+from shared.models import Operation, OperationParams
 from shared.states import OperationKind, OperationStatus
 
 
@@ -24,7 +24,7 @@ def operation_item(o: Operation) -> Item:
         "cluster_id": o.cluster_id,
         "workload_id": o.workload_id,
         "kind": o.kind.value,
-        "params": o.params,
+        "params": o.params.to_json(),
         "status": o.status.value,
         "error": o.error,
         "created_at": iso(o.created_at),
@@ -41,7 +41,7 @@ def operation_from(item: Item) -> Operation:
         cluster_id=item["cluster_id"],
         workload_id=item["workload_id"],
         kind=OperationKind(item["kind"]),
-        params=dict(item.get("params", {})),
+        params=OperationParams.from_json(item.get("params", {})),
         status=OperationStatus(item["status"]),
         error=item.get("error"),
         created_at=moment(item["created_at"]),

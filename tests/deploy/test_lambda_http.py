@@ -11,7 +11,7 @@ import pytest
 
 from handlers import lambda_http
 from handlers.app import create_app
-from handlers.deps import Deps
+from services.deps import Deps
 from tests.deploy.conftest import Gunicorn, corral_env
 from tests.deploy.events import Request, Response, from_lambda, http_api_v2, rest_api_v1
 from tests.fixtures.corral import PUBLIC, Tenant

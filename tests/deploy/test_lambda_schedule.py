@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from handlers import lambda_schedule
-from handlers.deps import Deps
+from services.deps import Deps
 from tests.deploy.conftest import ROOT, corral_env
 from tests.deploy.events import scheduled_event
 

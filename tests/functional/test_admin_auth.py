@@ -14,11 +14,11 @@ import pytest
 
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
 from handlers.auth import Authenticator
-from infra.keys import mint_key
 from infra.table.api_keys import ApiKeyStore
 from infra.table.clusters import ClusterStore
 from infra.table.dynamo import Dynamo
 from infra.table.repository import Repository
+from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
 from tests.fixtures.corral import Api, Tenant

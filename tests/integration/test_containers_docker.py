@@ -192,7 +192,7 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
 
     # Whatever the dead worker got done, make sure the container exists already, as
     # a worker killed right after creating it would have left it.
-    from infra.drivers.docker import DockerDriver
+    from infra.drivers.docker.driver import DockerDriver
     from workers.jobs import spec_for
 
     workload = deps.repo.workloads.get(live.cluster["id"], workload_id)

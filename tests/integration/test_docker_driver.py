@@ -16,7 +16,7 @@ import docker
 import docker.errors
 import pytest
 
-from infra.drivers.docker import DockerDriver, container_name
+from infra.drivers.docker.driver import DockerDriver, container_name
 from shared.capacity import Resources
 from shared.errors import HostError
 from shared.runtime import LABEL_MANAGED, Observed, RuntimeState, WorkloadSpec

@@ -125,7 +125,7 @@ def test_workload_the_table_lost_is_adopted(live, deps, docker_client):
 def test_unknown_workload_without_cluster_is_removed_after_grace(
     live, deps, docker_client, worker_context
 ):
-    from infra.drivers.docker import DockerDriver
+    from infra.drivers.docker.driver import DockerDriver
     from shared.capacity import Resources
     from shared.runtime import WorkloadSpec
 

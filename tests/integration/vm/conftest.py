@@ -18,8 +18,8 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from handlers.deps import Deps
-from infra.drivers.qemu import QemuDriver
+from infra.drivers.qemu.driver import QemuDriver
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.runtime import RuntimeState, WorkloadSpec
 from shared.states import PowerSignal

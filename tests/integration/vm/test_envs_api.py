@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from infra.drivers.qemu import QemuDriver
-from shared.vm import workload_dir_name
+from infra.drivers.qemu.driver import QemuDriver
+from infra.drivers.qemu.record import workload_dir_name
 from tests.fixtures.corral import Api, Stack, module_stack, run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages

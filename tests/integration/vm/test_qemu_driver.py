@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.drivers.qemu import QemuDriver
-from infra.drivers.ssh import scan_host_key
+from infra.drivers.qemu.driver import QemuDriver
+from infra.drivers.qemu.record import workload_dir_name
+from infra.drivers.ssh.keys import scan_host_key
 from shared.errors import HostError
 from shared.runtime import LABEL_CLUSTER, LABEL_WORKLOAD, RuntimeState
 from shared.states import PowerSignal
-from shared.vm import workload_dir_name
 from tests.integration.vm.conftest import (
     BootedVms,
     VmHost,

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from handlers.deps import Deps
-from infra.drivers.qemu import QemuDriver
-from infra.drivers.ssh import CommandResult, SshConnection
+from infra.drivers.qemu.driver import QemuDriver
+from infra.drivers.qemu.record import workload_dir_name
+from infra.drivers.ssh.connection import CommandResult, SshConnection
+from services.deps import Deps
 from shared.health import console_lines
 from shared.runtime import RuntimeState
-from shared.vm import workload_dir_name
 from tests.fixtures.corral import Api, module_stack
 from tests.fixtures.netns import NetnsLab, SshHost
 from tests.fixtures.priority import while_serving

@@ -26,25 +26,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from infra.drivers import qemu_observe
-from infra.drivers.cloud_init import build_seed_iso
-from infra.drivers.qemu_command import DISK_DEVICE, qemu_command
-from infra.drivers.qemu_ports import listening_ports, port_lock
-from infra.drivers.qmp import QmpSession
-from infra.drivers.ssh import SshConnection
+from infra.drivers.qemu import observe as qemu_observe
+from infra.drivers.qemu.cloud_init import build_seed_iso
+from infra.drivers.qemu.command import DISK_DEVICE, QemuSetup, qemu_command
+from infra.drivers.qemu.ports import allocate_ports, listening_ports, port_lock
+from infra.drivers.qemu.qmp import QmpSession
+from infra.drivers.qemu.record import VmRecord, guest_hostname, qmp_state, workload_dir_name
+from infra.drivers.ssh.connection import SshConnection
 from shared.errors import HostError
 from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
-from shared.vm import (
-    VmOptions,
-    VmRecord,
-    allocate_ports,
-    guest_hostname,
-    is_image_name,
-    qmp_state,
-    workload_dir_name,
-)
+from shared.vm import VmOptions, is_image_name
 
 MIB = 1024 * 1024
 RECORD_FILE = "corral.json"
@@ -81,12 +74,14 @@ class QemuDriver:
                 raise ValueError(f"{path!r}: folders must be absolute plain paths")
         self._ssh = connection
         self.base_dir = base_dir.rstrip("/")
-        self.images_dir = images_dir.rstrip("/")
         self.port_range = port_range
-        self.accel = accel
-        self.machine = machine
-        self.bind_address = bind_address
-        self.qemu_binary = qemu_binary
+        self.setup = QemuSetup(
+            images_dir=images_dir.rstrip("/"),
+            qemu_binary=qemu_binary,
+            machine=machine,
+            accel=accel,
+            bind_address=bind_address,
+        )
         self.start_timeout = start_timeout
         self._sleep = sleep
         self._monotonic = monotonic
@@ -122,11 +117,6 @@ class QemuDriver:
     def _write_record(self, record: VmRecord) -> None:
         self._ssh.put_bytes(self._file(record.workload_id, RECORD_FILE), record.to_json())
 
-    def _image_path(self, name: str) -> str:
-        if not is_image_name(name):
-            raise HostError(f"{name!r} is not an image file name")
-        return posixpath.join(self.images_dir, name)
-
     def _image_info(self, path: str) -> dict[str, Any]:
         out = self._ssh.check(["qemu-img", "info", "--output=json", "-U", path])
         info: dict[str, Any] = json.loads(out)
@@ -145,7 +135,7 @@ class QemuDriver:
         folder = self.workload_dir(spec.workload_id)
         self._ssh.mkdir(self.base_dir)
         self._ssh.mkdir(folder)
-        base = self._image_path(spec.image)
+        base = self.setup.image_path(spec.image)
         info = self._image_info(base)
         base_mb = -(-int(info["virtual-size"]) // MIB)
         disk_mb = max(spec.resources.storage_mb, base_mb)
@@ -228,12 +218,12 @@ class QemuDriver:
     def probe(self) -> HostInfo:
         """Answer a health check: the host runs commands, has QEMU, qemu-img and socat,
         and lists the image files in its images folder."""
-        tools = [self.qemu_binary, "qemu-img", "socat"]
+        tools = [self.setup.qemu_binary, "qemu-img", "socat"]
         found = self._ssh.run(["which", *tools]).stdout.decode().split()
         missing = [t for t in tools if not any(path.endswith(f"/{t}") for path in found)]
         if missing:
             raise HostError(f"{self.address} lacks {', '.join(missing)}")
-        names = self._ssh.listdir(self.images_dir)
+        names = self._ssh.listdir(self.setup.images_dir)
         return HostInfo(images=tuple(name for name in names if is_image_name(name)))
 
     def close(self) -> None:
@@ -279,7 +269,7 @@ class QemuDriver:
     # -- internals ----------------------------------------------------------
 
     def _require_file(self, name: str) -> None:
-        if self._ssh.mtime(self._image_path(name)) is None:
+        if self._ssh.mtime(self.setup.image_path(name)) is None:
             raise HostError(f"image file {name!r} is missing on {self.address}")
 
     def _records(self) -> Iterator[VmRecord]:
@@ -344,15 +334,7 @@ class QemuDriver:
         for stale in ("qmp.sock", "qemu.pid"):
             self._ssh.remove(self._file(workload_id, stale))
         self._write_record(record.booted())
-        argv = qemu_command(
-            record,
-            self.workload_dir(workload_id),
-            qemu_binary=self.qemu_binary,
-            machine=self.machine,
-            accel=self.accel,
-            bind_address=self.bind_address,
-            image_path=self._image_path,
-        )
+        argv = qemu_command(record, self.workload_dir(workload_id), self.setup)
         self._ssh.check(argv, timeout=self.start_timeout)
 
     def _wait_gone(self, workload_id: str, seconds: float) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import posixpath
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-from infra.drivers.ssh import SshConnection
+from infra.drivers.ssh.connection import SshConnection
 from shared.errors import HostError
 
 _LISTEN = "0A"
@@ -59,3 +59,19 @@ def port_lock(
         yield
     finally:
         ssh.rmdir(lock)
+
+
+def allocate_ports(
+    guest_ports: Iterable[int], port_range: range, taken: Iterable[int]
+) -> dict[int, int]:
+    """Host ports for `guest_ports`: the lowest free ones in `port_range`, in order."""
+    busy = set(taken)
+    wanted = sorted(set(guest_ports))
+    free = (p for p in port_range if p not in busy)
+    allocated: dict[int, int] = {}
+    for guest in wanted:
+        host = next(free, None)
+        if host is None:
+            raise LookupError(f"no free host port left in {port_range.start}-{port_range.stop - 1}")
+        allocated[guest] = host
+    return allocated

@@ -3,29 +3,23 @@ conditions, enqueue the job. Shared by the tenant routes and the operator's."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
 
-from handlers.deps import Deps
+from services import operations
+from services.deps import Deps
 from shared import rules
-from shared.capacity import Resources, shortfall, shortfall_message
 from shared.errors import (
-    CapacityExceeded,
     Conflict,
-    ContainerLimitReached,
     InvalidInput,
     NoHostAvailable,
     NotFound,
-    ServiceUnavailable,
 )
-from shared.models import Cluster, Egg, Engine, Operation, Workload
+from shared.models import Egg, Engine, Operation, OperationParams, Workload
 from shared.placement import candidates
 from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest
 from shared.states import (
     OperationKind,
-    OperationStatus,
     PowerSignal,
     WorkloadStatus,
     check_deletable,
@@ -33,9 +27,6 @@ from shared.states import (
     operation_in_flight,
     power_target,
 )
-from shared.vm_rules import vm_request, vm_resources
-
-log = logging.getLogger("corral.workloads")
 
 ATTEMPTS = 3
 
@@ -68,20 +59,27 @@ class WorkloadService:
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = self._allowed_egg(body.egg_id)
-        vm = vm_request(egg, body.vm_given())
+        vm = rules.vm_request(egg, body.vm_given())
         resources = rules.resources_for_create(body.given(), egg)
         if vm is not None:
-            resources = vm_resources(resources, vm)
+            resources = rules.vm_resources(resources, vm)
         image = egg.image if vm is not None else None
         for attempt in range(ATTEMPTS):
-            self._precheck(cluster, resources, new_container=True)
+            rules.require_room(cluster, resources, new_containers=1)
             hosts = candidates(
                 self._repo.hosts.list(), egg.engine, resources, constraints, image=image
             )
             now = self._deps.clock()
             expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
             workload_id = self._deps.new_id()
-            operation = self._operation(cluster.id, workload_id, OperationKind.PROVISION, {}, now)
+            operation = operations.queued(
+                self._deps.new_operation_id(),
+                cluster.id,
+                workload_id,
+                OperationKind.PROVISION,
+                OperationParams(),
+                now,
+            )
             for host in hosts[:ATTEMPTS]:
                 workload = Workload(
                     id=workload_id,
@@ -106,7 +104,7 @@ class WorkloadService:
                     continue  # that host filled up meanwhile: try the next best
                 except Conflict:
                     break
-                self._enqueue(operation)
+                operations.enqueue(self._deps.jobs, operation)
                 return workload, operation
             if attempt < ATTEMPTS - 1:
                 cluster = self._repo.clusters.get(cluster_id)
@@ -126,9 +124,10 @@ class WorkloadService:
         rules.require_active(cluster)
         egg: Egg | None = self._current_egg(workload.egg_id)
         fields: dict[str, str] = {}
-        params: dict[str, object] = {}
+        params = OperationParams()
         if body.name is not None and body.name != workload.name:
-            fields["name"] = params["name"] = body.name
+            fields["name"] = body.name
+            params = replace(params, name=body.name)
         if body.egg_id is not None and body.egg_id != workload.egg_id:
             rules.require_egg_allowed(cluster, body.egg_id)
             egg = self._allowed_egg(body.egg_id)
@@ -137,8 +136,8 @@ class WorkloadService:
                     f"Egg {egg.name} runs on {egg.engine.value}; this container runs on "
                     f"{workload.engine.value}. Create a new container instead."
                 )
-            fields["egg_id"] = params["egg_id"] = egg.id
-            params["recreate"] = True
+            fields["egg_id"] = egg.id
+            params = replace(params, egg_id=egg.id, recreate=True)
         given = body.resources.given() if body.resources else {}
         resources = workload.resources.merged(given)
         if egg is not None and (given or "egg_id" in fields):
@@ -147,13 +146,11 @@ class WorkloadService:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         resized = resources != workload.resources
         if resized:
-            params["resources"] = resources.to_api()
-            self._precheck(cluster, resources - workload.resources, new_container=False)
+            params = replace(params, resources=resources)
+            rules.require_room(cluster, resources - workload.resources)
         if not fields and not resized:
             raise InvalidInput("Nothing to change: the values given are the current ones.")
-        operation = self._operation(
-            cluster_id, workload.id, OperationKind.UPDATE, params, self._deps.clock()
-        )
+        operation = self._operation(workload, OperationKind.UPDATE, params)
         host = self._repo.hosts.get(workload.host_id) if resized else None
         self._repo.begin_operation(
             workload,
@@ -163,7 +160,7 @@ class WorkloadService:
             cluster=cluster,
             host=host,
         )
-        self._enqueue(operation)
+        operations.enqueue(self._deps.jobs, operation)
         changed = replace(
             workload, resources=resources, pending_op=operation.id, last_op=operation.id
         )
@@ -178,28 +175,21 @@ class WorkloadService:
     ) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
         target = power_target(signal, workload.status)
-        params = {"signal": signal.value, "target": target.value}
-        operation = self._operation(
-            cluster_id, workload.id, OperationKind.POWER, params, self._deps.clock()
-        )
+        params = OperationParams(signal=signal, target=target)
+        operation = self._operation(workload, OperationKind.POWER, params)
         self._repo.begin_operation(workload, operation)
-        self._enqueue(operation)
+        operations.enqueue(self._deps.jobs, operation)
         return replace(workload, pending_op=operation.id, last_op=operation.id), operation
 
     def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
         check_deletable(workload.status)
-        operation = self._operation(
-            cluster_id,
-            workload.id,
-            OperationKind.DELETE,
-            {"from": workload.status.value},
-            self._deps.clock(),
-        )
+        params = OperationParams(previous=workload.status)
+        operation = self._operation(workload, OperationKind.DELETE, params)
         self._repo.begin_operation(
             workload, operation, set_fields={"status": WorkloadStatus.DELETING.value}
         )
-        self._enqueue(operation)
+        operations.enqueue(self._deps.jobs, operation)
         changed = replace(
             workload, status=WorkloadStatus.DELETING, pending_op=operation.id, last_op=operation.id
         )
@@ -235,41 +225,14 @@ class WorkloadService:
         except NotFound:
             return None
 
-    @staticmethod
-    def _precheck(cluster: Cluster, growth: Resources, *, new_container: bool) -> None:
-        """Fail fast on what the transaction would refuse anyway (it stays the guard)."""
-        if new_container and cluster.container_count >= cluster.plan.max_containers:
-            raise ContainerLimitReached(
-                f"Cluster already has the maximum of {cluster.plan.max_containers} containers."
-            )
-        short = shortfall(cluster.plan.limits, cluster.used, growth.positive_part())
-        if short:
-            raise CapacityExceeded(shortfall_message(short))
-
     def _operation(
-        self,
-        cluster_id: str,
-        workload_id: str,
-        kind: OperationKind,
-        params: Mapping[str, object],
-        now: datetime,
+        self, workload: Workload, kind: OperationKind, params: OperationParams
     ) -> Operation:
-        return Operation(
-            id=self._deps.new_operation_id(),
-            cluster_id=cluster_id,
-            workload_id=workload_id,
-            kind=kind,
-            params=dict(params),
-            status=OperationStatus.QUEUED,
-            created_at=now,
-            updated_at=now,
+        return operations.queued(
+            self._deps.new_operation_id(),
+            workload.cluster_id,
+            workload.id,
+            kind,
+            params,
+            self._deps.clock(),
         )
-
-    def _enqueue(self, operation: Operation) -> None:
-        try:
-            self._deps.jobs.enqueue_operation(operation)
-        except ServiceUnavailable:
-            # The intent is in the table; the reconciler re-enqueues queued operations.
-            log.warning(
-                "queue unavailable; operation %s stays queued for the reconciler", operation.id
-            )

@@ -26,9 +26,9 @@ from typing import Any, cast
 import docker
 import docker.errors
 
-from infra.drivers import docker_observe
-from infra.drivers.docker_connect import connect, tls_config
-from infra.drivers.docker_errors import LIBRARY_ERRORS, host_errors
+from infra.drivers.docker import observe as docker_observe
+from infra.drivers.docker.connect import connect, tls_config
+from infra.drivers.docker.errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
 from shared.errors import HostError
 from shared.health import LogLine, Stats

@@ -24,10 +24,7 @@ from typing import NamedTuple
 
 import paramiko
 
-from infra.drivers.ssh_keys import format_public_key as format_public_key
-from infra.drivers.ssh_keys import parse_private_key as parse_private_key
-from infra.drivers.ssh_keys import parse_public_key as parse_public_key
-from infra.drivers.ssh_keys import scan_host_key as scan_host_key
+from infra.drivers.ssh.keys import parse_private_key, parse_public_key
 from shared.errors import HostError
 
 _READ_CHUNK = 65536

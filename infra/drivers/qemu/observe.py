@@ -37,10 +37,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from infra.drivers.ssh import SshConnection
+from infra.drivers.qemu.record import qmp_state
+from infra.drivers.ssh.connection import SshConnection
 from shared.health import NS_PER_SECOND, LogLine, Stats, console_lines
 from shared.runtime import RuntimeState
-from shared.vm import qmp_state
 
 # How much of a console a read transfers at most (the API cuts a reply at
 # `settings.logs_max_bytes`, 1 MiB by default, anyway).

@@ -1,8 +1,9 @@
-"""What the handlers are built from; production defaults are made in `app.get_app`."""
+"""What the services and HTTP resources are built from; production defaults are made in
+`handlers.app.get_app`, the tests and benchmarks build their own."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from infra.queue import JobQueue
@@ -20,4 +21,3 @@ class Deps:
     clock: Clock = utc_now
     new_id: IdFactory = new_id
     new_operation_id: IdFactory = new_operation_id
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """The QEMU Machine Protocol client QemuDriver speaks to a running VM's monitor.
 
 The session runs over a `RemoteStream`: `socat` on the host connects to the VM's
-`qmp.sock` (see infra.drivers.qemu for why not a direct channel or a TCP port).
+`qmp.sock` (see infra.drivers.qemu.driver for why not a direct channel or a TCP port).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from contextlib import suppress
 from typing import Any
 
-from infra.drivers.ssh import RemoteStream
+from infra.drivers.ssh.connection import RemoteStream
 from shared.errors import HostError
 
 

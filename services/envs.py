@@ -11,42 +11,34 @@ that cannot be placed is named (`vms[i]`) and nothing is written.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
-from handlers.deps import Deps
 from infra.table.envs import EnvExists
+from services import operations
+from services.deps import Deps
 from shared import rules
-from shared.capacity import Resources, shortfall, shortfall_message
+from shared.capacity import Resources
 from shared.env_requests import ENGINES_003, CreateEnvReq, VmSpec
 from shared.envs import Env, EnvStatus, VmNeed, place_all, shown_status
 from shared.errors import (
     ActionNotAllowed,
     BelowMinimum,
-    CapacityExceeded,
     Conflict,
-    ContainerLimitReached,
     EggNotAllowed,
     InvalidInput,
     NoHostAvailable,
     NotFound,
-    ServiceUnavailable,
 )
-from shared.models import Cluster, Egg, Engine, Operation, Workload
+from shared.models import Cluster, Egg, Engine, Operation, OperationParams, Workload
 from shared.requests import LeaseRequest
 from shared.states import (
     OperationKind,
-    OperationStatus,
     PowerSignal,
     WorkloadStatus,
     power_target,
 )
-from shared.vm_rules import forwarded_count
-
-log = logging.getLogger("corral.envs")
 
 ATTEMPTS = 3
 AVAILABLE_ENGINES = (Engine.QEMU.value,)
@@ -121,7 +113,8 @@ class EnvService:
             expires_at=expires_at,
         )
         for attempt in range(ATTEMPTS):
-            _precheck(cluster, needs)
+            total = sum((n.resources for n in needs), start=Resources())
+            rules.require_room(cluster, total, len(needs), "the pool for the environment's VMs")
             hosts = place_all(self._repo.hosts.list(), needs)
             pairs = []
             for need, spec, egg, host, vm_id, op_id in zip(
@@ -149,7 +142,7 @@ class EnvService:
                         "deny_outgoing": spec.deny_outgoing,
                     },
                 )
-                params = {"env_id": env.id}
+                params = OperationParams(env_id=env.id)
                 pairs.append(
                     (workload, _operation(workload, op_id, OperationKind.PROVISION, params, now))
                 )
@@ -165,7 +158,7 @@ class EnvService:
                 rules.require_active(cluster)
                 continue
             for _, operation in pairs:
-                self._enqueue(operation)
+                operations.enqueue(self._deps.jobs, operation)
             return env, [w for w, _ in pairs], [o for _, o in pairs]
         raise Conflict("The cluster or its hosts kept changing; retry.")  # pragma: no cover
 
@@ -207,12 +200,12 @@ class EnvService:
             if signal is None:
                 continue
             target = power_target(signal, w.status)
-            params = {"signal": signal.value, "target": target.value, "env_id": env.id}
+            params = OperationParams(signal=signal, target=target, env_id=env.id)
             op = _operation(w, self._deps.new_operation_id(), OperationKind.POWER, params, now)
             changes.append((w, op))
         self._repo.begin_env_operations(env, changes, now)
         for _, op in changes:
-            self._enqueue(op)
+            operations.enqueue(self._deps.jobs, op)
         ops = {w.id: op for w, op in changes}
         return _pending(vms, ops), list(ops.values())
 
@@ -237,12 +230,12 @@ class EnvService:
         now = self._deps.clock()
         changes = []
         for w in live:
-            params = {"from": w.status.value, "env_id": env.id}
+            params = OperationParams(previous=w.status, env_id=env.id)
             op = _operation(w, self._deps.new_operation_id(), OperationKind.DELETE, params, now)
             changes.append((w, op))
         self._repo.begin_env_operations(env, changes, now, deleting=True)
         for _, op in changes:
-            self._enqueue(op)
+            operations.enqueue(self._deps.jobs, op)
         ops = {w.id: op for w, op in changes}
         deleting = [
             replace(w, status=WorkloadStatus.DELETING) if w.id in ops else w
@@ -250,14 +243,6 @@ class EnvService:
         ]
         gone = replace(env, status=EnvStatus.DELETING, updated_at=now)
         return gone, deleting, list(ops.values())
-
-    def _enqueue(self, operation: Operation) -> None:
-        try:
-            self._deps.jobs.enqueue_operation(operation)
-        except ServiceUnavailable:
-            log.warning(
-                "queue unavailable; operation %s stays queued for the reconciler", operation.id
-            )
 
 
 def _check_engines(specs: Sequence[VmSpec]) -> None:
@@ -278,26 +263,13 @@ def _resources(index: int, spec: VmSpec, egg: Egg) -> Resources:
         cpu_centi=spec.cpu * 100,
         ram_mb=spec.mem,
         storage_mb=spec.disk,
-        ports=forwarded_count({"ports": spec.ports}),
+        ports=rules.forwarded_count({"ports": spec.ports}),
     )
     try:
         rules.check_minimums(resources, egg)
     except BelowMinimum as exc:
         raise BelowMinimum(f"vms[{index}]: {exc.message}") from exc
     return resources
-
-
-def _precheck(cluster: Cluster, needs: Sequence[VmNeed]) -> None:
-    """Fail fast on what the transaction would refuse anyway (it stays the guard)."""
-    free = cluster.plan.max_containers - cluster.container_count
-    if len(needs) > free:
-        raise ContainerLimitReached(
-            f"The environment needs {len(needs)} containers; the cluster has room for {free}."
-        )
-    total = sum((n.resources for n in needs), start=Resources())
-    short = shortfall(cluster.plan.limits, cluster.used, total)
-    if short:
-        raise CapacityExceeded(shortfall_message(short, "the pool for the environment's VMs"))
 
 
 def _require_idle_for_lease(vms: Sequence[Workload]) -> None:
@@ -319,19 +291,10 @@ def _operation(
     workload: Workload,
     operation_id: str,
     kind: OperationKind,
-    params: dict[str, Any],
+    params: OperationParams,
     now: datetime,
 ) -> Operation:
-    return Operation(
-        id=operation_id,
-        cluster_id=workload.cluster_id,
-        workload_id=workload.id,
-        kind=kind,
-        params=params,
-        status=OperationStatus.QUEUED,
-        created_at=now,
-        updated_at=now,
-    )
+    return operations.queued(operation_id, workload.cluster_id, workload.id, kind, params, now)
 
 
 def _pending(vms: Sequence[Workload], ops: dict[str, Operation]) -> list[Workload]:

@@ -1,0 +1,82 @@
+"""What an operator's change to an egg means: its resources checked against its own
+minimums, its VM settings only on qemu eggs, no delete while a cluster allows it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.deps import Deps
+from shared.admin_requests import EggCreate, EggResources, EggUpdate
+from shared.capacity import Resources
+from shared.errors import BelowMinimum, Conflict, InvalidInput
+from shared.models import Egg, Engine
+from shared.rules import check_minimums
+
+
+class EggService:
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._repo = deps.repo
+
+    def create(self, body: EggCreate) -> Egg:
+        minimum = _resources(body.minimum, Resources())
+        egg = _checked(
+            Egg(
+                id=self._deps.new_id(),
+                name=body.name,
+                description=body.description,
+                engine=body.engine,
+                image=body.image,
+                command=tuple(body.command) if body.command is not None else None,
+                environment=dict(body.environment),
+                minimum=minimum,
+                defaults=_resources(body.defaults, minimum),
+                stop_timeout=body.stop_timeout,
+                created_at=self._deps.clock(),
+                vm=body.vm.stored() if body.vm else {},
+            )
+        )
+        self._repo.eggs.create(egg)
+        return egg
+
+    def update(self, egg: Egg, body: EggUpdate) -> Egg:
+        if not body.model_fields_set:
+            raise InvalidInput("Nothing to change: give at least one field.")
+        changes = body.model_dump(
+            exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
+        )
+        if body.command is not None:
+            changes["command"] = tuple(body.command)
+        if body.vm is not None:
+            if egg.engine != Engine.QEMU:
+                raise InvalidInput("vm settings are for qemu eggs only.")
+            changes["vm"] = body.vm.stored()
+        minimum = _resources(body.minimum, egg.minimum)
+        updated = _checked(
+            dataclasses.replace(
+                egg, **changes, minimum=minimum, defaults=_resources(body.defaults, egg.defaults)
+            )
+        )
+        self._repo.eggs.replace(updated)
+        return updated
+
+    def delete(self, egg_id: str) -> None:
+        allowing = [c.name for c in self._repo.clusters.list() if egg_id in c.egg_ids]
+        if allowing:
+            raise Conflict(
+                f"Egg is allowed in clusters {', '.join(sorted(allowing))}; "
+                "remove it from their allow-lists first."
+            )
+        self._repo.eggs.delete(egg_id)
+
+
+def _resources(given: EggResources | None, base: Resources) -> Resources:
+    return base.merged(given.model_dump(exclude_none=True)) if given else base
+
+
+def _checked(egg: Egg) -> Egg:
+    try:
+        check_minimums(egg.defaults, egg)
+    except BelowMinimum as exc:
+        raise InvalidInput(f"The egg's defaults are below its minimums: {exc.message}") from exc
+    return egg
