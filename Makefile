@@ -10,11 +10,13 @@ BIN := $(VENV)/bin
 DEPS_STAMP := $(VENV)/.deps-stamp
 VM_DEPS := tests/fixtures/install_vm_deps.sh
 PORT ?= 8080
+PERSIST ?=
 
 .PHONY: help deps debian-deps run test lint bench clean
 
 help:
-	@echo "make run    run Corral locally on http://127.0.0.1:$(PORT) (make run PORT=8081 to move it)"
+	@echo "make run    run Corral locally on http://127.0.0.1:$(PORT) (make run PORT=8081 to move it;"
+	@echo "            make run PERSIST=1 keeps the table in .corral/table/ across runs)"
 	@echo "make test   lint (ruff, mypy) and run the whole test suite"
 	@echo "make deps   install Debian packages and the virtualenv (both run this first)"
 	@echo "make lint   ruff and mypy only"
@@ -37,7 +39,7 @@ $(DEPS_STAMP): pyproject.toml package-lock.json | debian-deps
 	@touch $@
 
 run: deps
-	$(BIN)/python scripts/run_local.py --port $(PORT)
+	$(BIN)/python -m devstack --port $(PORT) $(if $(PERSIST),--persist)
 
 # Lint first (fast), then the suite, whose summary line closes the output.
 test: deps lint
@@ -45,7 +47,7 @@ test: deps lint
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared infra services handlers workers
+	$(BIN)/mypy shared infra services handlers workers devstack
 
 bench: deps
 	@if [ ! -f bench/__main__.py ]; then \

@@ -25,7 +25,8 @@ from bench import (
     table_cost,
 )
 from bench.report import Section, document, load_average
-from bench.stack import Stack, StackError, process_env_for_boto
+from bench.stack import Stack, process_env_for_boto
+from devstack.processes import StartupError
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 with Stack(Path(workdir)) as stack:
                     for name in staged:
                         sections[name] = _run_one(name, (stack, args.quick))
-    except StackError as exc:
+    except StartupError as exc:
         print(f"bench: the local components did not start: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Stop) as exc:

@@ -30,7 +30,7 @@ class Health:
 
 class Containers:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.get_media()  # read and parse the body, as Corral does
+        req.get_media()  # read and parse the body (Corral parses it as it validates)
         resp.status = falcon.HTTP_202
         resp.media = {"container": CONTAINER, "operation": OPERATION}
 

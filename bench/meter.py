@@ -1,10 +1,10 @@
 """What DynamoDB would bill for the calls a boto3 client makes, and how many items
 they read.
 
-moto answers ReturnConsumedCapacity with fixed figures (0.5 or 1 unit per call,
-whatever the size, and nothing for transactions), so the repository's TableStats
-shows moto's word while this meter applies DynamoDB's published rules to the
-requests and responses it sees on the client (botocore events; no application hook):
+The repository's TableStats records what the table server answers to
+ReturnConsumedCapacity (a local server's word, not a bill), while this meter
+applies DynamoDB's published rules to the requests and responses it sees on the
+client (botocore events; no application hook):
 
 - reads: 4 KB units of the items returned, rounded up per call, halved when
   eventually consistent (index queries always are);

@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from devstack.processes import StartupError
+from devstack.table import emulator_command
+
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
@@ -139,7 +142,7 @@ def _command_version(command: list[str]) -> str:
 
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for package in ("falcon", "gunicorn", "rq", "redis", "boto3", "moto", "docker", "pydantic"):
+    for package in ("falcon", "gunicorn", "rq", "redis", "boto3", "docker", "pydantic"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -149,6 +152,10 @@ def versions() -> dict[str, str]:
         (part.split("=", 1)[1] for part in redis_server.split() if part.startswith("v=")),
         redis_server,
     )
+    try:
+        found["DynamoDB Local"] = _command_version(emulator_command("-version"))
+    except StartupError:
+        found["DynamoDB Local"] = "not installed"
     dockerd = _command_version(["dockerd", "--version"])
     found["dockerd"] = dockerd.removeprefix("Docker version ").split(",")[0]
     return found

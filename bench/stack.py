@@ -1,10 +1,10 @@
-"""The real components the benchmarks run against, started here and stopped on exit.
+"""The real components the benchmarks run against, started by devstack as `make run`
+and the tests start them, and stopped on exit.
 
-One redis-server, one moto server (`infra.local_table`, one request at a time, in a
-process of its own like `make run`'s), one private dockerd with the busybox image,
-and on demand gunicorn (Corral's app or the bare baseline app) and rq workers.
-Every process runs in a session of its own and is stopped with its whole group, in
-reverse order, also on Ctrl-C, SIGTERM or an error.
+One redis-server, one table server, one private dockerd with the busybox image, and
+on demand gunicorn (Corral's app or the bare baseline app) and rq workers. Every
+process runs in a session of its own and is stopped with its whole group, in reverse
+order, also on Ctrl-C, SIGTERM or an error.
 """
 
 from __future__ import annotations
@@ -12,70 +12,30 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import socket
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 import redis as redis_lib
 
-from infra.local_image import import_busybox
-from infra.table.dynamo import Dynamo, make_client
+from devstack.corral import start_api, worker_command
+from devstack.dockerd import start_dockerd
+from devstack.image import import_busybox
+from devstack.processes import Child, free_port
+from devstack.redis_server import start_redis
+from devstack.table import fresh_table, start_table_server
 from infra.table.repository import Repository
-from infra.table.schema import table_definition
-from scripts.local_processes import Child
 from shared.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv's console scripts: gunicorn, rq
-START_TIMEOUT_S = 30.0
-SERVE_TABLE = (
-    "import sys; from infra.local_table import serve_forever; "
-    "serve_forever(sys.argv[1], int(sys.argv[2]))"
-)
-# moto takes any credentials; boto3 needs some to sign with, and must never look
-# further (no metadata service).
+# The table server takes any credentials; boto3 needs some to sign with, and must
+# never look further (no metadata service).
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-
-
-class StackError(RuntimeError):
-    """A component did not start; the message carries the tail of its log."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class Proc(Child):
-    """A child process of the benchmark (as `make run` starts its own), that can be
-    waited on until it is ready."""
-
-    def wait_until(self, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise StackError(f"{self.name} exited while starting:\n{self.log_tail()}")
-            if ready():
-                return
-            time.sleep(0.1)
-        raise StackError(f"waited {START_TIMEOUT_S:.0f} s for {what}:\n{self.log_tail()}")
 
 
 @dataclass(frozen=True)
@@ -95,18 +55,16 @@ class Stack:
         self._exit = contextlib.ExitStack()
         self._tables = itertools.count()
         self.redis_url = ""
-        self.moto_endpoint = ""
+        self.table_endpoint = ""
         self.docker_url = ""
         self.image = ""
-        self.moto_pid = 0
+        self.table_pid = 0
 
     # -- the whole run --------------------------------------------------------------
 
     def __enter__(self) -> Stack:
         try:
-            self._start_redis()
-            self._start_moto()
-            self._start_dockerd()
+            self._start()
         except BaseException:
             self._exit.close()
             raise
@@ -115,45 +73,17 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self._exit.close()
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None,
-               stop_timeout: float = 10.0) -> Proc:  # fmt: skip
-        log_path = self.logs / f"{name.split()[0]}.log"
-        proc = Proc(name, command, env or self.base_env(), log_path, stop_timeout)
-        self._exit.callback(proc.stop)
-        return proc
-
-    def _start_redis(self) -> None:
-        port = free_port()
-        workdir = self.workdir / "redis"
-        workdir.mkdir(exist_ok=True)
-        command = [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        ]  # fmt: skip
-        proc = self._spawn("redis-server", command)
-        proc.wait_until(lambda: _listening(port), f"redis-server on {port}")
-        self.redis_url = f"redis://127.0.0.1:{port}/0"
-
-    def _start_moto(self) -> None:
-        port = free_port()
-        command = [sys.executable, "-c", SERVE_TABLE, "127.0.0.1", str(port)]
-        proc = self._spawn("moto", command)
-        proc.wait_until(lambda: _listening(port), f"the moto server on {port}")
-        self.moto_pid = proc.process.pid
-        self.moto_endpoint = f"http://127.0.0.1:{port}"
-
-    def _start_dockerd(self) -> None:
-        # The test suite's dockerd: every path of its own, no networking of its own,
-        # so it runs beside `make run`'s and the tests' engines.
-        from tests.fixtures.dockerd import DockerdError, start_dockerd
-
-        try:
-            handle = start_dockerd(self.workdir / "dockerd")
-        except DockerdError as exc:
-            raise StackError(str(exc)) from exc
-        self._exit.callback(handle.stop)
-        self.docker_url = handle.url
-        client = handle.client()
+    def _start(self) -> None:
+        redis = start_redis(self.workdir / "redis", self.logs / "redis-server.log")
+        self._exit.callback(redis.stop)
+        self.redis_url = redis.url
+        table = start_table_server(self.base_env(), self.logs / "table.log")
+        self._exit.callback(table.stop)
+        self.table_endpoint, self.table_pid = table.url, table.child.pid
+        dockerd = start_dockerd(self.workdir / "dockerd")
+        self._exit.callback(dockerd.stop)
+        self.docker_url = dockerd.url
+        client = dockerd.client()
         try:
             self.image = import_busybox(client)
         finally:
@@ -169,7 +99,7 @@ class Stack:
     def settings(self, name: str) -> Settings:
         return Settings(
             table_name=f"bench-{name}-{next(self._tables)}",
-            dynamodb_endpoint=self.moto_endpoint,
+            dynamodb_endpoint=self.table_endpoint,
             redis_url=self.redis_url,
             queue_name="corral",
         )
@@ -177,7 +107,7 @@ class Stack:
     def corral_env(self, settings: Settings) -> dict[str, str]:
         return self.base_env() | {
             "CORRAL_TABLE": settings.table_name,
-            "CORRAL_DYNAMODB_ENDPOINT": self.moto_endpoint,
+            "CORRAL_DYNAMODB_ENDPOINT": self.table_endpoint,
             "CORRAL_REDIS_URL": self.redis_url,
             "CORRAL_QUEUE": settings.queue_name,
             "CORRAL_PRIORITY_QUEUE": settings.priority_queue_name,
@@ -185,14 +115,9 @@ class Stack:
 
     @contextlib.contextmanager
     def table(self, settings: Settings) -> Iterator[Repository]:
-        """A fresh table for one benchmark, deleted afterwards (moto holds it in memory)."""
-        client = make_client(settings)
-        client.create_table(**table_definition(settings.table_name))
-        try:
-            yield Repository(Dynamo(client, settings.table_name))
-        finally:
-            with contextlib.suppress(Exception):
-                client.delete_table(TableName=settings.table_name)
+        """A fresh table for one benchmark, deleted afterwards."""
+        with fresh_table(settings) as dynamo:
+            yield Repository(dynamo)
 
     def redis(self) -> redis_lib.Redis:  # type: ignore[type-arg]
         return redis_lib.Redis.from_url(self.redis_url)
@@ -219,62 +144,41 @@ class Stack:
     @contextlib.contextmanager
     def gunicorn(self, app: str, env: dict[str, str] | None = None) -> Iterator[Served]:
         """`app` under gunicorn with the repository's gunicorn.conf.py."""
-        port = free_port()
-        env = (env or self.base_env()) | {
-            "CORRAL_BIND": f"127.0.0.1:{port}",
-            "CORRAL_WEB_GRACEFUL_TIMEOUT": "5",
-        }
-        command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", app]
-        proc = Proc(f"gunicorn {app}", command, env, self.logs / "gunicorn.log")
-        url = f"http://127.0.0.1:{port}"
+        server = start_api(
+            env or self.base_env(), free_port(), self.logs / "gunicorn.log", app, f"gunicorn {app}"
+        )
         try:
-            proc.wait_until(lambda: _answers(f"{url}/health"), f"gunicorn ({app}) to answer")
-            yield Served(url, proc.process.pid)
+            yield Served(server.url, server.child.pid)
         finally:
-            proc.stop()
+            server.stop()
 
     @contextlib.contextmanager
-    def workers(self, settings: Settings, count: int) -> Iterator[list[Proc]]:
-        """`count` plain `rq worker` processes (JSON serializer) on Corral's queues,
-        as `make run` starts them."""
-        command = [
-            str(BIN / "rq"), "worker", "--with-scheduler",
-            "--worker-class", "workers.worker.CorralWorker",
-            "--serializer", "rq.serializers.JSONSerializer",
-            "-u", settings.redis_url,
-            settings.priority_queue_name, settings.queue_name,
-        ]  # fmt: skip
-        procs: list[Proc] = []
+    def workers(self, settings: Settings, count: int) -> Iterator[list[Child]]:
+        """`count` plain `rq worker` processes on Corral's queues, as `make run` starts
+        them."""
+        children: list[Child] = []
         conn = self.redis()
         try:
             before = conn.scard("rq:workers")
             for index in range(count):
-                procs.append(
-                    Proc(
+                children.append(
+                    Child(
                         f"rq worker {index}",
-                        command,
+                        worker_command(settings),
                         self.corral_env(settings),
                         self.logs / "rq-worker.log",
                         stop_timeout=30.0,
                     )
                 )
-            for proc in procs:
-                proc.wait_until(
+            for child in children:
+                child.wait_until(
                     lambda: conn.scard("rq:workers") >= before + count, "the rq workers to register"
                 )
-            yield procs
+            yield children
         finally:
-            for proc in procs:
-                proc.stop()
+            for child in children:
+                child.stop()
             conn.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def cpu_seconds(root: int) -> float:

@@ -167,7 +167,7 @@ def _reads(reading: Reading) -> int:
 
 def run(stack: Stack, quick: bool) -> Section:
     fleets = [1_000, 10_000] if quick else [1_000, 10_000, 50_000]
-    # The scan of 50,000 items takes moto about half a minute: measured once.
+    # The scan of 50,000 items is slow on a local table server: measured once.
     results = [_one_size(stack, fleet, 1 if quick or fleet > 10_000 else 3) for fleet in fleets]
     section = Section(
         TITLE,
@@ -212,9 +212,9 @@ def run(stack: Stack, quick: bool) -> Section:
         "and key records) and returns the K due ones; its est. read units count the data "
         "of the N workload items, which DynamoDB bills whether or not they pass the filter.",
         "Time: DynamoDB answers an index query in time that follows the items it "
-        "returns. moto keeps a table as a Python dict and answers a query by walking the "
-        "table's items, so locally the sweep's time also grows with N; the reads, which "
-        "are what DynamoDB bills and what bounds its latency, do not.",
+        "returns. A local table server need not, so locally the sweep's time may also grow "
+        "with N; the reads, which are what DynamoDB bills and what bounds its latency, "
+        "do not.",
         "`--quick` leaves out N = 50,000.",
     ]
     return section

@@ -1,5 +1,5 @@
 """2. Table cost per API call: DynamoDB calls and capacity units of each tenant
-endpoint, in-process (falcon's TestClient) against the real moto server and Redis.
+endpoint, in-process (falcon's TestClient) against the real table server (DynamoDB Local) and Redis.
 
 The repository's TableStats is reset before each call and read after it; the
 TableMeter (bench/meter.py) on the same boto3 client adds items read and the units
@@ -27,7 +27,7 @@ from infra.table.repository import Repository
 from services.deps import Deps
 from workers import context
 
-TITLE = "2. Table cost per API call (in-process, moto)"
+TITLE = "2. Table cost per API call (in-process, DynamoDB Local)"
 
 
 @dataclass
@@ -35,8 +35,8 @@ class Cost:
     label: str
     status: int
     calls: dict[str, int]
-    moto_read: float
-    moto_write: float
+    local_read: float
+    local_write: float
     meter: Reading
 
     @property
@@ -164,20 +164,18 @@ def run(stack: Stack, quick: bool) -> Section:
     ]  # fmt: skip
     section.details = table(
         ["call", "status", "table calls", "by operation", "items read",
-         "moto RCU", "moto WCU", "est. RCU", "est. WCU"],
+         "local RCU", "local WCU", "est. RCU", "est. WCU"],
         [
             [c.label, str(c.status), str(c.total_calls), _calls(c.calls),
-             str(c.meter.items_read), number(c.moto_read), number(c.moto_write),
+             str(c.meter.items_read), number(c.local_read), number(c.local_write),
              number(c.meter.read_units), number(c.meter.write_units)]
             for c in costs
         ],
     )  # fmt: skip
     largest = max(c.meter.largest_item for c in costs)
     section.notes = [
-        "moto answers ReturnConsumedCapacity with a fixed figure per call (0.5 for a "
-        "get_item or an update_item, 1 for a query, a put or a delete, whatever the size "
-        "or the consistency) and reports nothing for transact_write_items: the moto "
-        "columns are moto's word, given as TableStats recorded it.",
+        "The local columns are DynamoDB Local's answer to ReturnConsumedCapacity, "
+        "given as TableStats recorded it.",
         "The est. columns apply DynamoDB's rules to the requests and responses "
         "(bench/meter.py): reads in 4 KB units of the items returned, halved when "
         "eventually consistent; writes in 1 KB units; transactions twice that per item, "

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import falcon.testing
 
-from infra.local_image import IDLE_COMMAND
+from devstack.image import IDLE_COMMAND
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import falcon
 from pydantic import BaseModel
@@ -14,7 +14,9 @@ from shared.requests import parse
 M = TypeVar("M", bound=BaseModel)
 
 
-def read_json(req: falcon.Request, max_bytes: int) -> Any:
+def read_body(req: falcon.Request, max_bytes: int) -> bytes:
+    """The raw JSON body, read once; `shared.requests.parse` decodes and validates
+    it in one pass."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"Request body is larger than {max_bytes} bytes.")
@@ -23,20 +25,12 @@ def read_json(req: falcon.Request, max_bytes: int) -> Any:
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise InvalidInput("Request body must be JSON (Content-Type: application/json).")
-    try:
-        return req.get_media()
-    except falcon.MediaMalformedError as exc:
-        raise InvalidInput("Request body is not valid JSON.") from exc
-    except falcon.MediaNotFoundError as exc:
-        raise InvalidInput("Request body is required.") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput("Request body is not valid JSON.") from exc
-    except RecursionError as exc:
-        raise InvalidInput("Request body is nested too deeply.") from exc
+    raw: bytes = req.bounded_stream.read()
+    return raw
 
 
 def body_as(req: falcon.Request, model: type[M], max_bytes: int) -> M:
-    return parse(model, read_json(req, max_bytes))
+    return parse(model, read_body(req, max_bytes))
 
 
 def path_id(value: str, what: str = "Resource") -> str:

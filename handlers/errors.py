@@ -69,10 +69,6 @@ def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params
 
 
 def _describe(ex: falcon.HTTPError) -> str:
-    if isinstance(ex, falcon.MediaMalformedError):
-        return "Request body is not valid JSON."
-    if isinstance(ex, falcon.MediaNotFoundError):
-        return "Request body is required."
     if ex.status_code == 415:
         return "Request body must be JSON (Content-Type: application/json)."
     detail = ex.description or ex.title

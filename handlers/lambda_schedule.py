@@ -1,6 +1,6 @@
-"""Scheduled entries: EventBridge calls `sweep`, `reconcile`, `check_hosts` and
-`collect_health` (see serverless.yml), the jobs `rq cron workers/cron.py`
-schedules when Corral runs without Lambda.
+"""Scheduled entries: EventBridge calls one entry per schedule of
+`infra.jobs.SCHEDULES` (`handlers.lambda_schedule.<entry>` in serverless.yml), the
+jobs `rq cron workers/cron.py` schedules when Corral runs without Lambda.
 
 Each one only enqueues the worker job by dotted path; the work itself runs on the
 workers, next to Redis and the hosts. Nothing here imports worker code.
@@ -24,32 +24,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import RedisError
-
+from infra.jobs import SCHEDULES, Schedule
 from infra.queue import JobQueue, make_redis
 from shared.clock import Clock, parse_iso, utc_now
-from shared.errors import ServiceUnavailable
 from shared.settings import Settings
-
-SWEEP = "workers.sweeps.sweep_expired"
-RECONCILE = "workers.reconcile.reconcile"
-CHECK_HOSTS = "workers.hosts.check_hosts"
-COLLECT_HEALTH = "workers.collector.collect_health"
-# Entry name (also the job id prefix) -> the job it enqueues; the same jobs as
-# workers/cron.py (tests/deploy checks).
-SCHEDULES = {
-    "sweep": SWEEP,
-    "reconcile": RECONCILE,
-    "check-hosts": CHECK_HOSTS,
-    "collect-health": COLLECT_HEALTH,
-}
-
-# A tick's job that no worker picked up within this time is dropped: a later
-# tick does the same work.
-STALE_AFTER_SECONDS = 600
-# The finished job is kept this long, and while it exists the same tick cannot
-# enqueue it again (Lambda retries an asynchronous invocation within minutes).
-KEEP_FINISHED_SECONDS = 3600
 
 ScheduledEntry = Callable[[dict[str, Any] | None, Any], dict[str, Any]]
 
@@ -67,44 +45,17 @@ def tick_id(prefix: str, event: dict[str, Any] | None, clock: Clock = utc_now) -
     return f"{prefix}-{(when or clock()):%Y%m%d%H%M}"
 
 
-def enqueue_periodic(
-    jobs: JobQueue, func_path: str, job_id: str, *, stale_after: int = STALE_AFTER_SECONDS
-) -> bool:
-    """Enqueue `func_path` (no arguments) as job `job_id` unless a job with that id
-    exists already. Returns True when this call enqueued it.
-
-    Meant to become `JobQueue.enqueue_periodic`; it only uses the queue's public
-    `queue` property, so it works against JobQueue as it is."""
-    from rq.exceptions import DuplicateJobError
-
-    try:
-        jobs.queue.enqueue(
-            func_path,
-            job_id=job_id,
-            unique=True,
-            ttl=stale_after,
-            job_timeout=jobs.settings.job_timeout_seconds,
-            result_ttl=KEEP_FINISHED_SECONDS,
-            failure_ttl=7 * 24 * 3600,
-        )
-    except DuplicateJobError:
-        return False
-    except RedisError as exc:
-        raise ServiceUnavailable("The job queue did not answer.") from exc
-    return True
-
-
 def make_entry(
-    func_path: str, prefix: str, jobs: Callable[[], JobQueue], clock: Clock = utc_now
+    schedule: Schedule, jobs: Callable[[], JobQueue], clock: Clock = utc_now
 ) -> ScheduledEntry:
-    """A Lambda handler that enqueues `func_path` once per schedule tick."""
+    """A Lambda handler that enqueues `schedule`'s job once per schedule tick."""
 
     def entry(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-        job_id = tick_id(prefix, event, clock)
-        enqueued = enqueue_periodic(jobs(), func_path, job_id)
-        return {"job_id": job_id, "function": func_path, "enqueued": enqueued}
+        job_id = tick_id(schedule.name, event, clock)
+        enqueued = jobs().enqueue_periodic(schedule, job_id)
+        return {"job_id": job_id, "function": schedule.job.function, "enqueued": enqueued}
 
-    entry.__name__ = prefix
+    entry.__name__ = schedule.entry
     return entry
 
 
@@ -116,13 +67,18 @@ def _production_jobs() -> JobQueue:
 
 
 ENTRIES: dict[str, ScheduledEntry] = {
-    name: make_entry(path, name, _production_jobs) for name, path in SCHEDULES.items()
+    schedule.name: make_entry(schedule, _production_jobs) for schedule in SCHEDULES
 }
-# What serverless.yml points at.
-sweep = ENTRIES["sweep"]
-reconcile = ENTRIES["reconcile"]
-check_hosts = ENTRIES["check-hosts"]
-collect_health = ENTRIES["collect-health"]
+_BY_ENTRY = {schedule.entry: ENTRIES[schedule.name] for schedule in SCHEDULES}
+
+
+def __getattr__(name: str) -> ScheduledEntry:
+    """What serverless.yml points at: `handlers.lambda_schedule.<entry>`, e.g.
+    `check_hosts` (the Lambda runtime looks the handler up with getattr)."""
+    try:
+        return _BY_ENTRY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 def main(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ from shared.clock import iso, stamp, utc_now
 from shared.envs import Env, shown_status
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
-from shared.vm import Shape
+from shared.vm import Shape, WorkloadVm
 
 
 def resources(res: Resources) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": stamp(e.created_at),
-        **({"vm": dict(e.vm)} if e.engine == Engine.QEMU else {}),
+        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
     }
 
 
@@ -107,17 +107,16 @@ def vm_details(w: Workload) -> dict[str, Any]:
     memory or vCPUs wait for a restart."""
     if w.engine != Engine.QEMU:
         return {}
-    vm = w.vm or {}
-    forwarded = vm.get("forwarded_ports") or {}
+    vm = w.vm or WorkloadVm()
     return {
         "restart_needed": w.restart_needed,
         "vm": {
-            "env_id": vm.get("env_id"),
-            "ports": sorted({22, *vm.get("ports", [])}),
-            "deny_outgoing": bool(vm.get("deny_outgoing", False)),
-            "ssh_keys": list(vm.get("ssh_keys", [])),
-            "address": vm.get("address"),
-            "forwarded_ports": {str(g): forwarded[g] for g in sorted(forwarded, key=int)},
+            "env_id": vm.env_id,
+            "ports": list(vm.guest_ports),
+            "deny_outgoing": vm.deny_outgoing,
+            "ssh_keys": list(vm.ssh_keys),
+            "address": vm.address,
+            "forwarded_ports": {str(g): h for g, h in sorted(vm.forwarded_ports.items())},
         },
     }
 
@@ -231,12 +230,12 @@ def logs(container_id: str, lines: list[LogLine], truncated: bool) -> dict[str, 
 
 def virtual_machine(w: Workload) -> dict[str, Any]:
     """A VM: the container view plus 003's names for its shape."""
-    vm = w.vm or {}
+    vm = w.vm or WorkloadVm()
     return container(w) | {
         "cluster_id": w.cluster_id,
-        "env_id": vm.get("env_id"),
+        "env_id": vm.env_id,
         "host_id": w.host_id,
-        "image": vm.get("image"),
+        "image": vm.image,
         "cpu": Shape.of(w.resources).vcpus,
         "mem": w.resources.ram_mb,
         "disk": w.resources.storage_mb,

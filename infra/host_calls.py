@@ -1,9 +1,10 @@
 """Asking a worker to read something from a host now, and waiting briefly for it.
 
 Handlers never talk to hosts (they import no driver), yet a few reads must come from
-the host at request time: a container's logs. The handler enqueues the job (by
-dotted path) on the priority queue with a reply key and a deadline, then blocks on
-the key (BLPOP) until the worker pushes its answer or the deadline passes.
+the host at request time: a container's logs. The handler enqueues the registry's
+job (by dotted path, see infra.jobs) on the priority queue with a reply key and a
+deadline, then blocks on the key (BLPOP) until the worker pushes its answer or the
+deadline passes.
 
 A job no worker started in time expires from the queue (rq `ttl`); one started after
 its deadline does nothing, since nobody waits for its answer any more.
@@ -21,6 +22,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from infra.jobs import Job, Lane
 from shared.errors import HostTimeout, ServiceUnavailable
 from shared.settings import Settings
 
@@ -64,23 +66,25 @@ class HostCalls:
             from rq.serializers import JSONSerializer
 
             self._queue = Queue(
-                self._settings.priority_queue_name,
+                Lane.PRIORITY.queue_name(self._settings),
                 connection=self._redis,
                 serializer=JSONSerializer,
             )
         return self._queue
 
-    def call(self, func: str, args: list[Any], timeout: float) -> Any:
-        """Run `func(reply_key, deadline, *args)` on a worker and return what it replies.
+    def call(self, job: Job, args: list[Any], timeout: float) -> Any:
+        """Run `job(reply_key, deadline, *args)` on a worker and return what it replies.
 
         Raises HostTimeout when no answer came within `timeout` seconds, and
         ServiceUnavailable when the queue does not answer."""
         call_id = self._new_id()
         key = reply_key(call_id)
         deadline = time.time() + timeout
+        # Only the priority lane is served here: a request is waiting.
+        assert job.lane is Lane.PRIORITY, job
         try:
             self.queue.enqueue(
-                func,
+                job.function,
                 key,
                 deadline,
                 *args,

@@ -1,5 +1,6 @@
-"""The job queue (rq on Redis). Jobs are referenced by dotted path so that the
-handlers never import worker code; arguments are JSON; job id = operation id."""
+"""The job queue (rq on Redis). Jobs are the registry's (`infra.jobs`), referenced
+by dotted path so that the handlers never import worker code; arguments are JSON;
+job id = operation id, or the schedule tick for a periodic job."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
+from infra.jobs import RUN_OPERATION, Job, Lane, Schedule
 from shared.errors import ServiceUnavailable
 from shared.models import Operation
 from shared.settings import Settings
 
-RUN_OPERATION = "workers.jobs.run_operation"
-
 # Transient host errors are retried by rq with these pauses (seconds); the job
 # records the failure itself once no retry is left (see workers.jobs).
 RETRY_INTERVALS = [2, 10, 30]
+FAILED_KEPT_SECONDS = 7 * 24 * 3600
+# A periodic tick's job that no worker picked up within this time is dropped: a
+# later tick does the same work.
+TICK_STALE_AFTER_SECONDS = 600
+# A finished tick's job is kept this long, and while it exists the same tick cannot
+# be enqueued again (Lambda retries an asynchronous invocation within minutes).
+TICK_KEPT_SECONDS = 3600
 
 
 def make_redis(settings: Settings) -> Redis:  # type: ignore[type-arg]
@@ -31,41 +38,66 @@ class JobQueue:
 
     @property
     def queue(self) -> Any:
-        """The rq queue, built on first use: importing rq pulls in its worker
-        machinery, which the Lambda cold path should not pay for on reads."""
+        """The rq queue of the operations lane, built on first use: importing rq
+        pulls in its worker machinery, which the Lambda cold path should not pay
+        for on reads."""
         if self._queue is None:
             from rq import Queue
             from rq.serializers import JSONSerializer
 
             self._queue = Queue(
-                self.settings.queue_name, connection=self.redis, serializer=JSONSerializer
+                Lane.OPERATIONS.queue_name(self.settings),
+                connection=self.redis,
+                serializer=JSONSerializer,
             )
         return self._queue
 
     def enqueue_operation(self, operation: Operation) -> None:
         """Enqueue the job that carries out `operation`. Enqueuing the same
         operation again while its job exists is a no-op."""
-        self._enqueue(RUN_OPERATION, [operation.cluster_id, operation.id], job_id=operation.id)
-
-    def _enqueue(self, func: str, args: list[Any], *, job_id: str) -> None:
         from rq import Retry
+
+        self._enqueue(
+            RUN_OPERATION,
+            [operation.cluster_id, operation.id],
+            job_id=operation.id,
+            retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+            job_timeout=self.settings.job_timeout_seconds,
+            result_ttl=3600,
+        )
+
+    def enqueue_periodic(self, schedule: Schedule, job_id: str) -> bool:
+        """Enqueue `schedule`'s job as job `job_id` (its tick) unless a job with that
+        id exists already. Returns True when this call enqueued it."""
+        return self._enqueue(
+            schedule.job,
+            [],
+            job_id=job_id,
+            ttl=TICK_STALE_AFTER_SECONDS,
+            job_timeout=schedule.timeout_seconds,
+            result_ttl=TICK_KEPT_SECONDS,
+        )
+
+    def _enqueue(self, job: Job, args: list[Any], *, job_id: str, **options: Any) -> bool:
         from rq.exceptions import DuplicateJobError
 
+        # Only the operations lane is served here; priority jobs go through
+        # infra.host_calls, which waits for their answer.
+        assert job.lane is Lane.OPERATIONS, job
         try:
             self.queue.enqueue(
-                func,
+                job.function,
                 *args,
                 job_id=job_id,
                 unique=True,
-                retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                job_timeout=self.settings.job_timeout_seconds,
-                result_ttl=3600,
-                failure_ttl=7 * 24 * 3600,
+                failure_ttl=FAILED_KEPT_SECONDS,
+                **options,
             )
         except DuplicateJobError:
-            return
+            return False
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
+        return True
 
     def requeue_operation(self, operation: Operation, *, replace_started: bool = True) -> bool:
         """Enqueue `operation` again after its job was lost or its worker died.

@@ -13,6 +13,7 @@ PACKAGES=(
   iproute2               # ip netns, for the VM and network tests
   openssh-server openssh-client  # sshd hosts for the ssh driver
   qemu-system-x86 qemu-utils     # VMs under TCG
+  openjdk-17-jre-headless  # runs DynamoDB Local, the local table server (npm: amplify-dynamodb-simulator)
   procps                 # ps, pkill for humans; pgrep in tests
   curl                   # the README's tour of the API
   ca-certificates        # pip over TLS

@@ -11,8 +11,9 @@
 #    installed by pip as wheels for the Lambda platform
 #    (manylinux2014 x86_64, CPython 3.11) into build/lambda/deps. Rebuilt only
 #    when that list changes.
-# 2. The artifact build/lambda/corral.zip: handlers/, services/, infra/, shared/ and those
-#    dependencies at the zip root, with their bytecode (unchecked-hash .pyc, as
+# 2. The artifact build/lambda/corral.zip: handlers/, services/, infra/ (less the
+#    host drivers, infra/drivers/: workers use them, next to the hosts), shared/
+#    and those dependencies at the zip root, with their bytecode (unchecked-hash .pyc, as
 #    /var/task is read-only), and fixed timestamps so an unchanged tree gives
 #    the same zip (and a deploy skips the upload).
 #    Why not a Lambda layer: for a layer, `osls package` asks CloudFormation for
@@ -108,6 +109,9 @@ from pathlib import Path
 
 artifact, deps, lambda_python = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 SOURCES = ("handlers", "services", "infra", "shared")
+# The host drivers run in workers, next to the hosts, never in a Lambda. workers/,
+# devstack/ (the local stack), tests/, bench/ and scripts/ are not in SOURCES.
+LEFT_OUT = {Path("infra/drivers")}
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 # /var/task is read-only, so without bytecode in the zip every cold start
 # compiles every module again (about a second here). Unchecked-hash .pyc files
@@ -120,7 +124,9 @@ if not with_bytecode:
 
 def files(root: Path, base: Path):
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        dirnames[:] = sorted(
+            d for d in dirnames if d != "__pycache__" and Path(dirpath, d) not in LEFT_OUT
+        )
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.suffix not in {".pyc", ".pyo"} and name != ".stamp":

@@ -11,6 +11,7 @@ from shared.capacity import Resources
 from shared.errors import BelowMinimum, Conflict, InvalidInput
 from shared.models import Egg, Engine
 from shared.rules import check_minimums
+from shared.vm import VmBoot
 
 
 class EggService:
@@ -33,7 +34,7 @@ class EggService:
                 defaults=_resources(body.defaults, minimum),
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
-                vm=body.vm.stored() if body.vm else {},
+                vm=body.vm.boot() if body.vm else VmBoot(),
             )
         )
         self._repo.eggs.create(egg)
@@ -50,7 +51,7 @@ class EggService:
         if body.vm is not None:
             if egg.engine != Engine.QEMU:
                 raise InvalidInput("vm settings are for qemu eggs only.")
-            changes["vm"] = body.vm.stored()
+            changes["vm"] = body.vm.boot()
         minimum = _resources(body.minimum, egg.minimum)
         updated = _checked(
             dataclasses.replace(

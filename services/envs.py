@@ -39,6 +39,7 @@ from shared.states import (
     WorkloadStatus,
     power_target,
 )
+from shared.vm import WorkloadVm
 
 ATTEMPTS = 3
 AVAILABLE_ENGINES = (Engine.QEMU.value,)
@@ -134,13 +135,13 @@ class EnvService:
                     pending_op=op_id,
                     last_op=op_id,
                     expires_at=expires_at,
-                    vm={
-                        "env_id": env.id,
-                        "image": spec.image,
-                        "ssh_keys": list(env.ssh_keys),
-                        "ports": sorted(set(spec.ports)),
-                        "deny_outgoing": spec.deny_outgoing,
-                    },
+                    vm=WorkloadVm(
+                        image=spec.image,
+                        ssh_keys=env.ssh_keys,
+                        ports=tuple(sorted(set(spec.ports))),
+                        deny_outgoing=spec.deny_outgoing,
+                        env_id=env.id,
+                    ),
                 )
                 params = OperationParams(env_id=env.id)
                 pairs.append(
@@ -263,7 +264,7 @@ def _resources(index: int, spec: VmSpec, egg: Egg) -> Resources:
         cpu_centi=spec.cpu * 100,
         ram_mb=spec.mem,
         storage_mb=spec.disk,
-        ports=rules.forwarded_count({"ports": spec.ports}),
+        ports=rules.forwarded_count(spec.ports),
     )
     try:
         rules.check_minimums(resources, egg)

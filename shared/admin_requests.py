@@ -22,6 +22,7 @@ from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
     LABEL_IMAGES_DIR,
+    VmBoot,
     is_accel,
     is_image_name,
     is_plain_folder,
@@ -103,8 +104,8 @@ class EggVm(Strict):
             raise ValueError("an initrd needs a kernel")
         return self
 
-    def stored(self) -> dict[str, str]:
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+    def boot(self) -> VmBoot:
+        return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
 class EggCreate(Strict):

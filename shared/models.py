@@ -11,6 +11,7 @@ from typing import Any
 from shared.capacity import Resources
 from shared.health import Health, HostLoad
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
+from shared.vm import VmBoot, WorkloadVm
 
 
 class ClusterStatus(StrEnum):
@@ -89,8 +90,7 @@ class Egg:
     stop_timeout: int
     created_at: datetime
     description: str = ""
-    # qemu eggs: how their VMs boot (`kernel`, `initrd`, `kernel_args`; see shared.vm)
-    vm: dict[str, Any] = field(default_factory=dict)
+    vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -150,9 +150,7 @@ class Workload:
     expires_at: datetime | None = None
     restart_policy: RestartPolicy = RestartPolicy.NEVER
     health: Health | None = None  # the collector's last measurement (None: never measured)
-    # VMs (engine qemu): what the owner asked (`ssh_keys`, `ports`, `deny_outgoing`,
-    # `env_id`) and what the host gave (`address`, `forwarded_ports`); see shared.vm.
-    vm: dict[str, Any] | None = None
+    vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
     version: int = 1
 

@@ -7,7 +7,6 @@ bounds belong to the egg and the plan and are checked by the rules
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,6 +19,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from shared.errors import InvalidInput
 from shared.models import RestartPolicy
@@ -156,22 +156,34 @@ class PowerRequest(Strict):
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], body: Any) -> M:
-    """Validate `body` as `model`, turning pydantic's report into invalid_input."""
-    if not isinstance(body, dict):
-        raise InvalidInput("Request body must be a JSON object.")
+def parse(model: type[M], raw: bytes | str) -> M:
+    """Parse the JSON request body `raw` and validate it as `model`, in one pass,
+    turning pydantic's report into invalid_input."""
     try:
         # JSON mode: strict about JSON types (no "1" for 1, no true for 1) while
         # enums accept their values.
-        return model.model_validate_json(json.dumps(body))
+        return model.model_validate_json(raw)
     except ValidationError as exc:
-        problems = [
-            {
-                "loc": ".".join(str(part) for part in err["loc"]) or "body",
-                "type": err["type"],
-                "message": err["msg"],
-            }
-            for err in exc.errors(include_url=False, include_context=False, include_input=False)
-        ]
-        summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
-        raise InvalidInput(f"Request body failed validation: {summary}", details=problems) from exc
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise _invalid(errors) from exc
+
+
+def _invalid(errors: list[ErrorDetails]) -> InvalidInput:
+    top = errors[0]
+    if top["type"] == "json_invalid":
+        # The parser's own words (`Invalid JSON: recursion limit exceeded at ...`).
+        if "recursion limit" in top["msg"]:
+            return InvalidInput("Request body is nested too deeply.")
+        return InvalidInput("Request body is not valid JSON.")
+    if top["type"] == "model_type" and not top["loc"]:
+        return InvalidInput("Request body must be a JSON object.")
+    problems = [
+        {
+            "loc": ".".join(str(part) for part in err["loc"]) or "body",
+            "type": err["type"],
+            "message": err["msg"],
+        }
+        for err in errors
+    ]
+    summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
+    return InvalidInput(f"Request body failed validation: {summary}", details=problems)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from shared.errors import (
     NotFound,
 )
 from shared.models import Cluster, ClusterStatus, Egg, Engine, Plan
-from shared.vm import GUEST_SSH_PORT
+from shared.vm import GUEST_SSH_PORT, WorkloadVm
 
 # Floors no egg can lower: Docker refuses less than 6 MiB of memory; a workload needs
 # some CPU; the rest may be zero.
@@ -121,10 +121,10 @@ def resources_for_create(given: Mapping[str, Any], egg: Egg) -> Resources:
 # field; how it boots (kernel, initrd, kernel_args) lives in the egg's.
 
 
-def vm_request(egg: Egg, given: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The `vm` field of a new workload from the VM options of its request (named as in
-    a workload's `vm`: ssh_keys, ports, deny_outgoing); None for a container, which
-    takes none of them."""
+def vm_request(egg: Egg, given: Mapping[str, Any]) -> WorkloadVm | None:
+    """The `vm` of a new workload from the VM options of its request (named as in a
+    workload's `vm`: ssh_keys, ports, deny_outgoing); None for a container, which takes
+    none of them."""
     if egg.engine != Engine.QEMU:
         if given:
             raise InvalidInput(
@@ -132,19 +132,19 @@ def vm_request(egg: Egg, given: Mapping[str, Any]) -> dict[str, Any] | None:
                 f"egg {egg.name} runs {egg.engine.value} containers."
             )
         return None
-    return {
-        "image": egg.image,
-        "ssh_keys": list(dict.fromkeys(given.get("ssh_keys") or [])),
-        "ports": sorted(set(given.get("ports") or [])),
-        "deny_outgoing": bool(given.get("deny_outgoing", False)),
-    }
+    return WorkloadVm(
+        image=egg.image,
+        ssh_keys=tuple(dict.fromkeys(given.get("ssh_keys") or [])),
+        ports=tuple(sorted(set(given.get("ports") or []))),
+        deny_outgoing=bool(given.get("deny_outgoing", False)),
+    )
 
 
-def forwarded_count(vm: Mapping[str, Any]) -> int:
-    """How many host ports the VM takes: one per exposed guest port, 22 included."""
-    return len({GUEST_SSH_PORT, *vm.get("ports", [])})
+def forwarded_count(guest_ports: Iterable[int]) -> int:
+    """How many host ports a VM takes: one per exposed guest port, 22 included."""
+    return len({GUEST_SSH_PORT, *guest_ports})
 
 
-def vm_resources(resources: Resources, vm: Mapping[str, Any]) -> Resources:
+def vm_resources(resources: Resources, vm: WorkloadVm) -> Resources:
     """A VM is counted at least one `ports` unit per forwarded host port."""
-    return replace(resources, ports=max(resources.ports, forwarded_count(vm)))
+    return replace(resources, ports=max(resources.ports, forwarded_count(vm.ports)))

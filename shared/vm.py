@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shared.capacity import Resources
@@ -129,17 +129,83 @@ class VmOptions:
         )
 
 
-# Which keys of a workload's and an egg's `vm` field make the VM options: the egg gives
-# the boot (kernel, initrd, kernel_args, nic_model), the workload what its owner asked.
-EGG_VM_KEYS = ("kernel", "initrd", "kernel_args", "nic_model")
-WORKLOAD_VM_KEYS = ("ssh_keys", "ports", "deny_outgoing")
+@dataclass(frozen=True)
+class VmBoot:
+    """How a qemu egg's VMs boot (an egg's `vm`): a kernel and initrd (file names in each
+    host's images folder) started directly with `kernel_args`; without a kernel, from
+    the disk. Unset fields take `VmOptions`' defaults."""
+
+    kernel: str | None = None
+    initrd: str | None = None
+    kernel_args: str | None = None
+    nic_model: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> VmBoot:
+        return cls(**{f: str(data[f]) for f in cls.__dataclass_fields__ if data.get(f) is not None})
 
 
-def vm_options(egg_vm: Mapping[str, Any], workload_vm: Mapping[str, Any] | None) -> VmOptions:
-    """The options a VM is created with, from its egg's `vm` and its workload's `vm`."""
-    data = {k: egg_vm[k] for k in EGG_VM_KEYS if egg_vm.get(k) is not None}
-    data |= {k: v for k, v in (workload_vm or {}).items() if k in WORKLOAD_VM_KEYS}
-    return VmOptions.from_json(data)
+@dataclass(frozen=True)
+class WorkloadVm:
+    """The VM part of a workload (a workload's `vm`, engine qemu only): what its owner
+    asked (`ssh_keys`, guest `ports`, `deny_outgoing`), the env it belongs to, the image
+    it was made from, and what its host gave (`address`, `forwarded_ports`: guest port
+    to host port)."""
+
+    image: str | None = None
+    ssh_keys: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    deny_outgoing: bool = False
+    env_id: str | None = None
+    address: str | None = None
+    forwarded_ports: Mapping[int, int] = field(default_factory=dict)
+
+    @property
+    def guest_ports(self) -> tuple[int, ...]:
+        """The guest ports forwarded to the host: the asked ones and always 22."""
+        return tuple(sorted({GUEST_SSH_PORT, *self.ports}))
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "image": self.image,
+            "ssh_keys": list(self.ssh_keys),
+            "ports": list(self.ports),
+            "deny_outgoing": self.deny_outgoing,
+            "env_id": self.env_id,
+            "address": self.address,
+            "forwarded_ports": {str(g): h for g, h in sorted(self.forwarded_ports.items())} or None,
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WorkloadVm:
+        forwarded = data.get("forwarded_ports") or {}
+        return cls(
+            image=data.get("image"),
+            ssh_keys=tuple(str(k) for k in data.get("ssh_keys") or ()),
+            ports=tuple(int(p) for p in data.get("ports") or ()),
+            deny_outgoing=bool(data.get("deny_outgoing", False)),
+            env_id=data.get("env_id"),
+            address=data.get("address"),
+            forwarded_ports={int(g): int(h) for g, h in forwarded.items()},
+        )
+
+
+def vm_options(boot: VmBoot, workload_vm: WorkloadVm | None) -> VmOptions:
+    """The options a VM is created with, from its egg's boot settings and what its
+    owner asked."""
+    asked = workload_vm or WorkloadVm()
+    return VmOptions.from_json(
+        boot.to_json()
+        | {
+            "ssh_keys": asked.ssh_keys,
+            "ports": asked.ports,
+            "deny_outgoing": asked.deny_outgoing,
+        }
+    )
 
 
 @dataclass(frozen=True)

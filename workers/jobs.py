@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import get_current_job
@@ -18,7 +18,7 @@ from shared.errors import HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
-from shared.vm import vm_options
+from shared.vm import WorkloadVm, vm_options
 from workers import context
 
 log = logging.getLogger("corral.jobs")
@@ -81,12 +81,13 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
     vm_driver = _vm_driver(driver)
     fields: dict[str, Any] = {"restart_needed": vm_driver.restart_needed(workload.id)}
     if made_from is not None:
-        forwarded = vm_driver.forwarded_ports(workload.id)
-        fields["vm"] = dict(workload.vm or {}) | {
-            "image": made_from.image,
-            "address": vm_driver.address,
-            "forwarded_ports": {str(g): h for g, h in sorted(forwarded.items())},
-        }
+        made = replace(
+            workload.vm or WorkloadVm(),
+            image=made_from.image,
+            address=vm_driver.address,
+            forwarded_ports=vm_driver.forwarded_ports(workload.id),
+        )
+        fields["vm"] = made.to_json()
     return fields
 
 

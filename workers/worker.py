@@ -10,23 +10,13 @@ horses, so each job still opens its own."""
 from __future__ import annotations
 
 import boto3
+from rq.utils import import_attribute
 from rq.worker import Worker
 
-import workers.collector
-import workers.hosts
-import workers.jobs
-import workers.logs
-import workers.reconcile
-import workers.sweeps
+from infra.jobs import JOBS
 
-PRELOADED = (
-    workers.jobs,
-    workers.sweeps,
-    workers.reconcile,
-    workers.hosts,
-    workers.collector,
-    workers.logs,
-)
+# Every registered job, imported as rq imports it in the horse.
+PRELOADED = tuple(import_attribute(job.function) for job in JOBS)
 
 # Building one client loads and caches the DynamoDB service model in boto3's default
 # session; the horses' clients then come from that cache. It makes no network call.

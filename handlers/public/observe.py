@@ -18,13 +18,13 @@ from handlers import views
 from handlers.auth import TENANT
 from handlers.body import path_id
 from infra.host_calls import HostCalls
+from infra.jobs import FETCH_LOGS
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.errors import CorralError, HostTimeout, InvalidInput, ServiceUnavailable
 from shared.health import MAX_TAIL, NS_PER_SECOND, LogCursor, LogLine, to_ns
 from shared.models import Workload
 
-FETCH_LOGS = "workers.logs.fetch_logs"
 DEFAULT_TAIL = 100
 _UNIX_SECONDS = re.compile(r"^(\d{1,11})(?:\.(\d{1,9}))?$")
 _LATEST_SINCE_NS = to_ns(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))

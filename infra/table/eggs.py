@@ -9,6 +9,7 @@ from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
 from shared.models import Egg, Engine
+from shared.vm import VmBoot
 
 
 def egg_item(e: Egg) -> Item:
@@ -29,7 +30,7 @@ def egg_item(e: Egg) -> Item:
         **resources_attrs("def", e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
-        "vm": dict(e.vm) or None,
+        "vm": e.vm.to_json() or None,
     }
 
 
@@ -47,7 +48,7 @@ def egg_from(item: Item) -> Egg:
         defaults=resources_from("def", item),
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
-        vm=dict(item.get("vm") or {}),
+        vm=VmBoot.from_json(item.get("vm") or {}),
     )
 
 

@@ -18,6 +18,7 @@ from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import ActionNotAllowed, Conflict, CorralError, NotFound
 from shared.models import Engine, Host, RestartPolicy, Workload
 from shared.states import WorkloadStatus, operation_in_flight
+from shared.vm import WorkloadVm
 
 GONE = (WorkloadStatus.DELETING, WorkloadStatus.DELETED, WorkloadStatus.EXPIRED)
 
@@ -45,7 +46,7 @@ def workload_item(w: Workload) -> Item:
         **expiry_keys(w.id, w.expires_at if not w.status.is_gone else None),
         "restart_policy": w.restart_policy.value,
         "health": health_attr(w.health),
-        "vm": w.vm,
+        "vm": w.vm.to_json() if w.vm is not None else None,
         "restart_needed": w.restart_needed or None,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
@@ -70,7 +71,7 @@ def workload_from(item: Item) -> Workload:
         expires_at=parse_iso(item.get("expires_at")),
         restart_policy=RestartPolicy(item.get("restart_policy", RestartPolicy.NEVER.value)),
         health=health_from(item.get("health")),
-        vm=item.get("vm"),
+        vm=WorkloadVm.from_json(item["vm"]) if item.get("vm") else None,
         restart_needed=bool(item.get("restart_needed", False)),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),

@@ -1,5 +1,5 @@
 """Deployment tests: the same Falcon app behind a real gunicorn process and
-behind the Lambda entries, against the real Redis and moto servers.
+behind the Lambda entries, against the real Redis and table (DynamoDB Local) servers.
 
 gunicorn reads its settings from the environment once, at start, so it runs
 once per session against one fixed table name; the `settings` fixture below
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from devstack.processes import free_port
 from shared.settings import Settings
 from tests.deploy.events import Request, Response
-from tests.fixtures.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = f"corral-deploy-{os.getpid()}"
@@ -29,12 +29,12 @@ QUEUE = "corral-test"
 WAIT_CAP_SECONDS = 5.0
 
 
-def corral_env(moto_endpoint: str, redis_url: str) -> dict[str, str]:
+def corral_env(table_endpoint: str, redis_url: str) -> dict[str, str]:
     """The environment a deployed Corral reads (Settings.from_env), pointed at
     the fixture servers."""
     return {
         "CORRAL_TABLE": TABLE,
-        "CORRAL_DYNAMODB_ENDPOINT": moto_endpoint,
+        "CORRAL_DYNAMODB_ENDPOINT": table_endpoint,
         "CORRAL_REDIS_URL": redis_url,
         "CORRAL_QUEUE": QUEUE,
         "CORRAL_WAIT_CAP_SECONDS": str(WAIT_CAP_SECONDS),
@@ -45,8 +45,8 @@ def corral_env(moto_endpoint: str, redis_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def settings(moto_endpoint: str, redis_url: str) -> Settings:
-    expected = Settings.from_env(corral_env(moto_endpoint, redis_url))
+def settings(table_endpoint: str, redis_url: str) -> Settings:
+    expected = Settings.from_env(corral_env(table_endpoint, redis_url))
     assert expected.wait_cap_seconds == WAIT_CAP_SECONDS
     return expected
 
@@ -77,14 +77,14 @@ class Gunicorn:
 
 @pytest.fixture(scope="session")
 def gunicorn(
-    moto_endpoint: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    table_endpoint: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gunicorn]:
     """gunicorn started the way production starts it: `gunicorn -c gunicorn.conf.py`."""
     port = free_port()
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
     env = (
         os.environ
-        | corral_env(moto_endpoint, redis_url)
+        | corral_env(table_endpoint, redis_url)
         | {
             "CORRAL_BIND": f"127.0.0.1:{port}",
             "CORRAL_WEB_WORKERS": "1",

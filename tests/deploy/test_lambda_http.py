@@ -164,11 +164,11 @@ def test_unknown_route_is_the_same_404(channels: dict[str, Channel]) -> None:
 
 
 def test_production_handler_builds_from_the_environment(
-    deps: Deps, monkeypatch: pytest.MonkeyPatch, moto_endpoint: str, redis_url: str
+    deps: Deps, monkeypatch: pytest.MonkeyPatch, table_endpoint: str, redis_url: str
 ) -> None:
     """`lambda_http.handler` builds the app from the environment on the first
     event and reuses it after."""
-    for name, value in corral_env(moto_endpoint, redis_url).items():
+    for name, value in corral_env(table_endpoint, redis_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(lambda_http, "_built", None)
     first = from_lambda(lambda_http.handler(http_api_v2(Request("GET", "/health")), None))

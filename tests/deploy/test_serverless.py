@@ -282,14 +282,15 @@ def run_in_lambda_layout(unpacked: Path, code: str, env: dict[str, str]) -> Any:
 
 
 def test_artifact_serves_and_schedules_on_its_own(
-    unpacked: Path, deps: Any, moto_endpoint: str, redis_url: str
+    unpacked: Path, deps: Any, table_endpoint: str, redis_url: str
 ) -> None:
-    env = {"PATH": os.environ.get("PATH", "")} | corral_env(moto_endpoint, redis_url)
+    env = {"PATH": os.environ.get("PATH", "")} | corral_env(table_endpoint, redis_url)
     code = (
         "from handlers import lambda_http, lambda_schedule\n"
         f"resp = lambda_http.handler({http_api_v2(Request('GET', '/health'))!r}, None)\n"
         f"tick = lambda_schedule.sweep({scheduled_event('2026-03-01T12:34:00Z')!r}, None)\n"
-        "heavy = [m for m in ('docker', 'paramiko', 'workers') if m in sys.modules]\n"
+        "heavy = [m for m in ('docker', 'paramiko', 'workers', 'infra.drivers', 'devstack')\n"
+        "         if m in sys.modules]\n"
         "print(json.dumps({'status': resp['statusCode'], 'body': json.loads(resp['body']),\n"
         "    'tick': tick, 'heavy': heavy}))\n"
     )
@@ -308,3 +309,31 @@ def test_artifact_holds_no_worker_or_driver_code(unpacked: Path) -> None:
         assert not (task / absent).exists(), absent
     # Bytecode ships with the sources: /var/task is read-only at run time.
     assert list((task / "handlers" / "__pycache__").glob("lambda_http.cpython-311.pyc"))
+
+
+def test_artifact_holds_only_the_lambda_part_of_the_project(unpacked: Path) -> None:
+    """Of the project's own folders only the Lambda's layers ship, and of infra/ not
+    the host drivers: no worker, driver, dev-stack, test or benchmark module."""
+    task = unpacked / "task"
+    own = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert {"workers", "devstack", "tests", "bench", "scripts"} <= own
+    shipped = {p.name for p in task.iterdir() if p.name in own}
+    assert shipped == {"handlers", "services", "infra", "shared"}
+    assert not (task / "infra" / "drivers").exists()
+    project_files = [f for f in task.rglob("*") if f.relative_to(task).parts[0] in own]
+    assert not [f for f in project_files if "drivers" in f.relative_to(task).parts], project_files
+    # What ships is whole: every project module imports from the zip alone.
+    modules = sorted(
+        ".".join(f.relative_to(task).with_suffix("").parts).removesuffix(".__init__")
+        for f in project_files
+        if f.suffix == ".py"
+    )
+    code = (
+        "import importlib\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(\n"
+        "    ('docker', 'paramiko', 'workers', 'infra.drivers', 'devstack')))))\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1"}
+    assert run_in_lambda_layout(unpacked, code, env) == []

@@ -2,10 +2,9 @@
 transaction, so of many racing creates or resizes exactly the ones that fit succeed,
 and the cluster's counters end equal to the sum of its live containers.
 
-The table is the fixtures' moto server, which answers one request at a time as
-DynamoDB isolates transactions; the HTTP requests interleave freely between table
-calls, and that interleaving (read the cluster, decide, write under conditions) is
-what is under test.
+The table is the fixtures' DynamoDB Local, which isolates transactions as DynamoDB
+does; the HTTP requests interleave freely between table calls, and that interleaving
+(read the cluster, decide, write under conditions) is what is under test.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Environments and VMs through the API, against real Redis and moto: validation,
-all-or-nothing placement and counters. No host is contacted (no job runs here); the
+"""Environments and VMs through the API, against real Redis and DynamoDB Local:
+validation, all-or-nothing placement and counters. No host is contacted (no job runs here); the
 integration tests in tests/integration/vm/test_envs_api.py run the VMs for real."""
 
 from __future__ import annotations

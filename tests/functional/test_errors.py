@@ -178,6 +178,68 @@ def test_odd_requests_never_answer_500(tenant: Tenant, api: Api) -> None:
                 assert code != "server_error"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"\xff\xfe\x00{", "Request body is not valid JSON."),
+        (b'{"name": "\xc3\x28"}', "Request body is not valid JSON."),
+        (b"{", "Request body is not valid JSON."),
+        (b'{"name": "web"} trailing', "Request body is not valid JSON."),
+        (b"[]", "Request body must be a JSON object."),
+        (b'"web"', "Request body must be a JSON object."),
+        (b"42", "Request body must be a JSON object."),
+        (b"1e999", "Request body must be a JSON object."),
+        (b"NaN", "Request body must be a JSON object."),
+        (b"", "Request body is required."),
+    ],
+)
+def test_a_body_that_is_no_json_object_is_invalid_input(
+    tenant: Tenant, api: Api, body: bytes, message: str
+) -> None:
+    resp = api.client.simulate_post(
+        PUBLIC + "/containers",
+        body=body,
+        headers=authed(api) | {"Content-Type": "application/json"},
+    )
+    assert error_of(resp) == (400, "invalid_input")
+    assert resp.json["error"]["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("field", "literal"),
+    [
+        ("cpu_cores", "NaN"),
+        ("cpu_cores", "Infinity"),
+        ("cpu_cores", "-Infinity"),
+        ("cpu_cores", "1e999"),
+        ("ram_mb", "9" * 400),
+        ("ram_mb", "1e400"),
+    ],
+)
+def test_numbers_json_cannot_hold_are_invalid_input_at_their_field(
+    tenant: Tenant, api: Api, field: str, literal: str
+) -> None:
+    body = f'{{"name": "web", "egg_id": "{tenant.egg["id"]}", "{field}": {literal}}}'
+    resp = api.client.simulate_post(
+        PUBLIC + "/containers",
+        body=body,
+        headers=authed(api) | {"Content-Type": "application/json"},
+    )
+    assert error_of(resp) == (400, "invalid_input")
+    assert [d["loc"] for d in resp.json["error"]["details"]] == [field]
+
+
+def test_the_last_of_duplicate_keys_counts(tenant: Tenant, api: Api) -> None:
+    body = f'{{"name": 5, "egg_id": "{tenant.egg["id"]}", "name": "second"}}'
+    resp = api.client.simulate_post(
+        PUBLIC + "/containers",
+        body=body,
+        headers=authed(api) | {"Content-Type": "application/json"},
+    )
+    assert resp.status_code == 202, resp.text
+    assert resp.json["container"]["name"] == "second"
+
+
 @pytest.mark.parametrize("depth", [5_000, 30_000])
 def test_deeply_nested_json_is_invalid_input(tenant: Tenant, api: Api, depth: int) -> None:
     body = '{"name": ' + "[" * depth + "]" * depth + "}"

@@ -1,5 +1,5 @@
-"""Health, logs and measured load through the API, against real Redis and moto and a
-host that does not answer: validation, error codes, staleness, host views."""
+"""Health, logs and measured load through the API, against real Redis, DynamoDB Local
+and a host that does not answer: validation, error codes, staleness, host views."""
 
 from __future__ import annotations
 

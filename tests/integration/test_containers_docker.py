@@ -163,7 +163,7 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
         "CORRAL_REDIS_URL": settings.redis_url,
     }
     # Freeze the engine so the worker is caught inside the job, then kill it.
-    dockerd_pid = dockerd.process.pid
+    dockerd_pid = dockerd.pid
     worker = subprocess.Popen(
         [
             sys.executable,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +15,13 @@ import docker
 import docker.errors
 import pytest
 
+from devstack.dockerd import Dockerd
+from devstack.processes import free_port
 from infra.drivers.docker.driver import DockerDriver, container_name
 from shared.capacity import Resources
 from shared.errors import HostError
 from shared.runtime import LABEL_MANAGED, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
-from tests.fixtures.dockerd import DockerdHandle
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ SMALL = Resources(cpu_centi=50, ram_mb=64, storage_mb=100, io=500)
 
 
 @pytest.fixture
-def driver(dockerd: DockerdHandle) -> Iterator[DockerDriver]:
+def driver(dockerd: Dockerd) -> Iterator[DockerDriver]:
     with DockerDriver(dockerd.url, timeout=20) as driver:
         yield driver
 
@@ -152,7 +152,7 @@ def test_ensure_twice_keeps_one_container(
 
 
 def test_concurrent_ensures_make_one_container(
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     new_spec: Callable[..., WorkloadSpec],
     docker_client: docker.DockerClient,
 ) -> None:
@@ -184,7 +184,7 @@ def test_ensure_refuses_a_foreign_container_holding_the_name(
 
 
 def test_refused_storage_size_is_remembered_per_engine(
-    dockerd: DockerdHandle, new_spec: Callable[..., WorkloadSpec]
+    dockerd: Dockerd, new_spec: Callable[..., WorkloadSpec]
 ) -> None:
     clients: list[RecordingClient] = []
 
@@ -392,13 +392,6 @@ def test_list_managed_sees_only_labelled_containers(
 # -- unreachable engines ----------------------------------------------------------
 
 
-def _closed_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 def test_dead_address_is_a_transient_error(
     tmp_path: Path, new_spec: Callable[..., WorkloadSpec], kind: str
@@ -406,7 +399,7 @@ def test_dead_address_is_a_transient_error(
     address = (
         f"unix://{tmp_path / 'absent.sock'}"
         if kind == "unix"
-        else f"tcp://127.0.0.1:{_closed_tcp_port()}"
+        else f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     )
     with DockerDriver(address, timeout=2) as driver:
         for call in (
@@ -426,7 +419,7 @@ def test_dead_address_is_a_transient_error(
 
 
 def test_tcp_with_client_certificate_reaches_the_engine(
-    dockerd: DockerdHandle,
+    dockerd: Dockerd,
     new_spec: Callable[..., WorkloadSpec],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -450,7 +443,7 @@ def test_tcp_with_client_certificate_reaches_the_engine(
     assert not tls_dir.exists()
 
 
-def test_tcp_without_client_certificate_is_a_permanent_error(dockerd: DockerdHandle) -> None:
+def test_tcp_without_client_certificate_is_a_permanent_error(dockerd: Dockerd) -> None:
     assert dockerd.tcp_url is not None and dockerd.tls is not None
     with (
         DockerDriver(dockerd.tcp_url, tls={"ca_cert": dockerd.tls["ca_cert"]}, timeout=5) as driver,

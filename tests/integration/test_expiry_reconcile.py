@@ -1,4 +1,4 @@
-"""Expiry and reconciliation against a real dockerd, Redis and moto."""
+"""Expiry and reconciliation against a real dockerd, Redis and DynamoDB Local."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from infra.local_image import import_busybox
+from devstack.dockerd import start_dockerd
+from devstack.image import import_busybox
 from tests.fixtures.corral import make_tenant, run_jobs
-from tests.fixtures.dockerd import start_dockerd
 from workers.hosts import DOWN_AFTER, check_hosts
 
 pytestmark = pytest.mark.integration

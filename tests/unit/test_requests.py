@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
 from shared.errors import InvalidInput
 from shared.requests import (
@@ -17,15 +19,25 @@ from shared.requests import (
 from shared.states import PowerSignal
 
 EGG = "0c7d8a4e-0000-4000-8000-000000000000"
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_value(model: type[M], body: Any) -> M:
+    """`body` as a client sends it: JSON text (NaN and Infinity as Python writes them)."""
+    return parse(model, json.dumps(body))
 
 
 def create(**fields: Any) -> ContainerCreate:
-    return parse(ContainerCreate, {"name": "web", "egg_id": EGG} | fields)
+    return parse_value(ContainerCreate, {"name": "web", "egg_id": EGG} | fields)
 
 
-def refused(model: type, body: Any) -> InvalidInput:
+def refused(model: type[BaseModel], body: Any) -> InvalidInput:
+    return refused_raw(model, json.dumps(body))
+
+
+def refused_raw(model: type[BaseModel], raw: bytes | str) -> InvalidInput:
     with pytest.raises(InvalidInput) as caught:
-        parse(model, body)
+        parse(model, raw)
     return caught.value
 
 
@@ -145,16 +157,16 @@ def test_missing_fields_are_named() -> None:
     [{}, {"name": None}, {"resources": {}}, {"resources": None}, {"resources": {"ram_mb": None}}],
 )
 def test_an_update_that_asks_for_nothing_is_empty(body: dict[str, Any]) -> None:
-    assert parse(ContainerUpdate, body).is_empty()
+    assert parse_value(ContainerUpdate, body).is_empty()
 
 
 @pytest.mark.parametrize("body", [{"name": "x"}, {"egg_id": EGG}, {"resources": {"ports": 0}}])
 def test_an_update_with_something_is_not_empty(body: dict[str, Any]) -> None:
-    assert not parse(ContainerUpdate, body).is_empty()
+    assert not parse_value(ContainerUpdate, body).is_empty()
 
 
 def test_update_resources_are_partial() -> None:
-    body = parse(ContainerUpdate, {"resources": {"ram_mb": 2048, "cpu_cores": 2}})
+    body = parse_value(ContainerUpdate, {"resources": {"ram_mb": 2048, "cpu_cores": 2}})
     assert body.resources is not None
     assert body.resources.given() == {"ram_mb": 2048, "cpu_cores": 2}
 
@@ -171,7 +183,7 @@ def test_update_resources_follow_the_same_rules() -> None:
 
 @pytest.mark.parametrize("signal", list(PowerSignal))
 def test_every_signal_parses(signal: PowerSignal) -> None:
-    assert parse(PowerRequest, {"signal": signal.value}).signal is signal
+    assert parse_value(PowerRequest, {"signal": signal.value}).signal is signal
 
 
 @pytest.mark.parametrize(
@@ -190,4 +202,45 @@ def test_bad_signals(body: dict[str, Any]) -> None:
 
 
 def test_resource_fields_all_optional() -> None:
-    assert parse(ResourceFields, {}).given() == {}
+    assert parse_value(ResourceFields, {}).given() == {}
+
+
+# -- the body as bytes: parsed once, by the validator ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"{", b"{}}", b'{"name": "web"} x', b"\xff\xfe{}", b'{"name": "\xff"}', "\ufeff{}"],
+)
+def test_what_is_not_json_is_refused_as_such(raw: bytes | str) -> None:
+    error = refused_raw(ContainerCreate, raw)
+    assert error.message == "Request body is not valid JSON."
+    assert error.details is None
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"web"', b"1", b"1e999", b"null", b"true", b"[{}]"])
+def test_only_json_objects_are_bodies(raw: bytes) -> None:
+    assert refused_raw(ContainerCreate, raw).message == "Request body must be a JSON object."
+
+
+@pytest.mark.parametrize("depth", [300, 5_000])
+def test_deep_nesting_is_refused(depth: int) -> None:
+    raw = '{"name": ' + "[" * depth + "]" * depth + "}"
+    assert refused_raw(ContainerCreate, raw).message == "Request body is nested too deeply."
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
+def test_non_finite_literals_are_refused_where_they_stand(literal: str) -> None:
+    raw = f'{{"name": "w", "egg_id": "{EGG}", "cpu_cores": {literal}}}'
+    assert [d["loc"] for d in refused_raw(ContainerCreate, raw).details or []] == ["cpu_cores"]
+
+
+def test_huge_integers_are_refused_by_their_bound() -> None:
+    raw = f'{{"name": "w", "egg_id": "{EGG}", "ram_mb": {"9" * 400}}}'
+    error = refused_raw(ContainerCreate, raw)
+    assert [(d["loc"], d["type"]) for d in error.details or []] == [("ram_mb", "less_than_equal")]
+
+
+def test_the_last_of_duplicate_keys_wins() -> None:
+    raw = f'{{"name": "first", "egg_id": "{EGG}", "name": "second"}}'
+    assert parse(ContainerCreate, raw).name == "second"

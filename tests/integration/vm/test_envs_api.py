@@ -48,8 +48,8 @@ HOSTILE = 'x\'; touch /tmp/pwned; "$(touch /tmp/pwned)" `touch /tmp/pwned`'
 
 
 @pytest.fixture(scope="module")
-def stack(moto_endpoint: str, redis_url: str) -> Iterator[Stack]:
-    with module_stack(moto_endpoint, redis_url, "envs") as built:
+def stack(table_endpoint: str, redis_url: str) -> Iterator[Stack]:
+    with module_stack(table_endpoint, redis_url, "envs") as built:
         yield built
 
 

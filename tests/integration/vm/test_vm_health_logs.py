@@ -84,9 +84,9 @@ class Observed:
 
 @pytest.fixture(scope="module")
 def observed(
-    moto_endpoint: str, redis_url: str, netns_lab: NetnsLab, vm_images: VmImages
+    table_endpoint: str, redis_url: str, netns_lab: NetnsLab, vm_images: VmImages
 ) -> Iterator[Observed]:
-    with module_stack(moto_endpoint, redis_url, "vmobs") as stack:
+    with module_stack(table_endpoint, redis_url, "vmobs") as stack:
         yield from _observed_vm(stack.api, stack.deps, netns_lab, vm_images)
 
 

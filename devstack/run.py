@@ -1,55 +1,48 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
-Starts, in this order: a private dockerd (when it can), redis-server, a moto server
-holding the table, the API under gunicorn, an rq worker, and rq cron once
-`workers/cron.py` exists. Then it seeds a demo cluster through the API, prints its
+Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
+holding the table, the API under gunicorn, an rq worker, and rq cron with the worker
+of its queue. Then it seeds a demo cluster through the API, prints its
 API key once, writes `.corral/local.json` (mode 0600), and waits.
 
 Ctrl-C or SIGTERM stops everything it started, in reverse order, dockerd last with
-the containers it ran. The table lives in the moto server's memory, so every run
-starts from an empty Corral.
+the containers it ran. The table lives in DynamoDB Local's memory, so every run
+starts from an empty Corral; with `--persist` (`make run PERSIST=1`) it is kept in
+`.corral/table/` instead, with the containers and `.corral/local.json`, and the next
+`--persist` run goes on from there.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import os
 import signal
-import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from local_bootstrap import PUBLIC, ApiClient, ApiError, Demo, seed
-from local_dockerd import DockerdError, LocalDockerd
-from local_processes import Child, free_port, port_is_free
-
-from infra.local_image import import_busybox
-from infra.table.dynamo import Dynamo, make_client
+from devstack.corral import BIN, start_api, worker_command
+from devstack.dockerd import Dockerd, start_dockerd
+from devstack.image import import_busybox
+from devstack.processes import REPO, Child, Server, StartupError, listening
+from devstack.redis_server import start_redis
+from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
+from devstack.table import create_table, open_table, start_table_server, table_exists
+from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
-from infra.table.schema import table_definition
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent  # the venv's console scripts: gunicorn, rq
 STATE_DIR = REPO / ".corral"
+KEPT_TABLE_DIR = STATE_DIR / "table"
+LOCAL_JSON = STATE_DIR / "local.json"
 TABLE = "corral"
 QUEUE = "corral"
-WAIT_S = 30.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-SERVE_TABLE = (
-    "import sys; from infra.local_table import serve_forever; "
-    "serve_forever(sys.argv[1], int(sys.argv[2]))"
-)
 
 log = logging.getLogger("corral.run")
 
@@ -60,18 +53,15 @@ class Shutdown(BaseException):
     (botocore retries on any) swallows it."""
 
 
-class StartupError(Exception):
-    """A component did not start; everything started so far is stopped."""
-
-
 class Launcher:
-    def __init__(self, port: int, stack: contextlib.ExitStack) -> None:
+    def __init__(self, port: int, persist: bool, stack: contextlib.ExitStack) -> None:
         self.port = port
+        self.persist = persist
         self.url = f"http://127.0.0.1:{port}"
         self.stack = stack
         self.logs = STATE_DIR / "logs"
         self.children: list[Child] = []
-        self.dockerd: LocalDockerd | None = None
+        self.dockerd: Dockerd | None = None
         self.env = _base_env()
 
     # -- start ----------------------------------------------------------------------
@@ -79,20 +69,37 @@ class Launcher:
     def start(self) -> None:
         self._claim_state_dir()
         docker_url = self._start_dockerd()
-        self.env["CORRAL_REDIS_URL"] = self._start_redis()
-        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._start_moto()
+        self.env["CORRAL_REDIS_URL"] = self._keep(
+            start_redis(STATE_DIR / "redis", self.logs / "redis-server.log")
+        )
+        kept_in = KEPT_TABLE_DIR if self.persist else None
+        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
+            start_table_server(self.env, self.logs / "table.log", kept_in)
+        )
         settings = Settings.from_env(self.env)
-        repo = self._create_table(settings)
+        kept = self.persist and table_exists(settings)
+        if kept:
+            repo = Repository(open_table(settings))
+            log.info(
+                "table %s kept in %s: going on from it", settings.table_name, _short(KEPT_TABLE_DIR)
+            )
+        else:
+            repo = Repository(create_table(settings))
+            log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_worker(settings)
         self._start_cron(settings)
-        operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
-        try:
-            demo = seed(ApiClient(self.url, operator_key), docker_url, STATE_DIR)
-        except ApiError as exc:
-            raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        earlier = _earlier_run() if kept else None
+        if earlier is None:
+            operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
+            try:
+                demo = seed(ApiClient(self.url, operator_key), docker_url, STATE_DIR)
+            except ApiError as exc:
+                raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        else:
+            operator_key, demo = earlier
         self._write_local_json(settings, operator_key, demo, docker_url)
-        print_banner(self.url, demo, docker_url)
+        print_banner(self.url, demo, docker_url, kept_in)
 
     def _claim_state_dir(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -105,19 +112,24 @@ class Launcher:
         self.stack.callback(pidfile.unlink, missing_ok=True)
 
     def _start_dockerd(self) -> str | None:
-        dockerd = LocalDockerd(STATE_DIR / "docker" / "data", self.logs / "dockerd.log")
         try:
-            dockerd.start()
-        except DockerdError as exc:
+            dockerd = start_dockerd(
+                STATE_DIR / "docker",
+                log_path=self.logs / "dockerd.log",
+                run_dir=Path(f"/tmp/corral-{os.getuid()}"),
+                keep_data=True,  # the busybox image is imported once
+            )
+        except StartupError as exc:
             log.warning("no docker host: %s", exc)
             log.warning("running WITHOUT a docker host: new containers get no_host_available")
             return None
-        self.stack.callback(_stop_dockerd, dockerd)  # first started, so stopped last
+        self.stack.callback(self._stop_dockerd, dockerd)  # first started, so stopped last
         self.dockerd = dockerd
-        log.info("started dockerd (pid %d) at %s", _pid(dockerd), dockerd.url)
-        leftovers = dockerd.remove_all_containers()
-        if leftovers:
-            log.info("removed %d container(s) left by an earlier run", leftovers)
+        log.info("dockerd (pid %d) answers at %s", dockerd.pid, dockerd.url)
+        if not self.persist:  # the table that knew them is gone
+            leftovers = dockerd.remove_all_containers()
+            if leftovers:
+                log.info("removed %d container(s) left by an earlier run", leftovers)
         client = dockerd.client()
         try:
             log.info("image %s ready", import_busybox(client))
@@ -125,102 +137,38 @@ class Launcher:
             client.close()
         return dockerd.url
 
-    def _start_redis(self) -> str:
-        port = free_port()
-        workdir = STATE_DIR / "redis"
-        workdir.mkdir(exist_ok=True)
-        command = [
-            "redis-server",
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(workdir),
-        ]  # fmt: skip
-        child = self._spawn("redis-server", command)
-        self._wait_for_port(child, port)
-        return f"redis://127.0.0.1:{port}/0"
-
-    def _start_moto(self) -> str:
-        port = free_port()
-        # infra.local_table's moto server answers one request at a time: moto's own
-        # threaded server is not safe for concurrent transactions.
-        command = [sys.executable, "-c", SERVE_TABLE, "127.0.0.1", str(port)]
-        child = self._spawn("moto", command)
-        self._wait_for_port(child, port)
-        return f"http://127.0.0.1:{port}"
-
-    def _create_table(self, settings: Settings) -> Repository:
-        client = make_client(settings)
-        client.create_table(**table_definition(settings.table_name))
-        client.get_waiter("table_exists").wait(TableName=settings.table_name)
-        log.info("created table %s", settings.table_name)
-        return Repository(Dynamo(client, settings.table_name))
-
     def _start_api(self) -> None:
-        if not port_is_free(self.port):
+        if listening(self.port):
             raise StartupError(f"127.0.0.1:{self.port} is in use: try `make run PORT=8081`")
-        # gunicorn.conf.py holds the settings (gthread workers for long-polls); these
-        # environment variables are its knobs.
-        self.env["CORRAL_BIND"] = f"127.0.0.1:{self.port}"
-        self.env.setdefault("CORRAL_WEB_GRACEFUL_TIMEOUT", "5")  # Ctrl-C need not wait 30 s
-        command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", "handlers.app:get_app()"]
-        child = self._spawn("api (gunicorn)", command)
-        self._wait_until(child, self._healthy, f"{self.url}/health to answer 200")
+        self._keep(start_api(self.env, self.port, self.logs / "api.log"))
 
     def _start_worker(self, settings: Settings) -> None:
-        command = [
-            str(BIN / "rq"), "worker", "--with-scheduler",
-            "--worker-class", "workers.worker.CorralWorker",
-            "--serializer", "rq.serializers.JSONSerializer",
-            "-u", settings.redis_url,
-            settings.priority_queue_name, settings.queue_name,
-        ]  # fmt: skip
         # A worker finishes its job before it stops: give it the time a job may take.
-        child = self._spawn("worker (rq)", command, stop_timeout=30.0)
-        self._wait_until(child, self._worker_registered, "the rq worker to register")
+        child = self._spawn("worker (rq)", worker_command(settings), stop_timeout=30.0)
+        child.wait_until(self._worker_registered, "the rq worker to register")
 
     def _start_cron(self, settings: Settings) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
         go to a queue of their own, served by a worker without the JSON serializer."""
-        if not (REPO / "workers" / "cron.py").exists():
-            log.info("workers/cron.py does not exist yet: rq cron not started (no sweeps)")
-            return
-        cron_queue = getattr(importlib.import_module("workers.cron"), "CRON_QUEUE", "corral-cron")
         self._spawn(
             "cron (rq)", [str(BIN / "rq"), "cron", "workers.cron", "-u", settings.redis_url]
         )
-        command = [str(BIN / "rq"), "worker", "-u", settings.redis_url, cron_queue]
-        self._spawn(f"cron-worker (rq, queue {cron_queue})", command, stop_timeout=30.0)
+        command = [str(BIN / "rq"), "worker", "-u", settings.redis_url, CRON_QUEUE]
+        self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Child:
-        log_path = self.logs / f"{name.split()[0]}.log"  # "api (gunicorn)" logs to api.log
-        child = Child(name, command, self.env, log_path, stop_timeout)
+        log_path = self.logs / f"{name.split()[0]}.log"  # "worker (rq)" logs to worker.log
+        return self._watch(Child(name, command, self.env, log_path, stop_timeout))
+
+    def _keep(self, server: Server) -> str:
+        """Stop `server` with the rest, watch it while running; return its URL."""
+        self._watch(server.child)
+        return server.url
+
+    def _watch(self, child: Child) -> Child:
         self.stack.callback(child.stop)
         self.children.append(child)
         return child
-
-    # -- readiness ------------------------------------------------------------------
-
-    def _wait_for_port(self, child: Child, port: int) -> None:
-        self._wait_until(child, lambda: not port_is_free(port), f"127.0.0.1:{port} to listen")
-
-    def _wait_until(self, child: Child, ready: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise StartupError(f"{child.name} exited while starting:\n{child.log_tail()}")
-            if ready():
-                return
-            time.sleep(0.2)
-        raise StartupError(f"waited {WAIT_S:.0f} s for {what}:\n{child.log_tail()}")
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     def _worker_registered(self) -> bool:
         import redis
@@ -236,7 +184,7 @@ class Launcher:
     def _write_local_json(
         self, settings: Settings, operator_key: str, demo: Demo, docker_url: str | None
     ) -> None:
-        path = STATE_DIR / "local.json"
+        path = LOCAL_JSON
         content = {
             "url": self.url,
             "operator_key": operator_key,
@@ -254,8 +202,16 @@ class Launcher:
         with os.fdopen(fd, "w") as out:
             json.dump(content, out, indent=2)
             out.write("\n")
-        # Its keys die with the in-memory table: do not leave them looking valid.
-        self.stack.callback(path.unlink, missing_ok=True)
+        if not self.persist:
+            # Its keys die with the in-memory table: do not leave them looking valid.
+            self.stack.callback(path.unlink, missing_ok=True)
+
+    def _stop_dockerd(self, dockerd: Dockerd) -> None:
+        """Kept with the table (`--persist`), the containers stop with dockerd and the
+        reconciler records them stopped; else they go."""
+        if not self.persist:
+            log.info("removed %d container(s)", dockerd.remove_all_containers())
+        dockerd.stop(remove_containers=not self.persist)
 
     # -- running ------------------------------------------------------------------------
 
@@ -273,7 +229,7 @@ class Launcher:
             time.sleep(1.0)
 
 
-def print_banner(url: str, demo: Demo, docker_url: str | None) -> None:
+def print_banner(url: str, demo: Demo, docker_url: str | None, kept_in: Path | None) -> None:
     base = f"{url}{PUBLIC}"
     auth = '-H "Authorization: Bearer $CORRAL_KEY"'
     body = json.dumps({"name": "hello", "egg_id": demo.egg_id}, separators=(",", ":"))
@@ -281,11 +237,16 @@ def print_banner(url: str, demo: Demo, docker_url: str | None) -> None:
         host = f"docker host:  {docker_url}   (docker -H {docker_url} ps)"
     else:
         host = "docker host:  NONE (dockerd did not start: see the warning above)"
+    if kept_in is not None:
+        table = f"kept in {_short(kept_in)}/ (the next `make run PERSIST=1` goes on from it)"
+    else:
+        table = "in memory, gone when this stops (`make run PERSIST=1` keeps it)"
     lines = [
         "",
         f"Corral is running at {url}   (Ctrl-C stops everything)",
         f"  {host}",
         f"  logs:         {_short(STATE_DIR / 'logs')}/",
+        f"  table:        {table}",
         f"  local.json:   {_short(STATE_DIR / 'local.json')} (operator key, cluster id, API key)",
         "",
         "The demo cluster's API key (shown once; also in .corral/local.json):",
@@ -314,7 +275,7 @@ def _base_env() -> dict[str, str]:
         {
             "CORRAL_TABLE": TABLE,
             "CORRAL_QUEUE": QUEUE,
-            # moto takes any credentials; boto3 needs some to sign with
+            # DynamoDB Local takes any credentials; boto3 needs some to sign with
             "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),
             "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -326,21 +287,25 @@ def _base_env() -> dict[str, str]:
 
 def _is_launcher(pid: int) -> bool:
     try:
-        return b"run_local.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"devstack" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
 
 
-def _stop_dockerd(dockerd: LocalDockerd) -> None:
-    pid = _pid(dockerd)
-    removed = dockerd.remove_all_containers()
-    log.info("removed %d container(s)", removed)
-    dockerd.stop()
-    log.info("stopped dockerd (pid %d)", pid)
-
-
-def _pid(dockerd: LocalDockerd) -> int:
-    return dockerd.process.pid if dockerd.process is not None else 0
+def _earlier_run() -> tuple[str, Demo] | None:
+    """The operator key and demo cluster of the run whose table was kept, from its
+    local.json; None if there is none (a new one is seeded)."""
+    try:
+        earlier = json.loads(LOCAL_JSON.read_text())
+        demo = Demo(
+            egg_id=earlier["egg_id"],
+            cluster_id=earlier["cluster_id"],
+            api_key=earlier["api_key"],
+            host_id=earlier["host_id"],
+        )
+        return str(earlier["operator_key"]), demo
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _short(path: Path) -> str:
@@ -366,6 +331,11 @@ def _ignore_further_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080, help="API port on 127.0.0.1")
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help=f"keep the table in {_short(KEPT_TABLE_DIR)}/ and go on from it next time",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s run: %(message)s", datefmt="%X")
     logging.getLogger("botocore").setLevel(logging.WARNING)
@@ -375,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     stack = contextlib.ExitStack()
     try:
-        launcher = Launcher(args.port, stack)
+        launcher = Launcher(args.port, args.persist, stack)
         launcher.start()
         launcher.supervise()
         code = 1
@@ -389,7 +359,3 @@ def main(argv: list[str] | None = None) -> int:
         stack.close()
         log.info("all stopped")
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

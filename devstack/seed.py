@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.local_image import BUSYBOX_REPOSITORY, BUSYBOX_TAG, IDLE_COMMAND
+from devstack.image import BUSYBOX_REPOSITORY, BUSYBOX_TAG, IDLE_COMMAND
 
 ADMIN = "/api/v1"
 PUBLIC = "/api/public/clusters/v1"

@@ -1,0 +1,7 @@
+"""`python -m devstack` is `make run`: Corral on this machine, in the foreground."""
+
+import sys
+
+from devstack.run import main
+
+sys.exit(main())

@@ -1,0 +1,314 @@
+"""A private dockerd, apart from any Docker already on the machine: for `make run`,
+the integration tests and the benchmarks.
+
+Debian's `dockerd` runs with every path of its own (data root, exec root, pidfile,
+socket, config file) and no networking of its own (`--bridge=none`, no iptables), so
+several can run side by side and none touches the host's Docker. Each starts a private
+containerd under its exec root. Sockets, the exec root and the pidfile live in a short
+directory in /tmp, because unix socket paths are limited to 108 bytes and containerd
+puts its own a few levels below the exec root.
+
+With `tls=True` it also listens on `tcp://127.0.0.1:<port>` with mutual TLS, from a
+throwaway CA; `Dockerd.tls` holds the client's PEM strings in the shape a host record
+(and `DockerDriver(tls=...)`) takes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from devstack.processes import Child, StartupError, free_port
+
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0
+_DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
+
+
+def find_dockerd() -> str | None:
+    return shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin:/sbin")
+
+
+class Dockerd:
+    """One running private dockerd. `url` (unix socket) is what a DockerDriver or a
+    DockerClient connects to; `tcp_url` and `tls` are set when started with TLS."""
+
+    def __init__(
+        self,
+        child: Child,
+        data_root: Path,
+        run_dir: Path,
+        *,
+        keep_data: bool,
+        tcp_url: str | None,
+        tls: dict[str, str] | None,
+    ) -> None:
+        self.child = child
+        self.data_root = data_root
+        self.run_dir = run_dir
+        self.keep_data = keep_data
+        self.url = f"unix://{run_dir / 'docker.sock'}"
+        self.tcp_url = tcp_url  # tcp://127.0.0.1:<port>, mutual TLS
+        self.tls = tls  # PEM strings: ca_cert, client_cert, client_key
+        self._stopped = False
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def alive(self) -> bool:
+        return self.child.alive()
+
+    def client(self, timeout: int = 30) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, timeout=timeout)
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.child.log_tail(lines)
+
+    def remove_all_containers(self) -> int:
+        """Every container of this private engine is Corral's: remove them all."""
+        removed = 0
+        with contextlib.suppress(*_DOCKER_ERRORS):
+            client = self.client(timeout=15)
+            try:
+                for container in client.containers.list(all=True, sparse=True):
+                    with contextlib.suppress(*_DOCKER_ERRORS):
+                        container.remove(force=True, v=True)
+                        removed += 1
+            finally:
+                client.close()
+        return removed
+
+    def stop(self, *, remove_containers: bool = True) -> None:
+        """Remove every container (unless told not to), stop dockerd (SIGTERM, then
+        SIGKILL) and clean up; the data root goes too unless it is kept between runs."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if remove_containers and self.child.alive():
+            self.remove_all_containers()
+        self.child.stop()
+        _clean_up(self.run_dir, self.data_root)
+        if not self.keep_data:
+            shutil.rmtree(self.data_root, ignore_errors=True)
+
+    def _answers_ping(self) -> bool:
+        try:
+            client = self.client(timeout=2)
+        except _DOCKER_ERRORS:
+            return False
+        try:
+            return bool(client.ping())
+        except _DOCKER_ERRORS:
+            return False
+        finally:
+            client.close()
+
+
+def start_dockerd(
+    workdir: Path,
+    *,
+    log_path: Path | None = None,
+    run_dir: Path | None = None,
+    keep_data: bool = False,
+    tls: bool = False,
+) -> Dockerd:
+    """Start a private dockerd with its images in `workdir`/data (and its log in
+    `workdir`/dockerd.log unless told), and wait until it answers ping; StartupError
+    if it cannot.
+
+    `run_dir` is a fixed directory for an engine that must be found again after a
+    crash (`make run`'s): leftovers of an earlier one there are cleaned up, and a live
+    one is refused. Without it, a fresh directory in /tmp is made."""
+    binary = find_dockerd()
+    if binary is None:
+        raise StartupError("dockerd is not installed (Debian package docker.io)")
+    if os.geteuid() != 0:
+        raise StartupError("dockerd needs root")
+    data_root = workdir / "data"
+    log_path = log_path or workdir / "dockerd.log"
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix="dk", dir="/tmp"))
+    else:
+        _clear_leftovers(run_dir, data_root)
+        run_dir.mkdir(mode=0o700, parents=True)
+    data_root.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "daemon.json"
+    config.write_text("{}\n")  # never read /etc/docker/daemon.json
+    command = [
+        binary,
+        "--config-file", str(config),
+        "--data-root", str(data_root),
+        "--exec-root", str(_exec_root(run_dir)),
+        "--pidfile", str(run_dir / "dockerd.pid"),
+        "-H", f"unix://{run_dir / 'docker.sock'}",
+        "--bridge=none",
+        "--iptables=false",
+        "--ip6tables=false",
+    ]  # fmt: skip
+    tcp_url, client_tls = None, None
+    if tls:
+        server_files, client_tls = _write_tls_material(run_dir)
+        tcp_url = f"tcp://127.0.0.1:{free_port()}"
+        command += [
+            "-H", tcp_url,
+            "--tlsverify",
+            "--tlscacert", server_files["ca_cert"],
+            "--tlscert", server_files["cert"],
+            "--tlskey", server_files["key"],
+        ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+    child = Child("dockerd", command, env, log_path, stop_timeout=STOP_TIMEOUT_S)
+    dockerd = Dockerd(
+        child, data_root, run_dir, keep_data=keep_data, tcp_url=tcp_url, tls=client_tls
+    )
+    try:
+        child.wait_until(dockerd._answers_ping, f"dockerd to answer ping on {dockerd.url}")
+    except BaseException:
+        dockerd.stop()
+        raise
+    return dockerd
+
+
+def _exec_root(run_dir: Path) -> Path:
+    return run_dir / "x"
+
+
+def _clear_leftovers(run_dir: Path, data_root: Path) -> None:
+    """After a crash of an earlier run: refuse if its dockerd lives, else clean up."""
+    pidfile = run_dir / "dockerd.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text().strip() or 0)
+        if pid and _is_dockerd(pid):
+            raise StartupError(
+                f"a dockerd (pid {pid}) already runs in {run_dir}: is another `make run` running?"
+            )
+    _clean_up(run_dir, data_root)
+
+
+def _clean_up(run_dir: Path, data_root: Path) -> None:
+    _kill_leftovers(_exec_root(run_dir))
+    _unmount_under(data_root, run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _is_dockerd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd"
+    except OSError:
+        return False
+
+
+def _kill_leftovers(exec_root: Path) -> None:
+    """After a dockerd crash or SIGKILL: its containerd, shims, and containers.
+
+    Only processes whose command line names this instance's exec root are ours
+    (containerd and its shims); a container's init is a child of its shim, and
+    killing it ends the container's whole pid namespace.
+    """
+    marker = str(exec_root).encode()
+    ours: set[int] = set()
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            parents[int(entry.name)] = int(rest.split()[1])
+            if command.startswith(("dockerd", "containerd")) and (
+                marker in (entry / "cmdline").read_bytes()
+            ):
+                ours.add(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    children = {pid for pid, parent in parents.items() if parent in ours and pid not in ours}
+    for pid in [*children, *ours]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _unmount_under(*roots: Path) -> None:
+    prefixes = [str(root.resolve()) for root in roots]
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return
+    points = [line.split()[4] for line in mountinfo.splitlines()]
+    ours = [p for p in points if any(p == r or p.startswith(r + "/") for r in prefixes)]
+    for point in sorted(ours, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def _write_tls_material(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate.
+
+    Returns the server's file paths (for dockerd) and the client's PEM strings.
+    """
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "corral test CA")])
+    ca_cert = (
+        _certificate_builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def issue(common_name: str, usage: x509.ObjectIdentifier) -> tuple[str, str]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        builder = _certificate_builder(subject, ca_name, key.public_key()).add_extension(
+            x509.ExtendedKeyUsage([usage]), critical=False
+        )
+        if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+            names = [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+    server_cert, server_key = issue("localhost", ExtendedKeyUsageOID.SERVER_AUTH)
+    client_cert, client_key = issue("corral", ExtendedKeyUsageOID.CLIENT_AUTH)
+    tls_dir = directory / "tls"
+    tls_dir.mkdir(mode=0o700)
+    server_files = {"ca_cert": ca_pem, "cert": server_cert, "key": server_key}
+    paths: dict[str, str] = {}
+    for name, pem in server_files.items():
+        path = tls_dir / f"{name}.pem"
+        path.write_text(pem)
+        paths[name] = str(path)
+    return paths, {"ca_cert": ca_pem, "client_cert": client_cert, "client_key": client_key}
+
+
+def _certificate_builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+    )

@@ -1,0 +1,152 @@
+"""Local server processes: each in a session of its own, stopped as a group, waited
+on until ready; and the free ports they listen on."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("corral.devstack")
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 30.0
+
+
+class StartupError(RuntimeError):
+    """A component did not start; the message says why, with the tail of its log."""
+
+
+class Child:
+    """A server process in a session of its own: Ctrl-C in the terminal reaches only
+    the launcher (or pytest), which then stops the children in order. Stopping signals
+    the whole process group, so forked workers go too."""
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        stop_timeout: float = 10.0,
+        cwd: Path = REPO,
+    ) -> None:
+        self.name = name
+        self.log_path = log_path
+        self.stop_timeout = stop_timeout
+        with log_path.open("wb") as out:  # a fresh log each run
+            self.process = subprocess.Popen(
+                command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        shown = log_path.relative_to(REPO) if log_path.is_relative_to(REPO) else log_path
+        log.info("started %s (pid %d), log in %s", name, self.process.pid, shown)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_until(
+        self, ready: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S
+    ) -> None:
+        """Return once `ready()` holds; StartupError if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                code = self.process.returncode
+                raise StartupError(
+                    f"{self.name} exited with {code} while starting:\n{self.log_tail()}"
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise StartupError(f"waited {timeout:.0f} s for {what}:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        pid = self.process.pid
+        self._signal_group(signal.SIGTERM)
+        try:
+            self.process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %.0f s; killing it", self.name, self.stop_timeout)
+        self._signal_group(signal.SIGKILL)  # and whatever it forked that is still there
+        self.process.wait()
+        log.info("stopped %s (pid %d)", self.name, pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _signal_group(self, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signum)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A started local server: its process and the URL its clients use."""
+
+    child: Child
+    url: str
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def start_server(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    url: str,
+    ready: Callable[[], bool],
+    cwd: Path = REPO,
+) -> Server:
+    """Start a server process and wait until `ready()`; a server that does not get
+    ready is stopped, and StartupError says why."""
+    child = Child(name, command, env, log_path, cwd=cwd)
+    try:
+        child.wait_until(ready, f"{name} to answer at {url}")
+    except BaseException:
+        child.stop()
+        raise
+    return Server(child, url)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
