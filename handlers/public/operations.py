@@ -23,7 +23,7 @@ class OperationItem:
         self._repo = deps.repo
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
-        op = self._repo.get_operation(
+        op = self._repo.operations.get(
             req.context.principal.cluster_id, path_id(operation_id, "Operation")
         )
         resp.media = views.operation(op)
@@ -59,7 +59,7 @@ class OperationWait:
         except RedisError:
             pubsub = None
         try:
-            op = repo.get_operation(cluster_id, operation_id)
+            op = repo.operations.get(cluster_id, operation_id)
             while not op.status.is_finished:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -74,7 +74,7 @@ class OperationWait:
                         time.sleep(pause)
                 else:
                     time.sleep(pause)
-                op = repo.get_operation(cluster_id, operation_id)
+                op = repo.operations.get(cluster_id, operation_id)
             return op
         finally:
             if pubsub is not None:
