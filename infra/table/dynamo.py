@@ -3,8 +3,10 @@ condition failed, and a counter of calls and consumed capacity (the bill)."""
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,12 @@ from shared.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+# A transaction cancelled only by TransactionConflict is sent again: at most this many
+# sends in all, the pause before the n-th resend drawn from [0, BACKOFF * 2**(n-1)) s
+# (full jitter, so that two contenders do not collide again in step).
+TRANSACT_ATTEMPTS = 4
+TRANSACT_BACKOFF_S = 0.01
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -210,25 +218,34 @@ class Dynamo:
         return found
 
     def transact(self, entries: list[TxEntry]) -> None:
-        """Commit all entries or none. A failed condition raises the entry's own error."""
-        try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[entry.request for entry in entries],
-            )
-        except ClientError as exc:
-            if _code(exc) != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            for entry, reason in zip(entries, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
-                    old = reason.get("Item")
-                    raise entry.on_fail(
-                        from_wire(dict(old)) if old else self._reread(entry)
-                    ) from exc
-            if any(r.get("Code") == "TransactionConflict" for r in reasons):
-                raise Conflict("A concurrent change touched the same records; retry.") from exc
-            raise
+        """Commit all entries or none. A failed condition raises the entry's own error.
+
+        DynamoDB cancels a transaction that touches an item another transaction holds
+        (every reason `None` or `TransactionConflict`); nothing was written and the
+        conditions were not the cause, so it is sent again, up to `TRANSACT_ATTEMPTS`
+        times after a short jittered pause: the retry re-checks every condition
+        against the items as the other transaction left them. Only when the
+        conflicts outlast the attempts does the caller see `conflict` (409)."""
+        request = [entry.request for entry in entries]
+        for attempt in range(TRANSACT_ATTEMPTS):
+            try:
+                self._call("transact_write_items", TransactItems=request)
+                return
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                for entry, reason in zip(entries, reasons, strict=False):
+                    if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
+                        old = reason.get("Item")
+                        raise entry.on_fail(
+                            from_wire(dict(old)) if old else self._reread(entry)
+                        ) from exc
+                if not only_transaction_conflicts(reasons):
+                    raise
+                if attempt == TRANSACT_ATTEMPTS - 1:
+                    raise Conflict("A concurrent change touched the same records; retry.") from exc
+                time.sleep(random.uniform(0, TRANSACT_BACKOFF_S * 2**attempt))
 
     def _reread(self, entry: TxEntry) -> Item | None:
         body = next(iter(entry.request.values()))
@@ -267,6 +284,14 @@ class Dynamo:
         if write.conditional:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return request
+
+
+def only_transaction_conflicts(reasons: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a TransactionCanceledException's `CancellationReasons` (one per entry,
+    in order; `{"Code": "None"}` for entries that were fine) say only that another
+    transaction held some of the items: the one cancellation worth sending again."""
+    codes = {str(reason.get("Code")) for reason in reasons}
+    return "TransactionConflict" in codes and codes <= {"TransactionConflict", "None"}
 
 
 def _code(exc: ClientError) -> str:

@@ -65,15 +65,20 @@ class Repository:
     ) -> None:
         """Write the workload and its first operation, and raise the cluster's and the
         host's counters, in one transaction."""
+        self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
+
+    def create_workload_entries(
+        self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
+    ) -> list[TxEntry]:
+        """The entries of `create_workload`'s transaction (the benchmark's floor sends
+        the same request)."""
         now = workload.created_at
-        self.db.transact(
-            [
-                self.workloads.put_new(workload, Conflict("Container already exists.")),
-                self.operations.put_new(operation),
-                self.clusters.reserve(cluster, workload.resources, 1, now),
-                self.hosts.reserve(host, workload.resources, 1, now),
-            ]
-        )
+        return [
+            self.workloads.put_new(workload, Conflict("Container already exists.")),
+            self.operations.put_new(operation),
+            self.clusters.reserve(cluster, workload.resources, 1, now),
+            self.hosts.reserve(host, workload.resources, 1, now),
+        ]
 
     def begin_operation(
         self,
