@@ -216,7 +216,8 @@ def run(stack: Stack, quick: bool) -> Section:
         "both counters under their conditions; fresh ids each time) and makes one RQ "
         "enqueue with Corral's options. No authentication, validation or models.",
         "Every Corral request reads the table through the local table server (DynamoDB "
-        "Local, a JVM of its own on the same CPUs; POST makes 4 table calls, one a "
-        "transaction; see 2.). Its CPU time is the table server's column.",
+        "Local, a JVM of its own on the same CPUs; POST makes 3 table calls: the "
+        "cluster and the egg in one batch read, the hosts, the transaction; see 2.). "
+        "Its CPU time is the table server's column.",
     ]
     return section
