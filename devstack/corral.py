@@ -31,11 +31,16 @@ def start_api(
 
 def worker_command(settings: Settings) -> list[str]:
     """A plain `rq worker` (JSON serializer, Corral's worker class) on Corral's queues,
-    the priority queue first."""
+    the priority queue first. rq finds Redis in its environment (`rq_env`)."""
     return [
         str(BIN / "rq"), "worker", "--with-scheduler",
         "--worker-class", "workers.worker.CorralWorker",
         "--serializer", "rq.serializers.JSONSerializer",
-        "-u", settings.redis_url,
         settings.priority_queue_name, settings.queue_name,
     ]  # fmt: skip
+
+
+def rq_env(redis_url: str) -> dict[str, str]:
+    """What tells rq's commands (worker, cron) where Redis is: the URL carries the
+    password, which must not show on a command line."""
+    return {"RQ_REDIS_URL": redis_url}
