@@ -85,6 +85,6 @@ HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
 )
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     for kind, handler in HANDLERS:
         app.add_error_handler(kind, handler)

@@ -72,7 +72,7 @@ class OperationNotifications:
     (the worker publishes there when an operation finishes); it wakes this process's
     waits on that operation. Started by the first wait, reconnects on its own."""
 
-    def __init__(self, redis_client: redis.asyncio.Redis) -> None:
+    def __init__(self, redis_client: redis.asyncio.Redis[bytes]) -> None:
         self._redis = redis_client
         self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
@@ -202,7 +202,7 @@ class ContainerLogs:
         deps: Deps,
         workloads: WorkloadService,
         pool: Pool,
-        redis_client: redis.asyncio.Redis,
+        redis_client: redis.asyncio.Redis[bytes],
     ) -> None:
         self._deps = deps
         self._workloads = workloads

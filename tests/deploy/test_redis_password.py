@@ -19,11 +19,12 @@ def test_redis_refuses_a_client_without_its_password(tmp_path: Path) -> None:
     try:
         parsed = urlsplit(server.url)
         assert parsed.password and len(parsed.password) >= 24
-        anonymous = redis_lib.Redis(host=parsed.hostname, port=parsed.port or 6379)
+        host, port = str(parsed.hostname), parsed.port or 6379
+        anonymous = redis_lib.Redis(host=host, port=port)
         with pytest.raises(redis_lib.AuthenticationError):
             anonymous.ping()
         anonymous.close()
-        wrong = redis_lib.Redis(host=parsed.hostname, port=parsed.port or 6379, password="x")
+        wrong = redis_lib.Redis(host=host, port=port, password="x")
         with pytest.raises(redis_lib.AuthenticationError):
             wrong.ping()
         wrong.close()
