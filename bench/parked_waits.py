@@ -188,6 +188,8 @@ def run(stack: Stack, quick: bool) -> Section:
                         api.close()
                     paths = {"GET /health": ("/health", None),
                              "GET /cluster": (f"{PUBLIC}/cluster", keys[0])}  # fmt: skip
+                    for p, k in paths.values():  # unmeasured: connections, auth cache
+                        _probe(url, p, k, 5, 30)
                     idle = {name: _probe(url, p, k, probes, 120) for name, (p, k) in paths.items()}
                     counted = [open_requests_key(_key_id(repo, k)) for k in keys]
                     wait_path = f"{PUBLIC}/operations/{op_id}/wait?timeout={WAIT_SECONDS}"
