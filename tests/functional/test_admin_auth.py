@@ -18,9 +18,11 @@ from infra.table.api_keys import ApiKeyStore
 from infra.table.clusters import ClusterStore
 from infra.table.dynamo import Dynamo
 from infra.table.repository import Repository
+from services.deps import Deps
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
+from shared.models import ApiKey, Cluster
 from tests.fixtures.corral import Api, Tenant
 
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
@@ -71,7 +73,7 @@ EXPECTED_OPERATOR_ROUTES = {
 }
 
 
-def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
+def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[str, str]]:
     """(method, uri template) for every responder the app's router holds."""
     nodes = list(app._router._roots)
     while nodes:
@@ -79,12 +81,13 @@ def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
         nodes.extend(node.children)
         if node.resource is None:
             continue
+        assert node.uri_template is not None  # a node that holds a resource has its route
         for method in falcon.COMBINED_METHODS:
             if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
                 yield method, node.uri_template
 
 
-def operator_routes(app: falcon.App) -> set[tuple[str, str]]:
+def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:
     return {
         (method, template[len(ADMIN_BASE) :])
         for method, template in routes(app)
@@ -92,14 +95,14 @@ def operator_routes(app: falcon.App) -> set[tuple[str, str]]:
     }
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
 
 
 @pytest.fixture
-def world(api: Api, tenant: Tenant, deps: Any) -> dict[str, Any]:
+def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
     """Real ids for every path parameter, so that a route that forgot its key check
     would act (and the checks below would see it)."""
     created = tenant.create().json
@@ -222,7 +225,7 @@ def test_every_operator_route_refuses_a_missing_or_invalid_key(
 
 
 def test_every_operator_route_refuses_a_revoked_operator_key(
-    api: Api, world: dict[str, Any], deps: Any
+    api: Api, world: dict[str, Any], deps: Deps
 ) -> None:
     ids = world["ids"]
     key, secret = mint_key(deps.repo, None, "second-operator", utc_now(), new_id)
@@ -326,7 +329,7 @@ class PausingKeys(ApiKeyStore):
         super().__init__(db)
         self._pause = pause
 
-    def find(self, key_hash: str) -> Any:
+    def find(self, key_hash: str) -> ApiKey | None:
         found = super().find(key_hash)
         self._pause.after("find_key")
         return found
@@ -337,13 +340,13 @@ class PausingClusters(ClusterStore):
         super().__init__(db)
         self._pause = pause
 
-    def get(self, cluster_id: str) -> Any:
+    def get(self, cluster_id: str) -> Cluster:
         found = super().get(cluster_id)
         self._pause.after("get_cluster")
         return found
 
 
-def racing_client(deps: Any, method: str, meanwhile: Callable[[], None]) -> Any:
+def racing_client(deps: Deps, method: str, meanwhile: Callable[[], None]) -> Any:
     """The app over the table, pausing once as `Pause` says."""
     pause = Pause(method, meanwhile)
     repo = Repository(deps.repo.db)
@@ -353,7 +356,7 @@ def racing_client(deps: Any, method: str, meanwhile: Callable[[], None]) -> Any:
 
 
 def test_a_key_revoked_while_a_request_loads_it_is_refused_next(
-    api: Api, tenant: Tenant, deps: Any
+    api: Api, tenant: Tenant, deps: Deps
 ) -> None:
     key_id = api.admin("GET", f"/clusters/{tenant.cluster['id']}/keys").json[0]["id"]
 
@@ -369,7 +372,7 @@ def test_a_key_revoked_while_a_request_loads_it_is_refused_next(
 
 
 def test_a_cluster_suspended_while_a_request_loads_its_key_is_refused_next(
-    api: Api, tenant: Tenant, deps: Any
+    api: Api, tenant: Tenant, deps: Deps
 ) -> None:
     def suspend() -> None:
         assert api.admin("POST", f"/clusters/{tenant.cluster['id']}/suspend").status_code == 200
