@@ -210,7 +210,8 @@ def test_an_older_sample_never_replaces_a_newer_one(tenant: Tenant, deps: Deps) 
     assert deps.repo.health.record_workload(cluster_id, cid, newer, sample=True)
     assert not deps.repo.health.record_workload(cluster_id, cid, older, sample=True)
     health = deps.repo.workloads.get(cluster_id, cid).health
-    assert health is not None and health.cpu_percent == 50.0
+    assert health is not None
+    assert health.cpu_percent == 50.0
     # the version (optimistic lock of operations) is untouched by measurements
     assert deps.repo.workloads.get(cluster_id, cid).version == 1
 

@@ -163,7 +163,7 @@ def test_overlapping_sweeps_reap_once(
     assert sum(results) == 3, results
     for cid in ids:
         w = deps.repo.workloads.get(tenant.cluster["id"], cid)
-        assert w.status == WorkloadStatus.DELETING
-        assert w.pending_op is not None and w.pending_op.startswith("op-reap-")
+        assert w.pending_op is not None
+        assert w.status == WorkloadStatus.DELETING and w.pending_op.startswith("op-reap-")
     reap_jobs = [j for j in deps.jobs.queue.job_ids if j.startswith("op-reap-")]
     assert len(reap_jobs) == 3

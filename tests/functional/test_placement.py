@@ -11,7 +11,7 @@ from services.deps import Deps
 from tests.fixtures.corral import Api, make_tenant
 
 
-def _host_of(deps: Deps, cluster_id: str, container_id: str) -> str | None:
+def _host_of(deps: Deps, cluster_id: str, container_id: str) -> str:
     return deps.repo.workloads.get(cluster_id, container_id).host_id
 
 
