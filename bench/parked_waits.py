@@ -25,7 +25,7 @@ from bench.report import TIMES, Row, Section, ms, percentile, ratio, table
 from bench.stack import Stack
 from bench.world import ADMIN, PUBLIC, HttpApi, expect, seed
 from infra.open_requests import open_requests_key
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.keys import hash_secret
 
 TITLE = "7. Parked waits: /health and /cluster with 1,000 waits parked (gunicorn, loopback)"
@@ -143,7 +143,7 @@ class ParkedWaits:
 
 
 def _key_id(repo: Repository, secret: str) -> str:
-    key = repo.find_key(hash_secret(secret))
+    key = repo.keys.find(hash_secret(secret))
     assert key is not None, "a key the benchmark minted is missing"
     return key.id
 

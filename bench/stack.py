@@ -25,7 +25,7 @@ from devstack.image import import_busybox
 from devstack.processes import Child, free_port
 from devstack.redis_server import start_redis
 from devstack.table import fresh_table, start_table_server
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.settings import Settings
 
 # The table server takes any credentials; boto3 needs some to sign with, and must

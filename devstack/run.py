@@ -32,7 +32,7 @@ from devstack.redis_server import start_redis
 from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
 from devstack.table import create_table, open_table, start_table_server, table_exists
 from infra.jobs import CRON_QUEUE
-from infra.repository import Repository
+from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.settings import Settings

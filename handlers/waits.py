@@ -162,7 +162,7 @@ class OperationWait:
         deadline = time.monotonic() + seconds
         principal = req.context.principal
         path_id(operation_id, "Operation")
-        read = self._deps.repo.get_operation
+        read = self._deps.repo.operations.get
         op = await self._pool.run(read, principal.cluster_id, operation_id)
         if not op.status.is_finished and seconds > 0:
             parked = await self._pool.run(self._open.begin, principal.key_id, seconds)
@@ -175,7 +175,7 @@ class OperationWait:
     async def _wait(
         self, cluster_id: str, operation_id: str, deadline: float, req: falcon.asgi.Request
     ) -> Operation:
-        read = self._deps.repo.get_operation
+        read = self._deps.repo.operations.get
         gone = client_gone(req)
         with self._notifications.watch(operation_id) as finished:
             # Read again once watched: it may have finished before.

@@ -34,7 +34,7 @@ class OperationItem:
         self._repo = deps.repo
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
-        op = self._repo.get_operation(
+        op = self._repo.operations.get(
             req.context.principal.cluster_id, path_id(operation_id, "Operation")
         )
         resp.media = views.operation(op)
@@ -55,7 +55,7 @@ class OperationWait:
         deadline = time.monotonic() + seconds
         principal = req.context.principal
         path_id(operation_id, "Operation")
-        op = self._deps.repo.get_operation(principal.cluster_id, operation_id)
+        op = self._deps.repo.operations.get(principal.cluster_id, operation_id)
         if not op.status.is_finished and seconds > 0:
             parked = self._open.begin(principal.key_id, seconds)
             try:
@@ -74,7 +74,7 @@ class OperationWait:
             pubsub = None
         try:
             # Read again once subscribed: it may have finished before the subscription.
-            op = repo.get_operation(cluster_id, operation_id)
+            op = repo.operations.get(cluster_id, operation_id)
             while not op.status.is_finished:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -89,7 +89,7 @@ class OperationWait:
                         time.sleep(pause)
                 else:
                     time.sleep(pause)
-                op = repo.get_operation(cluster_id, operation_id)
+                op = repo.operations.get(cluster_id, operation_id)
             return op
         finally:
             if pubsub is not None:

@@ -59,7 +59,7 @@ def eventually(check: Callable[[], bool], what: str, seconds: float = 4.0) -> No
 
 
 def key_id(deps: Deps, secret: str) -> str:
-    key = deps.repo.find_key(hash_secret(secret))
+    key = deps.repo.keys.find(hash_secret(secret))
     assert key is not None
     return key.id
 
