@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon
+from a2wsgi import WSGIMiddleware
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -92,7 +93,9 @@ class Container:
         resp.media = _plain(answer["Item"])
 
 
-def create_app() -> falcon.App[falcon.Request, falcon.Response]:
+def create_app() -> WSGIMiddleware:
+    """Served as bench/bare_app.py and Corral serve requests that do not wait: on a
+    pool of `web_threads` threads behind gunicorn's asgi worker."""
     settings = Settings.from_env()
     spec = json.loads(Path(os.environ["FLOOR_SPEC"]).read_text())
     client = make_client(settings)
@@ -104,4 +107,4 @@ def create_app() -> falcon.App[falcon.Request, falcon.Response]:
         f"{BASE}/containers/{{container_id}}",
         Container(client, settings.table_name, spec["workload_key"]),
     )
-    return app
+    return WSGIMiddleware(app, workers=settings.web_threads)  # type: ignore[arg-type]

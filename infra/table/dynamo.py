@@ -74,12 +74,6 @@ class TxEntry:
     on_fail: FailureHandler | None = None
 
 
-# One client per process, shared by its threads: its connection pool must hold a
-# connection for each request a process serves at once (gunicorn.conf.py: 16 threads),
-# or every request past botocore's default of 10 opens a connection and drops it.
-TABLE_CONNECTIONS = 32
-
-
 def make_client(settings: Settings) -> DynamoDBClient:
     """The one DynamoDB client of a process (thread-safe, built once by the app or the
     worker context). Requests are built by our own typed code and the service checks
@@ -93,7 +87,10 @@ def make_client(settings: Settings) -> DynamoDBClient:
             retries={"max_attempts": 4, "mode": "standard"},
             connect_timeout=3,
             read_timeout=10,
-            max_pool_connections=TABLE_CONNECTIONS,
+            # One client per process, shared by its threads: a connection for each
+            # request it serves at once, or every request past botocore's default
+            # of 10 opens a connection and drops it.
+            max_pool_connections=max(settings.web_threads, 10),
             tcp_keepalive=True,
             parameter_validation=False,
         ),
