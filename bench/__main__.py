@@ -80,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help=f"write the report here (default: {RESULTS.name} on full runs of every benchmark)",
     )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of Corral (`git worktree add --detach DIR main`): the API "
+        "benchmark serves its app too, in the same run, as `before`",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -96,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     sections[name] = _run_one(name, (args.quick,))
             staged = [name for name in chosen if name not in NEEDS_NO_STACK]
             if staged:
-                with Stack(Path(workdir)) as stack:
+                with Stack(Path(workdir), args.compare_with) as stack:
                     for name in staged:
                         sections[name] = _run_one(name, (stack, args.quick))
     except StartupError as exc:

@@ -9,14 +9,16 @@ that capacity never runs out.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import Load, LoadGenerator, LoadResult
+from bench.loadgen import Load, LoadGenerator, LoadResult, merged
 from bench.report import TIMES, Row, Section, ms, number, ratio, table
 from bench.stack import Stack, cpu_seconds
 from bench.world import PUBLIC, HttpApi, World, seed
@@ -31,10 +33,18 @@ TITLE = "1. API throughput and latency (gunicorn, loopback)"
 CORRAL_APP = "handlers.asgi:get_app()"
 BARE_APP = "bench.bare_app:served"
 FLOOR_APP = "bench.floor_app:create_app()"
+# (figure, how it is shown, LoadResult's attribute), in the floor table.
+FIGURES: tuple[tuple[str, Callable[[float], str], str], ...] = (
+    ("requests/s", number, "rate"),
+    ("p50", ms, "p50"),
+    ("p99", ms, "p99"),
+)
+BEFORE = "before"  # the app of `python -m bench --compare-with CHECKOUT`
 # Corral / floor that issue 13 aims at, per endpoint (requests/s).
 GOALS = {"GET /containers/:id": 0.8, "POST /containers": 0.7}
 PROCESSES, THREADS = 2, 8
 BARE_FACTOR = 5
+ROUNDS = 3
 
 
 def _loads(url: str, key: str | None, container_id: str, egg_id: str) -> dict[str, Load]:
@@ -87,9 +97,10 @@ def _floor_spec(
 
 
 def _gunicorn_settings() -> tuple[int, int]:
-    """(worker processes, threads) that gunicorn.conf.py gives on this machine."""
+    """(worker processes, threads per process) that gunicorn.conf.py and the settings
+    give on this machine (the threads of the pool behind the asgi worker)."""
     conf = runpy.run_path(str(REPO / "gunicorn.conf.py"))
-    return int(conf["workers"]), int(conf["threads"])
+    return int(conf["workers"]), Settings.from_env().web_threads
 
 
 def _share(cpu: float, seconds: float) -> str:
@@ -105,17 +116,29 @@ def _measure(
     results: dict[tuple[str, str], LoadResult],
     busy: dict[tuple[str, str], tuple[float, float]],
 ) -> None:
+    """Each load on every app in ROUNDS interleaved rounds, so that the table server's
+    JIT warming up and the machine's other work fall on all apps alike."""
     for name, count in counts.items():
-        for side, (loads, pid) in targets.items():
-            # The bare app is fast: more requests, for a span long enough to time.
-            total = count * BARE_FACTOR if side == "bare" else count
-            generator.run(loads[name], max(total // 10, generator.clients))  # warm-up
-            before = (cpu_seconds(pid), cpu_seconds(stack.table_pid))
-            results[(name, side)] = generator.run(loads[name], total)
-            busy[(name, side)] = (
-                cpu_seconds(pid) - before[0],
-                cpu_seconds(stack.table_pid) - before[1],
-            )
+        parts: dict[str, list[LoadResult]] = {side: [] for side in targets}
+        cpu = dict.fromkeys(targets, (0.0, 0.0))
+        for side, (loads, _) in targets.items():
+            generator.run(loads[name], max(_total(count, side) // 10, generator.clients))
+        for _ in range(ROUNDS):
+            for side, (loads, pid) in targets.items():
+                before = (cpu_seconds(pid), cpu_seconds(stack.table_pid))
+                parts[side].append(generator.run(loads[name], _total(count, side) // ROUNDS))
+                cpu[side] = (
+                    cpu[side][0] + cpu_seconds(pid) - before[0],
+                    cpu[side][1] + cpu_seconds(stack.table_pid) - before[1],
+                )
+        for side in targets:
+            results[(name, side)] = merged(parts[side])
+            busy[(name, side)] = cpu[side]
+
+
+def _total(count: int, side: str) -> int:
+    # The bare app is fast: more requests, for a span long enough to time.
+    return count * BARE_FACTOR if side == "bare" else count
 
 
 def run(stack: Stack, quick: bool) -> Section:
@@ -152,13 +175,24 @@ def run(stack: Stack, quick: bool) -> Section:
             spec = _floor_spec(repo, settings, world, container_id, operation_id)
             spec_path.write_text(json.dumps(spec))
             floor_env = stack.corral_env(settings) | {"FLOOR_SPEC": str(spec_path)}
-            with stack.gunicorn(FLOOR_APP, floor_env) as floor:
+            with contextlib.ExitStack() as more:
+                floor = more.enter_context(stack.gunicorn(FLOOR_APP, floor_env))
                 targets = {
                     "Corral": (_loads(corral.url, world.tenant_key, container_id, world.egg_id),
                                corral.pid),
                     "floor": (_loads(floor.url, None, container_id, world.egg_id), floor.pid),
                     "bare": (_loads(bare.url, None, container_id, world.egg_id), bare.pid),
                 }  # fmt: skip
+                if stack.compare_with is not None:
+                    before = more.enter_context(
+                        stack.gunicorn(
+                            CORRAL_APP, stack.corral_env(settings), code=stack.compare_with
+                        )
+                    )
+                    targets[BEFORE] = (
+                        _loads(before.url, world.tenant_key, container_id, world.egg_id),
+                        before.pid,
+                    )
                 _measure(stack, generator, counts, targets, results, busy)
     finally:
         generator.close()
@@ -171,19 +205,30 @@ def run(stack: Stack, quick: bool) -> Section:
             Row(f"{name}: p50", ms(ours.p50), ms(base.p50), ratio(ours.p50, base.p50)),
             Row(f"{name}: p99", ms(ours.p99), ms(base.p99), ratio(ours.p99, base.p99)),
         ]  # fmt: skip
+    compared = stack.compare_with is not None
     floor_rows = []
     for name in counts:
         ours, least = results[(name, "Corral")], results[(name, "floor")]
-        goal = GOALS[name]
-        floor_rows += [
-            [f"{name}: requests/s", number(ours.rate), number(least.rate),
-             ratio(ours.rate, least.rate), f"{goal}{TIMES} or more"],
-            [f"{name}: p50", ms(ours.p50), ms(least.p50), ratio(ours.p50, least.p50),
-             ""],
-            [f"{name}: p99", ms(ours.p99), ms(least.p99), ratio(ours.p99, least.p99), ""],
-        ]  # fmt: skip
+        old = results.get((name, BEFORE))
+        for figure, show, attribute in FIGURES:
+            mine, least_value = getattr(ours, attribute), getattr(least, attribute)
+            goal = f"{GOALS[name]}{TIMES} or more" if attribute == "rate" else ""
+            row = [
+                f"{name}: {figure}",
+                show(mine),
+                show(least_value),
+                ratio(mine, least_value),
+                goal,
+            ]
+            if old is not None:
+                old_value = getattr(old, attribute)
+                row += [show(old_value), ratio(old_value, least_value)]
+            floor_rows.append(row)
+    header = ["figure", "Corral", "floor", "Corral / floor", "goal"]
+    if compared:
+        header += [BEFORE, f"{BEFORE} / floor"]
     section.details = [
-        *table(["figure", "Corral", "floor", "Corral / floor", "goal"], floor_rows),
+        *table(header, floor_rows),
         "",
         *table(
         ["load", "app", "requests", "errors", "statuses", "seconds",
@@ -199,8 +244,19 @@ def run(stack: Stack, quick: bool) -> Section:
     workers, threads = _gunicorn_settings()
     cores = len(os.sched_getaffinity(0))
     section.notes = [
+        *(
+            [
+                f"`{BEFORE}` is Corral as checked out in {stack.compare_with} (`--compare-with`), "
+                "served the same way in the same run against the same servers and table."
+            ]
+            if compared
+            else []
+        ),
         f"The bare app gets {BARE_FACTOR} times as many requests as Corral (it answers "
         "that much faster), so that its runs last long enough to time.",
+        f"Each load runs on every app in {ROUNDS} interleaved rounds (after a warm-up of "
+        "each), summed: the table server's JIT warming up and the machine's other work "
+        "fall on all apps alike.",
         "Closed loop: each of the 16 clients sends its next request when the previous one "
         "answered, so requests/s is what the server sustains at that concurrency and p50/p99 "
         "include queueing behind the other clients.",

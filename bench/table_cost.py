@@ -92,6 +92,7 @@ def _calls(calls: dict[str, int]) -> str:
 def _measure(stack: Stack) -> list[Cost]:
     settings = stack.settings("cost")
     with stack.table(settings) as repo:
+        repo.db.consumed_capacity = True  # the local RCU/WCU columns
         redis = stack.redis()
         deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
         meter = TableMeter(repo.db.client)
