@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="CHECKOUT",
         help="another checkout of Corral (`git worktree add --detach DIR main`): the API "
-        "benchmark serves its app too, in the same run, as `before`",
+        "benchmark and the cold path measure its app too, in the same run, as `before`",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="corral-bench-") as workdir:
             for name in chosen:
                 if name in NEEDS_NO_STACK:
-                    sections[name] = _run_one(name, (args.quick,))
+                    sections[name] = _run_one(name, (args.quick, args.compare_with))
             staged = [name for name in chosen if name not in NEEDS_NO_STACK]
             if staged:
                 with Stack(Path(workdir), args.compare_with) as stack:
