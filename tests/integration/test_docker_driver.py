@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import docker.errors
 import pytest
 
 from devstack.dockerd import Dockerd
+from devstack.processes import free_port
 from infra.drivers.docker.driver import DockerDriver, container_name
 from shared.capacity import Resources
 from shared.errors import HostError
@@ -398,13 +398,6 @@ def test_list_managed_sees_only_labelled_containers(
 # -- unreachable engines ----------------------------------------------------------
 
 
-def _closed_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("kind", ["unix", "tcp"])
 def test_dead_address_is_a_transient_error(
     tmp_path: Path, new_spec: Callable[..., WorkloadSpec], kind: str
@@ -412,7 +405,7 @@ def test_dead_address_is_a_transient_error(
     address = (
         f"unix://{tmp_path / 'absent.sock'}"
         if kind == "unix"
-        else f"tcp://127.0.0.1:{_closed_tcp_port()}"
+        else f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     )
     with DockerDriver(address, timeout=2) as driver:
         for call in (
