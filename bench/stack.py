@@ -119,7 +119,7 @@ class Stack:
         with fresh_table(settings) as dynamo:
             yield Repository(dynamo)
 
-    def redis(self) -> redis_lib.Redis:  # type: ignore[type-arg]
+    def redis(self) -> redis_lib.Redis[bytes]:
         return redis_lib.Redis.from_url(self.redis_url)
 
     def flush_redis(self) -> None:

@@ -103,7 +103,7 @@ class HttpApi:
 class InProcessApi:
     """The Falcon app called in this process (no HTTP, no gunicorn)."""
 
-    def __init__(self, app: falcon.App) -> None:  # type: ignore[type-arg]
+    def __init__(self, app: falcon.App[falcon.Request, falcon.Response]) -> None:
         self._client = falcon.testing.TestClient(app)
 
     def call(

@@ -46,7 +46,7 @@ PUBLIC_BASE = "/api/public/clusters/v1"
 ADMIN_BASE = "/api/v1"
 
 
-def create_app(deps: Deps) -> falcon.App:
+def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     authenticator = Authenticator(deps)
     middleware: list[Any] = [AuthMiddleware(authenticator)]
     if deps.settings.cors_origins:
@@ -76,7 +76,10 @@ def create_app(deps: Deps) -> falcon.App:
 
 
 def _add_admin_routes(
-    app: falcon.App, deps: Deps, authenticator: Authenticator, workloads: WorkloadService
+    app: falcon.App[falcon.Request, falcon.Response],
+    deps: Deps,
+    authenticator: Authenticator,
+    workloads: WorkloadService,
 ) -> None:
     base = ADMIN_BASE
     clusters = ClusterService(deps)
@@ -130,6 +133,6 @@ def deps_from(settings: Settings) -> Deps:
     )
 
 
-def get_app() -> falcon.App:
+def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """Production entry: settings read once from the environment."""
     return create_app(deps_from(Settings.from_env()))

@@ -75,7 +75,7 @@ def _describe(ex: falcon.HTTPError) -> str:
     return str(detail)
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(CorralError, corral_error)

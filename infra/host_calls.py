@@ -39,7 +39,7 @@ def past_deadline(deadline: float, clock: Callable[[], float] = time.time) -> bo
     return clock() > deadline
 
 
-def reply(redis: Redis, key: str, answer: Any) -> None:  # type: ignore[type-arg]
+def reply(redis: Redis[bytes], key: str, answer: Any) -> None:
     """The worker's side: hand `answer` (JSON) to the waiting handler."""
     pipe = redis.pipeline()
     pipe.rpush(key, json.dumps(answer))
@@ -50,7 +50,7 @@ def reply(redis: Redis, key: str, answer: Any) -> None:  # type: ignore[type-arg
 class HostCalls:
     def __init__(
         self,
-        redis: Redis,  # type: ignore[type-arg]
+        redis: Redis[bytes],
         settings: Settings,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:

@@ -26,12 +26,12 @@ TICK_STALE_AFTER_SECONDS = 600
 TICK_KEPT_SECONDS = 3600
 
 
-def make_redis(settings: Settings) -> Redis:  # type: ignore[type-arg]
+def make_redis(settings: Settings) -> Redis[bytes]:
     return Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=3)
 
 
 class JobQueue:
-    def __init__(self, redis: Redis, settings: Settings) -> None:  # type: ignore[type-arg]
+    def __init__(self, redis: Redis[bytes], settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self._queue: Any = None

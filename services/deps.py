@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from redis import Redis
 
 from infra.queue import JobQueue
 from infra.repository import Repository
@@ -16,7 +17,7 @@ from shared.settings import Settings
 class Deps:
     repo: Repository
     jobs: JobQueue
-    redis: Any
+    redis: Redis[bytes]
     settings: Settings
     clock: Clock = utc_now
     new_id: IdFactory = new_id

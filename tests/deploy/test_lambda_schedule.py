@@ -92,7 +92,7 @@ def test_production_entries_read_the_environment(
     monkeypatch: pytest.MonkeyPatch,
     table_endpoint: str,
     redis_url: str,
-    redis_conn: redis_lib.Redis,
+    redis_conn: redis_lib.Redis[bytes],
 ) -> None:
     for name, value in corral_env(table_endpoint, redis_url).items():
         monkeypatch.setenv(name, value)

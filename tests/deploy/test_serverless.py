@@ -23,6 +23,7 @@ import yaml
 
 from infra import schema
 from infra.schema import table_definition
+from services.deps import Deps
 from tests.deploy.conftest import corral_env
 from tests.deploy.events import Request, http_api_v2, scheduled_event
 
@@ -133,7 +134,7 @@ def table_actions() -> set[str]:
     calls = re.findall(r'_call\(\s*"(\w+)"', source) + re.findall(r'TxEntry\(\{"(\w+)"', source)
     unknown = {c for c in calls if c not in IAM_ACTION}
     assert not unknown, f"map these DynamoDB calls to IAM actions here: {unknown}"
-    return {IAM_ACTION[c] for c in calls if IAM_ACTION[c]}
+    return {action for c in calls if (action := IAM_ACTION[c])}
 
 
 def test_iam_is_the_table_calls_only() -> None:
@@ -282,7 +283,7 @@ def run_in_lambda_layout(unpacked: Path, code: str, env: dict[str, str]) -> Any:
 
 
 def test_artifact_serves_and_schedules_on_its_own(
-    unpacked: Path, deps: Any, table_endpoint: str, redis_url: str
+    unpacked: Path, deps: Deps, table_endpoint: str, redis_url: str
 ) -> None:
     env = {"PATH": os.environ.get("PATH", "")} | corral_env(table_endpoint, redis_url)
     code = (

@@ -15,6 +15,7 @@ import pytest
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
 from handlers.auth import Authenticator
 from infra.repository import Repository
+from services.deps import Deps
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
@@ -68,7 +69,7 @@ EXPECTED_OPERATOR_ROUTES = {
 }
 
 
-def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
+def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[str, str]]:
     """(method, uri template) for every responder the app's router holds."""
     nodes = list(app._router._roots)
     while nodes:
@@ -76,12 +77,13 @@ def routes(app: falcon.App) -> Iterator[tuple[str, str]]:
         nodes.extend(node.children)
         if node.resource is None:
             continue
+        assert node.uri_template is not None  # a node that holds a resource has its route
         for method in falcon.COMBINED_METHODS:
             if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
                 yield method, node.uri_template
 
 
-def operator_routes(app: falcon.App) -> set[tuple[str, str]]:
+def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:
     return {
         (method, template[len(ADMIN_BASE) :])
         for method, template in routes(app)
@@ -89,14 +91,14 @@ def operator_routes(app: falcon.App) -> set[tuple[str, str]]:
     }
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
 
 
 @pytest.fixture
-def world(api: Api, tenant: Tenant, deps: Any) -> dict[str, Any]:
+def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
     """Real ids for every path parameter, so that a route that forgot its key check
     would act (and the checks below would see it)."""
     created = tenant.create().json
@@ -219,7 +221,7 @@ def test_every_operator_route_refuses_a_missing_or_invalid_key(
 
 
 def test_every_operator_route_refuses_a_revoked_operator_key(
-    api: Api, world: dict[str, Any], deps: Any
+    api: Api, world: dict[str, Any], deps: Deps
 ) -> None:
     ids = world["ids"]
     key, secret = mint_key(deps.repo, None, "second-operator", utc_now(), new_id)
@@ -328,13 +330,13 @@ class PausingRepository(Repository):
             meanwhile()
 
 
-def racing_client(deps: Any, method: str, meanwhile: Callable[[], None]) -> Any:
+def racing_client(deps: Deps, method: str, meanwhile: Callable[[], None]) -> Any:
     repo = PausingRepository(deps.repo.db, method, meanwhile)
     return falcon.testing.TestClient(create_app(dataclasses.replace(deps, repo=repo)))
 
 
 def test_a_key_revoked_while_a_request_loads_it_is_refused_next(
-    api: Api, tenant: Tenant, deps: Any
+    api: Api, tenant: Tenant, deps: Deps
 ) -> None:
     key_id = api.admin("GET", f"/clusters/{tenant.cluster['id']}/keys").json[0]["id"]
 
@@ -350,7 +352,7 @@ def test_a_key_revoked_while_a_request_loads_it_is_refused_next(
 
 
 def test_a_cluster_suspended_while_a_request_loads_its_key_is_refused_next(
-    api: Api, tenant: Tenant, deps: Any
+    api: Api, tenant: Tenant, deps: Deps
 ) -> None:
     def suspend() -> None:
         assert api.admin("POST", f"/clusters/{tenant.cluster['id']}/suspend").status_code == 200

@@ -8,14 +8,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
+import falcon.testing
 import pytest
 
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
-PLAN = {
+PLAN: dict[str, Any] = {
     "name": "small",
     "cpu_cores": 2.5,
     "ram_mb": 2048,
@@ -31,22 +33,23 @@ RESOURCE_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io", "ports", "database
 EGG_DEFAULTS = {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256, "io": 100}
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
 
 
-def settle(deps: Any, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
+def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
     """Record an operation's outcome as the worker would."""
     workload = deps.repo.get_workload(cluster_id, container_id)
+    assert workload.pending_op is not None
     operation = deps.repo.get_operation(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus(status), now=utc_now(), error=None, **kw
     )
 
 
-def create_cluster(api: Api, body: dict[str, Any]) -> Any:
+def create_cluster(api: Api, body: dict[str, Any]) -> falcon.testing.Result:
     return api.admin("POST", "/clusters", body)
 
 
@@ -127,7 +130,7 @@ def test_create_refuses_unknown_egg_ids_and_names_them(api: Api) -> None:
 # -- list and get -------------------------------------------------------------------
 
 
-def test_list_and_get_count_nodes_running_tasks_and_use(api: Api, deps: Any) -> None:
+def test_list_and_get_count_nodes_running_tasks_and_use(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, **limits())
     idle = create_cluster(api, {"name": "idle", "plan": PLAN}).json
     first = tenant.create(name="a").json["container"]["id"]
@@ -150,7 +153,7 @@ def test_list_and_get_count_nodes_running_tasks_and_use(api: Api, deps: Any) -> 
     assert (listed[idle["id"]]["node_count"], listed[idle["id"]]["running_tasks"]) == (0, 0)
 
 
-def test_deleted_workloads_count_neither_as_nodes_nor_tasks(api: Api, deps: Any) -> None:
+def test_deleted_workloads_count_neither_as_nodes_nor_tasks(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api)
     cid = tenant.create().json["container"]["id"]
     settle(deps, tenant.cluster["id"], cid, "running")
@@ -279,11 +282,11 @@ def test_a_plan_exactly_at_use_is_accepted_and_leaves_nothing(api: Api, tenant: 
     assert error_of(tenant.create(name="more")) == (409, "container_limit_reached")
 
 
-def test_a_plan_shrinking_while_tenants_create_never_ends_below_use(api: Api, deps: Any) -> None:
+def test_a_plan_shrinking_while_tenants_create_never_ends_below_use(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, **limits(ram_mb=4096, containers=12, cpu_cores=12))
     small = limits(name="small", ram_mb=4096, containers=3, cpu_cores=12)
 
-    def act(i: int) -> Any:
+    def act(i: int) -> falcon.testing.Result:
         if i == 4:
             return api.admin("PATCH", f"/clusters/{tenant.cluster['id']}", {"plan": small})
         return tenant.create(name=f"c{i}", cpu_cores=0.1, ram_mb=16)

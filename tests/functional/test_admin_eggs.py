@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import falcon.testing
+
+from services.deps import Deps
 from tests.fixtures.corral import Api, Tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
-EGG = {
+EGG: dict[str, Any] = {
     "name": "nginx",
     "description": "A web server",
     "engine": "docker",
@@ -22,7 +25,7 @@ EGG = {
 }
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
@@ -255,7 +258,7 @@ def test_instantiate_refusals(api: Api, tenant: Tenant) -> None:
     assert api.admin("POST", path, base).status_code == 202
 
 
-def test_instantiate_honours_label_constraints(api: Api, tenant: Tenant, deps: Any) -> None:
+def test_instantiate_honours_label_constraints(api: Api, tenant: Tenant, deps: Deps) -> None:
     labelled = api.make_host(labels={"zone": "eu-1", "disk": "ssd"})
 
     resp = api.admin(

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import falcon.testing
+
+from infra.repository import Repository
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.models import HostStatus
 from shared.states import WorkloadStatus
@@ -17,19 +21,20 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
 PRIVATE = "-----BEGIN PRIVATE KEY-----\nsecret-material\n-----END PRIVATE KEY-----\n"
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
 
 
-def register(api: Api, noun: str = "hosts", **fields: Any) -> Any:
+def register(api: Api, noun: str = "hosts", **fields: Any) -> falcon.testing.Result:
     body = {"name": "h", "address": "unix:///var/run/docker.sock", "capacity": CAPACITY} | fields
     return api.admin("POST", f"/{noun}", body)
 
 
-def settle(deps: Any, cluster_id: str, container_id: str, status: str) -> None:
+def settle(deps: Deps, cluster_id: str, container_id: str, status: str) -> None:
     workload = deps.repo.get_workload(cluster_id, container_id)
+    assert workload.pending_op is not None
     operation = deps.repo.get_operation(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus(status), now=utc_now(), error=None
@@ -177,7 +182,7 @@ def test_drain_and_undrain(api: Api, tenant: Tenant) -> None:
 
 
 def test_a_drained_host_that_is_down_stays_down_and_draining(
-    api: Api, tenant: Tenant, repo: Any
+    api: Api, tenant: Tenant, repo: Repository
 ) -> None:
     host = repo.get_host(tenant.host["id"])
     repo.record_host_health(host, HostStatus.DOWN, utc_now(), heartbeat=None)
@@ -226,11 +231,12 @@ def test_an_empty_host_is_deleted(api: Api) -> None:
     assert api.admin("GET", "/nodes").json == []
 
 
-def test_a_host_emptied_by_deletes_can_be_deleted(api: Api, tenant: Tenant, deps: Any) -> None:
+def test_a_host_emptied_by_deletes_can_be_deleted(api: Api, tenant: Tenant, deps: Deps) -> None:
     cid = tenant.create().json["container"]["id"]
     settle(deps, tenant.cluster["id"], cid, "running")
     assert api.tenant("DELETE", f"/containers/{cid}").status_code == 202
     workload = deps.repo.get_workload(tenant.cluster["id"], cid)
+    assert workload.pending_op is not None
     operation = deps.repo.get_operation(tenant.cluster["id"], workload.pending_op)
     deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus.DELETED, now=utc_now(), error=None, release=True
@@ -242,7 +248,7 @@ def test_a_host_emptied_by_deletes_can_be_deleted(api: Api, tenant: Tenant, deps
 # -- fleet ---------------------------------------------------------------------------
 
 
-def test_status_is_per_host_and_totalled(api: Api, deps: Any) -> None:
+def test_status_is_per_host_and_totalled(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, ram_mb=100000, containers=10)
     small = {"cpu_cores": 2, "ram_mb": 1024, "storage_mb": 10240}
     other = register(api, name="other", capacity=small).json
@@ -282,7 +288,7 @@ def test_status_of_an_empty_fleet(api: Api) -> None:
     }
 
 
-def test_stats_count_clusters_nodes_and_containers_by_status(api: Api, deps: Any) -> None:
+def test_stats_count_clusters_nodes_and_containers_by_status(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api)
     suspended = api.make_cluster([tenant.egg["id"]])
     api.admin("POST", f"/clusters/{suspended['id']}/suspend")
@@ -320,7 +326,7 @@ def test_stats_of_an_empty_platform(api: Api) -> None:
     assert stats["containers_by_status"] == {}
 
 
-def test_images_are_empty_until_a_health_check_records_them(api: Api, repo: Any) -> None:
+def test_images_are_empty_until_a_health_check_records_them(api: Api, repo: Repository) -> None:
     assert api.admin("GET", "/images").json == {"images": [], "hosts": []}
     first = register(api, name="first").json
     second = register(api, name="second").json

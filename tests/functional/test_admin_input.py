@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import falcon.testing
 import pytest
 
 from tests.fixtures.corral import Api, Tenant
@@ -227,7 +228,7 @@ def bad_bodies(
         yield f"without {'.'.join(map(str, path))}", removed(body, path)
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert resp.status_code < 500, resp.text
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
@@ -248,7 +249,9 @@ def snapshot(api: Api, cluster_id: str) -> dict[str, Any]:
     }
 
 
-def send(api: Api, method: str, path: str, raw: bytes | str, **headers: str) -> Any:
+def send(
+    api: Api, method: str, path: str, raw: bytes | str, **headers: str
+) -> falcon.testing.Result:
     return api.client.simulate_request(
         method,
         "/api/v1" + path,

@@ -6,6 +6,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import falcon.testing
+
+from infra.repository import Repository
 from tests.fixtures.corral import Api, Tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
@@ -21,7 +24,7 @@ LISTED_FIELDS = {
 }
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
@@ -33,7 +36,7 @@ def keys_of(api: Api, cluster_id: str) -> list[dict[str, Any]]:
     return list(resp.json)
 
 
-def create_key(api: Api, cluster_id: str, name: str = "ci") -> Any:
+def create_key(api: Api, cluster_id: str, name: str = "ci") -> falcon.testing.Result:
     return api.admin("POST", f"/clusters/{cluster_id}/keys", {"name": name})
 
 
@@ -192,7 +195,7 @@ def test_unknown_or_malformed_keys_are_not_found(api: Api, tenant: Tenant) -> No
 
 
 def test_an_operator_key_cannot_be_revoked_through_a_cluster(
-    api: Api, tenant: Tenant, repo: Any
+    api: Api, tenant: Tenant, repo: Repository
 ) -> None:
     operator = repo.list_keys(None)[0]
 

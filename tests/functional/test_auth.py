@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import falcon.testing
 import pytest
+import redis as redis_lib
 
 from infra import schema
+from infra.repository import Repository
 from tests.fixtures.corral import Api, Tenant
 
 PUBLIC = "/api/public/clusters/v1"
@@ -31,7 +34,9 @@ def tenant_routes(container_id: str, operation_id: str, egg_id: str) -> list[tup
     ]
 
 
-def call(api: Api, method: str, path: str, body: Any, headers: dict[str, str]) -> Any:
+def call(
+    api: Api, method: str, path: str, body: Any, headers: dict[str, str]
+) -> falcon.testing.Result:
     path, _, query = path.partition("?")
     kw: dict[str, Any] = {"headers": headers, "query_string": query}
     if body is not None:
@@ -39,14 +44,14 @@ def call(api: Api, method: str, path: str, body: Any, headers: dict[str, str]) -
     return api.client.simulate_request(method, PUBLIC + path, **kw)
 
 
-def assert_error(resp: Any, status: int, code: str) -> None:
+def assert_error(resp: falcon.testing.Result, status: int, code: str) -> None:
     assert resp.status_code == status, resp.text
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["code"] == code, resp.text
     assert resp.json["error"]["message"], resp.text
 
 
-def set_cluster_status(repo: Any, cluster_id: str, status: str) -> None:
+def set_cluster_status(repo: Repository, cluster_id: str, status: str) -> None:
     repo.db.update(
         schema.cluster_pk(cluster_id),
         schema.META,
@@ -152,7 +157,11 @@ def test_keys_of_two_clusters_each_work(api: Api, tenant: Tenant) -> None:
 
 @pytest.mark.parametrize("status", ["suspended", "expired"])
 def test_every_tenant_route_refuses_a_cluster_that_is_not_active(
-    api: Api, repo: Any, redis_conn: Any, existing: dict[str, str], status: str
+    api: Api,
+    repo: Repository,
+    redis_conn: redis_lib.Redis[bytes],
+    existing: dict[str, str],
+    status: str,
 ) -> None:
     cluster_id = api.tenant("GET", "/cluster").json["id"]
     set_cluster_status(repo, cluster_id, status)
@@ -173,7 +182,7 @@ def test_every_tenant_route_refuses_a_cluster_that_is_not_active(
 
 
 def test_a_suspended_cluster_cannot_reserve_even_while_its_key_is_cached(
-    api: Api, tenant: Tenant, repo: Any
+    api: Api, tenant: Tenant, repo: Repository
 ) -> None:
     assert api.tenant("GET", "/cluster").status_code == 200  # caches the principal
     set_cluster_status(repo, tenant.cluster["id"], "suspended")
@@ -185,7 +194,7 @@ def test_a_suspended_cluster_cannot_reserve_even_while_its_key_is_cached(
 
 
 def test_reactivating_a_cluster_lets_its_keys_back_in(
-    api: Api, tenant: Tenant, repo: Any, redis_conn: Any
+    api: Api, tenant: Tenant, repo: Repository, redis_conn: redis_lib.Redis[bytes]
 ) -> None:
     set_cluster_status(repo, tenant.cluster["id"], "suspended")
     redis_conn.flushall()
@@ -198,7 +207,7 @@ def test_reactivating_a_cluster_lets_its_keys_back_in(
     assert tenant.create().status_code == 202
 
 
-def test_the_secret_is_not_stored(api: Api, tenant: Tenant, repo: Any) -> None:
+def test_the_secret_is_not_stored(api: Api, tenant: Tenant, repo: Repository) -> None:
     keys = api.admin("GET", f"/clusters/{tenant.cluster['id']}/keys").json
     assert len(keys) == 1
     assert "secret" not in keys[0]

@@ -12,9 +12,14 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
+import falcon.testing
+
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
@@ -23,12 +28,12 @@ from tests.fixtures.corral import Api, Tenant, make_tenant
 THREADS = 24
 
 
-def race(calls: list[Any]) -> list[Any]:
+def race(calls: list[Callable[[], falcon.testing.Result]]) -> list[falcon.testing.Result]:
     """Run every call at once (one thread each, released together) and return the
     responses in order."""
     start = threading.Barrier(len(calls))
 
-    def run(call: Any) -> Any:
+    def run(call: Callable[[], falcon.testing.Result]) -> falcon.testing.Result:
         start.wait(timeout=30)
         return call()
 
@@ -66,7 +71,7 @@ def assert_counters_match_containers(api: Api, tenant: Tenant) -> list[dict[str,
     return list(containers)
 
 
-def settle_all(deps: Any, cluster_id: str) -> None:
+def settle_all(deps: Deps, cluster_id: str) -> None:
     """Record every pending operation as succeeded, as the worker would."""
     repo = deps.repo
     for workload in repo.list_workloads(cluster_id):
@@ -82,7 +87,7 @@ def test_parallel_creates_stop_exactly_at_the_ram_limit(api: Api) -> None:
     tenant = make_tenant(
         api, ram_mb=7 * 64, cpu_cores=100, io=1_000_000, storage_mb=1_000_000, containers=10
     )
-    responses = race([lambda i=i: tenant.create(name=f"c{i}") for i in range(THREADS)])
+    responses = race([partial(tenant.create, name=f"c{i}") for i in range(THREADS)])
 
     counted = outcomes(responses)
     assert counted == {"accepted": 7, "capacity_exceeded": THREADS - 7}
@@ -100,7 +105,7 @@ def test_parallel_creates_stop_exactly_at_the_container_limit(api: Api) -> None:
     tenant = make_tenant(
         api, ram_mb=100_000, cpu_cores=100, io=1_000_000, storage_mb=1_000_000, containers=5
     )
-    responses = race([lambda i=i: tenant.create(name=f"c{i}") for i in range(16)])
+    responses = race([partial(tenant.create, name=f"c{i}") for i in range(16)])
 
     counted = outcomes(responses)
     assert counted == {"accepted": 5, "container_limit_reached": 16 - 5}
@@ -117,10 +122,7 @@ def test_parallel_creates_of_mixed_sizes_never_refuse_what_would_fit(api: Api) -
     )
     sizes = [random.Random(seed).choice([16, 32, 64, 100, 128, 200]) for seed in range(16)]
     responses = race(
-        [
-            lambda i=i, ram=ram: tenant.create(name=f"c{i}", ram_mb=ram)
-            for i, ram in enumerate(sizes)
-        ]
+        [partial(tenant.create, name=f"c{i}", ram_mb=ram) for i, ram in enumerate(sizes)]
     )
 
     counted = outcomes(responses)
@@ -134,7 +136,7 @@ def test_parallel_creates_of_mixed_sizes_never_refuse_what_would_fit(api: Api) -
     assert all(final_ram + ram > limit for ram in refused)
 
 
-def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, deps: Any) -> None:
+def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, deps: Deps) -> None:
     # Eight containers of 64 MB in a pool of 1024 MB: 512 MB free, room to grow four of
     # them by 128 MB, not eight.
     tenant = make_tenant(
@@ -149,9 +151,7 @@ def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, dep
 
     responses = race(
         [
-            lambda cid=cid: api.tenant(
-                "PATCH", f"/containers/{cid}", {"resources": {"ram_mb": 64 + 128}}
-            )
+            partial(api.tenant, "PATCH", f"/containers/{cid}", {"resources": {"ram_mb": 64 + 128}})
             for cid in ids
         ]
     )
@@ -164,7 +164,7 @@ def test_parallel_resizes_of_different_containers_stop_at_the_pool(api: Api, dep
     assert used_of(api)["ram_mb"] == 1024
 
 
-def test_parallel_changes_to_one_container_accept_exactly_one(api: Api, deps: Any) -> None:
+def test_parallel_changes_to_one_container_accept_exactly_one(api: Api, deps: Deps) -> None:
     """One change at a time per container: of racing PATCH, power and DELETE requests to
     the same container one wins and the rest get action_not_allowed."""
     tenant = make_tenant(api)
@@ -172,14 +172,14 @@ def test_parallel_changes_to_one_container_accept_exactly_one(api: Api, deps: An
     cid = resp.json["container"]["id"]
     settle_all(deps, tenant.cluster["id"])
 
-    calls = [
-        lambda i=i: api.tenant("PATCH", f"/containers/{cid}", {"name": f"n{i}"}) for i in range(6)
+    calls: list[Callable[[], falcon.testing.Result]] = [
+        partial(api.tenant, "PATCH", f"/containers/{cid}", {"name": f"n{i}"}) for i in range(6)
     ]
     calls += [lambda: api.tenant("POST", f"/containers/{cid}/power", {"signal": "stop"})] * 6
     calls += [lambda: api.tenant("DELETE", f"/containers/{cid}")] * 6
     responses = race(calls)
 
-    counted = Counter()
+    counted: Counter[str | int] = Counter()
     for r in responses:
         assert r.status_code < 500, r.text
         counted[r.json["error"]["code"] if r.status_code >= 400 else r.status_code] += 1
@@ -192,7 +192,7 @@ def test_parallel_creates_count_cpu_in_exact_hundredths(api: Api) -> None:
     tenant = make_tenant(
         api, cpu_cores=1, ram_mb=100_000, io=1_000_000, storage_mb=1_000_000, containers=20
     )
-    responses = race([lambda i=i: tenant.create(name=f"c{i}", cpu_cores=0.33) for i in range(12)])
+    responses = race([partial(tenant.create, name=f"c{i}", cpu_cores=0.33) for i in range(12)])
 
     counted = outcomes(responses)
     assert counted == {"accepted": 3, "capacity_exceeded": 9}

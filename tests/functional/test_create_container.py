@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import falcon.testing
+
 from tests.fixtures.corral import REFERENCE_ALLOCATION, Api, Tenant, make_tenant
 
 PUBLIC = "/api/public/clusters/v1"
@@ -22,14 +24,16 @@ EGG_DEFAULTS = {
 }
 
 
-def raw(api: Api, method: str, path: str, body: str | bytes, content_type: str | None) -> Any:
+def raw(
+    api: Api, method: str, path: str, body: str | bytes, content_type: str | None
+) -> falcon.testing.Result:
     headers = {"Authorization": f"Bearer {api.tenant_key}"}
     if content_type is not None:
         headers["Content-Type"] = content_type
     return api.client.simulate_request(method, PUBLIC + path, body=body, headers=headers)
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     body = resp.json
     assert set(body) == {"error"}, resp.text
     assert isinstance(body["error"]["message"], str) and body["error"]["message"], resp.text
@@ -296,7 +300,7 @@ def test_create_refuses_an_egg_outside_the_whitelist(tenant: Tenant, api: Api) -
 
 def test_create_refuses_each_resource_beyond_the_pool(api: Api) -> None:
     tenant = make_tenant(api, io=500)
-    cases = [
+    cases: list[tuple[dict[str, float], str]] = [
         ({"cpu_cores": 4.01}, "CPU"),
         ({"cpu_cores": 1024}, "CPU"),
         ({"ram_mb": 4097}, "RAM"),

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from services.deps import Deps
+from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api
 
@@ -63,7 +65,7 @@ def _used(api: Api, lab: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str,
     return cluster, hosts
 
 
-def test_create_writes_every_vm_and_counts_them(api, deps, lab):
+def test_create_writes_every_vm_and_counts_them(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
     resp = api.admin("POST", "/envs", _env(lab))
     assert resp.status_code == 202, resp.text
     env = resp.json
@@ -94,7 +96,9 @@ def test_create_writes_every_vm_and_counts_them(api, deps, lab):
     assert {c["id"] for c in listed} == {vm["id"] for vm in env["vms"]}
 
 
-def test_second_vm_that_fits_nowhere_writes_nothing(api, deps, lab):
+def test_second_vm_that_fits_nowhere_writes_nothing(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     before = _used(api, lab)
     body = _env(lab, vms=[SMALL, SMALL | {"mem": 2048}])
     resp = api.admin("POST", "/envs", body)
@@ -107,7 +111,9 @@ def test_second_vm_that_fits_nowhere_writes_nothing(api, deps, lab):
     assert api.admin("GET", "/envs/dev").status_code == 404
 
 
-def test_vms_that_fit_only_together_on_separate_hosts_are_spread(api, deps, lab):
+def test_vms_that_fit_only_together_on_separate_hosts_are_spread(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     # 700 + 700 MiB: never both on one 1024 MiB host, so each host takes one.
     body = _env(lab, vms=[SMALL | {"mem": 700}, SMALL | {"mem": 700}])
     resp = api.admin("POST", "/envs", body)
@@ -119,7 +125,7 @@ def test_vms_that_fit_only_together_on_separate_hosts_are_spread(api, deps, lab)
     assert len(deps.repo.list_workloads(lab["cluster"]["id"])) == 2
 
 
-def test_plan_limits_refuse_the_whole_env(api, deps, lab):
+def test_plan_limits_refuse_the_whole_env(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
     too_many = _env(lab, vms=[SMALL] * 11)
     resp = api.admin("POST", "/envs", too_many)
     assert resp.json["error"]["code"] == "container_limit_reached", resp.text
@@ -149,7 +155,9 @@ def test_plan_limits_refuse_the_whole_env(api, deps, lab):
         ({"lifetime": 0}, "invalid_input", "lifetime"),
     ],
 )
-def test_bad_requests_are_refused_and_write_nothing(api, deps, lab, change, code, words):
+def test_bad_requests_are_refused_and_write_nothing(
+    api: Api, deps: Deps, lab: dict[str, Any], change: dict[str, Any], code: str, words: str
+) -> None:
     resp = api.admin("POST", "/envs", _env(lab) | change)
     assert resp.status_code in (400, 404, 409), resp.text
     assert resp.json["error"]["code"] == code
@@ -157,7 +165,7 @@ def test_bad_requests_are_refused_and_write_nothing(api, deps, lab, change, code
     assert deps.repo.list_workloads(lab["cluster"]["id"]) == []
 
 
-def test_env_ids_are_unique_per_cluster(api, deps, lab):
+def test_env_ids_are_unique_per_cluster(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
     assert api.admin("POST", "/envs", _env(lab, vms=[SMALL])).status_code == 202
     again = api.admin("POST", "/envs", _env(lab, vms=[SMALL]))
     assert again.status_code == 409 and again.json["error"]["code"] == "conflict"
@@ -175,7 +183,9 @@ def test_env_ids_are_unique_per_cluster(api, deps, lab):
     assert len(api.admin("GET", "/envs", params={"cluster_id": other["id"]}).json) == 1
 
 
-def test_stop_start_and_delete_wait_for_operations_in_flight(api, deps, lab):
+def test_stop_start_and_delete_wait_for_operations_in_flight(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     env = api.admin("POST", "/envs", _env(lab)).json
     for action in ("stop", "start"):
         resp = api.admin("POST", f"/envs/dev/{action}")
@@ -185,6 +195,7 @@ def test_stop_start_and_delete_wait_for_operations_in_flight(api, deps, lab):
     # Once provisioned (as the job would record it), stop/start/delete go through.
     for vm in env["vms"]:
         workload = deps.repo.get_workload(lab["cluster"]["id"], vm["id"])
+        assert workload.pending_op is not None
         op = deps.repo.get_operation(lab["cluster"]["id"], workload.pending_op)
         deps.repo.finish_operation(
             op, workload, status=WorkloadStatus.RUNNING, error=None, now=op.created_at
@@ -197,7 +208,7 @@ def test_stop_start_and_delete_wait_for_operations_in_flight(api, deps, lab):
     assert api.admin("GET", "/envs/dev").json["status"] == "running"
 
 
-def test_vm_fields_are_for_qemu_eggs_only(api, lab):
+def test_vm_fields_are_for_qemu_eggs_only(api: Api, lab: dict[str, Any]) -> None:
     box = api.tenant(
         "POST", "/containers", {"name": "c", "egg_id": lab["box"]["id"]} | {"ssh_keys": [KEY]}
     )
@@ -223,7 +234,9 @@ def test_vm_fields_are_for_qemu_eggs_only(api, lab):
     assert container["resources"]["ports"] == 3  # one per forwarded port
 
 
-def test_images_recorded_by_the_health_check_steer_placement(api, deps, lab):
+def test_images_recorded_by_the_health_check_steer_placement(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     from datetime import UTC, datetime
 
     from shared.models import HostStatus
@@ -250,7 +263,7 @@ def test_images_recorded_by_the_health_check_steer_placement(api, deps, lab):
         ({"engines": ["docker"]}, "ssh hosts run qemu workloads only"),
     ],
 )
-def test_vm_hosts_are_checked_at_registration(api, change, words):
+def test_vm_hosts_are_checked_at_registration(api: Api, change: dict[str, Any], words: str) -> None:
     body = {
         "name": "bad",
         "driver": "ssh",
@@ -264,7 +277,7 @@ def test_vm_hosts_are_checked_at_registration(api, change, words):
     assert words in resp.json["error"]["message"]
 
 
-def test_a_host_runs_the_engine_its_driver_speaks(api):
+def test_a_host_runs_the_engine_its_driver_speaks(api: Api) -> None:
     vm_host = _vm_host(api, "defaults")
     assert vm_host["engines"] == ["qemu"]
     resp = api.admin(
@@ -280,7 +293,7 @@ def test_a_host_runs_the_engine_its_driver_speaks(api):
     assert resp.status_code == 400 and "docker hosts run docker" in resp.json["error"]["message"]
 
 
-def test_the_largest_env_fits_one_transaction(api, deps, lab):
+def test_the_largest_env_fits_one_transaction(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
     """32 VMs on 32 hosts: the env, 32 VMs, 32 operations, the cluster and 32 hosts
     are 98 items of the 100 one transaction may hold."""
     for host in lab["hosts"]:
@@ -302,7 +315,9 @@ def _expiry(text: str) -> Any:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_an_env_lease_renews_the_env_and_every_vm(api, deps, lab):
+def test_an_env_lease_renews_the_env_and_every_vm(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     env = api.admin("POST", "/envs", _env(lab, lifetime=60)).json
     before = _expiry(env["expires_at"])
     resp = api.admin("POST", "/envs/dev/lease", {"lifetime": 7200})
@@ -322,7 +337,9 @@ def test_an_env_lease_renews_the_env_and_every_vm(api, deps, lab):
     assert api.admin("POST", "/envs/nope/lease", {"lifetime": 5}).status_code == 404
 
 
-def test_an_env_lease_stays_within_the_plan_maximum(api, deps, lab):
+def test_an_env_lease_stays_within_the_plan_maximum(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     api.admin(
         "PATCH",
         f"/clusters/{lab['cluster']['id']}",
@@ -342,11 +359,11 @@ def test_an_env_lease_stays_within_the_plan_maximum(api, deps, lab):
     assert too_long.status_code == 400 and "3600" in too_long.json["error"]["message"]
 
 
-def test_a_vm_keeps_a_ports_unit_per_forwarded_port_when_resized(api, deps, lab):
+def test_a_vm_keeps_a_ports_unit_per_forwarded_port_when_resized(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
     # Issue 12, defect 7: resizing `ports` skipped vm_resources, so the cluster showed
     # 0 of 6 ports used while the VM forwarded 6.
-    from shared.clock import utc_now
-
     created = api.tenant(
         "POST",
         "/containers",
@@ -356,6 +373,7 @@ def test_a_vm_keeps_a_ports_unit_per_forwarded_port_when_resized(api, deps, lab)
     cid = created.json["container"]["id"]
     assert created.json["container"]["resources"]["ports"] == 6
     workload = deps.repo.get_workload(lab["cluster"]["id"], cid)
+    assert workload.pending_op is not None
     operation = deps.repo.get_operation(lab["cluster"]["id"], workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()

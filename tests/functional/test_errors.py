@@ -4,8 +4,8 @@ caller can send."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
+import falcon.testing
 import pytest
 
 from tests.fixtures.corral import Api, Tenant
@@ -24,7 +24,7 @@ MALFORMED_IDS = [
 ]
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
     body = resp.json
     assert set(body) == {"error"}, resp.text

@@ -6,17 +6,19 @@ from __future__ import annotations
 import dataclasses
 import time
 from datetime import timedelta
-from typing import Any
 
+import falcon.testing
 import pytest
 
 from handlers.public.observe import parse_since
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.health import Health, HealthState, HostLoad
 from shared.models import HostStatus
 from shared.settings import Settings
 from tests.fixtures.corral import Api, Tenant
 from tests.fixtures.priority import while_serving
+from workers import context
 from workers.collector import collect_health
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
@@ -33,7 +35,7 @@ def _container(tenant: Tenant) -> str:
     return str(resp.json["container"]["id"])
 
 
-def _error(resp: Any) -> tuple[int, str]:
+def _error(resp: falcon.testing.Result) -> tuple[int, str]:
     return resp.status_code, resp.json["error"]["code"]
 
 
@@ -108,7 +110,7 @@ def test_logs_answer_host_timeout_when_no_worker_answers(tenant: Tenant, api: Ap
 
 
 def test_logs_answer_host_timeout_when_the_host_is_unreachable(
-    tenant: Tenant, api: Api, deps: Any, worker_context: Any
+    tenant: Tenant, api: Api, deps: Deps, worker_context: context.WorkerContext
 ) -> None:
     cid = _container(tenant)  # its host's address is a socket that does not exist
     started = time.monotonic()
@@ -125,7 +127,7 @@ def test_follow_answers_the_error_before_streaming(tenant: Tenant, api: Api) -> 
     assert resp.headers["content-type"].startswith("application/json")
 
 
-def test_unknown_or_deleted_containers_are_not_found(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_unknown_or_deleted_containers_are_not_found(tenant: Tenant, api: Api, deps: Deps) -> None:
     for suffix in ("health", "logs"):
         resp = api.tenant("GET", f"/containers/{UNKNOWN_ID}/{suffix}")
         assert _error(resp) == (404, "not_found"), suffix
@@ -166,7 +168,7 @@ def test_a_container_never_measured_says_unknown(tenant: Tenant, api: Api) -> No
 
 
 def test_health_shows_the_stored_measurement_until_it_is_stale(
-    tenant: Tenant, api: Api, deps: Any
+    tenant: Tenant, api: Api, deps: Deps
 ) -> None:
     cid = _container(tenant)
     now = utc_now().replace(microsecond=0)
@@ -200,7 +202,7 @@ def test_health_shows_the_stored_measurement_until_it_is_stale(
     assert body["cpu_percent"] == 12.5 and body["last_heartbeat"] == int(now.timestamp())
 
 
-def test_an_older_sample_never_replaces_a_newer_one(tenant: Tenant, deps: Any) -> None:
+def test_an_older_sample_never_replaces_a_newer_one(tenant: Tenant, deps: Deps) -> None:
     cid = _container(tenant)
     cluster_id = tenant.cluster["id"]
     newer = Health(state=HealthState.RUNNING, sampled_ns=2_000, cpu_percent=50.0)
@@ -208,13 +210,13 @@ def test_an_older_sample_never_replaces_a_newer_one(tenant: Tenant, deps: Any) -
     assert deps.repo.record_workload_health(cluster_id, cid, newer, sample=True)
     assert not deps.repo.record_workload_health(cluster_id, cid, older, sample=True)
     health = deps.repo.get_workload(cluster_id, cid).health
-    assert health.cpu_percent == 50.0
+    assert health is not None and health.cpu_percent == 50.0
     # the version (optimistic lock of operations) is untouched by measurements
     assert deps.repo.get_workload(cluster_id, cid).version == 1
 
 
 def test_collector_marks_workloads_of_an_unreachable_host_unknown(
-    tenant: Tenant, api: Api, deps: Any, worker_context: Any
+    tenant: Tenant, api: Api, deps: Deps, worker_context: context.WorkerContext
 ) -> None:
     cid = _container(tenant)
     report = collect_health()
@@ -235,7 +237,7 @@ def test_collector_marks_workloads_of_an_unreachable_host_unknown(
 
 
 def test_host_and_stats_show_measured_load_beside_capacity(
-    tenant: Tenant, api: Api, deps: Any
+    tenant: Tenant, api: Api, deps: Deps
 ) -> None:
     host_id = tenant.host["id"]
     assert api.admin("GET", f"/hosts/{host_id}").json["load"] is None

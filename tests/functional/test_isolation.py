@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
@@ -25,7 +26,7 @@ class Pair:
 
 
 @pytest.fixture
-def pair(api: Api, deps: Any) -> Pair:
+def pair(api: Api, deps: Deps) -> Pair:
     a = make_tenant(api)
     key_a = api.tenant_key
     a.create(name="a-web")
@@ -36,6 +37,7 @@ def pair(api: Api, deps: Any) -> Pair:
     cid = created["container"]["id"]
     # Settle B's container so that, for B's own key, every verb below would be accepted.
     workload = deps.repo.get_workload(b.cluster["id"], cid)
+    assert workload.pending_op is not None
     op = deps.repo.get_operation(b.cluster["id"], workload.pending_op)
     deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()

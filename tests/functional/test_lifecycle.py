@@ -10,9 +10,14 @@ from typing import Any
 
 import docker
 import docker.errors
+import falcon.testing
 import pytest
+from docker.models.containers import Container
 
+from devstack.dockerd import Dockerd
+from services.deps import Deps
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from workers import context
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +28,22 @@ MIB = 1024 * 1024
 ENGINE_STATES = {"running": {"running"}, "paused": {"paused"}, "stopped": {"exited", "created"}}
 
 
-def error_code(resp: Any) -> tuple[int, str]:
+def error_code(resp: falcon.testing.Result) -> tuple[int, str]:
     return resp.status_code, resp.json["error"]["code"]
 
 
 class Driver:
     """Sends requests, runs the worker, and checks both the API and the engine."""
 
-    def __init__(self, api: Api, deps: Any, docker_client: docker.DockerClient) -> None:
+    def __init__(self, api: Api, deps: Deps, docker_client: docker.DockerClient) -> None:
         self.api = api
         self.deps = deps
         self.docker = docker_client
 
-    def engine(self, cid: str) -> Any:
+    def engine(self, cid: str) -> Container:
         return self.docker.containers.get(f"corral-{cid}")
 
-    def finish(self, resp: Any) -> dict[str, Any]:
+    def finish(self, resp: falcon.testing.Result) -> dict[str, Any]:
         """Run the job of an accepted request and return its operation, finished."""
         assert resp.status_code == 202, resp.text
         op_id = resp.json["operation"]["id"]
@@ -57,7 +62,7 @@ class Driver:
     def status(self, cid: str) -> str:
         return str(self.api.tenant("GET", f"/containers/{cid}").json["status"])
 
-    def power(self, cid: str, signal: str) -> Any:
+    def power(self, cid: str, signal: str) -> falcon.testing.Result:
         return self.api.tenant("POST", f"/containers/{cid}/power", {"signal": signal})
 
     def assert_in(self, cid: str, status: str) -> None:
@@ -73,7 +78,12 @@ class Driver:
 
 @pytest.fixture
 def lifecycle(
-    api: Api, deps: Any, worker_context: Any, dockerd: Any, busybox_image: str, docker_client: Any
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
 ) -> tuple[Driver, Tenant]:
     return Driver(api, deps, docker_client), make_tenant(api, dockerd.url)
 
@@ -187,9 +197,9 @@ def test_resize_of_a_stopped_container_keeps_it_stopped(lifecycle: tuple[Driver,
 
 def switch_egg(
     api: Api,
-    deps: Any,
-    dockerd: Any,
-    docker_client: Any,
+    deps: Deps,
+    dockerd: Dockerd,
+    docker_client: docker.DockerClient,
     power: str | None = None,
     image: str = "corral/busybox:latest",
 ) -> tuple[Driver, str, dict[str, Any], dict[str, Any]]:
@@ -212,11 +222,11 @@ def switch_egg(
 @pytest.mark.parametrize("status", ["running", "paused", "stopped"])
 def test_egg_switch_keeps_the_power_state(
     api: Api,
-    deps: Any,
-    worker_context: Any,
-    dockerd: Any,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
     busybox_image: str,
-    docker_client: Any,
+    docker_client: docker.DockerClient,
     status: str,
 ) -> None:
     signal = {"running": None, "paused": "pause", "stopped": "stop"}[status]
@@ -227,7 +237,12 @@ def test_egg_switch_keeps_the_power_state(
 
 
 def test_egg_switch_to_another_image_recreates_the_container(
-    api: Api, deps: Any, worker_context: Any, dockerd: Any, busybox_image: str, docker_client: Any
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
 ) -> None:
     docker_client.images.get(busybox_image).tag("corral/busybox-alt", "latest")
     driver, cid, _, other = switch_egg(
@@ -242,7 +257,12 @@ def test_egg_switch_to_another_image_recreates_the_container(
 
 
 def test_egg_switch_brings_the_new_eggs_environment_to_the_engine(
-    api: Api, deps: Any, worker_context: Any, dockerd: Any, busybox_image: str, docker_client: Any
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
 ) -> None:
     driver, cid, _, other = switch_egg(api, deps, dockerd, docker_client)
 
@@ -252,7 +272,12 @@ def test_egg_switch_brings_the_new_eggs_environment_to_the_engine(
 
 
 def test_delete_removes_the_container_and_frees_the_pool(
-    api: Api, deps: Any, worker_context: Any, dockerd: Any, busybox_image: str, docker_client: Any
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
 ) -> None:
     driver = Driver(api, deps, docker_client)
     tenant = make_tenant(api, dockerd.url, containers=1)

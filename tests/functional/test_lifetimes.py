@@ -7,18 +7,20 @@ from datetime import UTC, datetime, timedelta
 
 from infra import codec
 from infra.schema import SHARDS
+from services.deps import Deps
 from shared.capacity import Resources
 from shared.models import Engine, Workload
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import make_tenant
+from tests.fixtures.corral import Api, Tenant, make_tenant
+from workers import context
 from workers.sweeps import sweep_expired
 
 
-def _parse(text):
+def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def test_create_with_lifetime_shows_expires_at(tenant):
+def test_create_with_lifetime_shows_expires_at(tenant: Tenant) -> None:
     before = datetime.now(UTC)
     body = tenant.create(lifetime=120).json["container"]
     expires = _parse(body["expires_at"])
@@ -26,7 +28,7 @@ def test_create_with_lifetime_shows_expires_at(tenant):
     assert tenant.create(name="forever").json["container"]["expires_at"] is None
 
 
-def test_create_with_expires_at_and_invalid_combinations(tenant):
+def test_create_with_expires_at_and_invalid_combinations(tenant: Tenant) -> None:
     at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
     body = tenant.create(expires_at=at.isoformat()).json["container"]
     assert _parse(body["expires_at"]) == at
@@ -39,7 +41,7 @@ def test_create_with_expires_at_and_invalid_combinations(tenant):
         assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_input", bad
 
 
-def test_plan_default_and_maximum(api):
+def test_plan_default_and_maximum(api: Api) -> None:
     tenant = make_tenant(api, default_lifetime=600, max_lifetime=3600)
     body = tenant.create().json["container"]
     assert body["expires_at"] is not None
@@ -58,7 +60,7 @@ def test_plan_default_and_maximum(api):
     assert plan["default_lifetime"] == 600 and plan["max_lifetime"] == 3600
 
 
-def test_lease_of_unknown_or_foreign_container_is_not_found(api, tenant):
+def test_lease_of_unknown_or_foreign_container_is_not_found(api: Api, tenant: Tenant) -> None:
     assert api.tenant("POST", "/containers/nope/lease", {"lifetime": 5}).status_code == 404
     mine = api.tenant_key
     other = make_tenant(api)
@@ -67,7 +69,9 @@ def test_lease_of_unknown_or_foreign_container_is_not_found(api, tenant):
     assert resp.status_code == 404
 
 
-def _workload(cluster_id, host_id, egg_id, index, expires_at, now):
+def _workload(
+    cluster_id: str, host_id: str, egg_id: str, index: int, expires_at: datetime, now: datetime
+) -> Workload:
     return Workload(
         id=f"w{index:05d}",
         cluster_id=cluster_id,
@@ -83,7 +87,9 @@ def _workload(cluster_id, host_id, egg_id, index, expires_at, now):
     )
 
 
-def test_sweep_reads_only_the_due_workloads(api, deps, worker_context):
+def test_sweep_reads_only_the_due_workloads(
+    api: Api, deps: Deps, worker_context: context.WorkerContext
+) -> None:
     """5,000 workloads with a lease, 10 of them due: the sweep's table reads follow the 10."""
     tenant = make_tenant(api)
     now = datetime.now(UTC)
@@ -120,12 +126,15 @@ def test_sweep_reads_only_the_due_workloads(api, deps, worker_context):
     assert deps.repo.get_workload(tenant.cluster["id"], "w00001").status == WorkloadStatus.RUNNING
 
 
-def test_overlapping_sweeps_reap_once(api, deps, worker_context):
+def test_overlapping_sweeps_reap_once(
+    api: Api, deps: Deps, worker_context: context.WorkerContext
+) -> None:
     tenant = make_tenant(api)
     ids = [tenant.create(name=f"x{i}", lifetime=1).json["container"]["id"] for i in range(3)]
     # the provisions finish (no host needed to check the sweep: close them by hand)
     for cid in ids:
         w = deps.repo.get_workload(tenant.cluster["id"], cid)
+        assert w.pending_op is not None
         op = deps.repo.get_operation(tenant.cluster["id"], w.pending_op)
         deps.repo.finish_operation(
             op, w, status=WorkloadStatus.RUNNING, error=None, now=datetime.now(UTC)
@@ -135,7 +144,7 @@ def test_overlapping_sweeps_reap_once(api, deps, worker_context):
     results: list[int] = []
     barrier = threading.Barrier(4)
 
-    def sweep():
+    def sweep() -> None:
         barrier.wait()
         results.append(sweep_expired())
 
@@ -147,6 +156,7 @@ def test_overlapping_sweeps_reap_once(api, deps, worker_context):
     assert sum(results) == 3, results
     for cid in ids:
         w = deps.repo.get_workload(tenant.cluster["id"], cid)
-        assert w.status == WorkloadStatus.DELETING and w.pending_op.startswith("op-reap-")
+        assert w.status == WorkloadStatus.DELETING
+        assert w.pending_op is not None and w.pending_op.startswith("op-reap-")
     reap_jobs = [j for j in deps.jobs.queue.job_ids if j.startswith("op-reap-")]
     assert len(reap_jobs) == 3

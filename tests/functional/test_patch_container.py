@@ -9,22 +9,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import falcon.testing
 import pytest
 
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 
 
-def settle(deps: Any, cluster_id: str, container_id: str, status: str = "running") -> None:
+def settle(deps: Deps, cluster_id: str, container_id: str, status: str = "running") -> None:
     workload = deps.repo.get_workload(cluster_id, container_id)
+    assert workload.pending_op is not None
     op = deps.repo.get_operation(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), error=None, now=utc_now()
     )
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
@@ -33,7 +36,7 @@ def error_of(resp: Any) -> tuple[int, str]:
 @dataclass
 class Setup:
     api: Api
-    deps: Any
+    deps: Deps
     tenant: Tenant
     other_egg: dict[str, Any]  # allowed, docker, a larger minimum
     vm_egg: dict[str, Any]  # allowed, qemu
@@ -44,7 +47,7 @@ class Setup:
     def cluster_id(self) -> str:
         return str(self.tenant.cluster["id"])
 
-    def patch(self, body: Any, container_id: str | None = None) -> Any:
+    def patch(self, body: Any, container_id: str | None = None) -> falcon.testing.Result:
         return self.api.tenant("PATCH", f"/containers/{container_id or self.container_id}", body)
 
     def container(self, container_id: str | None = None) -> dict[str, Any]:
@@ -63,7 +66,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup(api: Api, deps: Any) -> Setup:
+def setup(api: Api, deps: Deps) -> Setup:
     egg = api.make_egg()
     other = api.make_egg(
         name="bigger",
@@ -142,7 +145,7 @@ def test_counters_move_by_the_delta_both_ways(setup: Setup) -> None:
     assert setup.host_used()["cpu_cores"] == 0.25
 
 
-def test_grow_and_shrink_at_once_needs_room_only_for_the_growth(api: Api, deps: Any) -> None:
+def test_grow_and_shrink_at_once_needs_room_only_for_the_growth(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, cpu_cores=1, ram_mb=128)
     cid = tenant.create(cpu_cores=0.5, ram_mb=128).json["container"]["id"]
     settle(deps, tenant.cluster["id"], cid)
@@ -236,7 +239,7 @@ def test_growing_past_the_pool_changes_nothing(setup: Setup) -> None:
     assert setup.host_used() == host_used
 
 
-def test_growing_into_what_another_container_holds_is_refused(api: Api, deps: Any) -> None:
+def test_growing_into_what_another_container_holds_is_refused(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, ram_mb=256)
     first = tenant.create(name="a", ram_mb=128).json["container"]["id"]
     second = tenant.create(name="b", ram_mb=64).json["container"]["id"]
@@ -334,6 +337,7 @@ def test_patch_allowed_from_every_settled_status(setup: Setup) -> None:
 def test_patch_of_a_deleted_container_is_not_found(setup: Setup) -> None:
     assert setup.api.tenant("DELETE", f"/containers/{setup.container_id}").status_code == 202
     workload = setup.deps.repo.get_workload(setup.cluster_id, setup.container_id)
+    assert workload.pending_op is not None
     op = setup.deps.repo.get_operation(setup.cluster_id, workload.pending_op)
     setup.deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.DELETED, error=None, now=utc_now(), release=True

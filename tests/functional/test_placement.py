@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from tests.fixtures.corral import make_tenant
+import falcon.testing
+
+from services.deps import Deps
+from tests.fixtures.corral import Api, make_tenant
 
 
-def _host_of(deps, cluster_id, container_id):
+def _host_of(deps: Deps, cluster_id: str, container_id: str) -> str | None:
     return deps.repo.get_workload(cluster_id, container_id).host_id
 
 
-def _small_host(api, name, ram_mb, **extra):
+def _small_host(api: Api, name: str, ram_mb: int, **extra: Any) -> dict[str, Any]:
     return api.make_host(
         name=name, capacity={"cpu_cores": 8, "ram_mb": ram_mb, "storage_mb": 100000}, **extra
     )
 
 
-def test_best_fit_prefers_the_tightest_host(api, deps):
+def test_best_fit_prefers_the_tightest_host(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, ram_mb=100000, containers=50)
     api.admin("DELETE", f"/hosts/{tenant.host['id']}")
     roomy = _small_host(api, "roomy", 4096)
@@ -34,7 +38,7 @@ def test_best_fit_prefers_the_tightest_host(api, deps):
     assert status["totals"]["used"]["ram_mb"] == 1280
 
 
-def test_drained_host_takes_no_new_workloads(api, deps):
+def test_drained_host_takes_no_new_workloads(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, ram_mb=100000, containers=50)
     resp = api.admin("POST", f"/nodes/{tenant.host['id']}/drain")
     assert resp.status_code == 200 and resp.json["status"] == "draining"
@@ -48,7 +52,7 @@ def test_drained_host_takes_no_new_workloads(api, deps):
     assert api.admin("POST", f"/hosts/{tenant.host['id']}/undrain").json["status"] == "ready"
 
 
-def test_label_constraints_and_engine_mismatch_explain_why(api):
+def test_label_constraints_and_engine_mismatch_explain_why(api: Api) -> None:
     tenant = make_tenant(api)
     resp = api.admin(
         "POST",
@@ -69,12 +73,12 @@ def test_label_constraints_and_engine_mismatch_explain_why(api):
     assert resp.json["error"]["message"] == "No host runs the qemu engine."
 
 
-def test_parallel_creates_never_overcommit_a_host(api, deps):
+def test_parallel_creates_never_overcommit_a_host(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, cpu_cores=100, ram_mb=100000, containers=100)
     api.admin("DELETE", f"/hosts/{tenant.host['id']}")
     hosts = [_small_host(api, f"h{i}", 512) for i in range(2)]
 
-    def create(i):
+    def create(i: int) -> falcon.testing.Result:
         return tenant.create(name=f"c{i}", ram_mb=128, cpu_cores=0.1)
 
     with ThreadPoolExecutor(max_workers=8) as pool:

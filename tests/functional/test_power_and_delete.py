@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import falcon.testing
 import pytest
 
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
@@ -24,26 +26,27 @@ ALLOWED = {
 }
 
 
-def settle(deps: Any, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
+def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
     workload = deps.repo.get_workload(cluster_id, container_id)
+    assert workload.pending_op is not None
     op = deps.repo.get_operation(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), now=utc_now(), **({"error": None} | kw)
     )
 
 
-def error_of(resp: Any) -> tuple[int, str]:
+def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
     assert set(resp.json) == {"error"}, resp.text
     assert resp.json["error"]["message"], resp.text
     return resp.status_code, resp.json["error"]["code"]
 
 
-def power(api: Api, cid: str, signal: Any) -> Any:
+def power(api: Api, cid: str, signal: str) -> falcon.testing.Result:
     return api.tenant("POST", f"/containers/{cid}/power", {"signal": signal})
 
 
 @pytest.fixture
-def running(tenant: Tenant, deps: Any) -> str:
+def running(tenant: Tenant, deps: Deps) -> str:
     cid = str(tenant.create().json["container"]["id"])
     settle(deps, tenant.cluster["id"], cid, "running")
     return cid
@@ -52,7 +55,7 @@ def running(tenant: Tenant, deps: Any) -> str:
 # -- power --------------------------------------------------------------------------
 
 
-def test_every_signal_from_every_settled_status(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_every_signal_from_every_settled_status(tenant: Tenant, api: Api, deps: Deps) -> None:
     cluster_id = tenant.cluster["id"]
     for status in ("running", "stopped", "paused", "error"):
         cid = tenant.create(name=status, ram_mb=16, cpu_cores=0.1).json["container"]["id"]
@@ -138,7 +141,7 @@ def test_power_without_a_body(api: Api, running: str) -> None:
 
 
 def test_a_failed_operation_is_shown_with_its_error(
-    tenant: Tenant, api: Api, deps: Any, running: str
+    tenant: Tenant, api: Api, deps: Deps, running: str
 ) -> None:
     op_id = power(api, running, "stop").json["operation"]["id"]
     settle(deps, tenant.cluster["id"], running, "error", error="The engine said no.")
@@ -174,7 +177,7 @@ def test_delete_answers_202_and_marks_the_container_deleting(
 
 
 def test_deleted_container_frees_its_resources_and_leaves_the_list(
-    tenant: Tenant, api: Api, deps: Any, running: str
+    tenant: Tenant, api: Api, deps: Deps, running: str
 ) -> None:
     other = tenant.create(name="other", ram_mb=32).json["container"]["id"]
     assert api.tenant("DELETE", f"/containers/{running}").status_code == 202
@@ -197,7 +200,7 @@ def test_deleted_container_frees_its_resources_and_leaves_the_list(
 
 
 def test_a_deleted_container_stays_readable_by_id(
-    tenant: Tenant, api: Api, deps: Any, running: str
+    tenant: Tenant, api: Api, deps: Deps, running: str
 ) -> None:
     """Its final status stays readable (for the retention period), so a client that
     polls it sees `deleted`; every change to it is not_found."""
@@ -208,7 +211,7 @@ def test_a_deleted_container_stays_readable_by_id(
     assert resp.status_code == 200 and resp.json["status"] == "deleted"
 
 
-def test_deleting_frees_a_container_slot(api: Api, deps: Any) -> None:
+def test_deleting_frees_a_container_slot(api: Api, deps: Deps) -> None:
     tenant = make_tenant(api, containers=1)
     cid = tenant.create().json["container"]["id"]
     settle(deps, tenant.cluster["id"], cid, "running")
@@ -221,7 +224,7 @@ def test_deleting_frees_a_container_slot(api: Api, deps: Any) -> None:
     assert tenant.create().status_code == 202
 
 
-def test_delete_from_every_settled_status(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_delete_from_every_settled_status(tenant: Tenant, api: Api, deps: Deps) -> None:
     for status in ("running", "stopped", "paused", "error"):
         cid = tenant.create(name=status, ram_mb=16, cpu_cores=0.1).json["container"]["id"]
         settle(deps, tenant.cluster["id"], cid, status)
@@ -243,7 +246,7 @@ def test_delete_while_provisioning_waits_for_the_provisioning(tenant: Tenant, ap
 
 
 def test_a_delete_that_failed_leaves_the_container_in_error(
-    tenant: Tenant, api: Api, deps: Any, running: str
+    tenant: Tenant, api: Api, deps: Deps, running: str
 ) -> None:
     used = api.tenant("GET", "/cluster").json["used"]
     assert api.tenant("DELETE", f"/containers/{running}").status_code == 202

@@ -10,6 +10,7 @@ from typing import Any
 import falcon.testing
 
 from handlers.app import create_app
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import DEFAULT_PLAN, Api, Tenant, make_tenant
@@ -18,9 +19,10 @@ TOTALS = DEFAULT_PLAN
 ZERO = dict.fromkeys(TOTALS, 0)
 
 
-def settle(deps: Any, cluster_id: str, container_id: str, *, publish: bool = False) -> None:
+def settle(deps: Deps, cluster_id: str, container_id: str, *, publish: bool = False) -> None:
     """Record the container's pending operation as succeeded, as the worker does."""
     workload = deps.repo.get_workload(cluster_id, container_id)
+    assert workload.pending_op is not None
     op = deps.repo.get_operation(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
@@ -164,7 +166,7 @@ def test_get_operation(tenant: Tenant, api: Api) -> None:
     assert op["error"] is None
 
 
-def test_get_operation_after_it_finished(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_get_operation_after_it_finished(tenant: Tenant, api: Api, deps: Deps) -> None:
     created = tenant.create().json
     settle(deps, tenant.cluster["id"], created["container"]["id"])
 
@@ -198,7 +200,7 @@ def test_wait_with_zero_timeout_answers_at_once(tenant: Tenant, api: Api) -> Non
     assert time.monotonic() - started < 1.0
 
 
-def test_wait_on_a_finished_operation_answers_at_once(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_wait_on_a_finished_operation_answers_at_once(tenant: Tenant, api: Api, deps: Deps) -> None:
     created = tenant.create().json
     settle(deps, tenant.cluster["id"], created["container"]["id"])
 
@@ -211,7 +213,7 @@ def test_wait_on_a_finished_operation_answers_at_once(tenant: Tenant, api: Api, 
     assert time.monotonic() - started < 1.0
 
 
-def test_wait_wakes_when_the_operation_finishes(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_wait_wakes_when_the_operation_finishes(tenant: Tenant, api: Api, deps: Deps) -> None:
     created = tenant.create().json
     result: dict[str, Any] = {}
 
@@ -232,7 +234,7 @@ def test_wait_wakes_when_the_operation_finishes(tenant: Tenant, api: Api, deps: 
     assert result["elapsed"] < 3.0
 
 
-def test_wait_never_holds_longer_than_the_cap(tenant: Tenant, api: Api, deps: Any) -> None:
+def test_wait_never_holds_longer_than_the_cap(tenant: Tenant, api: Api, deps: Deps) -> None:
     op_id = tenant.create().json["operation"]["id"]
     capped = replace(deps, settings=replace(deps.settings, wait_cap_seconds=0.3))
     client = falcon.testing.TestClient(create_app(capped))

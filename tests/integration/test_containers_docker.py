@@ -7,37 +7,56 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
+import docker
 import pytest
+from docker.models.containers import Container
 
-from tests.fixtures.corral import make_tenant, run_jobs
+from devstack.dockerd import Dockerd
+from services.deps import Deps
+from shared.settings import Settings
+from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from workers import context
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def live(api, deps, worker_context, dockerd, busybox_image):
+def live(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+) -> Tenant:
     return make_tenant(api, dockerd.url)
 
 
-def _container(docker_client, container_id):
+def _container(docker_client: docker.DockerClient, container_id: str) -> Container:
     return docker_client.containers.get(f"corral-{container_id}")
 
 
-def _create_running(live, deps, **fields):
+def _create_running(live: Tenant, deps: Deps, **fields: Any) -> dict[str, Any]:
     resp = live.create(**fields)
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
-    body = live.api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
+    body: dict[str, Any] = live.api.tenant(
+        "GET", f"/containers/{resp.json['container']['id']}"
+    ).json
     assert body["status"] == "running", body
     return body
 
 
-def _counters(api):
-    return api.tenant("GET", "/capacity").json["used"]
+def _counters(api: Api) -> dict[str, Any]:
+    used: dict[str, Any] = api.tenant("GET", "/capacity").json["used"]
+    return used
 
 
-def test_create_applies_limits_and_labels(live, deps, docker_client):
+def test_create_applies_limits_and_labels(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     body = _create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
     c = _container(docker_client, body["id"])
     host_config = c.attrs["HostConfig"]
@@ -54,7 +73,9 @@ def test_create_applies_limits_and_labels(live, deps, docker_client):
     assert op["status"] == "succeeded"
 
 
-def test_resize_changes_live_limits(live, deps, docker_client):
+def test_resize_changes_live_limits(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     body = _create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
     resp = live.api.tenant(
         "PATCH", f"/containers/{body['id']}", {"resources": {"cpu_cores": 1.25, "ram_mb": 128}}
@@ -75,8 +96,13 @@ def test_resize_changes_live_limits(live, deps, docker_client):
     [("stop", "exited", "stopped"), ("kill", "exited", "stopped"), ("pause", "paused", "paused")],
 )
 def test_power_signals_reach_the_engine(
-    live, deps, docker_client, signal_name, engine_status, api_status
-):
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    signal_name: str,
+    engine_status: str,
+    api_status: str,
+) -> None:
     body = _create_running(live, deps, name=f"power-{signal_name}")
     resp = live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": signal_name})
     assert resp.status_code == 202, resp.text
@@ -90,7 +116,9 @@ def test_power_signals_reach_the_engine(
     assert live.api.tenant("GET", f"/containers/{body['id']}").json["status"] == "running"
 
 
-def test_restart_starts_a_new_process(live, deps, docker_client):
+def test_restart_starts_a_new_process(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     body = _create_running(live, deps, name="restart")
     started = _container(docker_client, body["id"]).attrs["State"]["StartedAt"]
     live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": "restart"})
@@ -100,7 +128,9 @@ def test_restart_starts_a_new_process(live, deps, docker_client):
     assert c.attrs["State"]["StartedAt"] != started
 
 
-def test_egg_switch_recreates_from_new_image(live, deps, docker_client, busybox_image):
+def test_egg_switch_recreates_from_new_image(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient, busybox_image: str
+) -> None:
     docker_client.images.get(busybox_image).tag("corral/busybox", "v2")
     other = live.api.make_egg(name="busybox-v2", image="corral/busybox:v2")
     cluster_id = live.cluster["id"]
@@ -122,7 +152,9 @@ def test_egg_switch_recreates_from_new_image(live, deps, docker_client, busybox_
     assert live.api.tenant("GET", f"/containers/{body['id']}").json["egg_id"] == other["id"]
 
 
-def test_delete_removes_container_and_frees_capacity(live, deps, docker_client):
+def test_delete_removes_container_and_frees_capacity(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     import docker.errors
 
     body = _create_running(live, deps, name="gone", ram_mb=64)
@@ -137,7 +169,13 @@ def test_delete_removes_container_and_frees_capacity(live, deps, docker_client):
     assert live.api.tenant("GET", "/containers").json == []
 
 
-def test_failure_leaves_error_with_reason(api, deps, worker_context, dockerd, busybox_image):
+def test_failure_leaves_error_with_reason(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+) -> None:
     tenant = make_tenant(api, dockerd.url)
     missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
     deps.repo.db.update(
@@ -153,17 +191,19 @@ def test_failure_leaves_error_with_reason(api, deps, worker_context, dockerd, bu
     assert op["status"] == "failed" and op["error"] == body["error"]
 
 
-def test_worker_killed_mid_provision_converges(live, deps, settings, docker_client, dockerd):
+def test_worker_killed_mid_provision_converges(
+    live: Tenant,
+    deps: Deps,
+    settings: Settings,
+    docker_client: docker.DockerClient,
+    dockerd: Dockerd,
+) -> None:
     """A real `rq worker` is SIGKILLed while provisioning; re-running the job leaves
     exactly one container and exact counters."""
     resp = live.create(name="crash", ram_mb=64)
     workload_id = resp.json["container"]["id"]
     op_id = resp.json["operation"]["id"]
-    env = os.environ | {
-        "CORRAL_TABLE": settings.table_name,
-        "CORRAL_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint,
-        "CORRAL_REDIS_URL": settings.redis_url,
-    }
+    env = _worker_env(settings)
     # Freeze the engine so the worker is caught inside the job, then kill it.
     dockerd_pid = dockerd.pid
     worker = subprocess.Popen(
@@ -217,7 +257,17 @@ def test_worker_killed_mid_provision_converges(live, deps, settings, docker_clie
     assert used["ram_mb"] == 64 and used["containers"] == 1
 
 
-def _wait(predicate, timeout=20.0):
+def _worker_env(settings: Settings) -> dict[str, str]:
+    """The environment of a worker run as its own process: this test's table and Redis."""
+    assert settings.dynamodb_endpoint is not None  # the fixtures' table server
+    return os.environ | {
+        "CORRAL_TABLE": settings.table_name,
+        "CORRAL_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint,
+        "CORRAL_REDIS_URL": settings.redis_url,
+    }
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -226,16 +276,14 @@ def _wait(predicate, timeout=20.0):
     raise AssertionError("condition not reached in time")
 
 
-def test_corral_worker_class_runs_jobs_in_forked_horses(live, deps, settings, docker_client):
+def test_corral_worker_class_runs_jobs_in_forked_horses(
+    live: Tenant, deps: Deps, settings: Settings, docker_client: docker.DockerClient
+) -> None:
     """The worker `make run` and the deployment guide start: rq's forking worker with
     Corral's job code preloaded, as a real process."""
     resp = live.create(name="forked")
     cid = resp.json["container"]["id"]
-    env = os.environ | {
-        "CORRAL_TABLE": settings.table_name,
-        "CORRAL_DYNAMODB_ENDPOINT": settings.dynamodb_endpoint,
-        "CORRAL_REDIS_URL": settings.redis_url,
-    }
+    env = _worker_env(settings)
     done = subprocess.run(
         [sys.executable, "-m", "rq.cli", "worker", "--burst",
          "--worker-class", "workers.worker.CorralWorker",

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import docker.errors
 import pytest
+import redis as redis_lib
 
+from devstack.dockerd import Dockerd
 from infra import schema
-from tests.fixtures.corral import make_tenant, run_jobs
+from services.deps import Deps
+from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from workers import context
 from workers.reconcile import reconcile
 from workers.sweeps import sweep_expired
 
@@ -17,24 +22,33 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def live(api, deps, worker_context, dockerd, busybox_image):
+def live(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+) -> Tenant:
     return make_tenant(api, dockerd.url, containers=10)
 
 
-def _running(live, deps, **fields):
+def _running(live: Tenant, deps: Deps, **fields: Any) -> str:
     resp = live.create(**fields)
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
     body = live.api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
     assert body["status"] == "running", body
-    return body["id"]
+    return str(body["id"])
 
 
-def _get(live, cid):
-    return live.api.tenant("GET", f"/containers/{cid}").json
+def _get(live: Tenant, cid: str) -> dict[str, Any]:
+    body: dict[str, Any] = live.api.tenant("GET", f"/containers/{cid}").json
+    return body
 
 
-def test_expired_workload_is_reaped_and_renewed_one_survives(live, deps, docker_client):
+def test_expired_workload_is_reaped_and_renewed_one_survives(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     doomed = _running(live, deps, name="doomed", lifetime=2)
     renewed = _running(live, deps, name="renewed", lifetime=2)
     resp = live.api.tenant("POST", f"/containers/{renewed}/lease", {"lifetime": 3600})
@@ -56,7 +70,12 @@ def test_expired_workload_is_reaped_and_renewed_one_survives(live, deps, docker_
     assert sweep_expired() == 0  # nothing else is due; the reaped one left the index
 
 
-def test_container_removed_behind_our_back(live, deps, docker_client, worker_context):
+def test_container_removed_behind_our_back(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    worker_context: context.WorkerContext,
+) -> None:
     lost = _running(live, deps, name="lost")
     kept = _running(live, deps, name="kept", restart_policy="always")
     docker_client.containers.get(f"corral-{lost}").remove(force=True)
@@ -72,14 +91,21 @@ def test_container_removed_behind_our_back(live, deps, docker_client, worker_con
     assert _get(live, kept)["status"] == "running"
 
 
-def test_engine_drift_is_recorded(live, deps, docker_client):
+def test_engine_drift_is_recorded(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     cid = _running(live, deps, name="drift")
     docker_client.containers.get(f"corral-{cid}").stop(timeout=1)
     assert reconcile()["drifted"] == [cid]
     assert _get(live, cid)["status"] == "stopped"
 
 
-def test_redis_flushed_with_operations_in_flight(live, deps, redis_conn, worker_context):
+def test_redis_flushed_with_operations_in_flight(
+    live: Tenant,
+    deps: Deps,
+    redis_conn: redis_lib.Redis[bytes],
+    worker_context: context.WorkerContext,
+) -> None:
     ids = [live.create(name=f"q{i}").json["container"]["id"] for i in range(2)]
     redis_conn.flushall()
     later = datetime.now(UTC) + timedelta(minutes=2)
@@ -91,7 +117,9 @@ def test_redis_flushed_with_operations_in_flight(live, deps, redis_conn, worker_
     assert [_get(live, cid)["status"] for cid in ids] == ["running", "running"]
 
 
-def test_workload_the_table_lost_is_adopted(live, deps, docker_client):
+def test_workload_the_table_lost_is_adopted(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> None:
     cid = _running(live, deps, name="adoptee", ram_mb=96)
     # the table forgets it (as an in-memory table does across restarts), counters too
     deps.repo.db.client.delete_item(
@@ -125,8 +153,11 @@ def test_workload_the_table_lost_is_adopted(live, deps, docker_client):
 
 
 def test_unknown_workload_without_cluster_is_removed_after_grace(
-    live, deps, docker_client, worker_context
-):
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    worker_context: context.WorkerContext,
+) -> None:
     from infra.drivers.docker.driver import DockerDriver
     from shared.capacity import Resources
     from shared.runtime import WorkloadSpec

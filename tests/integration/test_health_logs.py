@@ -9,21 +9,26 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import docker
 import falcon.testing
 import pytest
 import requests
 
+from devstack.dockerd import Dockerd
 from handlers.app import create_app
 from handlers.public.observe import parse_since
+from services.deps import Deps
 from shared.clock import utc_now
 from shared.settings import Settings
 from tests.fixtures.corral import Api, run_jobs
 from tests.fixtures.priority import serve_priority, while_serving
+from workers import context
 from workers.collector import collect_health
 
 pytestmark = pytest.mark.integration
@@ -52,7 +57,7 @@ def settings(settings: Settings) -> Settings:
 @dataclasses.dataclass
 class Fleet:
     api: Api
-    deps: Any
+    deps: Deps
     cluster: dict[str, Any]
     host: dict[str, Any]
     eggs: dict[str, str]
@@ -80,7 +85,13 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(api, deps, worker_context, dockerd, busybox_image) -> Fleet:
+def fleet(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+) -> Fleet:
     eggs = {
         kind: api.make_egg(name=kind, command=["/bin/sh", "-c", command])["id"]
         for kind, command in COMMANDS.items()
@@ -92,7 +103,7 @@ def fleet(api, deps, worker_context, dockerd, busybox_image) -> Fleet:
 
 
 @pytest.fixture
-def removed_after(docker_client):
+def removed_after(docker_client: docker.DockerClient) -> Iterator[list[str]]:
     """Containers to remove when the test ends (a CPU burner must not outlive it)."""
     ids: list[str] = []
     yield ids
@@ -115,7 +126,7 @@ def _wait_for_output(fleet: Fleet, cid: str, text: str, timeout: float = 10.0) -
 # -- logs -----------------------------------------------------------------------------
 
 
-def test_logs_return_what_the_container_printed(fleet: Fleet, removed_after) -> None:
+def test_logs_return_what_the_container_printed(fleet: Fleet, removed_after: list[str]) -> None:
     cid = fleet.run("printer")
     removed_after.append(cid)
     _wait_for_output(fleet, cid, "later-2")
@@ -137,7 +148,9 @@ def test_logs_return_what_the_container_printed(fleet: Fleet, removed_after) -> 
     assert _texts(fleet.logs(cid, since=later["time"])) == ["later-1", "later-2"]
     seconds = later["time"][:19]  # whole seconds, no zone: UTC
     assert _texts(fleet.logs(cid, since=seconds, tail="1")) == ["later-2"]
-    unix = parse_since(later["time"]) / 1e9
+    since_ns = parse_since(later["time"])
+    assert since_ns is not None
+    unix = since_ns / 1e9
     assert _texts(fleet.logs(cid, since=f"{unix - 0.5:.3f}")) == ["later-1", "later-2"]
     assert fleet.logs(cid, since=str(int(time.time()) + 3600))["lines"] == []
 
@@ -178,7 +191,7 @@ class HttpServer:
 
 
 def test_follow_streams_a_line_printed_after_the_request_began(
-    fleet: Fleet, docker_client, removed_after
+    fleet: Fleet, docker_client: docker.DockerClient, removed_after: list[str]
 ) -> None:
     cid = fleet.run("waiter")
     removed_after.append(cid)
@@ -225,7 +238,7 @@ def test_follow_streams_a_line_printed_after_the_request_began(
     assert any(line.startswith("id: ") for line in received)
 
 
-def test_follow_ends_at_its_cap(fleet: Fleet, removed_after) -> None:
+def test_follow_ends_at_its_cap(fleet: Fleet, removed_after: list[str]) -> None:
     cid = fleet.run("idle")
     removed_after.append(cid)
     deps = dataclasses.replace(
@@ -246,7 +259,7 @@ def test_follow_ends_at_its_cap(fleet: Fleet, removed_after) -> None:
 
 
 def test_collector_measures_cpu_memory_disk_and_uptime(
-    fleet: Fleet, worker_context, removed_after
+    fleet: Fleet, worker_context: context.WorkerContext, removed_after: list[str]
 ) -> None:
     busy = fleet.run("busy", cpu_cores=0.5)
     removed_after.append(busy)
@@ -296,7 +309,9 @@ def test_collector_measures_cpu_memory_disk_and_uptime(
     assert stats["load"]["hosts_measured"] == 1
 
 
-def test_a_stopped_collector_makes_health_stale(fleet: Fleet, worker_context) -> None:
+def test_a_stopped_collector_makes_health_stale(
+    fleet: Fleet, worker_context: context.WorkerContext
+) -> None:
     cid = fleet.run("idle")
     # The collector last ran long ago (its clock says so); nothing ran since.
     long_ago = utc_now() - timedelta(seconds=fleet.deps.settings.health_stale_seconds + 60)

@@ -4,20 +4,24 @@ not_ready, then down, and is avoided."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from devstack.dockerd import start_dockerd
+from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
-from tests.fixtures.corral import make_tenant, run_jobs
+from services.deps import Deps
+from tests.fixtures.corral import Api, make_tenant, run_jobs
+from workers import context
 from workers.hosts import DOWN_AFTER, check_hosts
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def two_more_dockerds(tmp_path_factory):
+def two_more_dockerds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Dockerd]]:
     handles = [start_dockerd(tmp_path_factory.mktemp(f"dockerd-{i}")) for i in range(2)]
     try:
         for handle in handles:
@@ -30,13 +34,13 @@ def two_more_dockerds(tmp_path_factory):
             handle.stop()
 
 
-def _register(api, name, url, ram_mb):
+def _register(api: Api, name: str, url: str, ram_mb: int) -> dict[str, Any]:
     return api.make_host(
         address=url, name=name, capacity={"cpu_cores": 4, "ram_mb": ram_mb, "storage_mb": 100000}
     )
 
 
-def _names_on(handle):
+def _names_on(handle: Dockerd) -> set[str | None]:
     client = handle.client()
     try:
         return {c.name for c in client.containers.list(all=True)}
@@ -44,7 +48,12 @@ def _names_on(handle):
         client.close()
 
 
-def test_fleet_of_real_hosts(api, deps, worker_context, two_more_dockerds):
+def test_fleet_of_real_hosts(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    two_more_dockerds: list[Dockerd],
+) -> None:
     big_engine, small_engine = two_more_dockerds
     tenant = make_tenant(api, big_engine.url, cpu_cores=16, ram_mb=100000, containers=50)
     api.admin("DELETE", f"/hosts/{tenant.host['id']}")
@@ -79,7 +88,9 @@ def test_fleet_of_real_hosts(api, deps, worker_context, two_more_dockerds):
     refused_or_small = tenant.create(name="third", ram_mb=256)
     third = refused_or_small.json["container"]["id"]
     assert deps.repo.get_workload(tenant.cluster["id"], third).host_id == small["id"]
-    later = deps.repo.get_host(big["id"]).last_heartbeat + DOWN_AFTER + timedelta(seconds=1)
+    heartbeat = deps.repo.get_host(big["id"]).last_heartbeat
+    assert heartbeat is not None
+    later = heartbeat + DOWN_AFTER + timedelta(seconds=1)
     worker_context.clock = lambda: later
     assert check_hosts()[big["id"]] == "down"
     node = api.admin("GET", f"/nodes/{big['id']}").json

@@ -1,11 +1,24 @@
+from __future__ import annotations
+
+import docker
 import pytest
 
-from tests.fixtures.corral import make_tenant, run_jobs
+from devstack.dockerd import Dockerd
+from services.deps import Deps
+from tests.fixtures.corral import Api, make_tenant, run_jobs
+from workers import context
 
 pytestmark = pytest.mark.integration
 
 
-def test_create_runs_container(api, deps, worker_context, dockerd, busybox_image, docker_client):
+def test_create_runs_container(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    docker_client: docker.DockerClient,
+) -> None:
     tenant = make_tenant(api, dockerd.url)
     resp = tenant.create(cpu_cores=0.5, ram_mb=64)
     assert resp.status_code == 202, resp.text

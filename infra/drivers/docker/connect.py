@@ -49,12 +49,16 @@ def tls_config(tls: Mapping[str, str], tls_dir: str, address: str) -> Any:
             with os.fdopen(descriptor, "w") as pem:
                 pem.write(tls[key])
             paths[key] = path
-    client_cert = None
-    if "client_cert" in paths or "client_key" in paths:
-        client_cert = (paths.get("client_cert"), paths.get("client_key"))
+    cert_path, key_path = paths.get("client_cert"), paths.get("client_key")
+    if (cert_path is None) != (key_path is None):
+        raise HostError(
+            f"invalid TLS material for {address}: client_cert and client_key go together"
+        )
     try:
         return docker.tls.TLSConfig(
-            client_cert=client_cert, ca_cert=paths.get("ca_cert"), verify=True
+            client_cert=(cert_path, key_path) if cert_path and key_path else None,
+            ca_cert=paths.get("ca_cert"),
+            verify=True,
         )
     except docker.errors.TLSParameterError as exc:
         raise HostError(f"invalid TLS material for {address}: {exc}") from exc

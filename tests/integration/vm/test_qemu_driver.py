@@ -50,11 +50,17 @@ def last_qemu_pid(host: VmHost, workload_id: str) -> int | None:
 
 
 def live_qemu_args(host: VmHost) -> list[str]:
-    """Command lines of QEMU processes (not zombies) on the host, seen over SSH."""
+    """Command lines of QEMU processes (not zombies) of the host, seen over SSH. The
+    namespaces share the machine's process table, so `ps` also lists the VMs of any
+    other test run on the machine: the host's own name its folder (disk, image)."""
     with host.ssh.connection() as ssh:
         out = ssh.check(["ps", "-eo", "stat=,args="]).decode()
     lines = [line.strip() for line in out.splitlines()]
-    return [line.split(None, 1)[1] for line in lines if "qemu-system" in line and line[0] != "Z"]
+    return [
+        line.split(None, 1)[1]
+        for line in lines
+        if "qemu-system" in line and line[0] != "Z" and f"{host.ssh.root}/" in line
+    ]
 
 
 def process_name(pid: int) -> str | None:
