@@ -190,6 +190,7 @@ def test_no_sequence_of_tenant_requests_breaks_a_counter(api: Api, deps: Deps) -
         tenancy(api, deps),
         settings=settings(
             max_examples=20,
+            phases=[Phase.explicit, Phase.reuse, Phase.generate],
             stateful_step_count=12,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
