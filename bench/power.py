@@ -22,7 +22,7 @@ from bench.provisioning import CORRAL_APP, job_times, raw_create_start
 from bench.report import Row, Section, median, ms, number, percentile, ratio, table
 from bench.stack import Stack, cpu_seconds
 from bench.world import STOP_TIMEOUT, HttpApi, World, seed
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.runtime import runtime_name
 
 TITLE = "4. Power operations and worker throughput"
@@ -106,7 +106,7 @@ def _served_rate(
     finally:
         redis.close()
     for operation_id in operations:
-        op = repo.get_operation(world.cluster_id, operation_id)
+        op = repo.operations.get(world.cluster_id, operation_id)
         if op.status.value != "succeeded":
             raise RuntimeError(f"restart {operation_id} ended {op.status.value}: {op.error}")
     first: datetime = min(started for _, started, _ in spans)

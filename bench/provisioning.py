@@ -14,12 +14,12 @@ from bench.report import Row, Section, median, ms, percentile, ratio, table
 from bench.stack import Stack
 from bench.world import CPU_CORES, RAM_MB, STOP_TIMEOUT, HttpApi, InProcessApi, World, seed
 from devstack.image import IDLE_COMMAND
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.runtime import runtime_name
 from shared.settings import Settings
 
 TITLE = "3. End-to-end provisioning latency"
-CORRAL_APP = "handlers.app:get_app()"
+CORRAL_APP = "handlers.asgi:get_app()"
 MIB = 1024 * 1024
 CPU_PERIOD_US = 100_000
 

@@ -21,9 +21,10 @@ from bench.report import Row, Section, median, ms, number, ratio, table
 from bench.stack import Stack
 from bench.world import InProcessApi, World, seed
 from handlers.app import create_app
-from infra import codec
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue
+from infra.table.attributes import to_wire
+from infra.table.workloads import workload_item
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import iso, utc_now
@@ -105,7 +106,7 @@ def _one_size(stack: Stack, fleet: int, repeats: int) -> dict[str, Any]:
         workloads = [
             _workload(world, i, due if i % every == 0 else later, now) for i in range(fleet)
         ]
-        items = [codec.to_wire(codec.workload_item(w)) for w in workloads]
+        items = [to_wire(workload_item(w)) for w in workloads]
         client = repo.db.client
         started = time.perf_counter()
         _load(client, settings.table_name, items)
@@ -128,7 +129,7 @@ def _one_size(stack: Stack, fleet: int, repeats: int) -> dict[str, Any]:
                     raise RuntimeError(f"the scan found {found} due workloads, not {DUE}")
                 meter.reset()
                 started = time.perf_counter()
-                listed = repo.due_workloads(utc_now(), BATCH_LIMIT)  # the sweep's reads
+                listed = repo.workloads.due(utc_now(), BATCH_LIMIT)  # the sweep's reads
                 find_times.append(time.perf_counter() - started)
                 if len(listed) != DUE:
                     raise RuntimeError(f"the expiry index listed {len(listed)} due, not {DUE}")
@@ -200,7 +201,7 @@ def run(stack: Stack, quick: bool) -> Section:
         ],
     )  # fmt: skip
     section.notes = [
-        "Time to find the due: `Repository.due_workloads`, the sweep's reads alone, "
+        "Time to find the due: `WorkloadStore.due`, the sweep's reads alone, "
         "against the scan (medians of 3, interleaved; 1 for N = 50,000 and with "
         "`--quick`). `sweep_expired: time` is the whole sweep: those reads, then per "
         "due workload a get_item, a transaction and an enqueue.",

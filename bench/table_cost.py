@@ -21,9 +21,9 @@ from bench.world import PUBLIC, ApiError, InProcessApi, World, seed
 from handlers.app import create_app
 from handlers.auth import CACHE_PREFIX
 from infra.drivers.factory import DriverFactory
-from infra.dynamo import Dynamo, TableStats, make_client
 from infra.queue import JobQueue
-from infra.repository import Repository
+from infra.table.dynamo import Dynamo, TableStats, make_client
+from infra.table.repository import Repository
 from services.deps import Deps
 from workers import context
 
@@ -75,7 +75,7 @@ def _run_jobs(deps: Deps, repo: Repository, cluster_id: str, operation_id: str) 
 
     worker = SimpleWorker([deps.jobs.queue], connection=deps.redis, serializer=JSONSerializer)
     worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
-    op = repo.get_operation(cluster_id, operation_id)
+    op = repo.operations.get(cluster_id, operation_id)
     if op.status.value != "succeeded":
         raise ApiError(f"operation {operation_id} ended {op.status.value}: {op.error}")
 

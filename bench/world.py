@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import falcon.testing
 
 from devstack.image import IDLE_COMMAND
-from infra.repository import Repository
+from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devstack.processes import REPO, Server, StartupError, free_port, listening, start_server
-from infra.dynamo import Dynamo, make_client
-from infra.schema import table_definition
+from infra.table.dynamo import Dynamo, make_client
+from infra.table.schema import table_definition
 from shared.settings import Settings
 
 EMULATOR = REPO / "node_modules" / "amplify-dynamodb-simulator" / "emulator"
@@ -69,7 +69,7 @@ def open_table(settings: Settings) -> Dynamo:
 
 
 def create_table(settings: Settings) -> Dynamo:
-    """Create Corral's table (infra.schema) on the settings' endpoint."""
+    """Create Corral's table (infra.table.schema) on the settings' endpoint."""
     client = make_client(settings)
     client.create_table(**table_definition(settings.table_name))
     client.get_waiter("table_exists").wait(TableName=settings.table_name)

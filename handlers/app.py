@@ -31,9 +31,9 @@ from handlers.public.containers import (
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
-from infra.dynamo import Dynamo, make_client
 from infra.queue import JobQueue, make_redis
-from infra.repository import Repository
+from infra.table.dynamo import Dynamo, make_client
+from infra.table.repository import Repository
 from services.clusters import ClusterService
 from services.deps import Deps
 from services.eggs import EggService

@@ -85,10 +85,10 @@ class Authenticator:
 
     def _load(self, key_hash: str) -> Principal:
         repo = self._deps.repo
-        key = repo.find_key(key_hash)
+        key = repo.keys.find(key_hash)
         if key is None or key.revoked:
             raise Unauthorized()
-        status = repo.get_cluster(key.cluster_id).status.value if key.cluster_id else None
+        status = repo.clusters.get(key.cluster_id).status.value if key.cluster_id else None
         principal = Principal(key_id=key.id, cluster_id=key.cluster_id, cluster_status=status)
         try:
             self._deps.redis.set(
@@ -110,7 +110,7 @@ class Authenticator:
         except RedisError:
             return
         if first:
-            self._deps.repo.touch_key(key_hash, self._deps.clock())
+            self._deps.repo.keys.touch(key_hash, self._deps.clock())
 
 
 class AuthMiddleware:

@@ -42,7 +42,7 @@ class ClusterService:
             created_at=now,
             updated_at=now,
         )
-        self._repo.create_cluster(cluster)
+        self._repo.clusters.create(cluster)
         return cluster
 
     def update(self, cluster_id: str, body: ClusterUpdate) -> Cluster:
@@ -50,7 +50,7 @@ class ClusterService:
             raise InvalidInput("Nothing to change: give name, plan and/or egg_ids.")
         if body.egg_ids is not None:
             self._require_eggs(body.egg_ids)
-        return self._repo.update_cluster(
+        return self._repo.clusters.update(
             cluster_id,
             self._deps.clock(),
             name=body.name,
@@ -61,11 +61,11 @@ class ClusterService:
     def set_status(self, cluster_id: str, status: ClusterStatus) -> tuple[Cluster, list[str]]:
         """The cluster with its new status, and the hashes of its keys, whose cached
         principals must go so the change takes effect on the very next tenant call."""
-        cluster = self._repo.set_cluster_status(cluster_id, status, self._deps.clock())
-        return cluster, [key.key_hash for key in self._repo.list_keys(cluster.id)]
+        cluster = self._repo.clusters.set_status(cluster_id, status, self._deps.clock())
+        return cluster, [key.key_hash for key in self._repo.keys.list(cluster.id)]
 
     def _require_eggs(self, egg_ids: Sequence[str]) -> None:
-        known = {egg.id for egg in self._repo.list_eggs()}
+        known = {egg.id for egg in self._repo.eggs.list()}
         unknown = [egg_id for egg_id in egg_ids if egg_id not in known]
         if unknown:
             raise InvalidInput(f"Unknown egg ids: {', '.join(unknown)}.")

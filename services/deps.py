@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 from infra.queue import JobQueue
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.clock import Clock, IdFactory, new_id, new_operation_id, utc_now
 from shared.settings import Settings
 

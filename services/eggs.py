@@ -37,7 +37,7 @@ class EggService:
                 vm=body.vm.boot() if body.vm else VmBoot(),
             )
         )
-        self._repo.create_egg(egg)
+        self._repo.eggs.create(egg)
         return egg
 
     def update(self, egg: Egg, body: EggUpdate) -> Egg:
@@ -58,17 +58,17 @@ class EggService:
                 egg, **changes, minimum=minimum, defaults=_resources(body.defaults, egg.defaults)
             )
         )
-        self._repo.replace_egg(updated)
+        self._repo.eggs.replace(updated)
         return updated
 
     def delete(self, egg_id: str) -> None:
-        allowing = [c.name for c in self._repo.list_clusters() if egg_id in c.egg_ids]
+        allowing = [c.name for c in self._repo.clusters.list() if egg_id in c.egg_ids]
         if allowing:
             raise Conflict(
                 f"Egg is allowed in clusters {', '.join(sorted(allowing))}; "
                 "remove it from their allow-lists first."
             )
-        self._repo.delete_egg(egg_id)
+        self._repo.eggs.delete(egg_id)
 
 
 def _resources(given: EggResources | None, base: Resources) -> Resources:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from infra.env_records import EnvExists
+from infra.table.envs import EnvExists
 from services import operations
 from services.deps import Deps
 from shared import rules
@@ -70,8 +70,8 @@ class EnvService:
 
     def find(self, env_id: str, cluster_id: str | None) -> Env:
         if cluster_id is not None:
-            return self._repo.get_env(cluster_id, env_id)
-        found = self._repo.find_envs(env_id)
+            return self._repo.envs.get(cluster_id, env_id)
+        found = self._repo.envs.find(env_id)
         if not found:
             raise NotFound("Environment not found.")
         if len(found) > 1:
@@ -83,13 +83,13 @@ class EnvService:
 
     def vms_of(self, env: Env) -> list[Workload]:
         wanted = set(env.vm_ids)
-        return [w for w in self._repo.list_workloads(env.cluster_id) if w.id in wanted]
+        return [w for w in self._repo.workloads.in_cluster(env.cluster_id) if w.id in wanted]
 
     # -- create -----------------------------------------------------------------
 
     def create(self, body: CreateEnvReq) -> tuple[Env, list[Workload], list[Operation]]:
         _check_engines(body.vms)
-        cluster = self._repo.get_cluster(body.cluster_id)
+        cluster = self._repo.clusters.get(body.cluster_id)
         rules.require_active(cluster)
         eggs = self._eggs_for(cluster, body.vms)
         needs = [
@@ -116,7 +116,7 @@ class EnvService:
         for attempt in range(ATTEMPTS):
             total = sum((n.resources for n in needs), start=Resources())
             rules.require_room(cluster, total, len(needs), "the pool for the environment's VMs")
-            hosts = place_all(self._repo.list_hosts(), needs)
+            hosts = place_all(self._repo.hosts.list(), needs)
             pairs = []
             for need, spec, egg, host, vm_id, op_id in zip(
                 needs, body.vms, eggs, hosts, vm_ids, op_ids, strict=True
@@ -155,7 +155,7 @@ class EnvService:
                 # A host or the cluster changed since it was read: place again.
                 if attempt == ATTEMPTS - 1:
                     raise
-                cluster = self._repo.get_cluster(body.cluster_id)
+                cluster = self._repo.clusters.get(body.cluster_id)
                 rules.require_active(cluster)
                 continue
             for _, operation in pairs:
@@ -167,7 +167,7 @@ class EnvService:
         """The egg each VM boots with: a qemu egg the cluster allows whose image is the
         VM's (the first by name when several are)."""
         allowed = sorted(
-            (e for e in self._repo.list_eggs() if e.id in cluster.egg_ids),
+            (e for e in self._repo.eggs.list() if e.id in cluster.egg_ids),
             key=lambda e: (e.name, e.id),
         )
         qemu = [e for e in allowed if e.engine == Engine.QEMU]
@@ -212,7 +212,7 @@ class EnvService:
 
     def lease(self, env: Env, body: LeaseRequest) -> tuple[Env, list[Workload]]:
         """Renew (or shorten) the environment's lease and its live VMs', within the plan."""
-        cluster = self._repo.get_cluster(env.cluster_id)
+        cluster = self._repo.clusters.get(env.cluster_id)
         now = self._deps.clock()
         expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
         assert expires_at is not None  # LeaseRequest demands one of the two
@@ -221,7 +221,7 @@ class EnvService:
             raise NotFound("Environment has no VMs left to renew.")
         _require_idle_for_lease(live)
         self._repo.set_env_lease(env, live, expires_at, now)
-        renewed = self._repo.get_env(env.cluster_id, env.id)
+        renewed = self._repo.envs.get(env.cluster_id, env.id)
         return renewed, self.vms_of(renewed)
 
     def delete(self, env: Env) -> tuple[Env, list[Workload], list[Operation]]:

@@ -36,10 +36,10 @@ class HostService:
             created_at=now,
             updated_at=now,
         )
-        self._repo.create_host(host)
+        self._repo.hosts.create(host)
         return host
 
     def set_draining(self, host_id: str, draining: bool) -> Host:
         """Draining: no new placements; what runs there stays."""
-        host = self._repo.get_host(host_id)
-        return self._repo.set_host_draining(host, draining, self._deps.clock())
+        host = self._repo.hosts.get(host_id)
+        return self._repo.hosts.set_draining(host, draining, self._deps.clock())

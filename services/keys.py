@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from infra.repository import Repository
+from infra.table.repository import Repository
 from shared.clock import IdFactory, new_secret
 from shared.keys import OPERATOR_PREFIX, TENANT_PREFIX, display_prefix, hash_secret
 from shared.models import ApiKey

@@ -39,7 +39,7 @@ class WorkloadService:
     # -- reads ------------------------------------------------------------------
 
     def get(self, cluster_id: str, workload_id: str) -> Workload:
-        return self._repo.get_workload(cluster_id, workload_id)
+        return self._repo.workloads.get(cluster_id, workload_id)
 
     def live(self, cluster_id: str, workload_id: str) -> Workload:
         workload = self.get(cluster_id, workload_id)
@@ -55,7 +55,7 @@ class WorkloadService:
         body: ContainerCreate,
         constraints: Mapping[str, str] | None = None,
     ) -> tuple[Workload, Operation]:
-        cluster = self._repo.get_cluster(cluster_id)
+        cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = self._allowed_egg(body.egg_id)
@@ -67,7 +67,7 @@ class WorkloadService:
         for attempt in range(ATTEMPTS):
             rules.require_room(cluster, resources, new_containers=1)
             hosts = candidates(
-                self._repo.list_hosts(), egg.engine, resources, constraints, image=image
+                self._repo.hosts.list(), egg.engine, resources, constraints, image=image
             )
             now = self._deps.clock()
             expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
@@ -107,7 +107,7 @@ class WorkloadService:
                 operations.enqueue(self._deps.jobs, operation)
                 return workload, operation
             if attempt < ATTEMPTS - 1:
-                cluster = self._repo.get_cluster(cluster_id)
+                cluster = self._repo.clusters.get(cluster_id)
                 rules.require_active(cluster)
         raise Conflict("The cluster or its hosts kept changing; retry.")
 
@@ -120,7 +120,7 @@ class WorkloadService:
             raise InvalidInput("Nothing to change: give name, egg_id and/or resources.")
         workload = self._idle(cluster_id, workload_id)
         check_updatable(workload.status)
-        cluster = self._repo.get_cluster(cluster_id)
+        cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
         egg: Egg | None = self._current_egg(workload.egg_id)
         fields: dict[str, str] = {}
@@ -153,7 +153,7 @@ class WorkloadService:
         if not fields and not resized:
             raise InvalidInput("Nothing to change: the values given are the current ones.")
         operation = self._operation(workload, OperationKind.UPDATE, params)
-        host = self._repo.get_host(workload.host_id) if resized else None
+        host = self._repo.hosts.get(workload.host_id) if resized else None
         self._repo.begin_operation(
             workload,
             operation,
@@ -200,11 +200,11 @@ class WorkloadService:
     def lease(self, cluster_id: str, workload_id: str, body: LeaseRequest) -> Workload:
         """Renew (or shorten) the lease: a table write, no job."""
         workload = self.live(cluster_id, workload_id)
-        cluster = self._repo.get_cluster(cluster_id)
+        cluster = self._repo.clusters.get(cluster_id)
         now = self._deps.clock()
         expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
         assert expires_at is not None  # LeaseRequest demands one of the two
-        return self._repo.set_lease(workload, expires_at, now)
+        return self._repo.workloads.set_lease(workload, expires_at, now)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -216,14 +216,14 @@ class WorkloadService:
 
     def _allowed_egg(self, egg_id: str) -> Egg:
         try:
-            return self._repo.get_egg(egg_id)
+            return self._repo.eggs.get(egg_id)
         except NotFound:
             return rules.egg_or_not_allowed({}, egg_id)
 
     def _current_egg(self, egg_id: str) -> Egg | None:
         """The egg a workload runs; None once the operator deleted it."""
         try:
-            return self._repo.get_egg(egg_id)
+            return self._repo.eggs.get(egg_id)
         except NotFound:
             return None
 

@@ -48,7 +48,7 @@ def collect_host(
 ) -> HostReport:
     """Sample one host's workloads and record what was found."""
     report = HostReport(host.id)
-    workloads = [w for w in ctx.repo.list_host_workloads(host.id) if measurable(w)]
+    workloads = [w for w in ctx.repo.workloads.on_host(host.id) if measurable(w)]
     fresh_for = timedelta(seconds=ctx.settings.health_stale_seconds)
     reason: UnknownReason | None = None
     samples: dict[str, Stats] = {}
@@ -74,12 +74,12 @@ def collect_host(
             health = h.missing(now, fresh_for)
         else:
             health = h.measured(sample, workload.health, now, fresh_for)
-        ctx.repo.record_workload_health(
+        ctx.repo.health.record_workload(
             workload.cluster_id, workload.id, health, sample=sample is not None
         )
         fresh.append(health)
         report.measured += 1
-    ctx.repo.record_host_load(host.id, h.host_load(fresh, now, fresh_for))
+    ctx.repo.health.record_host_load(host.id, h.host_load(fresh, now, fresh_for))
     return report
 
 
@@ -87,14 +87,14 @@ def _mark_unknown(ctx: context.WorkerContext, workload: Workload, reason: Unknow
     previous = workload.health
     if previous is not None and previous.reason is reason:
         return  # marked already: spare the write
-    ctx.repo.record_workload_health(workload.cluster_id, workload.id, h.unknown(previous, reason))
+    ctx.repo.health.record_workload(workload.cluster_id, workload.id, h.unknown(previous, reason))
 
 
 def collect_health() -> dict[str, object]:
     """RQ job (scheduled): one pass over every host. Returns a summary."""
     ctx = context.current()
     now = ctx.clock()
-    hosts = ctx.repo.list_hosts()
+    hosts = ctx.repo.hosts.list()
     # The driver cache is not thread-safe: build every driver here, sample in threads.
     drivers: dict[str, HostDriver | None] = {}
     for host in hosts:

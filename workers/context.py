@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.drivers.factory import DriverFactory
-from infra.dynamo import Dynamo, make_client
 from infra.queue import JobQueue, make_redis
-from infra.repository import Repository
+from infra.table.dynamo import Dynamo, make_client
+from infra.table.repository import Repository
 from shared.clock import Clock, utc_now
 from shared.settings import Settings
 

@@ -42,17 +42,17 @@ def _record(
     images: tuple[str, ...] | None,
 ) -> Host:
     try:
-        return ctx.repo.record_host_health(host, health, now, heartbeat=heartbeat, images=images)
+        return ctx.repo.hosts.record_health(host, health, now, heartbeat=heartbeat, images=images)
     except Conflict:  # drained or undrained meanwhile: record against the fresh flag
-        fresh = ctx.repo.get_host(host.id)
-        return ctx.repo.record_host_health(fresh, health, now, heartbeat=heartbeat, images=images)
+        fresh = ctx.repo.hosts.get(host.id)
+        return ctx.repo.hosts.record_health(fresh, health, now, heartbeat=heartbeat, images=images)
 
 
 def check_hosts() -> dict[str, str]:
     """RQ job (scheduled): check every host once. Returns host id -> status."""
     ctx = context.current()
     results: dict[str, str] = {}
-    for host in ctx.repo.list_hosts():
+    for host in ctx.repo.hosts.list():
         try:
             results[host.id] = check_host(ctx, host).status.value
         except NotFound:

@@ -173,23 +173,23 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     ctx = context.current()
     repo = ctx.repo
     try:
-        op = repo.get_operation(cluster_id, operation_id)
+        op = repo.operations.get(cluster_id, operation_id)
     except NotFound:
         log.warning("operation %s not in the table; nothing to do", operation_id)
         return "missing"
     if op.status.is_finished:
         return op.status.value
     try:
-        workload = repo.get_workload(cluster_id, op.workload_id)
+        workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:
-        repo.fail_queued_operation(op, "The container no longer exists.", ctx.clock())
+        repo.operations.fail_orphan(op, "The container no longer exists.", ctx.clock())
         return "failed"
     if workload.pending_op != op.id:
-        repo.fail_queued_operation(
+        repo.operations.fail_orphan(
             op, "Superseded: the container is not waiting for it.", ctx.clock()
         )
         return "failed"
-    op = repo.mark_running(op, ctx.clock())
+    op = repo.operations.mark_running(op, ctx.clock())
     try:
         outcome = _execute(ctx, workload, op)
     except HostError as exc:
@@ -213,13 +213,13 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
 
 def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
     try:
-        host = ctx.repo.get_host(workload.host_id)
+        host = ctx.repo.hosts.get(workload.host_id)
     except NotFound:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
             return Outcome(gone_status(op), release=True, host_exists=False)
         raise HostError("The container's host was removed from Corral.") from None
     try:
-        egg = ctx.repo.get_egg(workload.egg_id)
+        egg = ctx.repo.eggs.get(workload.egg_id)
     except NotFound:
         egg = _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)

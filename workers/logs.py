@@ -45,7 +45,7 @@ def read_logs(
     ctx: context.WorkerContext, host_id: str, workload_id: str, tail: int, since_ns: int | None
 ) -> dict[str, Any]:
     try:
-        host = ctx.repo.get_host(host_id)
+        host = ctx.repo.hosts.get(host_id)
         driver = ctx.drivers.for_host(host)
         lines: list[LogLine] = driver.logs(workload_id, tail, since_ns)
     except NotFound:

@@ -78,7 +78,7 @@ def reconcile() -> dict[str, list[str]]:
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
-    for host in ctx.repo.list_hosts():
+    for host in ctx.repo.hosts.list():
         if host.status != HostStatus.DOWN:
             reconcile_host(ctx, host, report)
     return report.as_dict()
@@ -90,9 +90,9 @@ def reconcile() -> dict[str, list[str]]:
 def requeue_lost_operations(ctx: context.WorkerContext, report: Report) -> None:
     now = ctx.clock()
     stale_running = timedelta(seconds=ctx.settings.job_timeout_seconds) + RUNNING_GRACE
-    for cluster_id, operation_id in ctx.repo.pending_operations(now - QUEUED_GRACE, BATCH):
+    for cluster_id, operation_id in ctx.repo.operations.pending(now - QUEUED_GRACE, BATCH):
         try:
-            op = ctx.repo.get_operation(cluster_id, operation_id)
+            op = ctx.repo.operations.get(cluster_id, operation_id)
         except NotFound:
             continue
         if op.status.is_finished:
@@ -112,7 +112,7 @@ def reconcile_host(ctx: context.WorkerContext, host: Host, report: Report) -> No
     except HostError as exc:
         log.warning("reconcile: host %s unreachable: %s", host.name, exc)
         return
-    known = {w.id: w for w in ctx.repo.list_host_workloads(host.id)}
+    known = {w.id: w for w in ctx.repo.workloads.on_host(host.id)}
     for workload in known.values():
         if workload.status in _SETTLED and not workload.pending_op:
             _check_workload(ctx, workload, observed.get(workload.id), report)
@@ -166,7 +166,7 @@ def _record_repair(
         ctx.repo.begin_operation(workload, op)
     except CorralError:
         return  # the workload changed meanwhile: look again next round
-    current = ctx.repo.get_workload(workload.cluster_id, workload.id)
+    current = ctx.repo.workloads.get(workload.cluster_id, workload.id)
     ctx.repo.finish_operation(op, current, status=status, error=error, now=ctx.clock())
 
 
@@ -195,14 +195,14 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
     labels = seen.labels
     if not {LABEL_CLUSTER, LABEL_EGG, LABEL_RESOURCES} <= labels.keys():
         return None
-    cluster = ctx.repo.get_cluster(labels[LABEL_CLUSTER])
+    cluster = ctx.repo.clusters.get(labels[LABEL_CLUSTER])
     rules.require_active(cluster)
     try:
-        ctx.repo.get_workload(cluster.id, seen.workload_id)
+        ctx.repo.workloads.get(cluster.id, seen.workload_id)
         return None  # known to the table, on another host: not ours to adopt here
     except NotFound:
         pass
-    egg = ctx.repo.get_egg(labels[LABEL_EGG])
+    egg = ctx.repo.eggs.get(labels[LABEL_EGG])
     resources = Resources(**json.loads(labels[LABEL_RESOURCES]))
     now = ctx.clock()
     workload = Workload(

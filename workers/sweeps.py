@@ -31,7 +31,7 @@ def start_reap(
     """Begin reaping one due workload. False when it is not due any more, already gone,
     or busy (a later sweep tries again)."""
     try:
-        workload = ctx.repo.get_workload(cluster_id, workload_id)
+        workload = ctx.repo.workloads.get(cluster_id, workload_id)
     except NotFound:
         return False
     if workload.status.is_gone or workload.expires_at is None or workload.expires_at > now:
@@ -63,7 +63,7 @@ def sweep_expired(limit: int = BATCH) -> int:
     now = ctx.clock()
     started = sum(
         start_reap(ctx, cluster_id, workload_id, now)
-        for cluster_id, workload_id in ctx.repo.due_workloads(now, limit)
+        for cluster_id, workload_id in ctx.repo.workloads.due(now, limit)
     )
     if started:
         log.info("sweep started %d reaps", started)

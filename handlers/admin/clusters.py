@@ -32,7 +32,7 @@ class ClusterCollection:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         resp.media = [
-            cluster_with_totals(c, repo.list_workloads(c.id)) for c in repo.list_clusters()
+            cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
         ]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -48,14 +48,14 @@ class ClusterItem:
         self._clusters = clusters
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        cluster = self._deps.repo.get_cluster(path_id(cluster_id, "Cluster"))
-        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+        cluster = self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
         body = body_as(req, ClusterUpdate, self._deps.settings.max_body_bytes)
         cluster = self._clusters.update(cluster_id, body)
-        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
 class ClusterStatusChange:
@@ -81,7 +81,7 @@ class ClusterStatusChange:
             path_id(cluster_id, "Cluster"), self._target
         )
         self._auth.forget(key_hashes)
-        resp.media = cluster_with_totals(cluster, self._deps.repo.list_workloads(cluster.id))
+        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
 class ClusterKeyCollection:
@@ -89,8 +89,8 @@ class ClusterKeyCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        self._deps.repo.get_cluster(path_id(cluster_id, "Cluster"))
-        resp.media = [views.api_key(k) for k in self._deps.repo.list_keys(cluster_id)]
+        self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        resp.media = [views.api_key(k) for k in self._deps.repo.keys.list(cluster_id)]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
@@ -115,14 +115,14 @@ class ClusterKeyItem:
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
-        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         resp.media = views.api_key(key)
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
         """Revoke at once: the key's cached principal goes with it."""
-        key = self._deps.repo.get_key(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
+        key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         self._deps.repo.revoke_key(key, self._deps.clock())
         self._auth.forget([key.key_hash])
         resp.status = falcon.HTTP_204

@@ -15,7 +15,7 @@ class EggCollection:
         self._eggs = eggs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.egg(e) for e in self._deps.repo.list_eggs()]
+        resp.media = [views.egg(e) for e in self._deps.repo.eggs.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
@@ -30,10 +30,10 @@ class EggItem:
         self._eggs = eggs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        resp.media = views.egg(self._deps.repo.get_egg(path_id(egg_id, "Egg")))
+        resp.media = views.egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        egg = self._deps.repo.get_egg(path_id(egg_id, "Egg"))
+        egg = self._deps.repo.eggs.get(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
         resp.media = views.egg(self._eggs.update(egg, body))
 

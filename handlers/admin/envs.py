@@ -37,10 +37,10 @@ class EnvCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        envs = repo.list_envs(_cluster_param(req))
+        envs = repo.envs.list(_cluster_param(req))
         by_cluster: dict[str, list[Workload]] = defaultdict(list)
         for cluster_id in {e.cluster_id for e in envs}:
-            by_cluster[cluster_id] = repo.list_workloads(cluster_id)
+            by_cluster[cluster_id] = repo.workloads.in_cluster(cluster_id)
         shown = [views.environment(e, by_cluster[e.cluster_id]) for e in envs]
         resp.media = [e for e in shown if e["status"] not in ("deleted", "expired")]
 
@@ -113,9 +113,9 @@ class VmItem:
         cluster_id = _cluster_param(req)
         try:
             if cluster_id is not None:
-                workload = repo.get_workload(cluster_id, vm_id)
+                workload = repo.workloads.get(cluster_id, vm_id)
             else:
-                workload = repo.find_workload(vm_id, repo.list_hosts())
+                workload = repo.workloads.find(vm_id, repo.hosts.list())
         except NotFound:
             raise NotFound("VM not found.") from None
         if workload.engine != Engine.QEMU:

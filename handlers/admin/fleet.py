@@ -27,12 +27,12 @@ class FleetStatus:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        hosts = repo.list_hosts()
+        hosts = repo.hosts.list()
         per_host = []
         capacity, used = Resources(), Resources()
         everything: list[Workload] = []
         for host in hosts:
-            workloads = [w for w in repo.list_host_workloads(host.id) if not w.status.is_gone]
+            workloads = [w for w in repo.workloads.on_host(host.id) if not w.status.is_gone]
             everything += workloads
             capacity, used = capacity + host.capacity, used + host.used
             per_host.append(views.host(host) | {"workloads": _by_status(workloads)})
@@ -56,15 +56,17 @@ class FleetStats:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        clusters = repo.list_clusters()
-        hosts = repo.list_hosts()
-        workloads = [w for c in clusters for w in repo.list_workloads(c.id) if not w.status.is_gone]
+        clusters = repo.clusters.list()
+        hosts = repo.hosts.list()
+        workloads = [
+            w for c in clusters for w in repo.workloads.in_cluster(c.id) if not w.status.is_gone
+        ]
         resp.media = {
             "clusters": len(clusters),
             "clusters_by_status": dict(Counter(c.status.value for c in clusters)),
             "nodes": len(hosts),
             "nodes_by_status": dict(Counter(h.status.value for h in hosts)),
-            "eggs": len(repo.list_eggs()),
+            "eggs": len(repo.eggs.list()),
             "containers": len(workloads),
             "containers_by_status": _by_status(workloads),
             "running_tasks": sum(1 for w in workloads if w.status.value == "running"),
@@ -98,7 +100,7 @@ class FleetImages:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        hosts: list[Host] = self._deps.repo.list_hosts()
+        hosts: list[Host] = self._deps.repo.hosts.list()
         where: dict[str, list[str]] = {}
         for host in hosts:
             for image in host.images:

@@ -18,7 +18,7 @@ class HostCollection:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         now = self._deps.clock()
-        resp.media = [views.host(h, now) for h in self._deps.repo.list_hosts()]
+        resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
@@ -32,12 +32,12 @@ class HostItem:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
-        host = self._deps.repo.get_host(path_id(host_id, "Host"))
+        host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
         resp.media = views.host(host, self._deps.clock())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         force = req.get_param_as_bool("force", default=False)
-        self._deps.repo.delete_host(path_id(host_id, "Host"), force=bool(force))
+        self._deps.repo.hosts.delete(path_id(host_id, "Host"), force=bool(force))
         resp.status = falcon.HTTP_204
 
 

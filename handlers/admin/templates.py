@@ -43,7 +43,7 @@ class TemplateCollection:
         self._deps = deps
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [template(e) for e in self._deps.repo.list_eggs()]
+        resp.media = [template(e) for e in self._deps.repo.eggs.list()]
 
 
 class TemplateItem:
@@ -72,6 +72,6 @@ class TemplateInstantiate:
 
 def _egg_of(deps: Deps, template_id: str) -> Egg:
     try:
-        return deps.repo.get_egg(path_id(template_id, "Template"))
+        return deps.repo.eggs.get(path_id(template_id, "Template"))
     except NotFound as exc:
         raise NotFound("Template not found.") from exc

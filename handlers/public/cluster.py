@@ -14,7 +14,7 @@ class ClusterResource:
         self._repo = deps.repo
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = views.cluster(self._repo.get_cluster(req.context.principal.cluster_id))
+        resp.media = views.cluster(self._repo.clusters.get(req.context.principal.cluster_id))
 
 
 class CapacityResource:
@@ -24,7 +24,7 @@ class CapacityResource:
         self._repo = deps.repo
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = views.capacity(self._repo.get_cluster(req.context.principal.cluster_id))
+        resp.media = views.capacity(self._repo.clusters.get(req.context.principal.cluster_id))
 
 
 class EggCollection:
@@ -34,6 +34,6 @@ class EggCollection:
         self._repo = deps.repo
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        cluster = self._repo.get_cluster(req.context.principal.cluster_id)
+        cluster = self._repo.clusters.get(req.context.principal.cluster_id)
         allowed = set(cluster.egg_ids)
-        resp.media = [views.egg(e) for e in self._repo.list_eggs() if e.id in allowed]
+        resp.media = [views.egg(e) for e in self._repo.eggs.list() if e.id in allowed]

@@ -37,7 +37,7 @@ class _ContainerResource:
 
 class ContainerCollection(_ContainerResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        listed = self._deps.repo.list_workloads(req.context.principal.cluster_id)
+        listed = self._deps.repo.workloads.in_cluster(req.context.principal.cluster_id)
         now = self._deps.clock()
         resp.media = [views.container(w, now) for w in listed if not w.status.is_gone]
 

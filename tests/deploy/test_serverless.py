@@ -1,5 +1,5 @@
 """serverless.yml: packages offline with osls, the CloudFormation template passes
-cfn-lint, the table is infra/schema.table_definition(), and the artifact runs on
+cfn-lint, the table is infra/table/schema.table_definition(), and the artifact runs on
 its own (no import from outside the zip but the Lambda runtime's boto3).
 
 osls (npm, `scripts/package-serverless.sh --install-tools`) and cfn-lint (pip,
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra import schema
-from infra.schema import table_definition
+from infra.table import schema
+from infra.table.schema import table_definition
 from services.deps import Deps
 from tests.deploy.conftest import corral_env
 from tests.deploy.events import Request, http_api_v2, scheduled_event
@@ -82,14 +82,14 @@ def assert_same_table_shape(properties: dict[str, Any]) -> None:
     mine = {k: canonical(properties.get(k)) for k in keys}
     theirs = {k: canonical(expected.get(k)) for k in keys}
     assert mine == theirs, (
-        "serverless.yml's CorralTable and infra/schema.table_definition() differ; "
+        "serverless.yml's CorralTable and infra/table/schema.table_definition() differ; "
         "change both together"
     )
     # Time to live is not part of CreateTable; the schema names its attribute.
     ttl_attribute = getattr(schema, "TTL_ATTRIBUTE", None)
     expected_ttl = {"AttributeName": ttl_attribute, "Enabled": True} if ttl_attribute else None
     assert properties.get("TimeToLiveSpecification") == expected_ttl, (
-        "serverless.yml's time to live and infra/schema.TTL_ATTRIBUTE differ"
+        "serverless.yml's time to live and infra/table/schema.TTL_ATTRIBUTE differ"
     )
 
 
@@ -128,9 +128,9 @@ def test_the_drift_check_notices_a_changed_index() -> None:
 
 
 def table_actions() -> set[str]:
-    """The IAM actions for the calls infra/dynamo.py makes (`self._call("query", ...)`
+    """The IAM actions for the calls infra/table/dynamo.py makes (`self._call("query", ...)`
     and transaction entries `TxEntry({"Put": ...})`), read from its source."""
-    source = (ROOT / "infra" / "dynamo.py").read_text()
+    source = (ROOT / "infra" / "table" / "dynamo.py").read_text()
     calls = re.findall(r'_call\(\s*"(\w+)"', source) + re.findall(r'TxEntry\(\{"(\w+)"', source)
     unknown = {c for c in calls if c not in IAM_ACTION}
     assert not unknown, f"map these DynamoDB calls to IAM actions here: {unknown}"
@@ -142,7 +142,7 @@ def test_iam_is_the_table_calls_only() -> None:
     actions = {a for s in statements for a in s["Action"]}
     expected = table_actions()
     assert {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"} <= expected
-    assert actions == expected, "serverless.yml's IAM and infra/dynamo.py's calls differ"
+    assert actions == expected, "serverless.yml's IAM and infra/table/dynamo.py's calls differ"
     for statement in statements:
         assert statement["Effect"] == "Allow"
         for resource in statement["Resource"]:
@@ -321,6 +321,9 @@ def test_artifact_holds_only_the_lambda_part_of_the_project(unpacked: Path) -> N
     shipped = {p.name for p in task.iterdir() if p.name in own}
     assert shipped == {"handlers", "services", "infra", "shared"}
     assert not (task / "infra" / "drivers").exists()
+    # gunicorn's ASGI app (and a2wsgi, which it needs) is no part of a Lambda.
+    assert not (task / "handlers" / "asgi.py").exists()
+    assert not (task / "handlers" / "waits.py").exists()
     project_files = [f for f in task.rglob("*") if f.relative_to(task).parts[0] in own]
     assert not [f for f in project_files if "drivers" in f.relative_to(task).parts], project_files
     # What ships is whole: every project module imports from the zip alone.

@@ -14,11 +14,15 @@ import pytest
 
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
 from handlers.auth import Authenticator
-from infra.repository import Repository
+from infra.table.api_keys import ApiKeyStore
+from infra.table.clusters import ClusterStore
+from infra.table.dynamo import Dynamo
+from infra.table.repository import Repository
 from services.deps import Deps
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
+from shared.models import ApiKey, Cluster
 from tests.fixtures.corral import Api, Tenant
 
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
@@ -305,33 +309,49 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
 # -- a revocation or suspension racing a request that is loading the same key ---------
 
 
-class PausingRepository(Repository):
-    """The table, with one pause after the first read of `method`: the operator acts
-    while a tenant request is between reading its key and caching the principal."""
+class Pause:
+    """One pause after the first read of `method` (`find_key` or `get_cluster`): the
+    operator acts while a tenant request is between reading its key and caching the
+    principal."""
 
-    def __init__(self, db: Any, method: str, meanwhile: Callable[[], None]) -> None:
-        super().__init__(db)
+    def __init__(self, method: str, meanwhile: Callable[[], None]) -> None:
         self._method = method
         self._meanwhile: Callable[[], None] | None = meanwhile
 
-    def find_key(self, key_hash: str) -> Any:
-        found = super().find_key(key_hash)
-        self._pause("find_key")
-        return found
-
-    def get_cluster(self, cluster_id: str) -> Any:
-        found = super().get_cluster(cluster_id)
-        self._pause("get_cluster")
-        return found
-
-    def _pause(self, method: str) -> None:
+    def after(self, method: str) -> None:
         if method == self._method and self._meanwhile is not None:
             meanwhile, self._meanwhile = self._meanwhile, None
             meanwhile()
 
 
+class PausingKeys(ApiKeyStore):
+    def __init__(self, db: Dynamo, pause: Pause) -> None:
+        super().__init__(db)
+        self._pause = pause
+
+    def find(self, key_hash: str) -> ApiKey | None:
+        found = super().find(key_hash)
+        self._pause.after("find_key")
+        return found
+
+
+class PausingClusters(ClusterStore):
+    def __init__(self, db: Dynamo, pause: Pause) -> None:
+        super().__init__(db)
+        self._pause = pause
+
+    def get(self, cluster_id: str) -> Cluster:
+        found = super().get(cluster_id)
+        self._pause.after("get_cluster")
+        return found
+
+
 def racing_client(deps: Deps, method: str, meanwhile: Callable[[], None]) -> Any:
-    repo = PausingRepository(deps.repo.db, method, meanwhile)
+    """The app over the table, pausing once as `Pause` says."""
+    pause = Pause(method, meanwhile)
+    repo = Repository(deps.repo.db)
+    repo.keys = PausingKeys(deps.repo.db, pause)
+    repo.clusters = PausingClusters(deps.repo.db, pause)
     return falcon.testing.TestClient(create_app(dataclasses.replace(deps, repo=repo)))
 
 

@@ -41,9 +41,9 @@ def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
     """Record an operation's outcome as the worker would."""
-    workload = deps.repo.get_workload(cluster_id, container_id)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
     assert workload.pending_op is not None
-    operation = deps.repo.get_operation(cluster_id, workload.pending_op)
+    operation = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus(status), now=utc_now(), error=None, **kw
     )
@@ -296,8 +296,8 @@ def test_a_plan_shrinking_while_tenants_create_never_ends_below_use(api: Api, de
 
     patch = results[4]
     created = sum(r.status_code == 202 for i, r in enumerate(results) if i != 4)
-    record = deps.repo.get_cluster(tenant.cluster["id"])
-    assert record.container_count == created == len(deps.repo.list_workloads(record.id))
+    record = deps.repo.clusters.get(tenant.cluster["id"])
+    assert record.container_count == created == len(deps.repo.workloads.in_cluster(record.id))
     assert record.container_count <= record.plan.max_containers
     if patch.status_code == 200:
         assert record.plan.max_containers == 3

@@ -268,7 +268,7 @@ def test_instantiate_honours_label_constraints(api: Api, tenant: Tenant, deps: D
     )
 
     assert resp.status_code == 202, resp.text
-    placed = deps.repo.get_workload(tenant.cluster["id"], resp.json["container"]["id"])
+    placed = deps.repo.workloads.get(tenant.cluster["id"], resp.json["container"]["id"])
     assert placed.host_id == labelled["id"]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import falcon.testing
 
-from infra.repository import Repository
+from infra.table.repository import Repository
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.models import HostStatus
@@ -33,9 +33,9 @@ def register(api: Api, noun: str = "hosts", **fields: Any) -> falcon.testing.Res
 
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str) -> None:
-    workload = deps.repo.get_workload(cluster_id, container_id)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
     assert workload.pending_op is not None
-    operation = deps.repo.get_operation(cluster_id, workload.pending_op)
+    operation = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus(status), now=utc_now(), error=None
     )
@@ -184,8 +184,8 @@ def test_drain_and_undrain(api: Api, tenant: Tenant) -> None:
 def test_a_drained_host_that_is_down_stays_down_and_draining(
     api: Api, tenant: Tenant, repo: Repository
 ) -> None:
-    host = repo.get_host(tenant.host["id"])
-    repo.record_host_health(host, HostStatus.DOWN, utc_now(), heartbeat=None)
+    host = repo.hosts.get(tenant.host["id"])
+    repo.hosts.record_health(host, HostStatus.DOWN, utc_now(), heartbeat=None)
 
     drained = api.admin("POST", f"/hosts/{host.id}/drain").json
     assert (drained["health"], drained["draining"]) == ("down", True)
@@ -235,9 +235,9 @@ def test_a_host_emptied_by_deletes_can_be_deleted(api: Api, tenant: Tenant, deps
     cid = tenant.create().json["container"]["id"]
     settle(deps, tenant.cluster["id"], cid, "running")
     assert api.tenant("DELETE", f"/containers/{cid}").status_code == 202
-    workload = deps.repo.get_workload(tenant.cluster["id"], cid)
+    workload = deps.repo.workloads.get(tenant.cluster["id"], cid)
     assert workload.pending_op is not None
-    operation = deps.repo.get_operation(tenant.cluster["id"], workload.pending_op)
+    operation = deps.repo.operations.get(tenant.cluster["id"], workload.pending_op)
     deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus.DELETED, now=utc_now(), error=None, release=True
     )
@@ -341,8 +341,8 @@ def test_images_are_empty_until_a_health_check_records_them(api: Api, repo: Repo
 
     now = utc_now()
     for host_id, images in ((first["id"], ("alpine:3", "busybox")), (second["id"], ("busybox",))):
-        repo.record_host_health(
-            repo.get_host(host_id), HostStatus.READY, now, heartbeat=now, images=images
+        repo.hosts.record_health(
+            repo.hosts.get(host_id), HostStatus.READY, now, heartbeat=now, images=images
         )
     seen = api.admin("GET", "/images").json
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import falcon.testing
 
-from infra.repository import Repository
+from infra.table.repository import Repository
 from tests.fixtures.corral import Api, Tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
@@ -197,7 +197,7 @@ def test_unknown_or_malformed_keys_are_not_found(api: Api, tenant: Tenant) -> No
 def test_an_operator_key_cannot_be_revoked_through_a_cluster(
     api: Api, tenant: Tenant, repo: Repository
 ) -> None:
-    operator = repo.list_keys(None)[0]
+    operator = repo.keys.list(None)[0]
 
     resp = api.admin("DELETE", f"/clusters/{tenant.cluster['id']}/keys/{operator.id}")
 

@@ -8,8 +8,9 @@ import falcon.testing
 import pytest
 import redis as redis_lib
 
-from infra import schema
-from infra.repository import Repository
+from infra.table import schema
+from infra.table.expression import Expression
+from infra.table.repository import Repository
 from tests.fixtures.corral import Api, Tenant
 
 PUBLIC = "/api/public/clusters/v1"
@@ -52,13 +53,7 @@ def assert_error(resp: falcon.testing.Result, status: int, code: str) -> None:
 
 
 def set_cluster_status(repo: Repository, cluster_id: str, status: str) -> None:
-    repo.db.update(
-        schema.cluster_pk(cluster_id),
-        schema.META,
-        "SET #s = :s",
-        {":s": status},
-        names={"#s": "status"},
-    )
+    repo.db.update(schema.cluster_pk(cluster_id), schema.META, Expression().set("status", status))
 
 
 @pytest.fixture
@@ -190,7 +185,7 @@ def test_a_suspended_cluster_cannot_reserve_even_while_its_key_is_cached(
     resp = tenant.create()
 
     assert_error(resp, 403, "invalid_cluster")
-    assert repo.get_cluster(tenant.cluster["id"]).container_count == 0
+    assert repo.clusters.get(tenant.cluster["id"]).container_count == 0
 
 
 def test_reactivating_a_cluster_lets_its_keys_back_in(

@@ -74,9 +74,9 @@ def assert_counters_match_containers(api: Api, tenant: Tenant) -> list[dict[str,
 def settle_all(deps: Deps, cluster_id: str) -> None:
     """Record every pending operation as succeeded, as the worker would."""
     repo = deps.repo
-    for workload in repo.list_workloads(cluster_id):
+    for workload in repo.workloads.in_cluster(cluster_id):
         if workload.pending_op:
-            op = repo.get_operation(cluster_id, workload.pending_op)
+            op = repo.operations.get(cluster_id, workload.pending_op)
             assert repo.finish_operation(
                 op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
             )

@@ -107,7 +107,7 @@ def test_second_vm_that_fits_nowhere_writes_nothing(
     assert "vms[1]" in resp.json["error"]["message"]
     assert "capacity" in resp.json["error"]["message"]
     assert _used(api, lab) == before
-    assert deps.repo.list_workloads(lab["cluster"]["id"]) == []
+    assert deps.repo.workloads.in_cluster(lab["cluster"]["id"]) == []
     assert api.admin("GET", "/envs/dev").status_code == 404
 
 
@@ -122,7 +122,7 @@ def test_vms_that_fit_only_together_on_separate_hosts_are_spread(
     # A third 700 MiB VM finds no host: nothing of that env is written.
     again = api.admin("POST", "/envs", _env(lab, "more", vms=[SMALL | {"mem": 700}]))
     assert again.status_code == 409 and "vms[0]" in again.json["error"]["message"]
-    assert len(deps.repo.list_workloads(lab["cluster"]["id"])) == 2
+    assert len(deps.repo.workloads.in_cluster(lab["cluster"]["id"])) == 2
 
 
 def test_plan_limits_refuse_the_whole_env(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ def test_plan_limits_refuse_the_whole_env(api: Api, deps: Deps, lab: dict[str, A
     too_big = _env(lab, vms=[SMALL | {"mem": 1000}] * 9)
     resp = api.admin("POST", "/envs", too_big)
     assert resp.json["error"]["code"] == "capacity_exceeded", resp.text
-    assert deps.repo.list_workloads(lab["cluster"]["id"]) == []
+    assert deps.repo.workloads.in_cluster(lab["cluster"]["id"]) == []
 
 
 @pytest.mark.parametrize(
@@ -162,14 +162,14 @@ def test_bad_requests_are_refused_and_write_nothing(
     assert resp.status_code in (400, 404, 409), resp.text
     assert resp.json["error"]["code"] == code
     assert words in resp.json["error"]["message"]
-    assert deps.repo.list_workloads(lab["cluster"]["id"]) == []
+    assert deps.repo.workloads.in_cluster(lab["cluster"]["id"]) == []
 
 
 def test_env_ids_are_unique_per_cluster(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
     assert api.admin("POST", "/envs", _env(lab, vms=[SMALL])).status_code == 202
     again = api.admin("POST", "/envs", _env(lab, vms=[SMALL]))
     assert again.status_code == 409 and again.json["error"]["code"] == "conflict"
-    assert len(deps.repo.list_workloads(lab["cluster"]["id"])) == 1
+    assert len(deps.repo.workloads.in_cluster(lab["cluster"]["id"])) == 1
 
     # The same id in another cluster is another env; the bare id is then ambiguous.
     other = api.make_cluster([lab["egg"]["id"]], ram_mb=4096)
@@ -194,9 +194,9 @@ def test_stop_start_and_delete_wait_for_operations_in_flight(
     assert resp.status_code == 409 and "in flight" in resp.json["error"]["message"]
     # Once provisioned (as the job would record it), stop/start/delete go through.
     for vm in env["vms"]:
-        workload = deps.repo.get_workload(lab["cluster"]["id"], vm["id"])
+        workload = deps.repo.workloads.get(lab["cluster"]["id"], vm["id"])
         assert workload.pending_op is not None
-        op = deps.repo.get_operation(lab["cluster"]["id"], workload.pending_op)
+        op = deps.repo.operations.get(lab["cluster"]["id"], workload.pending_op)
         deps.repo.finish_operation(
             op, workload, status=WorkloadStatus.RUNNING, error=None, now=op.created_at
         )
@@ -242,8 +242,8 @@ def test_images_recorded_by_the_health_check_steer_placement(
     from shared.models import HostStatus
 
     for host in lab["hosts"]:
-        record = deps.repo.get_host(host["id"])
-        deps.repo.record_host_health(
+        record = deps.repo.hosts.get(host["id"])
+        deps.repo.hosts.record_health(
             record, HostStatus.READY, datetime.now(UTC), heartbeat=None, images=("other.qcow2",)
         )
     resp = api.admin("POST", "/envs", _env(lab, vms=[SMALL]))
@@ -306,7 +306,7 @@ def test_the_largest_env_fits_one_transaction(api: Api, deps: Deps, lab: dict[st
     resp = api.admin("POST", "/envs", _env(lab, "wide", cluster_id=cluster["id"], vms=vms))
     assert resp.status_code == 202, resp.text
     assert {vm["host_id"] for vm in resp.json["vms"]} == {h["id"] for h in hosts}
-    assert len(deps.repo.list_workloads(cluster["id"])) == 32
+    assert len(deps.repo.workloads.in_cluster(cluster["id"])) == 32
 
 
 def _expiry(text: str) -> Any:
@@ -326,7 +326,7 @@ def test_an_env_lease_renews_the_env_and_every_vm(
     assert renewed > before
     assert {_expiry(vm["expires_at"]) for vm in resp.json["vms"]} == {renewed}
     for vm in env["vms"]:
-        stored = deps.repo.get_workload(lab["cluster"]["id"], vm["id"])
+        stored = deps.repo.workloads.get(lab["cluster"]["id"], vm["id"])
         assert stored.expires_at == renewed
     # refusals: nothing given, both given, unknown env
     assert api.admin("POST", "/envs/dev/lease", {}).json["error"]["code"] == "invalid_input"

@@ -11,6 +11,7 @@ import falcon.testing
 import pytest
 
 from handlers.public.observe import parse_since
+from infra.table.expression import Expression
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.health import Health, HealthState, HostLoad
@@ -133,9 +134,8 @@ def test_unknown_or_deleted_containers_are_not_found(tenant: Tenant, api: Api, d
         assert _error(resp) == (404, "not_found"), suffix
     cid = _container(tenant)
     deps.repo.db.update(
-        f"CLUSTER#{tenant.cluster['id']}", f"WORKLOAD#{cid}", "SET #s = :d", {":d": "deleted"},
-        names={"#s": "status"},
-    )  # fmt: skip
+        f"CLUSTER#{tenant.cluster['id']}", f"WORKLOAD#{cid}", Expression().set("status", "deleted")
+    )
     for suffix in ("health", "logs"):
         resp = api.tenant("GET", f"/containers/{cid}/{suffix}")
         assert _error(resp) == (404, "not_found"), suffix
@@ -181,7 +181,7 @@ def test_health_shows_the_stored_measurement_until_it_is_stale(
         disk_mb=1024,
         uptime_secs=3600,
     )
-    assert deps.repo.record_workload_health(tenant.cluster["id"], cid, measured)
+    assert deps.repo.health.record_workload(tenant.cluster["id"], cid, measured)
     body = api.tenant("GET", f"/containers/{cid}/health").json
     assert body == {
         "cpu_percent": 12.5,
@@ -195,7 +195,7 @@ def test_health_shows_the_stored_measurement_until_it_is_stale(
     }
     # The heartbeat ages past its window: the last numbers stay, the state is unknown.
     old = dataclasses.replace(measured, fresh_until=now - timedelta(seconds=1))
-    deps.repo.record_workload_health(tenant.cluster["id"], cid, old)
+    deps.repo.health.record_workload(tenant.cluster["id"], cid, old)
     body = api.tenant("GET", f"/containers/{cid}/health").json
     assert body["state"] == "unknown" and body["stale"] is True
     assert body["reason"] == "heartbeat_stale"
@@ -207,12 +207,13 @@ def test_an_older_sample_never_replaces_a_newer_one(tenant: Tenant, deps: Deps) 
     cluster_id = tenant.cluster["id"]
     newer = Health(state=HealthState.RUNNING, sampled_ns=2_000, cpu_percent=50.0)
     older = Health(state=HealthState.RUNNING, sampled_ns=1_000, cpu_percent=5.0)
-    assert deps.repo.record_workload_health(cluster_id, cid, newer, sample=True)
-    assert not deps.repo.record_workload_health(cluster_id, cid, older, sample=True)
-    health = deps.repo.get_workload(cluster_id, cid).health
-    assert health is not None and health.cpu_percent == 50.0
+    assert deps.repo.health.record_workload(cluster_id, cid, newer, sample=True)
+    assert not deps.repo.health.record_workload(cluster_id, cid, older, sample=True)
+    health = deps.repo.workloads.get(cluster_id, cid).health
+    assert health is not None
+    assert health.cpu_percent == 50.0
     # the version (optimistic lock of operations) is untouched by measurements
-    assert deps.repo.get_workload(cluster_id, cid).version == 1
+    assert deps.repo.workloads.get(cluster_id, cid).version == 1
 
 
 def test_collector_marks_workloads_of_an_unreachable_host_unknown(
@@ -225,8 +226,8 @@ def test_collector_marks_workloads_of_an_unreachable_host_unknown(
     assert body["state"] == "unknown" and body["reason"] == "host_unreachable"
 
     # once the health check marks the host down, the collector no longer tries it
-    host = deps.repo.get_host(tenant.host["id"])
-    deps.repo.record_host_health(host, HostStatus.DOWN, utc_now(), heartbeat=None)
+    host = deps.repo.hosts.get(tenant.host["id"])
+    deps.repo.hosts.record_health(host, HostStatus.DOWN, utc_now(), heartbeat=None)
     started = time.monotonic()
     assert collect_health()["unknown"] == {cid: "host_down"}
     assert time.monotonic() - started < 2
@@ -250,7 +251,7 @@ def test_host_and_stats_show_measured_load_beside_capacity(
         measured_at=now,
         fresh_until=now + timedelta(seconds=90),
     )
-    deps.repo.record_host_load(host_id, load)
+    deps.repo.health.record_host_load(host_id, load)
     host = api.admin("GET", f"/hosts/{host_id}").json
     assert host["capacity"]["cpu_cores"] == 64
     assert host["load"] == {
@@ -273,6 +274,6 @@ def test_host_and_stats_show_measured_load_beside_capacity(
         "hosts_measured": 1,
     }
     # a stale sum is shown on the host, flagged, and left out of the totals
-    deps.repo.record_host_load(host_id, dataclasses.replace(load, fresh_until=now))
+    deps.repo.health.record_host_load(host_id, dataclasses.replace(load, fresh_until=now))
     assert api.admin("GET", f"/hosts/{host_id}").json["load"]["stale"] is True
     assert api.admin("GET", "/stats").json["load"]["hosts_measured"] == 0

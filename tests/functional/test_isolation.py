@@ -36,9 +36,9 @@ def pair(api: Api, deps: Deps) -> Pair:
     created = b.create(name="b-web", ram_mb=128).json
     cid = created["container"]["id"]
     # Settle B's container so that, for B's own key, every verb below would be accepted.
-    workload = deps.repo.get_workload(b.cluster["id"], cid)
+    workload = deps.repo.workloads.get(b.cluster["id"], cid)
     assert workload.pending_op is not None
-    op = deps.repo.get_operation(b.cluster["id"], workload.pending_op)
+    op = deps.repo.operations.get(b.cluster["id"], workload.pending_op)
     deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
     )

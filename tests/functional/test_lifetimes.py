@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from infra import codec
-from infra.schema import SHARDS
+from infra.table.attributes import to_wire
+from infra.table.schema import SHARDS
+from infra.table.workloads import workload_item
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.models import Engine, Workload
@@ -14,6 +16,9 @@ from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 from workers import context
 from workers.sweeps import sweep_expired
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 
 def _parse(text: str) -> datetime:
@@ -107,7 +112,9 @@ def test_sweep_reads_only_the_due_workloads(
     ]
     for start in range(0, len(items), 25):
         batch = items[start : start + 25]
-        puts = [{"PutRequest": {"Item": codec.to_wire(codec.workload_item(w))}} for w in batch]
+        puts: list[WriteRequestTypeDef] = [
+            {"PutRequest": {"Item": to_wire(workload_item(w))}} for w in batch
+        ]
         client.batch_write_item(RequestItems={table: puts})
 
     stats = deps.repo.db.stats
@@ -120,10 +127,10 @@ def test_sweep_reads_only_the_due_workloads(
     assert "scan" not in stats.calls
     for i in range(0, 5000, 500):
         assert (
-            deps.repo.get_workload(tenant.cluster["id"], f"w{i:05d}").status
+            deps.repo.workloads.get(tenant.cluster["id"], f"w{i:05d}").status
             == WorkloadStatus.DELETING
         )
-    assert deps.repo.get_workload(tenant.cluster["id"], "w00001").status == WorkloadStatus.RUNNING
+    assert deps.repo.workloads.get(tenant.cluster["id"], "w00001").status == WorkloadStatus.RUNNING
 
 
 def test_overlapping_sweeps_reap_once(
@@ -133,9 +140,9 @@ def test_overlapping_sweeps_reap_once(
     ids = [tenant.create(name=f"x{i}", lifetime=1).json["container"]["id"] for i in range(3)]
     # the provisions finish (no host needed to check the sweep: close them by hand)
     for cid in ids:
-        w = deps.repo.get_workload(tenant.cluster["id"], cid)
+        w = deps.repo.workloads.get(tenant.cluster["id"], cid)
         assert w.pending_op is not None
-        op = deps.repo.get_operation(tenant.cluster["id"], w.pending_op)
+        op = deps.repo.operations.get(tenant.cluster["id"], w.pending_op)
         deps.repo.finish_operation(
             op, w, status=WorkloadStatus.RUNNING, error=None, now=datetime.now(UTC)
         )
@@ -155,8 +162,8 @@ def test_overlapping_sweeps_reap_once(
         t.join()
     assert sum(results) == 3, results
     for cid in ids:
-        w = deps.repo.get_workload(tenant.cluster["id"], cid)
-        assert w.status == WorkloadStatus.DELETING
-        assert w.pending_op is not None and w.pending_op.startswith("op-reap-")
+        w = deps.repo.workloads.get(tenant.cluster["id"], cid)
+        assert w.pending_op is not None
+        assert w.status == WorkloadStatus.DELETING and w.pending_op.startswith("op-reap-")
     reap_jobs = [j for j in deps.jobs.queue.job_ids if j.startswith("op-reap-")]
     assert len(reap_jobs) == 3

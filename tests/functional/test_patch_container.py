@@ -19,9 +19,9 @@ from tests.fixtures.corral import Api, Tenant, make_tenant
 
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str = "running") -> None:
-    workload = deps.repo.get_workload(cluster_id, container_id)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
     assert workload.pending_op is not None
-    op = deps.repo.get_operation(cluster_id, workload.pending_op)
+    op = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), error=None, now=utc_now()
     )
@@ -336,9 +336,9 @@ def test_patch_allowed_from_every_settled_status(setup: Setup) -> None:
 
 def test_patch_of_a_deleted_container_is_not_found(setup: Setup) -> None:
     assert setup.api.tenant("DELETE", f"/containers/{setup.container_id}").status_code == 202
-    workload = setup.deps.repo.get_workload(setup.cluster_id, setup.container_id)
+    workload = setup.deps.repo.workloads.get(setup.cluster_id, setup.container_id)
     assert workload.pending_op is not None
-    op = setup.deps.repo.get_operation(setup.cluster_id, workload.pending_op)
+    op = setup.deps.repo.operations.get(setup.cluster_id, workload.pending_op)
     setup.deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.DELETED, error=None, now=utc_now(), release=True
     )

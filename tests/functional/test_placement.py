@@ -11,8 +11,8 @@ from services.deps import Deps
 from tests.fixtures.corral import Api, make_tenant
 
 
-def _host_of(deps: Deps, cluster_id: str, container_id: str) -> str | None:
-    return deps.repo.get_workload(cluster_id, container_id).host_id
+def _host_of(deps: Deps, cluster_id: str, container_id: str) -> str:
+    return deps.repo.workloads.get(cluster_id, container_id).host_id
 
 
 def _small_host(api: Api, name: str, ram_mb: int, **extra: Any) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def test_parallel_creates_never_overcommit_a_host(api: Api, deps: Deps) -> None:
     )
     assert set(codes) == {202, 409}
     for host in hosts:
-        record = deps.repo.get_host(host["id"])
-        placed = deps.repo.list_host_workloads(host["id"])
+        record = deps.repo.hosts.get(host["id"])
+        placed = deps.repo.workloads.on_host(host["id"])
         assert record.used.ram_mb == sum(w.resources.ram_mb for w in placed) == 512
         assert record.workload_count == len(placed) == 4

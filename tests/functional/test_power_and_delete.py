@@ -27,9 +27,9 @@ ALLOWED = {
 
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:
-    workload = deps.repo.get_workload(cluster_id, container_id)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
     assert workload.pending_op is not None
-    op = deps.repo.get_operation(cluster_id, workload.pending_op)
+    op = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), now=utc_now(), **({"error": None} | kw)
     )

@@ -21,9 +21,9 @@ ZERO = dict.fromkeys(TOTALS, 0)
 
 def settle(deps: Deps, cluster_id: str, container_id: str, *, publish: bool = False) -> None:
     """Record the container's pending operation as succeeded, as the worker does."""
-    workload = deps.repo.get_workload(cluster_id, container_id)
+    workload = deps.repo.workloads.get(cluster_id, container_id)
     assert workload.pending_op is not None
-    op = deps.repo.get_operation(cluster_id, workload.pending_op)
+    op = deps.repo.operations.get(cluster_id, workload.pending_op)
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
     )

@@ -15,6 +15,7 @@ import pytest
 from docker.models.containers import Container
 
 from devstack.dockerd import Dockerd
+from infra.table.expression import Expression
 from services.deps import Deps
 from shared.settings import Settings
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
@@ -137,10 +138,7 @@ def test_egg_switch_recreates_from_new_image(
     live.api.admin("GET", f"/clusters/{cluster_id}")
     # allow the new egg in the cluster by writing the allow-list (operator route comes later)
     deps.repo.db.update(
-        f"CLUSTER#{cluster_id}",
-        "#META",
-        "SET egg_ids = :e",
-        {":e": [live.egg["id"], other["id"]]},
+        f"CLUSTER#{cluster_id}", "#META", Expression().set("egg_ids", [live.egg["id"], other["id"]])
     )
     body = _create_running(live, deps, name="switch")
     resp = live.api.tenant("PATCH", f"/containers/{body['id']}", {"egg_id": other["id"]})
@@ -179,7 +177,7 @@ def test_failure_leaves_error_with_reason(
     tenant = make_tenant(api, dockerd.url)
     missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
     deps.repo.db.update(
-        f"CLUSTER#{tenant.cluster['id']}", "#META", "SET egg_ids = :e", {":e": [missing["id"]]}
+        f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
     resp = api.tenant("POST", "/containers", {"name": "broken", "egg_id": missing["id"]})
     assert resp.status_code == 202, resp.text
@@ -237,12 +235,12 @@ def test_worker_killed_mid_provision_converges(
     from infra.drivers.docker.driver import DockerDriver
     from workers.jobs import spec_for
 
-    workload = deps.repo.get_workload(live.cluster["id"], workload_id)
-    egg = deps.repo.get_egg(workload.egg_id)
+    workload = deps.repo.workloads.get(live.cluster["id"], workload_id)
+    egg = deps.repo.eggs.get(workload.egg_id)
     DockerDriver(dockerd.url).ensure(spec_for(workload, egg))
 
     # The job runs again (as the reconciler does for a dead worker's job), then once more.
-    op = deps.repo.get_operation(live.cluster["id"], op_id)
+    op = deps.repo.operations.get(live.cluster["id"], op_id)
     assert deps.jobs.requeue_operation(op)
     run_jobs(deps)
     deps.jobs.requeue_operation(op)

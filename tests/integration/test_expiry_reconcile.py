@@ -11,7 +11,8 @@ import pytest
 import redis as redis_lib
 
 from devstack.dockerd import Dockerd
-from infra import schema
+from infra.table import schema
+from infra.table.expression import Expression
 from services.deps import Deps
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
 from workers import context
@@ -129,19 +130,16 @@ def test_workload_the_table_lost_is_adopted(
             "sk": {"S": schema.workload_sk(cid)},
         },
     )
+    used = ("used_ram_mb", "used_cpu_centi", "used_storage_mb", "used_io")
     deps.repo.db.update(
         schema.cluster_pk(live.cluster["id"]),
         schema.META,
-        "SET used_ram_mb = :z, used_cpu_centi = :z, used_storage_mb = :z, used_io = :z, "
-        "container_count = :z",
-        {":z": 0},
+        Expression().set_all(dict.fromkeys((*used, "container_count"), 0)),
     )
     deps.repo.db.update(
         schema.host_pk(live.host["id"]),
         schema.META,
-        "SET used_ram_mb = :z, used_cpu_centi = :z, used_storage_mb = :z, used_io = :z, "
-        "workload_count = :z",
-        {":z": 0},
+        Expression().set_all(dict.fromkeys((*used, "workload_count"), 0)),
     )
     assert reconcile()["adopted"] == [cid]
     body = _get(live, cid)

@@ -87,10 +87,10 @@ def test_fleet_of_real_hosts(
     assert check_hosts()[big["id"]] == "not_ready"
     refused_or_small = tenant.create(name="third", ram_mb=256)
     third = refused_or_small.json["container"]["id"]
-    assert deps.repo.get_workload(tenant.cluster["id"], third).host_id == small["id"]
-    heartbeat = deps.repo.get_host(big["id"]).last_heartbeat
-    assert heartbeat is not None
-    later = heartbeat + DOWN_AFTER + timedelta(seconds=1)
+    assert deps.repo.workloads.get(tenant.cluster["id"], third).host_id == small["id"]
+    last_heartbeat = deps.repo.hosts.get(big["id"]).last_heartbeat
+    assert last_heartbeat is not None
+    later = last_heartbeat + DOWN_AFTER + timedelta(seconds=1)
     worker_context.clock = lambda: later
     assert check_hosts()[big["id"]] == "down"
     node = api.admin("GET", f"/nodes/{big['id']}").json

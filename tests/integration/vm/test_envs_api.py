@@ -85,7 +85,7 @@ class Fleet:
 
     def driver(self, vm: dict[str, Any]) -> QemuDriver:
         """The worker's own driver for the VM's host (built by the driver factory)."""
-        host = self.stack.deps.repo.get_host(vm["host_id"])
+        host = self.stack.deps.repo.hosts.get(vm["host_id"])
         driver = self.stack.ctx.drivers.for_host(host)
         assert isinstance(driver, QemuDriver)
         return driver
@@ -143,7 +143,7 @@ def fleet(
         host_ids.append(_register(api, ssh, index, ssh.root / "corral-vms"))
     assert set(check_hosts().values()) == {"ready"}
     for host_id in host_ids:
-        images = stack.deps.repo.get_host(host_id).images
+        images = stack.deps.repo.hosts.get(host_id).images
         assert {"base.qcow2", KERNEL_NAME, INITRD_NAME} <= set(images)
     args = f"console=ttyS0 quiet corral_listen=22,80,8080 corral_probe=10.0.2.2:{PROBE_PORT}"
     egg = api.make_egg(
@@ -229,7 +229,7 @@ def test_env_whose_second_vm_fits_nowhere_writes_nothing(fleet: Fleet) -> None:
     assert "vms[1]" in resp.json["error"]["message"]
 
     assert fleet.used() == before
-    assert fleet.stack.deps.repo.list_workloads(fleet.cluster["id"]) == []
+    assert fleet.stack.deps.repo.workloads.in_cluster(fleet.cluster["id"]) == []
     assert fleet.api.admin("GET", "/envs/too-big").status_code == 404
     assert fleet.api.admin("GET", "/envs").json == []
     run_jobs(fleet.stack.deps)
@@ -255,7 +255,7 @@ def test_engines_and_images_the_fleet_lacks_are_refused(fleet: Fleet) -> None:
     assert resp.status_code == 409, resp.text
     assert "vms[0]" in resp.json["error"]["message"]
     assert "image missing.qcow2" in resp.json["error"]["message"]
-    assert fleet.stack.deps.repo.list_workloads(fleet.cluster["id"]) == []
+    assert fleet.stack.deps.repo.workloads.in_cluster(fleet.cluster["id"]) == []
 
 
 # -- one environment of two VMs, shared by the tests below -------------------------
@@ -542,7 +542,7 @@ def test_host_registered_with_the_wrong_key_fails_clearly_and_creates_nothing(
     assert qemu_processes(folder) == []
 
     # The health check refuses it the same way: the host is not ready for placements.
-    checked = check_host(fleet.stack.ctx, fleet.stack.deps.repo.get_host(impostor))
+    checked = check_host(fleet.stack.ctx, fleet.stack.deps.repo.hosts.get(impostor))
     assert checked.status.value == "not_ready"
     with contextlib.suppress(Exception):
         fleet.api.tenant("DELETE", f"/containers/{vm_id}")

@@ -150,7 +150,7 @@ def _observed_vm(
 
 
 def driver_of(vm: Observed) -> QemuDriver:
-    driver = context.current().drivers.for_host(vm.deps.repo.get_host(vm.host_id))
+    driver = context.current().drivers.for_host(vm.deps.repo.hosts.get(vm.host_id))
     assert isinstance(driver, QemuDriver)
     return driver
 

@@ -6,15 +6,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.codec import Item, from_wire, to_wire, wire_values
-from shared.errors import CorralError, ServiceUnavailable
+from infra.table import schema
+from infra.table.attributes import Item, from_wire, to_wire, wire_values
+from infra.table.expression import Expression
+from shared.errors import Conflict, CorralError, ServiceUnavailable
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -61,7 +66,7 @@ class TxEntry:
     on_fail: FailureHandler | None = None
 
 
-def make_client(settings: Settings) -> Any:
+def make_client(settings: Settings) -> DynamoDBClient:
     return boto3.client(
         "dynamodb",
         region_name=settings.aws_region,
@@ -75,7 +80,9 @@ def make_client(settings: Settings) -> Any:
 class Dynamo:
     """The table, spoken to through the low-level client."""
 
-    def __init__(self, client: Any, table_name: str, stats: TableStats | None = None) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table_name: str, stats: TableStats | None = None
+    ) -> None:
         self.client = client
         self.table = table_name
         self.stats = stats or TableStats()
@@ -108,7 +115,7 @@ class Dynamo:
                 "put_item",
                 TableName=self.table,
                 Item=to_wire(item),
-                ConditionExpression="attribute_not_exists(pk)",
+                **Expression().when_absent().arguments(),
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
@@ -116,17 +123,11 @@ class Dynamo:
             raise
 
     def update(
-        self,
-        pk: str,
-        sk: str,
-        expression: str,
-        values: Item,
-        *,
-        condition: str | None = None,
-        names: dict[str, str] | None = None,
-        on_fail: FailureHandler | None = None,
+        self, pk: str, sk: str, write: Expression, *, on_fail: FailureHandler | None = None
     ) -> Item:
-        request = self._update_request(pk, sk, expression, values, condition, names)
+        """Apply `write` and return the item as it is now; a failed condition raises
+        `on_fail(item as it was)`."""
+        request = self._write_request(pk, sk, write)
         try:
             response = self._call("update_item", ReturnValues="ALL_NEW", **request)
         except ClientError as exc:
@@ -140,19 +141,12 @@ class Dynamo:
         self,
         pk: str,
         sk: str,
+        condition: Expression | None = None,
         *,
-        condition: str | None = None,
-        values: Item | None = None,
         on_fail: FailureHandler | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"TableName": self.table, "Key": wire_values({"pk": pk, "sk": sk})}
-        if condition:
-            kwargs["ConditionExpression"] = condition
-            kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if values:
-            kwargs["ExpressionAttributeValues"] = wire_values(values)
         try:
-            self._call("delete_item", **kwargs)
+            self._call("delete_item", **self._write_request(pk, sk, condition or Expression()))
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException" and on_fail is not None:
                 old: Any = exc.response.get("Item")
@@ -200,6 +194,21 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def sharded_index_keys(
+        self, partition: Callable[[int], str], sk_at_most: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """(parent id, own id) of up to `limit` entries of the sparse GSI2 whose sort key
+        sorts at or before `sk_at_most`, across its shards (one query per shard)."""
+        found: list[tuple[str, str]] = []
+        for shard in range(schema.SHARDS):
+            for item in self.query(
+                partition(shard), sk_at_most=sk_at_most, index=schema.GSI2, page_size=limit
+            ):
+                found.append((item["pk"].split("#", 1)[1], item["sk"].split("#", 1)[1]))
+                if len(found) >= limit:
+                    return found
+        return found
+
     def transact(self, entries: list[TxEntry]) -> None:
         """Commit all entries or none. A failed condition raises the entry's own error."""
         try:
@@ -218,8 +227,6 @@ class Dynamo:
                         from_wire(dict(old)) if old else self._reread(entry)
                     ) from exc
             if any(r.get("Code") == "TransactionConflict" for r in reasons):
-                from shared.errors import Conflict
-
                 raise Conflict("A concurrent change touched the same records; retry.") from exc
             raise
 
@@ -233,58 +240,31 @@ class Dynamo:
     def tx_put(
         self,
         item: Item,
+        condition: Expression | None = None,
         *,
-        condition: str | None = None,
         on_fail: FailureHandler | None = None,
-        names: dict[str, str] | None = None,
-        values: Item | None = None,
     ) -> TxEntry:
         body: dict[str, Any] = {"TableName": self.table, "Item": to_wire(item)}
-        if condition:
-            body["ConditionExpression"] = condition
-            body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        if names:
-            body["ExpressionAttributeNames"] = names
-        if values:
-            body["ExpressionAttributeValues"] = wire_values(values)
+        if condition is not None:
+            body |= condition.arguments()
+            if condition.conditional:
+                body["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return TxEntry({"Put": body}, on_fail)
 
     def tx_update(
-        self,
-        pk: str,
-        sk: str,
-        expression: str,
-        values: Item,
-        *,
-        condition: str | None = None,
-        names: dict[str, str] | None = None,
-        on_fail: FailureHandler | None = None,
+        self, pk: str, sk: str, write: Expression, *, on_fail: FailureHandler | None = None
     ) -> TxEntry:
-        body = self._update_request(pk, sk, expression, values, condition, names)
-        return TxEntry({"Update": body}, on_fail)
+        return TxEntry({"Update": self._write_request(pk, sk, write)}, on_fail)
 
-    def _update_request(
-        self,
-        pk: str,
-        sk: str,
-        expression: str,
-        values: Item,
-        condition: str | None,
-        names: dict[str, str] | None,
-    ) -> dict[str, Any]:
-        """UpdateItem's arguments, as a call or as a transaction entry takes them; a failed
-        condition returns the item as it was, so the error can say why."""
+    def _write_request(self, pk: str, sk: str, write: Expression) -> dict[str, Any]:
+        """A keyed write's arguments, as a call or as a transaction entry takes them; a
+        failed condition returns the item as it was, so the error can say why."""
         request: dict[str, Any] = {
             "TableName": self.table,
             "Key": wire_values({"pk": pk, "sk": sk}),
-            "UpdateExpression": expression,
+            **write.arguments(),
         }
-        if values:
-            request["ExpressionAttributeValues"] = wire_values(values)
-        if names:
-            request["ExpressionAttributeNames"] = names
-        if condition:
-            request["ConditionExpression"] = condition
+        if write.conditional:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return request
 

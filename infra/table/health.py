@@ -1,15 +1,17 @@
-"""Health and load <-> the map attributes that hold them: `health` on a workload item,
-`load` on a host item. Written by the collector alone, never with a version bump, so
-that a measurement never collides with an operation's conditional writes."""
+"""Measurements: the `health` map on a workload item and the `load` map on a host item,
+and the collector's writes of them. Neither write bumps `version` or `updated_at`: a
+measurement is not a change of intent, and must never make an operation's conditional
+write fail."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from infra.table import schema
+from infra.table.attributes import Item
+from infra.table.dynamo import Dynamo
+from infra.table.expression import Expression
 from shared.clock import iso, parse_iso
+from shared.errors import Conflict, NotFound
 from shared.health import Health, HealthState, HostLoad, UnknownReason
-
-Item = dict[str, Any]
 
 
 def health_attr(health: Health | None) -> Item | None:
@@ -79,3 +81,40 @@ def load_from(attr: Item | None) -> HostLoad | None:
         measured_at=measured_at,
         fresh_until=fresh_until,
     )
+
+
+class HealthStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def record_workload(
+        self, cluster_id: str, workload_id: str, health: Health, *, sample: bool = False
+    ) -> bool:
+        """Store `health` on the workload. With `sample`, only when it is newer than the
+        stored sample (two collectors racing keep the latest). False when not stored:
+        the workload is gone, or a newer sample is there."""
+        write = Expression().set("health", health_attr(health)).when_exists()
+        if sample:
+            stored = write.name("health.sampled_ns")
+            write.when(
+                f"attribute_not_exists({stored}) OR {stored} < {write.value(health.sampled_ns)}"
+            )
+        try:
+            self.db.update(
+                schema.cluster_pk(cluster_id),
+                schema.workload_sk(workload_id),
+                write,
+                on_fail=lambda _: Conflict("not stored"),
+            )
+        except Conflict:
+            return False
+        return True
+
+    def record_host_load(self, host_id: str, load: HostLoad) -> None:
+        write = Expression().set("load", load_attr(load)).when_exists()
+        self.db.update(
+            schema.host_pk(host_id),
+            schema.META,
+            write,
+            on_fail=lambda _: NotFound("Host not found."),
+        )

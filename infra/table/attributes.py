@@ -1,0 +1,75 @@
+"""Plain values <-> DynamoDB's typed attribute JSON, and the flat attributes that hold
+a resource vector (`used_ram_mb`, `lim_ram_mb`) so that conditions and counters can
+address each dimension."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from shared.capacity import Resources
+from shared.clock import parse_iso
+
+Item = dict[str, Any]
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_wire(item: Item) -> dict[str, Any]:
+    """A plain item as DynamoDB's typed JSON; None values are left out."""
+    return {k: _serializer.serialize(_storable(v)) for k, v in item.items() if v is not None}
+
+
+def wire_values(values: Item) -> dict[str, Any]:
+    return {k: _serializer.serialize(_storable(v)) for k, v in values.items()}
+
+
+def _storable(value: Any) -> Any:
+    """DynamoDB numbers are decimals: floats go through their shortest repr."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
+def from_wire(wire: Mapping[str, Any]) -> Item:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in wire.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resources_attrs(prefix: str, res: Resources) -> Item:
+    return {f"{prefix}_{name}": value for name, value in res.items()}
+
+
+def resources_from(prefix: str, item: Item) -> Resources:
+    return Resources(
+        **{name: int(item.get(f"{prefix}_{name}", 0)) for name, _ in Resources().items()}
+    )
+
+
+def int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def moment(text: str) -> datetime:
+    """A timestamp attribute that every item of its type has."""
+    parsed = parse_iso(text)
+    assert parsed is not None
+    return parsed

@@ -1,0 +1,225 @@
+"""Clusters: the item `CLUSTER#<id>` / `#META` (listed on GSI1 under `CLUSTERS`), its
+plan, status, allow-list, and the counters it carries: `used_*` and `container_count`
+move with the workloads it holds, `key_count` with its API keys.
+
+Growth is guarded as `used <= limit - growth` against the limit that was read (and the
+limit itself must be unchanged), so no interleaving of requests can over-commit; a
+failed guard is explained from the item as it was."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from infra.table import schema
+from infra.table.attributes import Item, int_or_none, moment, resources_attrs, resources_from
+from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.expression import Expression
+from shared.capacity import HUMAN_NAMES, Resources, api_name, shortfall, shortfall_message
+from shared.clock import iso, stamp
+from shared.errors import (
+    CapacityExceeded,
+    Conflict,
+    ContainerLimitReached,
+    CorralError,
+    InvalidCluster,
+    KeyLimitReached,
+    NotFound,
+    PlanBelowUsage,
+)
+from shared.models import MAX_KEYS_PER_CLUSTER, Cluster, ClusterStatus, Plan
+
+
+def cluster_item(c: Cluster) -> Item:
+    return {
+        "pk": schema.cluster_pk(c.id),
+        "sk": schema.META,
+        "gsi1pk": schema.ALL_CLUSTERS,
+        "gsi1sk": c.id,
+        "type": "cluster",
+        "id": c.id,
+        "name": c.name,
+        "status": c.status.value,
+        "plan_name": c.plan.name,
+        "max_containers": c.plan.max_containers,
+        "plan_default_lifetime": c.plan.default_lifetime,
+        "plan_max_lifetime": c.plan.max_lifetime,
+        **resources_attrs("lim", c.plan.limits),
+        **resources_attrs("used", c.used),
+        "container_count": c.container_count,
+        "egg_ids": list(c.egg_ids),
+        "key_count": c.key_count,
+        "created_at": iso(c.created_at),
+        "updated_at": iso(c.updated_at),
+        "version": c.version,
+    }
+
+
+def cluster_from(item: Item) -> Cluster:
+    return Cluster(
+        id=item["id"],
+        name=item["name"],
+        status=ClusterStatus(item["status"]),
+        plan=Plan(
+            name=item["plan_name"],
+            limits=resources_from("lim", item),
+            max_containers=int(item["max_containers"]),
+            default_lifetime=int_or_none(item.get("plan_default_lifetime")),
+            max_lifetime=int_or_none(item.get("plan_max_lifetime")),
+        ),
+        used=resources_from("used", item),
+        container_count=int(item["container_count"]),
+        egg_ids=tuple(item.get("egg_ids", [])),
+        key_count=int(item.get("key_count", 0)),
+        created_at=moment(item["created_at"]),
+        updated_at=moment(item["updated_at"]),
+        version=int(item["version"]),
+    )
+
+
+def move_used(write: Expression, delta: Resources, count_attr: str, count: int) -> Expression:
+    """Move a cluster's or a host's `used_*` counters by `delta` and its workload count
+    by `count`, bumping its version."""
+    for name, amount in delta.items():
+        if amount != 0:
+            write.add(f"used_{name}", amount)
+    if count:
+        write.add(count_attr, count)
+    return write.add("version", 1)
+
+
+class ClusterStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def get(self, cluster_id: str) -> Cluster:
+        item = self.db.get(schema.cluster_pk(cluster_id), schema.META)
+        if item is None:
+            raise NotFound("Cluster not found.")
+        return cluster_from(item)
+
+    def list(self) -> list[Cluster]:
+        return [cluster_from(i) for i in self.db.query(schema.ALL_CLUSTERS, index=schema.GSI1)]
+
+    def create(self, cluster: Cluster) -> None:
+        self.db.put_new(cluster_item(cluster), Conflict("Cluster already exists."))
+
+    def update(
+        self,
+        cluster_id: str,
+        now: datetime,
+        *,
+        name: str | None = None,
+        plan: Plan | None = None,
+        egg_ids: tuple[str, ...] | None = None,
+    ) -> Cluster:
+        """Change name, plan and/or allow-list. A plan may not drop below current use:
+        the condition compares every used counter with the new limit atomically."""
+        write = Expression().set("updated_at", stamp(now)).add("version", 1).when_exists()
+        if name is not None:
+            write.set("name", name)
+        if egg_ids is not None:
+            write.set("egg_ids", list(egg_ids))
+        if plan is not None:
+            write.set_all(
+                {
+                    "plan_name": plan.name,
+                    "max_containers": plan.max_containers,
+                    "plan_default_lifetime": plan.default_lifetime,
+                    "plan_max_lifetime": plan.max_lifetime,
+                }
+            )
+            write.when_at_most("container_count", plan.max_containers)
+            for res, limit in plan.limits.items():
+                write.set(f"lim_{res}", limit).when_at_most(f"used_{res}", limit)
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Cluster not found.")
+            current = cluster_from(old)
+            assert plan is not None
+            for res, used in current.used.items():
+                if used > getattr(plan.limits, res):
+                    shown = current.used.to_api()[api_name(res)]
+                    return PlanBelowUsage(
+                        f"The new plan's {HUMAN_NAMES[api_name(res)]} limit is below the "
+                        f"{shown} in use; free it first."
+                    )
+            return PlanBelowUsage(
+                f"The new plan allows {plan.max_containers} containers; "
+                f"the cluster has {current.container_count}."
+            )
+
+        item = self.db.update(schema.cluster_pk(cluster_id), schema.META, write, on_fail=refuse)
+        return cluster_from(item)
+
+    def set_status(self, cluster_id: str, status: ClusterStatus, now: datetime) -> Cluster:
+        write = Expression().set("status", status.value).set("updated_at", stamp(now))
+        write.add("version", 1).when_exists()
+        item = self.db.update(
+            schema.cluster_pk(cluster_id),
+            schema.META,
+            write,
+            on_fail=lambda _: NotFound("Cluster not found."),
+        )
+        return cluster_from(item)
+
+    # -- transaction entries -----------------------------------------------------
+
+    def reserve(self, cluster: Cluster, delta: Resources, count: int, now: datetime) -> TxEntry:
+        """Move the counters by `delta` and `count` workloads; growth is checked against
+        the plan that was read, and the cluster must be active."""
+        limits = cluster.plan.limits
+        write = move_used(Expression(), delta, "container_count", count)
+        write.set("updated_at", stamp(now))
+        write.when_equal("status", ClusterStatus.ACTIVE.value)
+        for name, grow in delta.items():
+            if grow > 0:
+                write.when_at_most(f"used_{name}", getattr(limits, name) - grow)
+                write.when_equal(f"lim_{name}", getattr(limits, name))
+        if count > 0:
+            write.when_at_most("container_count", cluster.plan.max_containers - count)
+            write.when_equal("max_containers", cluster.plan.max_containers)
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Cluster not found.")
+            current = cluster_from(old)
+            if current.status != ClusterStatus.ACTIVE:
+                return InvalidCluster(f"Cluster is {current.status.value}.")
+            if (
+                current.plan.limits != limits
+                or current.plan.max_containers != cluster.plan.max_containers
+            ):
+                return Conflict("The cluster's plan changed; retry.")
+            short = shortfall(current.plan.limits, current.used, delta.positive_part())
+            if short:
+                return CapacityExceeded(shortfall_message(short))
+            if count > 0 and current.container_count + count > current.plan.max_containers:
+                return ContainerLimitReached(
+                    f"Cluster already has the maximum of {current.plan.max_containers} containers."
+                )
+            return Conflict("The cluster changed; retry.")
+
+        return self.db.tx_update(schema.cluster_pk(cluster.id), schema.META, write, on_fail=refuse)
+
+    def release(self, cluster_id: str, resources: Resources, now: datetime) -> TxEntry:
+        """Give one gone workload's resources back."""
+        write = move_used(Expression(), Resources() - resources, "container_count", -1)
+        write.set("updated_at", stamp(now))
+        return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)
+
+    def take_key_slot(self, cluster_id: str, now: datetime) -> TxEntry:
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Cluster not found.")
+            return KeyLimitReached(
+                f"Cluster already has the maximum of {MAX_KEYS_PER_CLUSTER} API keys."
+            )
+
+        write = Expression().add("key_count", 1).set("updated_at", stamp(now))
+        write.when_exists().when_below("key_count", MAX_KEYS_PER_CLUSTER)
+        return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write, on_fail=refuse)
+
+    def give_key_slot(self, cluster_id: str, now: datetime) -> TxEntry:
+        write = Expression().add("key_count", -1).set("updated_at", stamp(now))
+        return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)

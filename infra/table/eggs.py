@@ -1,0 +1,85 @@
+"""Eggs: the item `EGG#<id>` / `#META`, listed on GSI1 under `EGGS`."""
+
+from __future__ import annotations
+
+from infra.table import schema
+from infra.table.attributes import Item, moment, resources_attrs, resources_from
+from infra.table.dynamo import Dynamo
+from infra.table.expression import Expression
+from shared.clock import iso
+from shared.errors import Conflict, NotFound
+from shared.models import Egg, Engine
+from shared.vm import VmBoot
+
+
+def egg_item(e: Egg) -> Item:
+    return {
+        "pk": schema.egg_pk(e.id),
+        "sk": schema.META,
+        "gsi1pk": schema.ALL_EGGS,
+        "gsi1sk": e.id,
+        "type": "egg",
+        "id": e.id,
+        "name": e.name,
+        "description": e.description,
+        "engine": e.engine.value,
+        "image": e.image,
+        "command": list(e.command) if e.command is not None else None,
+        "environment": dict(e.environment),
+        **resources_attrs("min", e.minimum),
+        **resources_attrs("def", e.defaults),
+        "stop_timeout": e.stop_timeout,
+        "created_at": iso(e.created_at),
+        "vm": e.vm.to_json() or None,
+    }
+
+
+def egg_from(item: Item) -> Egg:
+    command = item.get("command")
+    return Egg(
+        id=item["id"],
+        name=item["name"],
+        description=item.get("description", ""),
+        engine=Engine(item["engine"]),
+        image=item["image"],
+        command=tuple(command) if command is not None else None,
+        environment=dict(item.get("environment", {})),
+        minimum=resources_from("min", item),
+        defaults=resources_from("def", item),
+        stop_timeout=int(item.get("stop_timeout", 10)),
+        created_at=moment(item["created_at"]),
+        vm=VmBoot.from_json(item.get("vm") or {}),
+    )
+
+
+class EggStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def get(self, egg_id: str) -> Egg:
+        item = self.db.get(schema.egg_pk(egg_id), schema.META)
+        if item is None:
+            raise NotFound("Egg not found.")
+        return egg_from(item)
+
+    def list(self) -> list[Egg]:
+        return [egg_from(i) for i in self.db.query(schema.ALL_EGGS, index=schema.GSI1)]
+
+    def create(self, egg: Egg) -> None:
+        self.db.put_new(egg_item(egg), Conflict("Egg already exists."))
+
+    def replace(self, egg: Egg) -> None:
+        entry = self.db.tx_put(
+            egg_item(egg),
+            Expression().when_exists(),
+            on_fail=lambda _: NotFound("Egg not found."),
+        )
+        self.db.transact([entry])
+
+    def delete(self, egg_id: str) -> None:
+        self.db.delete(
+            schema.egg_pk(egg_id),
+            schema.META,
+            Expression().when_exists(),
+            on_fail=lambda _: NotFound("Egg not found."),
+        )

@@ -1,0 +1,194 @@
+"""Hosts: the item `HOST#<id>` / `#META` (listed on GSI1 under `HOSTS`), its health and
+drain flag, and the counters it carries (`used_*`, `workload_count`), which move with
+the workloads placed on it. The `load` map is the collector's (see `health`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from infra.table import schema
+from infra.table.attributes import Item, moment, resources_attrs, resources_from
+from infra.table.clusters import move_used
+from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.expression import Expression
+from infra.table.health import load_attr, load_from
+from shared.capacity import Resources, shortfall, shortfall_message
+from shared.clock import iso, parse_iso, stamp
+from shared.errors import Conflict, CorralError, HostInUse, NoHostAvailable, NotFound
+from shared.models import DriverKind, Engine, Host, HostStatus, host_status
+from shared.placement import HOST_DIMENSIONS
+
+
+def host_item(h: Host) -> Item:
+    return {
+        "pk": schema.host_pk(h.id),
+        "sk": schema.META,
+        "gsi1pk": schema.ALL_HOSTS,
+        "gsi1sk": h.id,
+        "type": "host",
+        "id": h.id,
+        "name": h.name,
+        "driver": h.driver.value,
+        "address": h.address,
+        "engines": [e.value for e in h.engines],
+        **resources_attrs("cap", h.capacity),
+        **resources_attrs("used", h.used),
+        "workload_count": h.workload_count,
+        "status": h.status.value,
+        "labels": dict(h.labels),
+        "tls": dict(h.tls),
+        "created_at": iso(h.created_at),
+        "updated_at": iso(h.updated_at),
+        "last_heartbeat": iso(h.last_heartbeat),
+        "health": h.health.value,
+        "draining": h.draining,
+        "images": list(h.images),
+        "ssh": dict(h.ssh),
+        "port_range": list(h.port_range) if h.port_range else None,
+        "load": load_attr(h.load),
+        "version": h.version,
+    }
+
+
+def host_from(item: Item) -> Host:
+    return Host(
+        id=item["id"],
+        name=item["name"],
+        driver=DriverKind(item["driver"]),
+        address=item["address"],
+        engines=tuple(Engine(e) for e in item.get("engines", [])),
+        capacity=resources_from("cap", item),
+        used=resources_from("used", item),
+        workload_count=int(item.get("workload_count", 0)),
+        status=HostStatus(item["status"]),
+        labels=dict(item.get("labels", {})),
+        tls=dict(item.get("tls", {})),
+        created_at=moment(item["created_at"]),
+        updated_at=moment(item["updated_at"]),
+        last_heartbeat=parse_iso(item.get("last_heartbeat")),
+        health=HostStatus(item.get("health", HostStatus.READY.value)),
+        draining=bool(item.get("draining", False)),
+        images=tuple(item.get("images", [])),
+        ssh=dict(item.get("ssh", {})),
+        port_range=_port_range(item.get("port_range")),
+        load=load_from(item.get("load")),
+        version=int(item.get("version", 1)),
+    )
+
+
+def _port_range(value: list[int] | None) -> tuple[int, int] | None:
+    return (int(value[0]), int(value[1])) if value else None
+
+
+class HostStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def get(self, host_id: str) -> Host:
+        item = self.db.get(schema.host_pk(host_id), schema.META)
+        if item is None:
+            raise NotFound("Host not found.")
+        return host_from(item)
+
+    def list(self) -> list[Host]:
+        return [host_from(i) for i in self.db.query(schema.ALL_HOSTS, index=schema.GSI1)]
+
+    def create(self, host: Host) -> None:
+        self.db.put_new(host_item(host), Conflict("Host already exists."))
+
+    def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
+        """Drain or undrain, conditioned on the health that was read."""
+        write = Expression().set_all(
+            {
+                "draining": draining,
+                "status": host_status(host.health, draining).value,
+                "updated_at": stamp(now),
+            }
+        )
+        write.when_equal("health", host.health.value)
+        return self._update_as_read(host, write, "The host's health changed; retry.")
+
+    def record_health(
+        self,
+        host: Host,
+        health: HostStatus,
+        now: datetime,
+        *,
+        heartbeat: datetime | None,
+        images: tuple[str, ...] | None = None,
+    ) -> Host:
+        """Store what the health check measured, conditioned on the drain flag read."""
+        write = Expression().set_all(
+            {
+                "health": health.value,
+                "status": host_status(health, host.draining).value,
+                "updated_at": stamp(now),
+            }
+        )
+        if heartbeat is not None:
+            write.set("last_heartbeat", stamp(heartbeat))
+        if images is not None:
+            write.set("images", list(images))
+        write.when_equal("draining", host.draining)
+        return self._update_as_read(host, write, "The host's drain flag changed; retry.")
+
+    def _update_as_read(self, host: Host, write: Expression, changed: str) -> Host:
+        """Apply `write` if the host exists and `write`'s condition on what was read
+        holds; otherwise the host is gone (NotFound) or `changed` (Conflict)."""
+        item = self.db.update(
+            schema.host_pk(host.id),
+            schema.META,
+            write.when_exists(),
+            on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(changed),
+        )
+        return host_from(item)
+
+    def delete(self, host_id: str, *, force: bool) -> None:
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Host not found.")
+            count = int(old.get("workload_count", 0))
+            return HostInUse(
+                f"The host still holds {count} workloads; drain it and move or delete them, "
+                "or delete with ?force=true."
+            )
+
+        condition = Expression().when_exists()
+        if not force:
+            condition.when_equal("workload_count", 0)
+        self.db.delete(schema.host_pk(host_id), schema.META, condition, on_fail=refuse)
+
+    # -- transaction entries -----------------------------------------------------
+
+    def reserve(self, host: Host, delta: Resources, count: int, now: datetime) -> TxEntry:
+        """Move the counters by `delta` and `count` workloads; growth is checked against
+        the capacity that was read, and a host that gains anything must be ready."""
+        write = move_used(Expression(), delta, "workload_count", count)
+        write.set("updated_at", stamp(now))
+        growing = [name for name in HOST_DIMENSIONS if getattr(delta, name) > 0]
+        if growing or count != 0:
+            write.when_equal("status", HostStatus.READY.value)
+        else:
+            write.when_exists()
+        for name in growing:
+            write.when_at_most(f"used_{name}", getattr(host.capacity, name) - getattr(delta, name))
+            write.when_equal(f"cap_{name}", getattr(host.capacity, name))
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NoHostAvailable("The chosen host was removed; retry.")
+            current = host_from(old)
+            if current.status != HostStatus.READY:
+                return NoHostAvailable(f"Host {current.name} is {current.status.value}; retry.")
+            short = shortfall(current.capacity, current.used, delta.positive_part())
+            if short:
+                return NoHostAvailable(shortfall_message(short, f"host {current.name}"))
+            return Conflict("The host changed; retry.")
+
+        return self.db.tx_update(schema.host_pk(host.id), schema.META, write, on_fail=refuse)
+
+    def release(self, host_id: str, resources: Resources, now: datetime) -> TxEntry:
+        """Give one gone workload's resources back."""
+        write = move_used(Expression(), Resources() - resources, "workload_count", -1)
+        write.set("updated_at", stamp(now))
+        return self.db.tx_update(schema.host_pk(host_id), schema.META, write)

@@ -1,0 +1,113 @@
+"""Operations: the item `CLUSTER#<cluster>` / `OP#<id>`, on the sparse GSI2 pending index
+until it finishes; a finished one ages out of the table after the retention period."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from infra.table import schema
+from infra.table.attributes import Item, moment
+from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.expression import Expression
+from shared.clock import iso, parse_iso, sortable, stamp
+from shared.errors import Conflict, NotFound
+from shared.models import Operation, OperationParams
+from shared.states import OperationKind, OperationStatus
+
+
+def operation_item(o: Operation) -> Item:
+    return {
+        "pk": schema.cluster_pk(o.cluster_id),
+        "sk": schema.operation_sk(o.id),
+        "type": "operation",
+        "id": o.id,
+        "cluster_id": o.cluster_id,
+        "workload_id": o.workload_id,
+        "kind": o.kind.value,
+        "params": o.params.to_json(),
+        "status": o.status.value,
+        "error": o.error,
+        "created_at": iso(o.created_at),
+        "updated_at": iso(o.updated_at),
+        "started_at": iso(o.started_at),
+        "finished_at": iso(o.finished_at),
+        **(pending_keys(o.id, o.created_at) if not o.status.is_finished else {}),
+    }
+
+
+def operation_from(item: Item) -> Operation:
+    return Operation(
+        id=item["id"],
+        cluster_id=item["cluster_id"],
+        workload_id=item["workload_id"],
+        kind=OperationKind(item["kind"]),
+        params=OperationParams.from_json(item.get("params", {})),
+        status=OperationStatus(item["status"]),
+        error=item.get("error"),
+        created_at=moment(item["created_at"]),
+        updated_at=moment(item["updated_at"]),
+        started_at=parse_iso(item.get("started_at")),
+        finished_at=parse_iso(item.get("finished_at")),
+    )
+
+
+def pending_keys(operation_id: str, created_at: datetime) -> Item:
+    """GSI2 keys that list an unfinished operation for the reconciler."""
+    return {
+        "gsi2pk": schema.pending_pk(schema.shard_of(operation_id)),
+        "gsi2sk": f"{sortable(created_at)}#{operation_id}",
+    }
+
+
+class OperationStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def get(self, cluster_id: str, operation_id: str) -> Operation:
+        item = self.db.get(schema.cluster_pk(cluster_id), schema.operation_sk(operation_id))
+        if item is None:
+            raise NotFound("Operation not found.")
+        return operation_from(item)
+
+    def pending(self, older_than: datetime, limit: int) -> list[tuple[str, str]]:
+        """(cluster id, operation id) of unfinished operations created before `older_than`."""
+        return self.db.sharded_index_keys(schema.pending_pk, sortable(older_than), limit)
+
+    def mark_running(self, operation: Operation, now: datetime) -> Operation:
+        write = Expression().set("status", OperationStatus.RUNNING.value)
+        write.set_if_absent("started_at", stamp(now)).set("updated_at", stamp(now))
+        write.when_in("status", (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value))
+        item = self.db.update(
+            schema.cluster_pk(operation.cluster_id),
+            schema.operation_sk(operation.id),
+            write,
+            on_fail=lambda _: Conflict("Operation already finished."),
+        )
+        return operation_from(item)
+
+    def fail_orphan(self, operation: Operation, error: str, now: datetime) -> None:
+        """Close an operation whose workload is gone (nothing left to converge)."""
+        self.db.transact([self.close(operation, error, now)])
+
+    # -- transaction entries -----------------------------------------------------
+
+    def put_new(self, operation: Operation) -> TxEntry:
+        return self.db.tx_put(operation_item(operation), Expression().when_absent())
+
+    def close(self, operation: Operation, error: str | None, now: datetime) -> TxEntry:
+        """The operation's final status; it leaves the pending index and ages out."""
+        done = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
+        write = Expression().set_all(
+            {
+                "status": done.value,
+                "updated_at": stamp(now),
+                "finished_at": stamp(now),
+                schema.TTL_ATTRIBUTE: schema.expires_epoch(now),
+            }
+        )
+        if error:
+            write.set("error", error)
+        write.remove("gsi2pk", "gsi2sk")
+        return self.db.tx_update(
+            schema.cluster_pk(operation.cluster_id), schema.operation_sk(operation.id), write
+        )

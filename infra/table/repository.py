@@ -1,0 +1,202 @@
+"""The repository: one store per aggregate over the single table, and the transactions
+that span aggregates (each all-or-nothing, built from the stores' entries).
+
+Invariants carried by conditions, never by read-then-write:
+- a cluster's and a host's `used_*` counters equal the sum of their live workloads;
+  growth is checked as `used <= limit - growth` against the limit that was read;
+- a workload has at most one operation in flight (`pending_op`);
+- every workload update checks and bumps `version`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+from infra.table.api_keys import ApiKeyStore
+from infra.table.attributes import Item
+from infra.table.clusters import ClusterStore
+from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.eggs import EggStore
+from infra.table.envs import EnvStore, refuse_vm_change
+from infra.table.health import HealthStore
+from infra.table.hosts import HostStore
+from infra.table.operations import OperationStore
+from infra.table.workloads import WorkloadStore
+from shared.capacity import Resources
+from shared.envs import Env
+from shared.errors import Conflict
+from shared.models import ApiKey, Cluster, Host, Operation, Workload
+from shared.states import WorkloadStatus
+
+
+class Repository:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+        self.clusters = ClusterStore(db)
+        self.hosts = HostStore(db)
+        self.eggs = EggStore(db)
+        self.keys = ApiKeyStore(db)
+        self.workloads = WorkloadStore(db)
+        self.operations = OperationStore(db)
+        self.envs = EnvStore(db)
+        self.health = HealthStore(db)
+
+    # -- API keys and the cluster's key slots --------------------------------------
+
+    def create_key(self, key: ApiKey, now: datetime) -> None:
+        """Store a key; a cluster key also takes one of the cluster's key slots."""
+        entries = [self.keys.put_new(key)]
+        if key.cluster_id is not None:
+            entries.append(self.clusters.take_key_slot(key.cluster_id, now))
+        self.db.transact(entries)
+
+    def revoke_key(self, key: ApiKey, now: datetime) -> None:
+        """Mark the key revoked and give its slot back, in one transaction."""
+        entries = [self.keys.revoke(key, now)]
+        if key.cluster_id is not None:
+            entries.append(self.clusters.give_key_slot(key.cluster_id, now))
+        self.db.transact(entries)
+
+    # -- workloads, their operations and the counters they move --------------------
+
+    def create_workload(
+        self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
+    ) -> None:
+        """Write the workload and its first operation, and raise the cluster's and the
+        host's counters, in one transaction."""
+        now = workload.created_at
+        self.db.transact(
+            [
+                self.workloads.put_new(workload, Conflict("Container already exists.")),
+                self.operations.put_new(operation),
+                self.clusters.reserve(cluster, workload.resources, 1, now),
+                self.hosts.reserve(host, workload.resources, 1, now),
+            ]
+        )
+
+    def begin_operation(
+        self,
+        workload: Workload,
+        operation: Operation,
+        *,
+        set_fields: Item | None = None,
+        resources: Resources | None = None,
+        cluster: Cluster | None = None,
+        host: Host | None = None,
+    ) -> None:
+        """Record `operation` as the workload's one change in flight.
+
+        With `resources`, the workload's desired resources change now and the
+        counters move by the difference (growth checked against the limits)."""
+        now = operation.created_at
+        counters: list[TxEntry] = []
+        if resources is not None:
+            delta = resources - workload.resources
+            if cluster is None or host is None:
+                raise ValueError("resizing needs the cluster and the host as read")
+            if any(v != 0 for _, v in delta.items()):
+                counters.append(self.clusters.reserve(cluster, delta, 0, now))
+                counters.append(self.hosts.reserve(host, delta, 0, now))
+        self.db.transact(
+            [
+                self.workloads.begin(
+                    workload, operation.id, now, fields=set_fields, resources=resources
+                ),
+                self.operations.put_new(operation),
+                *counters,
+            ]
+        )
+
+    def finish_operation(
+        self,
+        operation: Operation,
+        workload: Workload,
+        *,
+        status: WorkloadStatus,
+        error: str | None,
+        now: datetime,
+        workload_fields: Item | None = None,
+        release: bool = False,
+        host_exists: bool = True,
+    ) -> bool:
+        """Close `operation` and record the workload's new status in one transaction.
+
+        With `release` the workload is gone: its resources go back to its cluster and,
+        unless the host record was deleted (`host_exists=False`), to its host; it leaves
+        the expiry index and the table drops it after the retention period.
+        Returns False when the operation had been closed already (a re-run)."""
+        entries = [
+            self.workloads.finish(
+                workload, operation.id, status, error, now, fields=workload_fields, gone=release
+            ),
+            self.operations.close(operation, error, now),
+        ]
+        if release:
+            entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
+            if host_exists:
+                entries.append(self.hosts.release(workload.host_id, workload.resources, now))
+        try:
+            self.db.transact(entries)
+        except Conflict:
+            return False
+        return True
+
+    # -- environments and their VMs --------------------------------------------------
+
+    def create_env(
+        self,
+        env: Env,
+        vms: Sequence[tuple[Workload, Operation]],
+        cluster: Cluster,
+        hosts: Mapping[str, Host],
+    ) -> None:
+        """Write the env, every VM and its provision operation, and raise the cluster's
+        counters and each host's (once per host, by the sum of its VMs) in one
+        transaction: all of it or nothing."""
+        now = env.created_at
+        entries: list[TxEntry] = [self.envs.put_new(env)]
+        total = Resources()
+        per_host: dict[str, tuple[Resources, int]] = {}
+        for workload, operation in vms:
+            entries.append(self.workloads.put_new(workload, Conflict("A VM id is taken; retry.")))
+            entries.append(self.operations.put_new(operation))
+            total = total + workload.resources
+            held, count = per_host.get(workload.host_id, (Resources(), 0))
+            per_host[workload.host_id] = (held + workload.resources, count + 1)
+        entries.append(self.clusters.reserve(cluster, total, len(vms), now))
+        for host_id, (held, count) in per_host.items():
+            entries.append(self.hosts.reserve(hosts[host_id], held, count, now))
+        self.db.transact(entries)
+
+    def set_env_lease(
+        self, env: Env, vms: Sequence[Workload], expires_at: datetime, now: datetime
+    ) -> None:
+        """Renew an environment and every live VM of it, in one transaction."""
+        entries = [self.envs.lease(env, expires_at, now)]
+        entries += [self.workloads.lease(vm, expires_at, now) for vm in vms]
+        self.db.transact(entries)
+
+    def begin_env_operations(
+        self,
+        env: Env,
+        changes: Sequence[tuple[Workload, Operation]],
+        now: datetime,
+        *,
+        deleting: bool = False,
+    ) -> None:
+        """Record one operation on each VM of `changes` (each must be idle, as read) in
+        one transaction; with `deleting`, the VMs become `deleting` and so does the env."""
+        fields = {"status": WorkloadStatus.DELETING.value} if deleting else None
+        entries: list[TxEntry] = []
+        for workload, operation in changes:
+            entries.append(
+                self.workloads.begin(
+                    workload, operation.id, now, fields=fields, on_fail=refuse_vm_change(workload)
+                )
+            )
+            entries.append(self.operations.put_new(operation))
+        if deleting:
+            entries.append(self.envs.mark_deleting(env, now))
+        if entries:
+            self.db.transact(entries)
