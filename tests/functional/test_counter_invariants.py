@@ -11,8 +11,11 @@ host at the end."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import pytest
+from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -24,10 +27,13 @@ from hypothesis.stateful import (
 )
 
 from services.deps import Deps
+from services.operations import queued
 from shared.capacity import RESOURCE_FIELDS
 from shared.clock import utc_now
+from shared.errors import Conflict
+from shared.models import OperationParams
 from shared.states import OperationKind, WorkloadStatus
-from tests.fixtures.corral import Api
+from tests.fixtures.corral import Api, make_tenant
 
 PLAN = {
     "cpu_cores": 2,
@@ -144,10 +150,10 @@ def tenancy(api: Api, deps: Deps) -> type[RuleBasedStateMachine]:
         def worker_finishes(self) -> None:
             """Every operation in flight ends, as the worker records a success."""
             for cid in self.containers:
-                workload = deps.repo.get_workload(self.cluster, cid)
+                workload = deps.repo.workloads.get(self.cluster, cid)
                 if workload.pending_op is None:
                     continue
-                operation = deps.repo.get_operation(self.cluster, workload.pending_op)
+                operation = deps.repo.operations.get(self.cluster, workload.pending_op)
                 gone = operation.kind is OperationKind.DELETE
                 deps.repo.finish_operation(
                     operation,
@@ -196,3 +202,49 @@ def test_no_sequence_of_tenant_requests_breaks_a_counter(api: Api, deps: Deps) -
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
+
+
+def test_the_transaction_itself_keeps_counters_at_or_above_zero(api: Api, deps: Deps) -> None:
+    # Issue 12, defect 1: whatever a caller checked before, the write that moves the
+    # counters refuses to take one below zero. The API can no longer send such a
+    # change, so a workload record claiming more than the counters hold stands in.
+    tenant = make_tenant(api)
+    cluster_id = tenant.cluster["id"]
+    created = tenant.create(ram_mb=64)
+    assert created.status_code == 202, created.text
+    workload = deps.repo.workloads.get(cluster_id, created.json["container"]["id"])
+    assert workload.pending_op is not None
+    provision = deps.repo.operations.get(cluster_id, workload.pending_op)
+    now = utc_now()
+    deps.repo.finish_operation(
+        provision, workload, status=WorkloadStatus.RUNNING, error=None, now=now
+    )
+    workload = deps.repo.workloads.get(cluster_id, workload.id)
+    before = api.tenant("GET", "/capacity").json
+    claims_more = replace(workload, resources=replace(workload.resources, ram_mb=10_000))
+    resize = queued(
+        deps.new_operation_id(),
+        cluster_id,
+        workload.id,
+        OperationKind.UPDATE,
+        OperationParams(resources=workload.resources),
+        now,
+    )
+
+    with pytest.raises(Conflict, match="RAM in use would go below zero"):
+        deps.repo.begin_operation(
+            claims_more,
+            resize,
+            resources=workload.resources,
+            cluster=deps.repo.clusters.get(cluster_id),
+            host=deps.repo.hosts.get(workload.host_id),
+        )
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        deps.repo.db.transact([deps.repo.clusters.release(cluster_id, claims_more.resources, now)])
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        deps.repo.db.transact(
+            [deps.repo.hosts.release(workload.host_id, claims_more.resources, now)]
+        )
+
+    assert api.tenant("GET", "/capacity").json == before
+    assert api.tenant("GET", f"/containers/{workload.id}").json["pending_operation"] is None

@@ -372,9 +372,9 @@ def test_a_vm_keeps_a_ports_unit_per_forwarded_port_when_resized(
     assert created.status_code == 202, created.text
     cid = created.json["container"]["id"]
     assert created.json["container"]["resources"]["ports"] == 6
-    workload = deps.repo.get_workload(lab["cluster"]["id"], cid)
+    workload = deps.repo.workloads.get(lab["cluster"]["id"], cid)
     assert workload.pending_op is not None
-    operation = deps.repo.get_operation(lab["cluster"]["id"], workload.pending_op)
+    operation = deps.repo.operations.get(lab["cluster"]["id"], workload.pending_op)
     assert deps.repo.finish_operation(
         operation, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
     )
