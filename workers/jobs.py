@@ -23,6 +23,8 @@ from workers import context
 
 log = logging.getLogger("corral.jobs")
 
+LOST_MESSAGE = "The container disappeared from its host."
+
 _RUNNING_STATES = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
     RuntimeState.PAUSED: WorkloadStatus.PAUSED,
@@ -152,6 +154,15 @@ def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     return Outcome(gone_status(op), release=True)
 
 
+def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """A repair or an adoption the reconciler began but did not finish (it died, and
+    re-queued the operation later): record what the host says now."""
+    observed = driver.inspect(workload.id)
+    if observed.state == RuntimeState.MISSING:
+        raise HostError(LOST_MESSAGE)
+    return Outcome(_status_of(observed, workload.status), _enforced(observed))
+
+
 def gone_status(op: Operation) -> WorkloadStatus:
     """A reaped workload ends `expired`; a deleted one `deleted`."""
     expired = op.params.reason == OperationReason.EXPIRED
@@ -165,6 +176,8 @@ EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.UPDATE: update,
     OperationKind.POWER: power,
     OperationKind.DELETE: delete,
+    OperationKind.REPAIR: observe,
+    OperationKind.ADOPT: observe,
 }
 
 

@@ -92,7 +92,11 @@ class OperationStore:
     # -- transaction entries -----------------------------------------------------
 
     def put_new(self, operation: Operation) -> TxEntry:
-        return self.db.tx_put(operation_item(operation), Expression().when_absent())
+        return self.db.tx_put(
+            operation_item(operation),
+            Expression().when_absent(),
+            on_fail=lambda _: Conflict(f"Operation {operation.id} exists already."),
+        )
 
     def close(self, operation: Operation, error: str | None, now: datetime) -> TxEntry:
         """The operation's final status; it leaves the pending index and ages out."""
