@@ -22,6 +22,7 @@ from services.deps import Deps
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
+from shared.models import ApiKey, Cluster
 from tests.fixtures.corral import Api, Tenant
 
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
@@ -328,7 +329,7 @@ class PausingKeys(ApiKeyStore):
         super().__init__(db)
         self._pause = pause
 
-    def find(self, key_hash: str) -> Any:
+    def find(self, key_hash: str) -> ApiKey | None:
         found = super().find(key_hash)
         self._pause.after("find_key")
         return found
@@ -339,7 +340,7 @@ class PausingClusters(ClusterStore):
         super().__init__(db)
         self._pause = pause
 
-    def get(self, cluster_id: str) -> Any:
+    def get(self, cluster_id: str) -> Cluster:
         found = super().get(cluster_id)
         self._pause.after("get_cluster")
         return found
