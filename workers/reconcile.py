@@ -23,7 +23,7 @@ from infra.drivers.base import HostDriver
 from services import operations
 from shared import rules
 from shared.capacity import Resources
-from shared.errors import CorralError, HostError, NotFound
+from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import (
     Host,
     HostStatus,
@@ -198,7 +198,8 @@ def _lost(ctx: context.WorkerContext, workload: Workload, report: Report) -> Non
         report.lost.append(workload.id)
         return
     params = OperationParams(reason=OperationReason.LOST)
-    if _record_repair(ctx, workload, WorkloadStatus.ERROR, LOST_MESSAGE, params):
+    lost = Failure("lost", LOST_MESSAGE)
+    if _record_repair(ctx, workload, WorkloadStatus.ERROR, lost, params):
         report.lost.append(workload.id)
 
 
@@ -206,7 +207,7 @@ def _record_repair(
     ctx: context.WorkerContext,
     workload: Workload,
     status: WorkloadStatus,
-    error: str | None,
+    error: Failure | None,
     params: OperationParams,
 ) -> bool:
     """Record a repair; False when the workload changed meanwhile (a tenant's request

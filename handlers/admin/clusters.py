@@ -128,3 +128,34 @@ class ClusterKeyItem:
         self._auth.forget([key.key_hash])
         self._deps.repo.revoke_key(key, self._deps.clock())
         resp.status = falcon.HTTP_204
+
+
+class ClusterContainerItem:
+    """GET /clusters/:id/containers/:container_id: a tenant's container as operators see
+    it, with the host's own words when its last operation failed."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, container_id: str
+    ) -> None:
+        workload = self._deps.repo.workloads.get(
+            path_id(cluster_id, "Cluster"), path_id(container_id, "Container")
+        )
+        resp.media = views.operator_container(workload, self._deps.clock())
+
+
+class ClusterOperationItem:
+    """GET /clusters/:id/operations/:operation_id: an operation as operators see it."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, operation_id: str
+    ) -> None:
+        operation = self._deps.repo.operations.get(
+            path_id(cluster_id, "Cluster"), path_id(operation_id, "Operation")
+        )
+        resp.media = views.operator_operation(operation)

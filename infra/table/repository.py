@@ -25,7 +25,7 @@ from infra.table.operations import OperationStore
 from infra.table.workloads import WorkloadStore
 from shared.capacity import Resources
 from shared.envs import Env
-from shared.errors import Conflict
+from shared.errors import Conflict, Failure
 from shared.models import ApiKey, Cluster, Host, Operation, Workload
 from shared.states import WorkloadStatus
 
@@ -124,7 +124,7 @@ class Repository:
         workload: Workload,
         *,
         status: WorkloadStatus,
-        error: str | None,
+        error: Failure | None,
         now: datetime,
         workload_fields: Item | None = None,
         release: bool = False,

@@ -11,6 +11,7 @@ from infra.table.schema import SHARDS
 from infra.table.workloads import workload_item
 from services.deps import Deps
 from shared.capacity import Resources
+from shared.errors import Failure
 from shared.models import Engine, Workload
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
@@ -190,7 +191,11 @@ def test_a_failed_reap_does_not_stop_the_next_sweeps(
     reap = deps.repo.operations.get(cluster_id, reaping.pending_op)
     # the reap's job fails, as on a host that refuses the removal
     deps.repo.finish_operation(
-        reap, reaping, status=WorkloadStatus.ERROR, error="The host refused.", now=later
+        reap,
+        reaping,
+        status=WorkloadStatus.ERROR,
+        error=Failure("host_error", "The host refused."),
+        now=later,
     )
 
     assert sweep_expired() == 1  # the same minute: a new reap starts
