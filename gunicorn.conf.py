@@ -1,7 +1,8 @@
 """gunicorn settings for Corral's HTTP API: `gunicorn -c gunicorn.conf.py`.
 
 Every value can be overridden from the environment, so one file serves a laptop,
-a VM and a container. The app is the same factory the Lambda entry wraps."""
+a VM and a container. The app (handlers.asgi) serves the WSGI app the Lambda entry
+wraps on a thread pool, and the waiting routes as coroutines."""
 
 from __future__ import annotations
 
@@ -20,16 +21,16 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-wsgi_app = "handlers.app:get_app()"
+wsgi_app = "handlers.asgi:get_app()"
 bind = os.environ.get("CORRAL_BIND", "127.0.0.1:8080").split(",")
 
 # Processes: the classic 2 * cores + 1, capped so a big host does not open a
 # Redis and a DynamoDB connection pool per core for an API that mostly waits.
 workers = _int("CORRAL_WEB_WORKERS", min(2 * _cores() + 1, 9))
-# Threads: long-poll waits (GET /operations/:id/wait) hold a thread for up to
-# CORRAL_WAIT_CAP_SECONDS, so each process needs several.
-worker_class = "gthread"
-threads = _int("CORRAL_WEB_THREADS", 16)
+# gunicorn's own asyncio worker: a long-poll wait or a log follow parks on the event
+# loop instead of holding a thread (a thread per wait let 200 waits stall /health).
+# The other requests run on CORRAL_WEB_THREADS threads per process (shared.settings).
+worker_class = "asgi"
 
 # A worker silent for this long is killed; above the wait cap (25 s by default).
 timeout = _int("CORRAL_WEB_TIMEOUT", 60)

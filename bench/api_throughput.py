@@ -20,8 +20,8 @@ from bench.world import PUBLIC, HttpApi, seed
 from devstack.processes import REPO
 
 TITLE = "1. API throughput and latency (gunicorn, loopback)"
-CORRAL_APP = "handlers.app:get_app()"
-BARE_APP = "bench.bare_app:app"
+CORRAL_APP = "handlers.asgi:get_app()"
+BARE_APP = "bench.bare_app:served"
 PROCESSES, THREADS = 2, 8
 BARE_FACTOR = 5
 

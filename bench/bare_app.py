@@ -8,6 +8,9 @@ alone, with no authentication, no Redis and no table.
 from __future__ import annotations
 
 import falcon
+from a2wsgi import WSGIMiddleware
+
+from shared.settings import Settings
 
 BASE = "/api/public/clusters/v1"
 CONTAINER = {
@@ -44,3 +47,7 @@ app = falcon.App()
 app.add_route("/health", Health())
 app.add_route(f"{BASE}/containers", Containers())
 app.add_route(f"{BASE}/containers/{{container_id}}", Container())
+
+# Served as gunicorn.conf.py serves Corral's requests that do not wait: on a pool of
+# threads behind gunicorn's asgi worker (see handlers.asgi).
+served = WSGIMiddleware(app, workers=Settings().web_threads)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from shared.runtime import runtime_name
 from shared.settings import Settings
 
 TITLE = "3. End-to-end provisioning latency"
-CORRAL_APP = "handlers.app:get_app()"
+CORRAL_APP = "handlers.asgi:get_app()"
 MIB = 1024 * 1024
 CPU_PERIOD_US = 100_000
 

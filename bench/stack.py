@@ -19,7 +19,7 @@ from pathlib import Path
 import docker
 import redis as redis_lib
 
-from devstack.corral import start_api, worker_command
+from devstack.corral import rq_env, start_api, worker_command
 from devstack.dockerd import start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import Child, free_port
@@ -109,6 +109,7 @@ class Stack:
             "CORRAL_TABLE": settings.table_name,
             "CORRAL_DYNAMODB_ENDPOINT": self.table_endpoint,
             "CORRAL_REDIS_URL": self.redis_url,
+            **rq_env(self.redis_url),
             "CORRAL_QUEUE": settings.queue_name,
             "CORRAL_PRIORITY_QUEUE": settings.priority_queue_name,
         }

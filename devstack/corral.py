@@ -11,15 +11,15 @@ from devstack.processes import Server, answers_200, start_server
 from shared.settings import Settings
 
 BIN = Path(sys.executable).parent  # the venv's console scripts: gunicorn, rq
-API_APP = "handlers.app:get_app()"
+API_APP = "handlers.asgi:get_app()"
 
 
 def start_api(
     env: dict[str, str], port: int, log_path: Path, app: str = API_APP, name: str = "api"
 ) -> Server:
     """`app` under gunicorn on 127.0.0.1:`port`; returns once /health answers 200."""
-    # gunicorn.conf.py holds the settings (gthread workers for long-polls); these
-    # environment variables are its knobs.
+    # gunicorn.conf.py holds the settings (asgi workers: waits park on the event
+    # loop); these environment variables are its knobs.
     env = env | {"CORRAL_BIND": f"127.0.0.1:{port}"}
     env.setdefault("CORRAL_WEB_GRACEFUL_TIMEOUT", "5")  # Ctrl-C need not wait 30 s
     command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", app]
@@ -31,11 +31,16 @@ def start_api(
 
 def worker_command(settings: Settings) -> list[str]:
     """A plain `rq worker` (JSON serializer, Corral's worker class) on Corral's queues,
-    the priority queue first."""
+    the priority queue first. rq finds Redis in its environment (`rq_env`)."""
     return [
         str(BIN / "rq"), "worker", "--with-scheduler",
         "--worker-class", "workers.worker.CorralWorker",
         "--serializer", "rq.serializers.JSONSerializer",
-        "-u", settings.redis_url,
         settings.priority_queue_name, settings.queue_name,
     ]  # fmt: skip
+
+
+def rq_env(redis_url: str) -> dict[str, str]:
+    """What tells rq's commands (worker, cron) where Redis is: the URL carries the
+    password, which must not show on a command line."""
+    return {"RQ_REDIS_URL": redis_url}

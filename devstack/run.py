@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from devstack.corral import BIN, start_api, worker_command
+from devstack.corral import BIN, rq_env, start_api, worker_command
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening
@@ -69,9 +69,8 @@ class Launcher:
     def start(self) -> None:
         self._claim_state_dir()
         docker_url = self._start_dockerd()
-        self.env["CORRAL_REDIS_URL"] = self._keep(
-            start_redis(STATE_DIR / "redis", self.logs / "redis-server.log")
-        )
+        redis_url = self._keep(start_redis(STATE_DIR / "redis", self.logs / "redis-server.log"))
+        self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
         kept_in = KEPT_TABLE_DIR if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
             start_table_server(self.env, self.logs / "table.log", kept_in)
@@ -88,7 +87,7 @@ class Launcher:
             log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_worker(settings)
-        self._start_cron(settings)
+        self._start_cron()
         earlier = _earlier_run() if kept else None
         if earlier is None:
             operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
@@ -147,13 +146,11 @@ class Launcher:
         child = self._spawn("worker (rq)", worker_command(settings), stop_timeout=30.0)
         child.wait_until(self._worker_registered, "the rq worker to register")
 
-    def _start_cron(self, settings: Settings) -> None:
+    def _start_cron(self) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
         go to a queue of their own, served by a worker without the JSON serializer."""
-        self._spawn(
-            "cron (rq)", [str(BIN / "rq"), "cron", "workers.cron", "-u", settings.redis_url]
-        )
-        command = [str(BIN / "rq"), "worker", "-u", settings.redis_url, CRON_QUEUE]
+        self._spawn("cron (rq)", [str(BIN / "rq"), "cron", "workers.cron"])
+        command = [str(BIN / "rq"), "worker", CRON_QUEUE]
         self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Child:

@@ -34,6 +34,8 @@ _BY_STATUS: dict[int, type[CorralError]] = {
 def _send(resp: falcon.Response, error: CorralError) -> None:
     resp.status = error.status
     resp.media = error.envelope()
+    for name, value in error.headers().items():
+        resp.set_header(name, value)
 
 
 def corral_error(req: falcon.Request, resp: falcon.Response, ex: CorralError, params: Any) -> None:
@@ -75,7 +77,14 @@ def _describe(ex: falcon.HTTPError) -> str:
     return str(detail)
 
 
+# Registered in this order: the most specific handler wins.
+HANDLERS: tuple[tuple[type[Exception], Any], ...] = (
+    (Exception, unexpected),
+    (falcon.HTTPError, http_error),
+    (CorralError, corral_error),
+)
+
+
 def register(app: falcon.App[falcon.Request, falcon.Response]) -> None:
-    app.add_error_handler(Exception, unexpected)
-    app.add_error_handler(falcon.HTTPError, http_error)
-    app.add_error_handler(CorralError, corral_error)
+    for kind, handler in HANDLERS:
+        app.add_error_handler(kind, handler)

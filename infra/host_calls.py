@@ -77,6 +77,16 @@ class HostCalls:
 
         Raises HostTimeout when no answer came within `timeout` seconds, and
         ServiceUnavailable when the queue does not answer."""
+        key = self.send(job, args, timeout)
+        try:
+            answer = self._redis.blpop([key], timeout=max(timeout, 0.01))
+        except RedisError as exc:
+            raise ServiceUnavailable("The job queue did not answer.") from exc
+        return decode_reply(answer)
+
+    def send(self, job: Job, args: list[Any], timeout: float) -> str:
+        """Enqueue the call and return the key its answer will be pushed to: a caller
+        that waits its own way (asyncio) then BLPOPs it and `decode_reply`s."""
         call_id = self._new_id()
         key = reply_key(call_id)
         deadline = time.time() + timeout
@@ -94,9 +104,13 @@ class HostCalls:
                 result_ttl=0,
                 failure_ttl=REPLY_TTL_SECONDS,
             )
-            answer = self._redis.blpop([key], timeout=max(timeout, 0.01))
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
-        if answer is None:
-            raise HostTimeout()
-        return json.loads(answer[1])
+        return key
+
+
+def decode_reply(answer: tuple[bytes, bytes] | None) -> Any:
+    """What BLPOP on a reply key returned: the worker's answer; HostTimeout if none came."""
+    if answer is None:
+        raise HostTimeout()
+    return json.loads(answer[1])

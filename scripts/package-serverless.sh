@@ -109,9 +109,11 @@ from pathlib import Path
 
 artifact, deps, lambda_python = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 SOURCES = ("handlers", "services", "infra", "shared")
-# The host drivers run in workers, next to the hosts, never in a Lambda. workers/,
-# devstack/ (the local stack), tests/, bench/ and scripts/ are not in SOURCES.
-LEFT_OUT = {Path("infra/drivers")}
+# The host drivers run in workers, next to the hosts, never in a Lambda; nor does the
+# ASGI app gunicorn serves (handlers/asgi.py, handlers/waits.py, with a2wsgi and
+# redis.asyncio). workers/, devstack/ (the local stack), tests/, bench/ and
+# scripts/ are not in SOURCES.
+LEFT_OUT = {Path("infra/drivers"), Path("handlers/asgi.py"), Path("handlers/waits.py")}
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 # /var/task is read-only, so without bytecode in the zip every cold start
 # compiles every module again (about a second here). Unchecked-hash .pyc files
@@ -129,6 +131,8 @@ def files(root: Path, base: Path):
         )
         for name in sorted(filenames):
             path = Path(dirpath) / name
+            if path in LEFT_OUT:
+                continue
             if path.suffix not in {".pyc", ".pyo"} and name != ".stamp":
                 yield path, path.relative_to(base).as_posix()
 

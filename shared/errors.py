@@ -30,6 +30,10 @@ class CorralError(Exception):
             body["details"] = self.details
         return {"error": body}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the envelope."""
+        return {}
+
 
 class Unauthorized(CorralError):
     code, status = "unauthorized", 401
@@ -147,6 +151,21 @@ class HostTimeout(CorralError):
 
     code, status = "host_timeout", 504
     default_message = "The container's host did not answer in time. Retry later."
+
+
+class TooManyRequests(CorralError):
+    """*new*: the API key already holds as many waits and log follows open as it may;
+    `Retry-After` says when one of them ends at the latest."""
+
+    code, status = "too_many_requests", 429
+    default_message = "This API key holds too many waits and log follows open at once."
+
+    def __init__(self, retry_after_seconds: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,11 @@ class Settings:
     priority_queue_name: str = "corral-priority"
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     wait_cap_seconds: float = 25.0
+    # The most waits (GET /operations/:id/wait) and log follows (logs?follow=1) one
+    # API key may hold open at once, across every API process; more get 429.
+    max_open_per_key: int = 20
+    # Threads per API process for the requests that do not wait (see handlers.asgi).
+    web_threads: int = 16
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     max_body_bytes: int = 64 * 1024
@@ -49,6 +54,8 @@ class Settings:
             priority_queue_name=env.get("CORRAL_PRIORITY_QUEUE", cls.priority_queue_name),
             cors_origins=origins,
             wait_cap_seconds=float(env.get("CORRAL_WAIT_CAP_SECONDS", cls.wait_cap_seconds)),
+            max_open_per_key=int(env.get("CORRAL_MAX_OPEN_PER_KEY", cls.max_open_per_key)),
+            web_threads=int(env.get("CORRAL_WEB_THREADS", cls.web_threads)),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
             health_stale_seconds=float(

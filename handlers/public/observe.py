@@ -1,6 +1,10 @@
 """What a container is doing: its health (from the table, as the collector last
 measured it) and its logs (from its host, read by a priority job while the request
-waits; `?follow=1` streams new lines as server-sent events)."""
+waits; `?follow=1` streams new lines as server-sent events).
+
+The follow here serves the WSGI app (the Lambda entry, the tests); gunicorn serves
+the same route with coroutines (handlers.waits). Both count a follow against the
+key's open requests (infra.open_requests) for as long as it streams."""
 
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ from handlers.auth import TENANT
 from handlers.body import path_id
 from infra.host_calls import HostCalls
 from infra.jobs import FETCH_LOGS
+from infra.open_requests import OpenRequest, OpenRequests
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.errors import CorralError, HostTimeout, InvalidInput, ServiceUnavailable
 from shared.health import MAX_TAIL, NS_PER_SECOND, LogCursor, LogLine, to_ns
 from shared.models import Workload
+from shared.settings import Settings
 
 DEFAULT_TAIL = 100
 _UNIX_SECONDS = re.compile(r"^(\d{1,11})(?:\.(\d{1,9}))?$")
@@ -119,66 +125,112 @@ class ContainerLogs:
         self._deps = deps
         self._workloads = workloads
         self._calls = calls or HostCalls(deps.redis, deps.settings)
+        self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
         query = log_query(req)
-        workload = self._workloads.live(req.context.principal.cluster_id, container_id)
-        lines, truncated = self._read(workload, query.tail, query.since_ns)
+        principal = req.context.principal
+        workload = self._workloads.live(principal.cluster_id, container_id)
         if not query.follow:
-            resp.media = views.logs(workload.id, lines, truncated)
+            resp.media = views.logs(workload.id, *self._read(workload, query.tail, query.since_ns))
             return
-        resp.content_type = "text/event-stream"
-        resp.set_header("Cache-Control", "no-cache")
-        resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
-        resp.stream = self._follow(workload, query, lines)
+        following = self._open.begin(principal.key_id, self._deps.settings.logs_follow_cap_seconds)
+        try:
+            lines, _ = self._read(workload, query.tail, query.since_ns)
+        except BaseException:
+            self._open.end(following)
+            raise
+        start_event_stream(resp)
+        resp.stream = self._follow(workload, query, lines, following)
 
     def _read(
         self, workload: Workload, tail: int, since_ns: int | None
     ) -> tuple[list[LogLine], bool]:
-        answer: dict[str, Any] = self._calls.call(
-            FETCH_LOGS,
-            [workload.host_id, workload.id, tail, since_ns],
-            self._deps.settings.logs_timeout_seconds,
+        return log_lines(
+            self._calls.call(
+                FETCH_LOGS,
+                [workload.host_id, workload.id, tail, since_ns],
+                self._deps.settings.logs_timeout_seconds,
+            )
         )
-        error = answer.get("error")
-        if error == "host_timeout":
-            raise HostTimeout()
-        if error:
-            raise ServiceUnavailable("The container's host could not serve its logs.")
-        return [LogLine.from_wire(value) for value in answer["lines"]], bool(answer["truncated"])
 
-    def _follow(self, workload: Workload, query: LogQuery, first: list[LogLine]) -> Iterator[bytes]:
+    def _follow(
+        self, workload: Workload, query: LogQuery, first: list[LogLine], following: OpenRequest
+    ) -> Iterator[bytes]:
         """Server-sent events: one `message` per line (data: the line's JSON, id: its
         timestamp in ns), a comment while nothing new comes, `error` if the host stops
-        answering, and `end` when the cap is reached."""
-        settings = self._deps.settings
-        cap = settings.logs_follow_cap_seconds
-        end = time.monotonic() + cap
-        cursor = LogCursor(query.since_ns)
-        yield b": following\n\n" + _events(cursor.advance(first))
-        while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(settings.logs_poll_seconds, left))
-            if time.monotonic() >= end:
-                break
-            try:
-                lines, _ = self._read(workload, MAX_TAIL, cursor.since_ns)
-            except CorralError as exc:
-                yield _event(exc.envelope(), "error")
-                return
-            new = cursor.advance(lines)
-            yield _events(new) if new else b": waiting\n\n"
-        yield _event({"reason": "cap", "seconds": cap}, "end")
+        answering, and `end` when the cap is reached. The WSGI server closes this
+        generator when the client goes, which frees the open request."""
+        follow = Follow(self._deps.settings, query.since_ns)
+        try:
+            yield follow.first(first)
+            while (pause := follow.pause()) is not None:
+                time.sleep(pause)
+                if follow.over():
+                    break
+                try:
+                    lines, _ = self._read(workload, MAX_TAIL, follow.cursor.since_ns)
+                except CorralError as exc:
+                    yield event(exc.envelope(), "error")
+                    return
+                yield follow.next(lines)
+            yield follow.cap_reached()
+        finally:
+            self._open.end(following)
 
 
-def _events(lines: list[LogLine]) -> bytes:
-    return b"".join(_event(views.log_line(line), None, line.at_ns) for line in lines)
+class Follow:
+    """Where one log follow stands (its cap, its cursor) and the events it sends next,
+    whoever does the waiting between polls (a thread here, a coroutine in
+    handlers.waits)."""
+
+    def __init__(self, settings: Settings, since_ns: int | None) -> None:
+        self.cap = settings.logs_follow_cap_seconds
+        self.poll = settings.logs_poll_seconds
+        self.end = time.monotonic() + self.cap
+        self.cursor = LogCursor(since_ns)
+
+    def first(self, lines: list[LogLine]) -> bytes:
+        return b": following\n\n" + events(self.cursor.advance(lines))
+
+    def pause(self) -> float | None:
+        """How long to wait before the next poll; None once the cap is reached."""
+        left = self.end - time.monotonic()
+        return min(self.poll, left) if left > 0 else None
+
+    def over(self) -> bool:
+        return time.monotonic() >= self.end
+
+    def next(self, lines: list[LogLine]) -> bytes:
+        new = self.cursor.advance(lines)
+        return events(new) if new else b": waiting\n\n"
+
+    def cap_reached(self) -> bytes:
+        return event({"reason": "cap", "seconds": self.cap}, "end")
 
 
-def _event(data: Any, kind: str | None, event_id: int | None = None) -> bytes:
+def start_event_stream(resp: falcon.Response) -> None:
+    resp.content_type = "text/event-stream"
+    resp.set_header("Cache-Control", "no-cache")
+    resp.set_header("X-Accel-Buffering", "no")  # proxies: pass events on at once
+
+
+def log_lines(answer: dict[str, Any]) -> tuple[list[LogLine], bool]:
+    """The lines of a FETCH_LOGS answer and whether they were truncated."""
+    error = answer.get("error")
+    if error == "host_timeout":
+        raise HostTimeout()
+    if error:
+        raise ServiceUnavailable("The container's host could not serve its logs.")
+    return [LogLine.from_wire(value) for value in answer["lines"]], bool(answer["truncated"])
+
+
+def events(lines: list[LogLine]) -> bytes:
+    return b"".join(event(views.log_line(line), None, line.at_ns) for line in lines)
+
+
+def event(data: Any, kind: str | None, event_id: int | None = None) -> bytes:
     head = f"event: {kind}\n" if kind else ""
     if event_id is not None:
         head += f"id: {event_id}\n"

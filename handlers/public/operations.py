@@ -1,4 +1,8 @@
-"""Following an operation: read it, or long-poll until it finishes."""
+"""Following an operation: read it, or long-poll until it finishes.
+
+The long-poll here serves the WSGI app (the Lambda entry, the tests); gunicorn
+serves the same route with coroutines (handlers.waits). Both count the wait against
+the key's open requests (infra.open_requests) once it parks."""
 
 from __future__ import annotations
 
@@ -11,9 +15,16 @@ from redis.exceptions import RedisError
 from handlers import views
 from handlers.auth import TENANT
 from handlers.body import float_param, path_id
+from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
 from shared.models import Operation
+from shared.settings import Settings
+
+# A wait re-reads the table this often even when subscribed, in case a notification
+# was missed; without a subscription, more often.
+SUBSCRIBED_POLL_SECONDS = 5.0
+UNSUBSCRIBED_POLL_SECONDS = 1.0
 
 
 class OperationItem:
@@ -34,21 +45,24 @@ class OperationWait:
     the timeout (capped) passes, whichever comes first."""
 
     auth = TENANT
-    # Re-read the table this often even when subscribed, in case a notification was
-    # missed; without Redis, poll faster.
-    SUBSCRIBED_POLL_SECONDS = 5.0
-    UNSUBSCRIBED_POLL_SECONDS = 1.0
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
-        cap = self._deps.settings.wait_cap_seconds
-        timeout = float_param(req, "timeout", cap, low=0, high=3600)
-        deadline = time.monotonic() + min(timeout, cap)
-        cluster_id = req.context.principal.cluster_id
+        seconds = wait_seconds(req, self._deps.settings)
+        deadline = time.monotonic() + seconds
+        principal = req.context.principal
         path_id(operation_id, "Operation")
-        resp.media = views.operation(self._wait(cluster_id, operation_id, deadline))
+        op = self._deps.repo.operations.get(principal.cluster_id, operation_id)
+        if not op.status.is_finished and seconds > 0:
+            parked = self._open.begin(principal.key_id, seconds)
+            try:
+                op = self._wait(principal.cluster_id, operation_id, deadline)
+            finally:
+                self._open.end(parked)
+        resp.media = views.operation(op)
 
     def _wait(self, cluster_id: str, operation_id: str, deadline: float) -> Operation:
         repo = self._deps.repo
@@ -59,12 +73,13 @@ class OperationWait:
         except RedisError:
             pubsub = None
         try:
+            # Read again once subscribed: it may have finished before the subscription.
             op = repo.operations.get(cluster_id, operation_id)
             while not op.status.is_finished:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                every = self.SUBSCRIBED_POLL_SECONDS if pubsub else self.UNSUBSCRIBED_POLL_SECONDS
+                every = SUBSCRIBED_POLL_SECONDS if pubsub else UNSUBSCRIBED_POLL_SECONDS
                 pause = min(left, every)
                 if pubsub is not None:
                     try:
@@ -80,3 +95,9 @@ class OperationWait:
             if pubsub is not None:
                 with contextlib.suppress(RedisError):
                     pubsub.close()
+
+
+def wait_seconds(req: falcon.Request, settings: Settings) -> float:
+    """How long a wait may last: `?timeout=S` (default and cap: the wait cap)."""
+    cap = settings.wait_cap_seconds
+    return min(float_param(req, "timeout", cap, low=0, high=3600), cap)

@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLE = f"corral-deploy-{os.getpid()}"
 QUEUE = "corral-test"
 WAIT_CAP_SECONDS = 5.0
+# Small, so that a test reaches it with a few waits.
+MAX_OPEN_PER_KEY = 3
 
 
 def corral_env(table_endpoint: str, redis_url: str) -> dict[str, str]:
@@ -89,6 +91,7 @@ def gunicorn(
             "CORRAL_BIND": f"127.0.0.1:{port}",
             "CORRAL_WEB_WORKERS": "1",
             "CORRAL_WEB_THREADS": "4",
+            "CORRAL_MAX_OPEN_PER_KEY": str(MAX_OPEN_PER_KEY),
         }
     )
     with log.open("wb") as out:

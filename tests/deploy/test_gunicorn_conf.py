@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.settings import Settings
 from tests.deploy.conftest import ROOT
 
 OVERRIDES = (
@@ -30,11 +31,13 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     conf = load(monkeypatch)
     cores = len(os.sched_getaffinity(0))
-    assert conf["wsgi_app"] == "handlers.app:get_app()"
+    assert conf["wsgi_app"] == "handlers.asgi:get_app()"
     assert conf["bind"] == ["127.0.0.1:8080"]
     assert conf["workers"] == min(2 * cores + 1, 9)
-    assert conf["worker_class"] == "gthread"
-    assert conf["threads"] >= 4
+    # Waits park on the event loop; the other requests get the app's threads.
+    assert conf["worker_class"] == "asgi"
+    assert "threads" not in conf
+    assert Settings.from_env({}).web_threads >= 4
     # A long-poll wait (capped at 25 s by default) must end before gunicorn
     # declares the worker hung.
     assert conf["timeout"] > 25
@@ -48,14 +51,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch,
         CORRAL_BIND="0.0.0.0:9000,unix:/run/corral.sock",
         CORRAL_WEB_WORKERS="3",
-        CORRAL_WEB_THREADS="32",
         CORRAL_WEB_TIMEOUT="90",
         CORRAL_WEB_KEEPALIVE="75",
     )
     assert conf["bind"] == ["0.0.0.0:9000", "unix:/run/corral.sock"]
-    assert (conf["workers"], conf["threads"], conf["timeout"], conf["keepalive"]) == (
-        3,
-        32,
-        90,
-        75,
-    )
+    assert (conf["workers"], conf["timeout"], conf["keepalive"]) == (3, 90, 75)
+    assert Settings.from_env({"CORRAL_WEB_THREADS": "32"}).web_threads == 32

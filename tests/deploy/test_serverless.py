@@ -321,6 +321,9 @@ def test_artifact_holds_only_the_lambda_part_of_the_project(unpacked: Path) -> N
     shipped = {p.name for p in task.iterdir() if p.name in own}
     assert shipped == {"handlers", "services", "infra", "shared"}
     assert not (task / "infra" / "drivers").exists()
+    # gunicorn's ASGI app (and a2wsgi, which it needs) is no part of a Lambda.
+    assert not (task / "handlers" / "asgi.py").exists()
+    assert not (task / "handlers" / "waits.py").exists()
     project_files = [f for f in task.rglob("*") if f.relative_to(task).parts[0] in own]
     assert not [f for f in project_files if "drivers" in f.relative_to(task).parts], project_files
     # What ships is whole: every project module imports from the zip alone.
