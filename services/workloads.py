@@ -176,6 +176,7 @@ class WorkloadService:
         self, cluster_id: str, workload_id: str, signal: PowerSignal
     ) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
+        rules.require_active(self._repo.clusters.get(cluster_id))
         target = power_target(signal, workload.status)
         params = OperationParams(signal=signal, target=target)
         operation = self._operation(workload, OperationKind.POWER, params)
@@ -185,6 +186,7 @@ class WorkloadService:
 
     def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
+        rules.require_active(self._repo.clusters.get(cluster_id))
         check_deletable(workload.status)
         params = OperationParams(previous=workload.status)
         operation = self._operation(workload, OperationKind.DELETE, params)
