@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -292,3 +294,47 @@ def test_corral_worker_class_runs_jobs_in_forked_horses(
     assert done.returncode == 0, done.stderr[-2000:]
     assert live.api.tenant("GET", f"/containers/{cid}").json["status"] == "running"
     assert docker_client.containers.get(f"corral-{cid}").status == "running"
+
+
+def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12, defect 8: the host's error (naming its address) was copied verbatim
+    into what the tenant reads."""
+    tenant = make_tenant(api, dockerd.url)
+    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    deps.repo.db.update(
+        f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
+    )
+    resp = api.tenant("POST", "/containers", {"name": "broken", "egg_id": missing["id"]})
+    assert resp.status_code == 202, resp.text
+    container_id = resp.json["container"]["id"]
+    operation_id = resp.json["operation"]["id"]
+    with caplog.at_level(logging.WARNING, logger="corral.jobs"):
+        run_jobs(deps)
+
+    container = api.tenant("GET", f"/containers/{container_id}").json
+    op = api.tenant("GET", f"/operations/{operation_id}").json
+    for shown in (container, op):
+        assert shown["error_code"] == "image_missing", shown
+        assert "error_detail" not in shown
+        assert dockerd.url not in json.dumps(shown) and "docker host" not in json.dumps(shown)
+    cluster = f"/clusters/{tenant.cluster['id']}"
+    seen_by_operator = [
+        api.admin("GET", f"{cluster}/containers/{container_id}").json,
+        api.admin("GET", f"{cluster}/operations/{operation_id}").json,
+    ]
+    for shown in seen_by_operator:
+        assert shown["error_code"] == "image_missing", shown
+        assert dockerd.url in shown["error_detail"], shown
+    assert dockerd.url in caplog.text  # and the worker log has it
+    as_tenant = api.client.simulate_get(
+        f"/api/v1{cluster}/operations/{operation_id}",
+        headers={"Authorization": f"Bearer {api.tenant_key}"},
+    )
+    assert as_tenant.status_code == 401  # operator routes take an operator key
