@@ -140,8 +140,10 @@ class WorkloadService:
             params = replace(params, egg_id=egg.id, recreate=True)
         given = body.resources.given() if body.resources else {}
         resources = workload.resources.merged(given)
-        if egg is not None and (given or "egg_id" in fields):
+        if given or "egg_id" in fields:
             rules.check_minimums(resources, egg)
+        if workload.vm is not None:
+            resources = rules.vm_resources(resources, workload.vm)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         resized = resources != workload.resources
