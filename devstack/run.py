@@ -1,9 +1,10 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
 Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
-holding the table, the API under gunicorn, an rq worker, and rq cron with the worker
-of its queue. Then it seeds a demo cluster through the API, prints its
-API key once, writes `.corral/local.json` (mode 0600), and waits.
+holding the table, the API under gunicorn, Corral's rq workers (two by default:
+each runs one job at a time), and rq cron with the worker of its queue. Then it
+seeds a demo cluster through the API, prints its API key once, writes
+`.corral/local.json` (mode 0600), and waits.
 
 It supervises Corral's own processes: the API, a worker or rq cron that exits is
 logged and started again, with a growing delay while it keeps dying (see
@@ -64,9 +65,15 @@ class Shutdown(BaseException):
 
 class Launcher:
     def __init__(
-        self, port: int, persist: bool, stack: contextlib.ExitStack, state_dir: Path = STATE_DIR
+        self,
+        port: int,
+        persist: bool,
+        stack: contextlib.ExitStack,
+        state_dir: Path = STATE_DIR,
+        workers: int = 2,
     ) -> None:
         self.port = port
+        self.workers = workers
         self.persist = persist
         self.url = f"http://127.0.0.1:{port}"
         self.stack = stack
@@ -103,7 +110,7 @@ class Launcher:
             repo = Repository(create_table(settings))
             log.info("created table %s", settings.table_name)
         self._start_api()
-        self._start_worker(settings)
+        self._start_workers(settings)
         self._start_cron()
         earlier = _earlier_run(self.local_json) if kept else None
         if earlier is None:
@@ -166,10 +173,14 @@ class Launcher:
             "api", lambda again: start_api(self.env, self.port, log_path, append_log=again).child
         )
 
-    def _start_worker(self, settings: Settings) -> None:
+    def _start_workers(self, settings: Settings) -> None:
         # A worker finishes its job before it stops: give it the time a job may take.
-        worker = self._spawn("worker (rq)", worker_command(settings), stop_timeout=30.0)
-        worker.child.wait_until(self._worker_registered, "the rq worker to register")
+        started = [
+            self._spawn(f"worker-{index} (rq)", worker_command(settings), stop_timeout=30.0)
+            for index in range(1, self.workers + 1)
+        ]
+        for worker in started:
+            worker.child.wait_until(self._workers_registered, "the rq workers to register")
 
     def _start_cron(self) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
@@ -179,7 +190,7 @@ class Launcher:
         self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Component:
-        log_path = self.logs / f"{name.split()[0]}.log"  # "worker (rq)" logs to worker.log
+        log_path = self.logs / f"{name.split()[0]}.log"  # "worker-1 (rq)" logs to worker-1.log
         return self._supervise(
             name,
             lambda again: Child(name, command, self.env, log_path, stop_timeout, append_log=again),
@@ -198,12 +209,13 @@ class Launcher:
         self.servers.append(server.child)
         return server.url
 
-    def _worker_registered(self) -> bool:
+    def _workers_registered(self) -> bool:
         import redis
 
         conn = redis.Redis.from_url(self.env["CORRAL_REDIS_URL"])
         try:
-            return bool(conn.scard("rq:workers"))
+            # with the cron queue's, which starts later
+            return bool(conn.scard("rq:workers") >= self.workers)
         finally:
             conn.close()
 
@@ -379,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"keep the table in {_short(STATE_DIR)}/table/ and go on from it next time",
     )
     parser.add_argument(
+        "--workers", type=int, default=2, help="Corral worker processes (one job each at a time)"
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=STATE_DIR,
@@ -393,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     stack = contextlib.ExitStack()
     try:
-        launcher = Launcher(args.port, args.persist, stack, args.state_dir.resolve())
+        launcher = Launcher(args.port, args.persist, stack, args.state_dir.resolve(), args.workers)
         launcher.start()
         launcher.supervise()
         code = 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import get_current_job
+from rq.timeouts import JobTimeoutException
 
 from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
@@ -192,6 +193,12 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     op = repo.operations.mark_running(op, ctx.clock())
     try:
         outcome = _execute(ctx, workload, op)
+    except JobTimeoutException:
+        # Stopped by rq past the job's timeout: a hang would hang again, so no retry;
+        # the workload takes its next change (a retry, a delete) from here.
+        log.warning("operation %s: stopped past its job timeout", op.id)
+        error = "The host did not finish the operation within the job's timeout."
+        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), error)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)

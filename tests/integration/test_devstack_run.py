@@ -77,12 +77,12 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(state_dir: Path) ->
     try:
         local = run.wait_ready()
         assert local["docker_host"], run.text()
-        worker = run.recorded_pid("worker")
+        worker = run.recorded_pid("worker-1")
         os.kill(worker, signal.SIGKILL)
-        _wait_for(lambda: run.recorded_pid("worker") != worker, 30, run)
-        assert _alive(run.recorded_pid("worker"))
+        _wait_for(lambda: run.recorded_pid("worker-1") != worker, 30, run)
+        assert _alive(run.recorded_pid("worker-1"))
         assert run.process.poll() is None, run.text()
-        assert "worker (rq) (pid" in run.text() and "started again" in run.text()
+        assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
     finally:
         assert run.stop() == 0, run.text()
@@ -97,7 +97,8 @@ def test_the_next_run_recovers_what_a_killed_run_left(state_dir: Path) -> None:
         assert second.process.wait(60) == 1
         assert "make run is already running" in second.text()
         left = {
-            name: first.recorded_pid(name) for name in ("dockerd", "api", "worker", "redis-server")
+            name: first.recorded_pid(name)
+            for name in ("dockerd", "api", "worker-1", "worker-2", "redis-server")
         }
     finally:
         os.killpg(first.process.pid, signal.SIGKILL)  # the launcher only: its children stay
