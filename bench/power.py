@@ -108,7 +108,7 @@ def _served_rate(
     for operation_id in operations:
         op = repo.operations.get(world.cluster_id, operation_id)
         if op.status.value != "succeeded":
-            raise RuntimeError(f"restart {operation_id} ended {op.status.value}: {op.error}")
+            raise RuntimeError(f"restart {operation_id} ended {op.status.value}: {op.failure}")
     first: datetime = min(started for _, started, _ in spans)
     last: datetime = max(ended for _, _, ended in spans)
     return {

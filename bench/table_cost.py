@@ -77,7 +77,7 @@ def _run_jobs(deps: Deps, repo: Repository, cluster_id: str, operation_id: str) 
     worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
     op = repo.operations.get(cluster_id, operation_id)
     if op.status.value != "succeeded":
-        raise ApiError(f"operation {operation_id} ended {op.status.value}: {op.error}")
+        raise ApiError(f"operation {operation_id} ended {op.status.value}: {op.failure}")
 
 
 def _forget_auth(redis: Any) -> int:

@@ -18,11 +18,14 @@ ADMIN = "/api/v1"
 PUBLIC = "/api/public/clusters/v1"
 MIB = 1024 * 1024
 
-DEMO_PLAN = {
+# Room for the reference document's own examples, verbatim, with the rest of the plan
+# to spare: POST /containers with 1 core, 1024 MB, 5120 MB of storage, 100 io and
+# 1 port, then its PATCH to 2 cores and 2048 MB.
+DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
-    "cpu_cores": 2.0,
-    "ram_mb": 1024,
-    "storage_mb": 4096,
+    "cpu_cores": 4.0,
+    "ram_mb": 4096,
+    "storage_mb": 20480,
     "io": 1000,
     "ports": 10,
     "containers": 5,
@@ -67,13 +70,17 @@ class ApiClient:
             raise ApiError(f"POST {path} answered {exc.code}: {detail}") from exc
 
 
-def machine_capacity(storage_dir: Path) -> dict[str, Any]:
-    """What this machine can give containers: its CPUs, its memory, its free disk."""
-    return {
+def demo_host_capacity(storage_dir: Path) -> dict[str, Any]:
+    """What this machine can give containers (its CPUs, its memory, its free disk), but
+    never less than the demo plan: on a small machine (one CPU, a nearly full disk) the
+    plan's examples must still place. Limits are caps, not reservations, so the engine
+    runs them; storage is only accounted."""
+    machine = {
         "cpu_cores": float(len(os.sched_getaffinity(0))),
         "ram_mb": _memory_mb(),
         "storage_mb": shutil.disk_usage(storage_dir).free // MIB,
     }
+    return {name: max(value, DEMO_PLAN[name]) for name, value in machine.items()}
 
 
 def _memory_mb() -> int:
@@ -94,7 +101,7 @@ def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
                 "name": "local",
                 "driver": "docker",
                 "address": docker_url,
-                "capacity": machine_capacity(storage_dir),
+                "capacity": demo_host_capacity(storage_dir),
                 "labels": {"origin": "make-run"},
             },
         )

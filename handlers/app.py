@@ -9,9 +9,11 @@ import falcon
 from handlers import errors
 from handlers.admin.clusters import (
     ClusterCollection,
+    ClusterContainerItem,
     ClusterItem,
     ClusterKeyCollection,
     ClusterKeyItem,
+    ClusterOperationItem,
     ClusterStatusChange,
 )
 from handlers.admin.eggs import EggCollection as AdminEggCollection
@@ -91,6 +93,12 @@ def _add_admin_routes(
             ClusterStatusChange(deps, clusters, authenticator, action),
         )
     app.add_route(f"{base}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
+    app.add_route(
+        f"{base}/clusters/{{cluster_id}}/containers/{{container_id}}", ClusterContainerItem(deps)
+    )
+    app.add_route(
+        f"{base}/clusters/{{cluster_id}}/operations/{{operation_id}}", ClusterOperationItem(deps)
+    )
     app.add_route(
         f"{base}/clusters/{{cluster_id}}/keys/{{key_id}}", ClusterKeyItem(deps, authenticator)
     )

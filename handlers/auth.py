@@ -1,6 +1,8 @@
 """Bearer-key authentication. Keys are looked up by hash; a short-lived cache in
 Redis spares the table a read on every request, and revocation or a cluster
-status change deletes the cached entry so it takes effect at once."""
+status change drops the cached entry *before* it writes the table, so it takes
+effect at once: when Redis fails at that moment the change fails with nothing
+written, and the retry (idempotent) does both."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import falcon
 from redis.exceptions import RedisError
 
 from services.deps import Deps
-from shared.errors import InvalidCluster, Unauthorized
+from shared.errors import InvalidCluster, ServiceUnavailable, Unauthorized
 from shared.keys import hash_secret
 from shared.models import ClusterStatus
 
@@ -63,16 +65,26 @@ class Authenticator:
         return principal
 
     def forget(self, key_hashes: list[str]) -> None:
-        """Drop cached principals (after a revocation or a cluster status change).
+        """Drop cached principals, before a revocation or a cluster status change is
+        written to the table.
 
-        A tombstone, not a delete: a request that read the key from the table just
-        before the change must not write its stale principal back (it caches only
-        with SET NX), so the change holds from the very next request."""
-        if key_hashes:
+        A tombstone, not a delete: a request that reads the key from the table while
+        the change is being written must not cache its stale principal (it caches only
+        with SET NX), and the tombstone outlasts the write, so the change holds from
+        the very next request. Redis failing here fails the change before anything is
+        written (503, retry)."""
+        if not key_hashes:
+            return
+        try:
             with self._deps.redis.pipeline(transaction=False) as pipe:
                 for key_hash in key_hashes:
                     pipe.set(cache_key(key_hash), TOMBSTONE, ex=TOMBSTONE_SECONDS)
                 pipe.execute()
+        except RedisError as exc:
+            log.warning("auth cache unavailable; change refused before it was written: %s", exc)
+            raise ServiceUnavailable(
+                "The key cache could not be cleared, so nothing was changed; retry."
+            ) from exc
 
     def _cached(self, key_hash: str) -> Principal | None:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
 from shared.envs import Env, shown_status
+from shared.errors import Failure
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
 from shared.vm import Shape, WorkloadVm
@@ -92,7 +93,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         },
         "pending_operation": w.pending_op,
         "last_operation": w.last_op,
-        "error": w.error,
+        **failure(w.failure),
         "expires_at": iso(w.expires_at),
         "restart_policy": w.restart_policy.value,
         "health": health(w.health, now),
@@ -121,6 +122,16 @@ def vm_details(w: Workload) -> dict[str, Any]:
     }
 
 
+def failure(f: Failure | None) -> dict[str, Any]:
+    """What a tenant sees of a failure: a code and plain words, never the host's detail."""
+    return {"error": f.message if f else None, "error_code": f.code if f else None}
+
+
+def failure_detail(f: Failure | None) -> dict[str, Any]:
+    """The operator's view adds the host's own words (operator routes only)."""
+    return failure(f) | {"error_detail": f.detail if f else None}
+
+
 def operation(o: Operation) -> dict[str, Any]:
     return {
         "id": o.id,
@@ -128,10 +139,24 @@ def operation(o: Operation) -> dict[str, Any]:
         "container_id": o.workload_id,
         "status": o.status.value,
         "params": o.params.to_json(),
-        "error": o.error,
+        **failure(o.failure),
         "created_at": stamp(o.created_at),
         "started_at": iso(o.started_at),
         "finished_at": iso(o.finished_at),
+    }
+
+
+def operator_operation(o: Operation) -> dict[str, Any]:
+    """An operation as operators see it: with the host's detail of a failure."""
+    return operation(o) | {"cluster_id": o.cluster_id, **failure_detail(o.failure)}
+
+
+def operator_container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
+    """A container as operators see it: where it runs and the host's detail of a failure."""
+    return container(w, now) | {
+        "cluster_id": w.cluster_id,
+        "host_id": w.host_id,
+        **failure_detail(w.failure),
     }
 
 
@@ -229,12 +254,11 @@ def logs(container_id: str, lines: list[LogLine], truncated: bool) -> dict[str, 
 
 
 def virtual_machine(w: Workload) -> dict[str, Any]:
-    """A VM: the container view plus 003's names for its shape."""
+    """A VM (operator routes only): the operator's container view plus 003's names
+    for its shape."""
     vm = w.vm or WorkloadVm()
-    return container(w) | {
-        "cluster_id": w.cluster_id,
+    return operator_container(w) | {
         "env_id": vm.env_id,
-        "host_id": w.host_id,
         "image": vm.image,
         "cpu": Shape.of(w.resources).vcpus,
         "mem": w.resources.ram_mb,
@@ -262,4 +286,4 @@ def environment(env: Env, workloads: Sequence[Workload]) -> dict[str, Any]:
 def environment_accepted(
     env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
 ) -> dict[str, Any]:
-    return environment(env, workloads) | {"operations": [operation(o) for o in ops]}
+    return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}

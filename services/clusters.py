@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.deps import Deps
 from shared.admin_requests import ClusterCreate, ClusterUpdate, PlanLimits
@@ -58,11 +58,19 @@ class ClusterService:
             egg_ids=tuple(dict.fromkeys(body.egg_ids)) if body.egg_ids is not None else None,
         )
 
-    def set_status(self, cluster_id: str, status: ClusterStatus) -> tuple[Cluster, list[str]]:
-        """The cluster with its new status, and the hashes of its keys, whose cached
-        principals must go so the change takes effect on the very next tenant call."""
+    def set_status(
+        self, cluster_id: str, status: ClusterStatus, forget: Callable[[list[str]], None]
+    ) -> Cluster:
+        """Give the cluster `status`. `forget` drops the cached principals of the
+        cluster's keys first (so the change holds from the very next tenant call), and
+        again for any key minted meanwhile. Idempotent, so a retry completes it."""
+        self._repo.clusters.get(cluster_id)
+        before = {key.key_hash for key in self._repo.keys.list(cluster_id)}
+        forget(sorted(before))
         cluster = self._repo.clusters.set_status(cluster_id, status, self._deps.clock())
-        return cluster, [key.key_hash for key in self._repo.keys.list(cluster.id)]
+        minted = {key.key_hash for key in self._repo.keys.list(cluster_id)} - before
+        forget(sorted(minted))
+        return cluster
 
     def _require_eggs(self, egg_ids: Sequence[str]) -> None:
         known = {egg.id for egg in self._repo.eggs.list()}

@@ -140,8 +140,10 @@ class WorkloadService:
             params = replace(params, egg_id=egg.id, recreate=True)
         given = body.resources.given() if body.resources else {}
         resources = workload.resources.merged(given)
-        if egg is not None and (given or "egg_id" in fields):
+        if given or "egg_id" in fields:
             rules.check_minimums(resources, egg)
+        if workload.vm is not None:
+            resources = rules.vm_resources(resources, workload.vm)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         resized = resources != workload.resources
@@ -174,6 +176,7 @@ class WorkloadService:
         self, cluster_id: str, workload_id: str, signal: PowerSignal
     ) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
+        rules.require_active(self._repo.clusters.get(cluster_id))
         target = power_target(signal, workload.status)
         params = OperationParams(signal=signal, target=target)
         operation = self._operation(workload, OperationKind.POWER, params)
@@ -183,6 +186,7 @@ class WorkloadService:
 
     def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
         workload = self._idle(cluster_id, workload_id)
+        rules.require_active(self._repo.clusters.get(cluster_id))
         check_deletable(workload.status)
         params = OperationParams(previous=workload.status)
         operation = self._operation(workload, OperationKind.DELETE, params)

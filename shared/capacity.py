@@ -109,5 +109,13 @@ def shortfall(
     return None
 
 
+def below_zero(used: Resources, delta: Resources) -> str | None:
+    """The human name of the first counter that `delta` would take below zero."""
+    for name, value in (used + delta).items():
+        if value < 0:
+            return HUMAN_NAMES[api_name(name)]
+    return None
+
+
 def shortfall_message(storage_name: str, scope: str = "the pool") -> str:
     return f"Not enough {HUMAN_NAMES[api_name(storage_name)]} left in {scope}."

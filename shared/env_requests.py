@@ -19,6 +19,7 @@ from shared.requests import (
     SshKeys,
     StorageMb,
     Strict,
+    visible_text,
 )
 from shared.vm import is_image_name
 
@@ -38,13 +39,7 @@ def _image_name(value: str) -> str:
     return value
 
 
-def _printable(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
-    return value
-
-
-Owner = Annotated[str, StringConstraints(max_length=128), AfterValidator(_printable)]
+Owner = Annotated[str, StringConstraints(max_length=128), AfterValidator(visible_text)]
 ImageName = Annotated[
     str, StringConstraints(min_length=1, max_length=128), AfterValidator(_image_name)
 ]

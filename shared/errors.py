@@ -8,6 +8,7 @@ Corral's own additions, documented in the README.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
@@ -167,9 +168,39 @@ class TooManyRequests(CorralError):
         return {"Retry-After": str(self.retry_after_seconds)}
 
 
-class HostError(Exception):
-    """Raised by host drivers. `transient` errors are retried by the job runner."""
+@dataclass(frozen=True)
+class Failure:
+    """Why an operation failed. `code` and `message` are the tenant's (plain words, no
+    host names, addresses or library text); `detail` is the operator's: the host's own
+    words, shown only on operator routes and in the worker log."""
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    code: str
+    message: str
+    detail: str | None = None
+
+
+HOST_FAILED = "The host could not carry out the operation. The operator has the details."
+HOST_UNREACHABLE = "The host did not answer, even after retries. The operator has the details."
+
+
+class HostError(Exception):
+    """Raised by host drivers. `transient` errors are retried by the job runner.
+
+    The message is the operator's detail (it may name addresses, paths, library
+    errors); tenants see `public` under `code` instead, a plain message by default."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool = False,
+        code: str | None = None,
+        public: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
+        self.code = code or ("host_unreachable" if transient else "host_error")
+        self.public = public or (HOST_UNREACHABLE if transient else HOST_FAILED)
+
+    def failure(self) -> Failure:
+        return Failure(self.code, self.public, str(self))

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.capacity import Resources
+from shared.errors import Failure
 from shared.health import Health, HostLoad
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.vm import VmBoot, WorkloadVm
@@ -145,7 +146,7 @@ class Workload:
     updated_at: datetime
     pending_op: str | None = None
     last_op: str | None = None
-    error: str | None = None
+    failure: Failure | None = None  # set when the last operation failed
     enforced: dict[str, bool] = field(default_factory=dict)
     expires_at: datetime | None = None
     restart_policy: RestartPolicy = RestartPolicy.NEVER
@@ -240,7 +241,7 @@ class Operation:
     status: OperationStatus
     created_at: datetime
     updated_at: datetime
-    error: str | None = None
+    failure: Failure | None = None  # set when the last operation failed
     started_at: datetime | None = None
     finished_at: datetime | None = None
 

@@ -1,13 +1,17 @@
 """Request bodies, validated with pydantic in strict mode.
 
-Types, unknown fields and upper bounds are checked here (invalid_input); lower
-bounds belong to the egg and the plan and are checked by the rules
-(below_minimum), so the caller learns which minimum it missed.
+Types, unknown fields and upper bounds are checked here (invalid_input), and so is
+the one lower bound that holds whatever the egg: an allocation is never negative
+(below_minimum). The egg's own minimums and the absolute ones are checked by the
+rules (below_minimum), so the caller learns which minimum it missed. Parsing any
+body gives a model, invalid_input or below_minimum, nothing else.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+import unicodedata
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -19,30 +23,40 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
-from shared.errors import InvalidInput
+from shared.errors import BelowMinimum, CorralError, InvalidInput
 from shared.models import RestartPolicy
 from shared.states import PowerSignal
 from shared.vm import is_public_key_line
 
 
 def _two_decimals(value: float) -> float:
-    if abs(value * 100 - round(value * 100)) > 1e-6:
+    hundredths = value * 100
+    if not math.isfinite(hundredths):  # -1.7e308 is finite, a hundred times it is not
+        raise ValueError("is out of range")
+    if abs(hundredths - round(hundredths)) > 1e-6:
         raise ValueError("must have at most two decimal places")
     return value
 
 
-def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise ValueError("must not contain control characters")
+# Control characters (Cc: NUL, tab, U+0085 ...) and invisible formatting ones (Cf:
+# U+202E right-to-left override, zero-width joiners ...) would let one name pose as
+# another.
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf"})
+
+
+def visible_text(value: str) -> str:
+    """Refuse text holding control or invisible formatting characters."""
+    if any(unicodedata.category(ch) in HIDDEN_CATEGORIES for ch in value):
+        raise ValueError("must not contain control or invisible formatting characters")
     return value
 
 
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-    AfterValidator(_no_control_chars),
+    AfterValidator(visible_text),
 ]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.-]+$")]
 Cores = Annotated[float, Field(le=1024), AfterValidator(_two_decimals)]
@@ -50,6 +64,36 @@ RamMb = Annotated[int, Field(le=16 * 1024 * 1024)]
 StorageMb = Annotated[int, Field(le=1024 * 1024 * 1024)]
 Io = Annotated[int, Field(le=1000)]
 SmallCount = Annotated[int, Field(le=1000)]
+
+BELOW_MINIMUM = "below_minimum"
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _not_negative(value: Number) -> Number:
+    if value < 0:
+        raise PydanticCustomError(BELOW_MINIMUM, "must not be negative")
+    return value
+
+
+# A tenant's allocation: never negative, whatever the egg (the rules add the egg's
+# minimums and the absolute ones).
+NotNegative = AfterValidator(_not_negative)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value  # the rules read a date without an offset as UTC
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:59:59-23:59 is past year 9999 in UTC
+        raise ValueError("is out of the range of dates") from exc
+
+
+# A date with an offset, converted to UTC here (where it can fail as invalid_input)
+# rather than in the first comparison with a UTC date (an OverflowError, a 500).
+Instant = Annotated[datetime, AfterValidator(_utc)]
 
 
 def _public_key(value: str) -> str:
@@ -72,13 +116,13 @@ class Strict(BaseModel):
 class ResourceFields(Strict):
     """Every pooled resource, each optional: missing values mean 'keep' or 'egg default'."""
 
-    cpu_cores: Cores | None = None
-    ram_mb: RamMb | None = None
-    storage_mb: StorageMb | None = None
-    io: Io | None = None
-    ports: SmallCount | None = None
-    databases: SmallCount | None = None
-    backups: SmallCount | None = None
+    cpu_cores: Annotated[Cores, NotNegative] | None = None
+    ram_mb: Annotated[RamMb, NotNegative] | None = None
+    storage_mb: Annotated[StorageMb, NotNegative] | None = None
+    io: Annotated[Io, NotNegative] | None = None
+    ports: Annotated[SmallCount, NotNegative] | None = None
+    databases: Annotated[SmallCount, NotNegative] | None = None
+    backups: Annotated[SmallCount, NotNegative] | None = None
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -92,7 +136,7 @@ class LeaseFields(Strict):
     """A lifetime in seconds from now, or an absolute expiry (ISO 8601); not both."""
 
     lifetime: Lifetime | None = None
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> LeaseFields:
@@ -158,7 +202,8 @@ M = TypeVar("M", bound=BaseModel)
 
 def parse(model: type[M], raw: bytes | str) -> M:
     """Parse the JSON request body `raw` and validate it as `model`, in one pass,
-    turning pydantic's report into invalid_input."""
+    turning pydantic's report into invalid_input (below_minimum when all it found
+    is negative allocations)."""
     try:
         # JSON mode: strict about JSON types (no "1" for 1, no true for 1) while
         # enums accept their values.
@@ -168,7 +213,7 @@ def parse(model: type[M], raw: bytes | str) -> M:
         raise _invalid(errors) from exc
 
 
-def _invalid(errors: list[ErrorDetails]) -> InvalidInput:
+def _invalid(errors: list[ErrorDetails]) -> CorralError:
     top = errors[0]
     if top["type"] == "json_invalid":
         # The parser's own words (`Invalid JSON: recursion limit exceeded at ...`).
@@ -186,4 +231,6 @@ def _invalid(errors: list[ErrorDetails]) -> InvalidInput:
         for err in errors
     ]
     summary = "; ".join(f"{p['loc']}: {p['message']}" for p in problems)
+    if all(err["type"] == BELOW_MINIMUM for err in errors):
+        return BelowMinimum(f"Request body is below a minimum: {summary}", details=problems)
     return InvalidInput(f"Request body failed validation: {summary}", details=problems)

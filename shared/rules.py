@@ -70,13 +70,16 @@ def minimum_for(egg: Egg) -> Resources:
     )
 
 
-def check_minimums(resources: Resources, egg: Egg) -> None:
-    floor = minimum_for(egg)
+def check_minimums(resources: Resources, egg: Egg | None) -> None:
+    """`resources` meet the egg's minimums and the absolute ones; only the absolute
+    ones once the operator deleted the egg."""
+    floor = minimum_for(egg) if egg is not None else ABSOLUTE_MINIMUM
+    whose = f"for egg {egg.name}" if egg is not None else "for any container"
     for name, value in resources.items():
         if value < getattr(floor, name):
             field = api_name(name)
             shown = floor.to_api()[field]
-            raise BelowMinimum(f"{field} is below its minimum of {shown} for egg {egg.name}.")
+            raise BelowMinimum(f"{field} is below its minimum of {shown} {whose}.")
 
 
 def expiry_for(

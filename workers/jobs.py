@@ -11,11 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import get_current_job
-from rq.timeouts import JobTimeoutException
 
 from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
-from shared.errors import HostError, NotFound
+from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
@@ -24,10 +23,25 @@ from workers import context
 
 log = logging.getLogger("corral.jobs")
 
+LOST_MESSAGE = "The container disappeared from its host."
+
+
+def plain_error(code: str, message: str) -> HostError:
+    """A failure whose message is plain words for the tenant, with nothing of the host."""
+    return HostError(message, code=code, public=message)
+
+
 _RUNNING_STATES = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
     RuntimeState.PAUSED: WorkloadStatus.PAUSED,
 }
+
+
+class JobTimedOut(BaseException):
+    """Raised inside a job by Corral's worker when the job runs past its timeout. A
+    BaseException, like KeyboardInterrupt, so that no library's `except Exception`
+    turns it into something else (the docker SDK wraps any error of its version
+    probe in a DockerException, which the driver reports as a host error)."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +77,17 @@ def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec
     try:
         options = vm_options(egg.vm, workload.vm)
     except ValueError as exc:
-        raise HostError(f"The VM's options are unusable: {exc}.") from exc
+        raise plain_error("vm_options", f"The VM's options are unusable: {exc}.") from exc
     return _vm_driver(driver).ensure(spec, vm=options)
 
 
 def _vm_driver(driver: HostDriver) -> VmDriver:
     if not isinstance(driver, VmDriver):
-        raise HostError("The VM's host does not run VMs (register it with driver ssh).")
+        raise HostError(
+            f"host {driver!r} is not a VM driver: register the VM's host with driver ssh",
+            code="host_not_vm",
+            public="The VM's host does not run VMs.",
+        )
     return driver
 
 
@@ -143,7 +161,7 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
     if signal is None or target is None:
         raise ValueError(f"power operation {op.id} has no signal and target")
     if driver.inspect(workload.id).state == RuntimeState.MISSING:
-        raise HostError("The container is missing on its host.")
+        raise plain_error("missing", "The container is missing on its host.")
     driver.power(workload.id, signal, egg.stop_timeout)
     return Outcome(target, _vm_fields(driver, workload, None))
 
@@ -151,6 +169,15 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
 def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     driver.remove(workload.id)
     return Outcome(gone_status(op), release=True)
+
+
+def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """A repair or an adoption the reconciler began but did not finish (it died, and
+    re-queued the operation later): record what the host says now."""
+    observed = driver.inspect(workload.id)
+    if observed.state == RuntimeState.MISSING:
+        raise plain_error("lost", LOST_MESSAGE)
+    return Outcome(_status_of(observed, workload.status), _enforced(observed))
 
 
 def gone_status(op: Operation) -> WorkloadStatus:
@@ -166,6 +193,8 @@ EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.UPDATE: update,
     OperationKind.POWER: power,
     OperationKind.DELETE: delete,
+    OperationKind.REPAIR: observe,
+    OperationKind.ADOPT: observe,
 }
 
 
@@ -183,27 +212,32 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     try:
         workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:
-        repo.operations.fail_orphan(op, "The container no longer exists.", ctx.clock())
+        gone = Failure("container_gone", "The container no longer exists.")
+        repo.operations.fail_orphan(op, gone, ctx.clock())
         return "failed"
     if workload.pending_op != op.id:
-        repo.operations.fail_orphan(
-            op, "Superseded: the container is not waiting for it.", ctx.clock()
-        )
+        superseded = Failure("superseded", "Superseded: the container is not waiting for it.")
+        repo.operations.fail_orphan(op, superseded, ctx.clock())
         return "failed"
     op = repo.operations.mark_running(op, ctx.clock())
     try:
         outcome = _execute(ctx, workload, op)
-    except JobTimeoutException:
-        # Stopped by rq past the job's timeout: a hang would hang again, so no retry;
+    except JobTimedOut:
+        # Stopped by the worker past the job's timeout: a hang would hang again, so no retry;
         # the workload takes its next change (a retry, a delete) from here.
         log.warning("operation %s: stopped past its job timeout", op.id)
-        error = "The host did not finish the operation within the job's timeout."
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), error)
+        timed_out = Failure(
+            "timed_out",
+            "The host did not finish the operation in time. The operator has the details.",
+            "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
+        )
+        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), timed_out)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)
             raise
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), str(exc))
+        log.warning("operation %s failed on the host: %s", op.id, exc)
+        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), exc.failure())
     except Exception as exc:
         if _retries_left() > 0:
             raise
@@ -213,7 +247,11 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             op,
             workload,
             Outcome(WorkloadStatus.ERROR),
-            f"Internal error: {type(exc).__name__}",
+            Failure(
+                "internal_error",
+                "Corral failed to carry out the operation. The operator has the details.",
+                f"{type(exc).__name__}: {exc}",
+            ),
         )
     return _record(ctx, op, workload, outcome, None)
 
@@ -224,7 +262,7 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
     except NotFound:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
             return Outcome(gone_status(op), release=True, host_exists=False)
-        raise HostError("The container's host was removed from Corral.") from None
+        raise plain_error("host_removed", "The container's host was removed from Corral.") from None
     try:
         egg = ctx.repo.eggs.get(workload.egg_id)
     except NotFound:
@@ -237,7 +275,7 @@ def _deleted_egg(workload: Workload, op: Operation) -> Egg:
     """What is left of an egg the operator deleted: enough to power, resize, rename or
     delete the workload that runs it, not to create one from it."""
     if op.kind == OperationKind.PROVISION or op.params.recreate:
-        raise HostError(f"Egg {workload.egg_id} no longer exists.")
+        raise plain_error("egg_deleted", f"Egg {workload.egg_id} no longer exists.")
     return Egg(
         id=workload.egg_id,
         name="(deleted)",
@@ -257,7 +295,7 @@ def _record(
     op: Operation,
     workload: Workload,
     outcome: Outcome,
-    error: str | None,
+    error: Failure | None,
 ) -> str:
     status = outcome.status
     if error and op.kind == OperationKind.DELETE:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import ParamSpec
 
 from infra.drivers.base import HostDriver
 from services import operations
 from shared import rules
 from shared.capacity import Resources
-from shared.errors import CorralError, HostError, NotFound
+from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import (
     Host,
     HostStatus,
@@ -41,8 +43,10 @@ from shared.runtime import (
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
 from workers import context
+from workers.jobs import LOST_MESSAGE
 
 log = logging.getLogger("corral.reconcile")
+Params = ParamSpec("Params")
 
 # An unfinished operation younger than this is left to the queue that has it.
 QUEUED_GRACE = timedelta(seconds=30)
@@ -74,13 +78,19 @@ class Report:
 
 
 def reconcile() -> dict[str, list[str]]:
-    """RQ job (scheduled). Returns what it did, by kind."""
+    """RQ job (scheduled). Returns what it did, by kind. One host, one workload or one
+    operation that fails (a tenant's request racing this pass, a host error) is logged
+    and skipped, never the rest of the pass."""
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
     for host in ctx.repo.hosts.list():
-        if host.status != HostStatus.DOWN:
+        if host.status == HostStatus.DOWN:
+            continue
+        try:
             reconcile_host(ctx, host, report)
+        except Exception:
+            log.exception("reconcile: host %s skipped this pass", host.name)
     return report.as_dict()
 
 
@@ -93,81 +103,123 @@ def requeue_lost_operations(ctx: context.WorkerContext, report: Report) -> None:
     for cluster_id, operation_id in ctx.repo.operations.pending(now - QUEUED_GRACE, BATCH):
         try:
             op = ctx.repo.operations.get(cluster_id, operation_id)
+            if op.status.is_finished:
+                continue
+            worker_dead = (
+                op.status == OperationStatus.RUNNING and now - op.updated_at > stale_running
+            )
+            if ctx.jobs.requeue_operation(op, replace_started=worker_dead):
+                report.requeued.append(op.id)
         except NotFound:
             continue
-        if op.status.is_finished:
-            continue
-        worker_dead = op.status == OperationStatus.RUNNING and now - op.updated_at > stale_running
-        if ctx.jobs.requeue_operation(op, replace_started=worker_dead):
-            report.requeued.append(op.id)
+        except Exception:
+            log.exception("reconcile: operation %s not re-queued this pass", operation_id)
 
 
 # -- hosts ------------------------------------------------------------------------
 
 
 def reconcile_host(ctx: context.WorkerContext, host: Host, report: Report) -> None:
+    """Compare the host with the table. The table is read first: anything that changes
+    between the two reads is then newer on the host than in what was read (a provision
+    finishing shows as a workload still in flight, which is skipped), never older; and
+    every repair reads both again before it is recorded."""
+    known = {w.id: w for w in ctx.repo.workloads.on_host(host.id)}
     driver = ctx.drivers.for_host(host)
     try:
         observed = {o.workload_id: o for o in driver.list_managed()}
     except HostError as exc:
         log.warning("reconcile: host %s unreachable: %s", host.name, exc)
         return
-    known = {w.id: w for w in ctx.repo.workloads.on_host(host.id)}
     for workload in known.values():
         if workload.status in _SETTLED and not workload.pending_op:
-            _check_workload(ctx, workload, observed.get(workload.id), report)
+            _isolated(_check_workload, ctx, driver, workload, observed.get(workload.id), report)
     for workload_id, seen in observed.items():
         record = known.get(workload_id)
         if record is None:
-            _unknown(ctx, host, driver, seen, report)
+            _isolated(_unknown, ctx, host, driver, seen, report)
         elif record.status.is_gone:  # a leftover of a finished delete
-            driver.remove(workload_id)
-            report.removed.append(workload_id)
+            _isolated(_remove_leftover, ctx, driver, workload_id, report)
+
+
+def _isolated(step: Callable[Params, None], *args: Params.args, **kwargs: Params.kwargs) -> None:
+    """Run one workload's step; its failure is logged, and the pass goes on."""
+    try:
+        step(*args, **kwargs)
+    except Exception:
+        log.exception("reconcile: %s failed; the next pass looks again", step.__name__)
+
+
+def _remove_leftover(
+    ctx: context.WorkerContext, driver: HostDriver, workload_id: str, report: Report
+) -> None:
+    driver.remove(workload_id)
+    report.removed.append(workload_id)
 
 
 def _check_workload(
-    ctx: context.WorkerContext, workload: Workload, seen: Observed | None, report: Report
+    ctx: context.WorkerContext,
+    driver: HostDriver,
+    workload: Workload,
+    seen: Observed | None,
+    report: Report,
 ) -> None:
-    if seen is None or seen.state == RuntimeState.MISSING:
-        _lost(ctx, workload, report)
+    seen_state = RuntimeState.MISSING if seen is None else seen.state
+    if _ENGINE_STATUS.get(seen_state) == workload.status:
         return
-    actual = _ENGINE_STATUS[seen.state]
-    if actual != workload.status:
-        params = OperationParams(reason=OperationReason.DRIFT, was=workload.status)
-        _record_repair(ctx, workload, actual, None, params)
-        report.drifted.append(workload.id)
+    # Something looks off: read the table, then the host, again before repairing, so
+    # an operation that finished (or began) since the first reads is not undone.
+    current = ctx.repo.workloads.get(workload.cluster_id, workload.id)
+    if current.version != workload.version:
+        return  # it changed meanwhile: the next pass looks at the new state
+    state = driver.inspect(workload.id).state
+    if state == RuntimeState.MISSING:
+        _lost(ctx, current, report)
+        return
+    actual = _ENGINE_STATUS[state]
+    if actual != current.status:
+        params = OperationParams(reason=OperationReason.DRIFT, was=current.status)
+        if _record_repair(ctx, current, actual, None, params):
+            report.drifted.append(current.id)
 
 
 def _lost(ctx: context.WorkerContext, workload: Workload, report: Report) -> None:
-    report.lost.append(workload.id)
     if workload.restart_policy == RestartPolicy.ALWAYS:
         op = _operation(
             ctx, workload, OperationKind.PROVISION, OperationParams(reason=OperationReason.LOST)
         )
-        ctx.repo.begin_operation(
-            workload, op, set_fields={"status": WorkloadStatus.PROVISIONING.value}
-        )
+        try:
+            ctx.repo.begin_operation(
+                workload, op, set_fields={"status": WorkloadStatus.PROVISIONING.value}
+            )
+        except CorralError:
+            return  # a tenant's request got there first: look again next pass
         operations.enqueue(ctx.jobs, op)
+        report.lost.append(workload.id)
         return
-    message = "The container disappeared from its host."
     params = OperationParams(reason=OperationReason.LOST)
-    _record_repair(ctx, workload, WorkloadStatus.ERROR, message, params)
+    lost = Failure("lost", LOST_MESSAGE)
+    if _record_repair(ctx, workload, WorkloadStatus.ERROR, lost, params):
+        report.lost.append(workload.id)
 
 
 def _record_repair(
     ctx: context.WorkerContext,
     workload: Workload,
     status: WorkloadStatus,
-    error: str | None,
+    error: Failure | None,
     params: OperationParams,
-) -> None:
+) -> bool:
+    """Record a repair; False when the workload changed meanwhile (a tenant's request
+    won): the next pass looks again."""
     op = _operation(ctx, workload, OperationKind.REPAIR, params)
     try:
         ctx.repo.begin_operation(workload, op)
     except CorralError:
-        return  # the workload changed meanwhile: look again next round
+        return False
     current = ctx.repo.workloads.get(workload.cluster_id, workload.id)
     ctx.repo.finish_operation(op, current, status=status, error=error, now=ctx.clock())
+    return True
 
 
 # -- unknown workloads ----------------------------------------------------------
@@ -176,6 +228,8 @@ def _record_repair(
 def _unknown(
     ctx: context.WorkerContext, host: Host, driver: HostDriver, seen: Observed, report: Report
 ) -> None:
+    if _created_since(ctx, host, seen):
+        return
     try:
         adopted = _adopt(ctx, host, seen)
     except CorralError as exc:
@@ -189,6 +243,19 @@ def _unknown(
         driver.remove(seen.workload_id)
         report.removed.append(seen.workload_id)
         log.warning("reconcile: removed orphan %s from %s", seen.workload_id, host.name)
+
+
+def _created_since(ctx: context.WorkerContext, host: Host, seen: Observed) -> bool:
+    """Whether the table holds `seen` on this host now: created after the table was
+    read, it is neither an orphan nor to be adopted."""
+    cluster_id = seen.labels.get(LABEL_CLUSTER)
+    if not cluster_id:
+        return False
+    try:
+        record = ctx.repo.workloads.get(cluster_id, seen.workload_id)
+    except NotFound:
+        return False
+    return record.host_id == host.id and not record.status.is_gone
 
 
 def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload | None:

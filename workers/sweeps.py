@@ -2,7 +2,8 @@
 per workload. Its cost follows the number of due workloads, not the fleet.
 
 Overlapping sweeps never reap twice: starting the reap is a conditional write that
-needs the workload to have no operation in flight, and the job id is the operation id."""
+needs the workload to have no operation in flight, and the job id is the operation id.
+One workload whose reap cannot start is logged and skipped, never the rest."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import datetime
 
 from services import operations
 from shared.errors import ActionNotAllowed, Conflict, NotFound
-from shared.models import OperationParams, OperationReason
+from shared.models import OperationParams, OperationReason, Workload
 from shared.states import OperationKind, WorkloadStatus
 from workers import context
 
@@ -20,9 +21,11 @@ log = logging.getLogger("corral.sweeps")
 BATCH = 500
 
 
-def reap_operation_id(workload_id: str, now: datetime) -> str:
-    """Deterministic within a minute, so sweeps racing in that minute name the same job."""
-    return f"op-reap-{workload_id}-{int(now.timestamp()) // 60}"
+def reap_operation_id(workload: Workload) -> str:
+    """Deterministic for one version of the workload, so sweeps racing over it name the
+    same job; every change to the workload (a failed reap's outcome too) bumps its
+    version, so the next reap gets a new id."""
+    return f"op-reap-{workload.id}-v{workload.version}"
 
 
 def start_reap(
@@ -39,7 +42,7 @@ def start_reap(
     if workload.pending_op:
         return False
     operation = operations.queued(
-        reap_operation_id(workload.id, now),
+        reap_operation_id(workload),
         cluster_id,
         workload.id,
         OperationKind.DELETE,
@@ -61,10 +64,12 @@ def sweep_expired(limit: int = BATCH) -> int:
     reaps it started."""
     ctx = context.current()
     now = ctx.clock()
-    started = sum(
-        start_reap(ctx, cluster_id, workload_id, now)
-        for cluster_id, workload_id in ctx.repo.workloads.due(now, limit)
-    )
+    started = 0
+    for cluster_id, workload_id in ctx.repo.workloads.due(now, limit):
+        try:
+            started += start_reap(ctx, cluster_id, workload_id, now)
+        except Exception:
+            log.exception("sweep: reap of %s not started; the next sweep tries again", workload_id)
     if started:
         log.info("sweep started %d reaps", started)
     return started

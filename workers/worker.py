@@ -8,9 +8,10 @@ rq's forking worker paid for a fork, a fresh context and new connections on ever
 job, more than a power operation's own work (docs/DEPLOY.md has the figures).
 
 What the fork gave stays:
-- a job past its timeout is stopped: rq's SIGALRM death penalty raises
-  JobTimeoutException inside the job, in this process as it did in the horse, and
-  `workers.jobs.run_operation` records the operation failed;
+- a job past its timeout is stopped: the SIGALRM death penalty raises
+  `JobTimedOut` inside the job, in this process as rq's did in the horse, and
+  `workers.jobs.run_operation` records the operation failed (rq records the job
+  failed);
 - a job stuck where that cannot reach it (a hang in C code that never returns to
   Python) is caught by a watchdog thread: past its timeout plus `HARD_GRACE_S`
   the process exits, as a horse killed by its parent did; the supervisor (`make
@@ -30,10 +31,12 @@ import threading
 import boto3
 from rq.job import Job
 from rq.queue import Queue
+from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import import_attribute
 from rq.worker import SimpleWorker
 
 from infra.jobs import JOBS
+from workers.jobs import JobTimedOut
 
 # Past a job's timeout by this much, its death penalty did not work: exit.
 HARD_GRACE_S = 30.0
@@ -49,9 +52,19 @@ PRELOADED = tuple(import_attribute(job.function) for job in JOBS)
 boto3.client("dynamodb", region_name="us-east-1")
 
 
+class StopPastTimeout(UnixSignalDeathPenalty):
+    """rq's SIGALRM death penalty, raising `JobTimedOut` (a BaseException) instead of
+    rq's JobTimeoutException, which library code catching Exception would swallow."""
+
+    def handle_death_penalty(self, signum: int, frame: object) -> None:
+        raise JobTimedOut(f"the job ran past its timeout ({self._timeout} s)")
+
+
 class CorralWorker(SimpleWorker):
-    """rq's in-process worker, with Corral's job code imported and a watchdog on
-    every job."""
+    """rq's in-process worker, with Corral's job code imported, its timeout raised
+    as `JobTimedOut`, and a watchdog on every job."""
+
+    death_penalty_class = StopPastTimeout
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         limit = job.timeout if job.timeout is not None and job.timeout > 0 else None

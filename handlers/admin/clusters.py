@@ -60,7 +60,8 @@ class ClusterItem:
 
 class ClusterStatusChange:
     """POST /clusters/:id/suspend | reactivate | expire. Takes effect on the very next
-    tenant call: the cluster's cached principals are dropped."""
+    tenant call: the cluster's cached principals are dropped before the status is
+    written (and the change is idempotent, so a retry after a failure completes it)."""
 
     TARGETS = {
         "suspend": ClusterStatus.SUSPENDED,
@@ -77,10 +78,9 @@ class ClusterStatusChange:
         self._target = self.TARGETS[action]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        cluster, key_hashes = self._clusters.set_status(
-            path_id(cluster_id, "Cluster"), self._target
+        cluster = self._clusters.set_status(
+            path_id(cluster_id, "Cluster"), self._target, self._auth.forget
         )
-        self._auth.forget(key_hashes)
         resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
 
@@ -121,8 +121,41 @@ class ClusterKeyItem:
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
-        """Revoke at once: the key's cached principal goes with it."""
+        """Revoke at once: the key's cached principal goes first, then the table says
+        revoked. Idempotent: revoking a revoked key clears its cache again and answers
+        204, so a retry after any failure completes the revocation."""
         key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
-        self._deps.repo.revoke_key(key, self._deps.clock())
         self._auth.forget([key.key_hash])
+        self._deps.repo.revoke_key(key, self._deps.clock())
         resp.status = falcon.HTTP_204
+
+
+class ClusterContainerItem:
+    """GET /clusters/:id/containers/:container_id: a tenant's container as operators see
+    it, with the host's own words when its last operation failed."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, container_id: str
+    ) -> None:
+        workload = self._deps.repo.workloads.get(
+            path_id(cluster_id, "Cluster"), path_id(container_id, "Container")
+        )
+        resp.media = views.operator_container(workload, self._deps.clock())
+
+
+class ClusterOperationItem:
+    """GET /clusters/:id/operations/:operation_id: an operation as operators see it."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, cluster_id: str, operation_id: str
+    ) -> None:
+        operation = self._deps.repo.operations.get(
+            path_id(cluster_id, "Cluster"), path_id(operation_id, "Operation")
+        )
+        resp.media = views.operator_operation(operation)

@@ -47,12 +47,17 @@ def key_from(item: Item) -> ApiKey:
     )
 
 
+class AlreadyRevoked(Conflict):
+    """The revocation found the key revoked already (by a parallel or earlier call)."""
+
+
 class ApiKeyStore:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
 
     def find(self, key_hash: str) -> ApiKey | None:
-        item = self.db.get(schema.key_pk(key_hash), schema.META, consistent=False)
+        # Strongly consistent: a key revoked a moment ago must read as revoked.
+        item = self.db.get(schema.key_pk(key_hash), schema.META, consistent=True)
         return key_from(item) if item else None
 
     def get(self, cluster_id: str, key_id: str) -> ApiKey:
@@ -85,5 +90,5 @@ class ApiKeyStore:
             schema.key_pk(key.key_hash),
             schema.META,
             write,
-            on_fail=lambda _: Conflict("Key is already revoked."),
+            on_fail=lambda _: AlreadyRevoked("Key is already revoked."),
         )

@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from shared.capacity import Resources
 from shared.clock import parse_iso
+from shared.errors import Failure
+
+if TYPE_CHECKING:
+    from infra.table.expression import Expression
 
 Item = dict[str, Any]
 
@@ -73,3 +77,27 @@ def moment(text: str) -> datetime:
     parsed = parse_iso(text)
     assert parsed is not None
     return parsed
+
+
+FAILURE_ATTRIBUTES = ("error", "error_code", "error_detail")
+
+
+def failure_attrs(failure: Failure | None) -> Item:
+    """A failure as the attributes of the record it failed (all None when none did)."""
+    if failure is None:
+        return dict.fromkeys(FAILURE_ATTRIBUTES)
+    return {"error": failure.message, "error_code": failure.code, "error_detail": failure.detail}
+
+
+def set_failure(write: Expression, failure: Failure | None) -> Expression:
+    """Record `failure` on the record `write` updates, or clear the last one."""
+    attrs = failure_attrs(failure)
+    write.set_all({k: v for k, v in attrs.items() if v is not None})
+    gone = [k for k, v in attrs.items() if v is None]
+    return write.remove(*gone) if gone else write
+
+
+def failure_from(item: Item) -> Failure | None:
+    if not item.get("error"):
+        return None
+    return Failure(item.get("error_code") or "failed", item["error"], item.get("error_detail"))

@@ -14,7 +14,14 @@ from infra.table import schema
 from infra.table.attributes import Item, int_or_none, moment, resources_attrs, resources_from
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
-from shared.capacity import HUMAN_NAMES, Resources, api_name, shortfall, shortfall_message
+from shared.capacity import (
+    HUMAN_NAMES,
+    Resources,
+    api_name,
+    below_zero,
+    shortfall,
+    shortfall_message,
+)
 from shared.clock import iso, stamp
 from shared.errors import (
     CapacityExceeded,
@@ -78,12 +85,17 @@ def cluster_from(item: Item) -> Cluster:
 
 def move_used(write: Expression, delta: Resources, count_attr: str, count: int) -> Expression:
     """Move a cluster's or a host's `used_*` counters by `delta` and its workload count
-    by `count`, bumping its version."""
+    by `count`, bumping its version. Whatever the caller checked, no counter goes below
+    zero: each one that moves down must hold at least what it gives back."""
     for name, amount in delta.items():
         if amount != 0:
             write.add(f"used_{name}", amount)
+        if amount < 0:
+            write.when_at_least(f"used_{name}", -amount)
     if count:
         write.add(count_attr, count)
+    if count < 0:
+        write.when_at_least(count_attr, -count)
     return write.add("version", 1)
 
 
@@ -198,6 +210,9 @@ class ClusterStore:
                 return ContainerLimitReached(
                     f"Cluster already has the maximum of {current.plan.max_containers} containers."
                 )
+            negative = below_zero(current.used, delta)
+            if negative:
+                return Conflict(f"The cluster's {negative} in use would go below zero.")
             return Conflict("The cluster changed; retry.")
 
         return self.db.tx_update(schema.cluster_pk(cluster.id), schema.META, write, on_fail=refuse)

@@ -94,6 +94,9 @@ class Expression:
     def when_at_most(self, path: str, value: Any) -> Expression:
         return self.when(f"{self.name(path)} <= {self.value(value)}")
 
+    def when_at_least(self, path: str, value: Any) -> Expression:
+        return self.when(f"{self.name(path)} >= {self.value(value)}")
+
     def when_in(self, path: str, values: Iterable[Any]) -> Expression:
         listed = ", ".join(self.value(value) for value in values)
         return self.when(f"{self.name(path)} IN ({listed})")

@@ -12,7 +12,7 @@ from infra.table.clusters import move_used
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import load_attr, load_from
-from shared.capacity import Resources, shortfall, shortfall_message
+from shared.capacity import Resources, below_zero, shortfall, shortfall_message
 from shared.clock import iso, parse_iso, stamp
 from shared.errors import Conflict, CorralError, HostInUse, NoHostAvailable, NotFound
 from shared.models import DriverKind, Engine, Host, HostStatus, host_status
@@ -183,6 +183,9 @@ class HostStore:
             short = shortfall(current.capacity, current.used, delta.positive_part())
             if short:
                 return NoHostAvailable(shortfall_message(short, f"host {current.name}"))
+            negative = below_zero(current.used, delta)
+            if negative:
+                return Conflict(f"Host {current.name}'s {negative} in use would go below zero.")
             return Conflict("The host changed; retry.")
 
         return self.db.tx_update(schema.host_pk(host.id), schema.META, write, on_fail=refuse)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from infra.table import schema
-from infra.table.attributes import Item, moment
+from infra.table.attributes import Item, failure_attrs, failure_from, moment, set_failure
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from shared.clock import iso, parse_iso, sortable, stamp
-from shared.errors import Conflict, NotFound
+from shared.errors import Conflict, Failure, NotFound
 from shared.models import Operation, OperationParams
 from shared.states import OperationKind, OperationStatus
 
@@ -26,7 +26,7 @@ def operation_item(o: Operation) -> Item:
         "kind": o.kind.value,
         "params": o.params.to_json(),
         "status": o.status.value,
-        "error": o.error,
+        **failure_attrs(o.failure),
         "created_at": iso(o.created_at),
         "updated_at": iso(o.updated_at),
         "started_at": iso(o.started_at),
@@ -43,7 +43,7 @@ def operation_from(item: Item) -> Operation:
         kind=OperationKind(item["kind"]),
         params=OperationParams.from_json(item.get("params", {})),
         status=OperationStatus(item["status"]),
-        error=item.get("error"),
+        failure=failure_from(item),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         started_at=parse_iso(item.get("started_at")),
@@ -85,18 +85,22 @@ class OperationStore:
         )
         return operation_from(item)
 
-    def fail_orphan(self, operation: Operation, error: str, now: datetime) -> None:
+    def fail_orphan(self, operation: Operation, failure: Failure, now: datetime) -> None:
         """Close an operation whose workload is gone (nothing left to converge)."""
-        self.db.transact([self.close(operation, error, now)])
+        self.db.transact([self.close(operation, failure, now)])
 
     # -- transaction entries -----------------------------------------------------
 
     def put_new(self, operation: Operation) -> TxEntry:
-        return self.db.tx_put(operation_item(operation), Expression().when_absent())
+        return self.db.tx_put(
+            operation_item(operation),
+            Expression().when_absent(),
+            on_fail=lambda _: Conflict(f"Operation {operation.id} exists already."),
+        )
 
-    def close(self, operation: Operation, error: str | None, now: datetime) -> TxEntry:
+    def close(self, operation: Operation, failure: Failure | None, now: datetime) -> TxEntry:
         """The operation's final status; it leaves the pending index and ages out."""
-        done = OperationStatus.FAILED if error else OperationStatus.SUCCEEDED
+        done = OperationStatus.FAILED if failure else OperationStatus.SUCCEEDED
         write = Expression().set_all(
             {
                 "status": done.value,
@@ -105,8 +109,7 @@ class OperationStore:
                 schema.TTL_ATTRIBUTE: schema.expires_epoch(now),
             }
         )
-        if error:
-            write.set("error", error)
+        set_failure(write, failure)
         write.remove("gsi2pk", "gsi2sk")
         return self.db.tx_update(
             schema.cluster_pk(operation.cluster_id), schema.operation_sk(operation.id), write

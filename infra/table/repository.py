@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from infra.table.api_keys import ApiKeyStore
+from infra.table.api_keys import AlreadyRevoked, ApiKeyStore
 from infra.table.attributes import Item
 from infra.table.clusters import ClusterStore
 from infra.table.dynamo import Dynamo, TxEntry
@@ -25,7 +25,7 @@ from infra.table.operations import OperationStore
 from infra.table.workloads import WorkloadStore
 from shared.capacity import Resources
 from shared.envs import Env
-from shared.errors import Conflict
+from shared.errors import Conflict, Failure
 from shared.models import ApiKey, Cluster, Host, Operation, Workload
 from shared.states import WorkloadStatus
 
@@ -51,12 +51,22 @@ class Repository:
             entries.append(self.clusters.take_key_slot(key.cluster_id, now))
         self.db.transact(entries)
 
-    def revoke_key(self, key: ApiKey, now: datetime) -> None:
-        """Mark the key revoked and give its slot back, in one transaction."""
+    def revoke_key(self, key: ApiKey, now: datetime) -> bool:
+        """Mark the key revoked and give its slot back, in one transaction. Idempotent:
+        False (and nothing written) when the key was revoked already, so a retried or
+        parallel revocation frees the slot once."""
         entries = [self.keys.revoke(key, now)]
         if key.cluster_id is not None:
             entries.append(self.clusters.give_key_slot(key.cluster_id, now))
-        self.db.transact(entries)
+        for _ in range(3):
+            try:
+                self.db.transact(entries)
+            except AlreadyRevoked:
+                return False
+            except Conflict:
+                continue  # a parallel revocation was committing: look again
+            return True
+        raise Conflict("The key kept changing; retry.")
 
     # -- workloads, their operations and the counters they move --------------------
 
@@ -114,7 +124,7 @@ class Repository:
         workload: Workload,
         *,
         status: WorkloadStatus,
-        error: str | None,
+        error: Failure | None,
         now: datetime,
         workload_fields: Item | None = None,
         release: bool = False,

@@ -9,13 +9,21 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from infra.table import schema
-from infra.table.attributes import Item, moment, resources_attrs, resources_from
+from infra.table.attributes import (
+    Item,
+    failure_attrs,
+    failure_from,
+    moment,
+    resources_attrs,
+    resources_from,
+    set_failure,
+)
 from infra.table.dynamo import Dynamo, FailureHandler, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import health_attr, health_from
 from shared.capacity import Resources
 from shared.clock import iso, parse_iso, sortable, stamp
-from shared.errors import ActionNotAllowed, Conflict, CorralError, NotFound
+from shared.errors import ActionNotAllowed, Conflict, CorralError, Failure, NotFound
 from shared.models import Engine, Host, RestartPolicy, Workload
 from shared.states import WorkloadStatus, operation_in_flight
 from shared.vm import WorkloadVm
@@ -40,7 +48,7 @@ def workload_item(w: Workload) -> Item:
         "status": w.status.value,
         "pending_op": w.pending_op,
         "last_op": w.last_op,
-        "error": w.error,
+        **failure_attrs(w.failure),
         "enforced": dict(w.enforced),
         "expires_at": iso(w.expires_at),
         **expiry_keys(w.id, w.expires_at if not w.status.is_gone else None),
@@ -66,7 +74,7 @@ def workload_from(item: Item) -> Workload:
         status=WorkloadStatus(item["status"]),
         pending_op=item.get("pending_op"),
         last_op=item.get("last_op"),
-        error=item.get("error"),
+        failure=failure_from(item),
         enforced={k: bool(v) for k, v in item.get("enforced", {}).items()},
         expires_at=parse_iso(item.get("expires_at")),
         restart_policy=RestartPolicy(item.get("restart_policy", RestartPolicy.NEVER.value)),
@@ -199,7 +207,7 @@ class WorkloadStore:
         workload: Workload,
         operation_id: str,
         status: WorkloadStatus,
-        error: str | None,
+        failure: Failure | None,
         now: datetime,
         *,
         fields: Item | None = None,
@@ -209,10 +217,7 @@ class WorkloadStore:
         workload leaves the expiry index and the table drops it after the retention."""
         write = Expression().set("status", status.value).set("updated_at", stamp(now))
         write.add("version", 1).remove("pending_op")
-        if error:
-            write.set("error", error)
-        else:
-            write.remove("error")
+        set_failure(write, failure)
         if gone:
             write.set(schema.TTL_ATTRIBUTE, schema.expires_epoch(now)).remove("gsi2pk", "gsi2sk")
         write.set_all(fields or {}).when_equal("pending_op", operation_id)

@@ -31,6 +31,9 @@ MALFORMED = [
     b"[" * 60_000,  # nested deeper than the parser goes, within the size limit
     b'{"a":' * 12_000,
 ]
+# Issue 12, defect 9: control (Cc) and invisible formatting (Cf) characters in a name.
+HIDDEN_IN_NAMES = ["ad\u202emin\x85x", "zero\u200bwidth", "c1\x9bcontrol"]
+NAME_FIELDS = ("name", "owner")
 NOT_OBJECTS = [b"[]", b'"text"', b"1", b"null", b"true", b"[{}]"]
 PLAN = {
     "name": "p",
@@ -213,6 +216,9 @@ def bad_bodies(
         for wrong in WRONG_KINDS:
             if kind(wrong) != kind(value) and not (wrong is None and where in nullable):
                 yield f"{where} = {wrong!r}", replaced(body, path, wrong)
+        if path[-1] in NAME_FIELDS:
+            for hidden in HIDDEN_IN_NAMES:
+                yield f"{where} = {hidden!r}", replaced(body, path, hidden)
         if kind(value) == "number":
             for bad in (-1, 10**30, float("inf"), float("-inf"), float("nan")):
                 yield f"{where} = {bad!r}", replaced(body, path, bad)

@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon.testing
 
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import REFERENCE_ALLOCATION, Api, Tenant, make_tenant
 
 PUBLIC = "/api/public/clusters/v1"
 EGG_DEFAULTS = {
@@ -80,15 +80,7 @@ def test_create_with_some_fields_keeps_the_defaults_for_the_rest(tenant: Tenant)
 
 
 def test_create_with_every_field_as_in_the_contract(tenant: Tenant, api: Api) -> None:
-    fields = {
-        "cpu_cores": 1,
-        "ram_mb": 1024,
-        "storage_mb": 5120,
-        "io": 100,
-        "ports": 1,
-        "databases": 0,
-        "backups": 0,
-    }
+    fields = REFERENCE_ALLOCATION
 
     resp = tenant.create(name="build-runner", **fields)
 

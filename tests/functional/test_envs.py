@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.deps import Deps
+from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api
 
@@ -356,3 +357,33 @@ def test_an_env_lease_stays_within_the_plan_maximum(
     assert api.admin("POST", "/envs", _env(lab, lifetime=600)).status_code == 202
     too_long = api.admin("POST", "/envs/dev/lease", {"lifetime": 7200})
     assert too_long.status_code == 400 and "3600" in too_long.json["error"]["message"]
+
+
+def test_a_vm_keeps_a_ports_unit_per_forwarded_port_when_resized(
+    api: Api, deps: Deps, lab: dict[str, Any]
+) -> None:
+    # Issue 12, defect 7: resizing `ports` skipped vm_resources, so the cluster showed
+    # 0 of 6 ports used while the VM forwarded 6.
+    created = api.tenant(
+        "POST",
+        "/containers",
+        {"name": "vm", "egg_id": lab["egg"]["id"], "guest_ports": [80, 443, 8080, 8443, 9000]},
+    )
+    assert created.status_code == 202, created.text
+    cid = created.json["container"]["id"]
+    assert created.json["container"]["resources"]["ports"] == 6
+    workload = deps.repo.workloads.get(lab["cluster"]["id"], cid)
+    assert workload.pending_op is not None
+    operation = deps.repo.operations.get(lab["cluster"]["id"], workload.pending_op)
+    assert deps.repo.finish_operation(
+        operation, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
+    )
+
+    to_zero = api.tenant("PATCH", f"/containers/{cid}", {"resources": {"ports": 0}})
+    assert to_zero.status_code == 400, to_zero.text  # counted as 6 it is no change
+    resized = api.tenant("PATCH", f"/containers/{cid}", {"resources": {"ports": 2, "ram_mb": 256}})
+
+    assert resized.status_code == 202, resized.text
+    assert resized.json["container"]["resources"]["ports"] == 6
+    assert api.tenant("GET", f"/containers/{cid}").json["resources"]["ports"] == 6
+    assert api.tenant("GET", "/cluster").json["used"]["ports"] == 6

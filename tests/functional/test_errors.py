@@ -252,3 +252,25 @@ def test_deeply_nested_json_is_invalid_input(tenant: Tenant, api: Api, depth: in
     )
 
     assert error_of(resp) == (400, "invalid_input")
+
+
+def test_what_the_fuzzer_found_is_a_4xx_in_the_envelope(tenant: Tenant, api: Api) -> None:
+    # Issue 12, defect 2: each of these answered 500 server_error (an OverflowError in
+    # request parsing, then in comparing dates).
+    cid = tenant.create().json["container"]["id"]
+    huge_negative = '{"resources": {"cpu_cores": -1.7976931348623157e+308}}'
+    far_offset = '"9999-12-31T23:59:59-23:59"'
+    create = f'{{"name": "web", "egg_id": "{tenant.egg["id"]}", '
+    for method, path, body in [
+        ("POST", "/containers", create + '"cpu_cores": -1.7976931348623157e+308}'),
+        ("POST", "/containers", create + f'"expires_at": {far_offset}}}'),
+        ("PATCH", f"/containers/{cid}", huge_negative),
+        ("POST", f"/containers/{cid}/lease", f'{{"expires_at": {far_offset}}}'),
+    ]:
+        resp = api.client.simulate_request(
+            method,
+            PUBLIC + path,
+            body=body,
+            headers=authed(api) | {"Content-Type": "application/json"},
+        )
+        assert error_of(resp) in {(400, "invalid_input"), (400, "below_minimum")}, (body, resp.text)

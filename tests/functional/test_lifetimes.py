@@ -11,6 +11,7 @@ from infra.table.schema import SHARDS
 from infra.table.workloads import workload_item
 from services.deps import Deps
 from shared.capacity import Resources
+from shared.errors import Failure
 from shared.models import Engine, Workload
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
@@ -167,3 +168,38 @@ def test_overlapping_sweeps_reap_once(
         assert w.status == WorkloadStatus.DELETING and w.pending_op.startswith("op-reap-")
     reap_jobs = [j for j in deps.jobs.queue.job_ids if j.startswith("op-reap-")]
     assert len(reap_jobs) == 3
+
+
+def test_a_failed_reap_does_not_stop_the_next_sweeps(
+    tenant: Tenant, deps: Deps, worker_context: context.WorkerContext
+) -> None:
+    """Issue 12, defect 6: the reap's id was fixed for a minute, so the sweep after a
+    failed reap collided with the failed operation's record and crashed."""
+    cluster_id = tenant.cluster["id"]
+    cid = tenant.create(lifetime=1).json["container"]["id"]
+    w = deps.repo.workloads.get(cluster_id, cid)
+    assert w.pending_op is not None
+    provision = deps.repo.operations.get(cluster_id, w.pending_op)
+    deps.repo.finish_operation(
+        provision, w, status=WorkloadStatus.RUNNING, error=None, now=datetime.now(UTC)
+    )
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    worker_context.clock = lambda: later
+    assert sweep_expired() == 1
+    reaping = deps.repo.workloads.get(cluster_id, cid)
+    assert reaping.pending_op is not None
+    reap = deps.repo.operations.get(cluster_id, reaping.pending_op)
+    # the reap's job fails, as on a host that refuses the removal
+    deps.repo.finish_operation(
+        reap,
+        reaping,
+        status=WorkloadStatus.ERROR,
+        error=Failure("host_error", "The host refused."),
+        now=later,
+    )
+
+    assert sweep_expired() == 1  # the same minute: a new reap starts
+
+    retried = deps.repo.workloads.get(cluster_id, cid)
+    assert retried.status == WorkloadStatus.DELETING
+    assert retried.pending_op is not None and retried.pending_op != reap.id

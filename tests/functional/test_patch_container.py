@@ -371,3 +371,25 @@ def test_switch_away_from_a_deleted_egg(egg_deleted: Setup) -> None:
 
     assert resp.status_code == 202, resp.text
     assert egg_deleted.container()["egg_id"] == egg_deleted.other_egg["id"]
+
+
+def test_a_resize_never_goes_below_zero_after_the_egg_was_deleted(egg_deleted: Setup) -> None:
+    # Issue 12, defect 1: without the egg, only upper bounds were checked; this PATCH
+    # answered 202 and left used.cpu_cores = -100, used.ram_mb = -100000.
+    before, used, host_used = egg_deleted.container(), egg_deleted.used(), egg_deleted.host_used()
+    for resources in (
+        {"cpu_cores": -100, "ram_mb": -100000},
+        {"storage_mb": -1},
+        {"ports": -1},
+        {"cpu_cores": 0},
+        {"ram_mb": 5},
+    ):
+        resp = egg_deleted.patch({"resources": resources})
+        assert error_of(resp) == (400, "below_minimum"), (resources, resp.text)
+    assert egg_deleted.container() == before
+    assert egg_deleted.used() == used
+    assert egg_deleted.host_used() == host_used
+
+    at_the_floor = egg_deleted.patch({"resources": {"cpu_cores": 0.01, "ram_mb": 6}})
+
+    assert at_the_floor.status_code == 202, at_the_floor.text

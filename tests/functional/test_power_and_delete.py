@@ -11,6 +11,7 @@ import pytest
 
 from services.deps import Deps
 from shared.clock import utc_now
+from shared.errors import Failure
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 
@@ -144,7 +145,13 @@ def test_a_failed_operation_is_shown_with_its_error(
     tenant: Tenant, api: Api, deps: Deps, running: str
 ) -> None:
     op_id = power(api, running, "stop").json["operation"]["id"]
-    settle(deps, tenant.cluster["id"], running, "error", error="The engine said no.")
+    settle(
+        deps,
+        tenant.cluster["id"],
+        running,
+        "error",
+        error=Failure("host_error", "The engine said no."),
+    )
 
     op = api.tenant("GET", f"/operations/{op_id}").json
     container = api.tenant("GET", f"/containers/{running}").json
@@ -250,7 +257,13 @@ def test_a_delete_that_failed_leaves_the_container_in_error(
 ) -> None:
     used = api.tenant("GET", "/cluster").json["used"]
     assert api.tenant("DELETE", f"/containers/{running}").status_code == 202
-    settle(deps, tenant.cluster["id"], running, "error", error="host unreachable")
+    settle(
+        deps,
+        tenant.cluster["id"],
+        running,
+        "error",
+        error=Failure("host_unreachable", "host unreachable"),
+    )
 
     container = api.tenant("GET", f"/containers/{running}").json
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -341,7 +343,7 @@ def test_a_job_past_its_timeout_is_recorded_failed_and_the_workload_moves_on(
     assert took < 30, took  # stopped at its timeout, not by the docker client's own
     op_body = live.api.tenant("GET", f"/operations/{op_id}").json
     assert op_body["status"] == "failed", op_body
-    assert "timeout" in op_body["error"]
+    assert op_body["error_code"] == "timed_out", op_body
     assert live.api.tenant("GET", f"/containers/{workload_id}").json["status"] == "error"
 
     deleted = live.api.tenant("DELETE", f"/containers/{workload_id}")
@@ -357,3 +359,47 @@ def test_a_job_past_its_timeout_is_recorded_failed_and_the_workload_moves_on(
     )
     assert matching == []
     assert _counters(live.api)["containers"] == 0
+
+
+def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
+    api: Api,
+    deps: Deps,
+    worker_context: context.WorkerContext,
+    dockerd: Dockerd,
+    busybox_image: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 12, defect 8: the host's error (naming its address) was copied verbatim
+    into what the tenant reads."""
+    tenant = make_tenant(api, dockerd.url)
+    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    deps.repo.db.update(
+        f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
+    )
+    resp = api.tenant("POST", "/containers", {"name": "broken", "egg_id": missing["id"]})
+    assert resp.status_code == 202, resp.text
+    container_id = resp.json["container"]["id"]
+    operation_id = resp.json["operation"]["id"]
+    with caplog.at_level(logging.WARNING, logger="corral.jobs"):
+        run_jobs(deps)
+
+    container = api.tenant("GET", f"/containers/{container_id}").json
+    op = api.tenant("GET", f"/operations/{operation_id}").json
+    for shown in (container, op):
+        assert shown["error_code"] == "image_missing", shown
+        assert "error_detail" not in shown
+        assert dockerd.url not in json.dumps(shown) and "docker host" not in json.dumps(shown)
+    cluster = f"/clusters/{tenant.cluster['id']}"
+    seen_by_operator = [
+        api.admin("GET", f"{cluster}/containers/{container_id}").json,
+        api.admin("GET", f"{cluster}/operations/{operation_id}").json,
+    ]
+    for shown in seen_by_operator:
+        assert shown["error_code"] == "image_missing", shown
+        assert dockerd.url in shown["error_detail"], shown
+    assert dockerd.url in caplog.text  # and the worker log has it
+    as_tenant = api.client.simulate_get(
+        f"/api/v1{cluster}/operations/{operation_id}",
+        headers={"Authorization": f"Bearer {api.tenant_key}"},
+    )
+    assert as_tenant.status_code == 401  # operator routes take an operator key

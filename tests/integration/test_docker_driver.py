@@ -244,6 +244,12 @@ def test_apply_resources_changes_live_limits(
     host = engine_attrs(docker_client, spec)["HostConfig"]
     assert (host["CpuQuota"], host["Memory"], host["MemorySwap"]) == (25_000, 32 * MIB, 32 * MIB)
 
+    # Issue 12, defect 1: a resize never lifts a limit (no cpu_quota -1).
+    driver.apply_resources(replace(spec, resources=Resources(cpu_centi=0, ram_mb=0)))
+
+    host = engine_attrs(docker_client, spec)["HostConfig"]
+    assert (host["CpuQuota"], host["Memory"], host["MemorySwap"]) == (25_000, 32 * MIB, 32 * MIB)
+
 
 def test_apply_resources_of_missing_container_is_a_permanent_error(
     driver: DockerDriver, new_spec: Callable[..., WorkloadSpec]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,15 +12,49 @@ import pytest
 import redis as redis_lib
 
 from devstack.dockerd import Dockerd
+from infra.drivers.docker.driver import DockerDriver
 from infra.table import schema
 from infra.table.expression import Expression
+from infra.table.workloads import WorkloadStore
+from services import operations
 from services.deps import Deps
+from shared.models import DriverKind, OperationParams, OperationReason, Workload
+from shared.runtime import Observed
+from shared.states import OperationKind
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
 from workers import context
 from workers.reconcile import reconcile
 from workers.sweeps import sweep_expired
 
 pytestmark = pytest.mark.integration
+
+
+class HookedDocker(DockerDriver):
+    """The real driver; `after_list` runs once right after the host was listed (what
+    a worker finishing a job at that moment does)."""
+
+    after_list: Callable[[], None] | None = None
+
+    def list_managed(self) -> list[Observed]:
+        seen = super().list_managed()
+        hook, HookedDocker.after_list = HookedDocker.after_list, None
+        if hook is not None:
+            hook()
+        return seen
+
+
+class HookedWorkloads(WorkloadStore):
+    """The real store; `after_on_host` runs once right after a host's workloads were
+    read (what a tenant's request arriving at that moment does)."""
+
+    after_on_host: Callable[[], None] | None = None
+
+    def on_host(self, host_id: str) -> list[Workload]:
+        read = super().on_host(host_id)
+        hook, self.after_on_host = self.after_on_host, None
+        if hook is not None:
+            hook()
+        return read
 
 
 @pytest.fixture
@@ -178,3 +213,93 @@ def test_unknown_workload_without_cluster_is_removed_after_grace(
     assert "stray-1" in reconcile()["removed"]
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get("corral-stray-1")
+
+
+def test_an_interrupted_repair_converges_when_requeued(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    worker_context: context.WorkerContext,
+) -> None:
+    """Issue 12, defect 4: the reconciler began a repair and died before finishing it;
+    the re-queued job had no executor (KeyError) and left the container in error."""
+    drifted = _running(live, deps, name="drifted")
+    lost = _running(live, deps, name="lost")
+    docker_client.containers.get(f"corral-{drifted}").stop(timeout=1)
+    docker_client.containers.get(f"corral-{lost}").remove(force=True)
+    for cid in (drifted, lost):
+        workload = deps.repo.workloads.get(live.cluster["id"], cid)
+        repair = operations.queued(
+            f"op-repair-{cid}",
+            workload.cluster_id,
+            cid,
+            OperationKind.REPAIR,
+            OperationParams(reason=OperationReason.DRIFT, was=workload.status),
+            datetime.now(UTC),
+        )
+        deps.repo.begin_operation(workload, repair)  # ...and the reconciler dies here
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    worker_context.clock = lambda: later
+
+    assert sorted(reconcile()["requeued"]) == sorted(f"op-repair-{c}" for c in (drifted, lost))
+    run_jobs(deps)
+
+    assert _get(live, drifted)["status"] == "stopped"
+    assert _get(live, drifted)["pending_operation"] is None
+    done = live.api.tenant("GET", f"/operations/op-repair-{drifted}").json
+    assert done["status"] == "succeeded", done
+    gone = _get(live, lost)
+    assert gone["status"] == "error" and "disappeared" in gone["error"]
+
+
+def test_a_provision_finishing_between_the_reads_is_not_recorded_lost(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    worker_context: context.WorkerContext,
+) -> None:
+    """Issue 12, defect 5: the host was listed before the table was read, so a
+    provision finishing in between looked like a running container its host lost."""
+    cid = live.create(name="fresh").json["container"]["id"]
+    worker_context.drivers.register(
+        DriverKind.DOCKER, lambda host: HookedDocker(host.address, host.tls or None)
+    )
+
+    def provision_finishes() -> None:
+        assert run_jobs(deps) == 1
+
+    HookedDocker.after_list = provision_finishes
+
+    report = reconcile()
+
+    assert report["lost"] == [] and cid not in report["orphans"], report
+    assert _get(live, cid)["status"] == "running"
+    assert docker_client.containers.get(f"corral-{cid}").status == "running"
+
+
+def test_a_racing_tenant_request_skips_one_workload_not_the_pass(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    worker_context: context.WorkerContext,
+) -> None:
+    """Issue 12, defect 6: a tenant's request landing between the reconciler's read
+    and its repair raised ActionNotAllowed and aborted the whole pass."""
+    raced = _running(live, deps, name="raced", restart_policy="always")
+    other = _running(live, deps, name="other")
+    for cid in (raced, other):
+        docker_client.containers.get(f"corral-{cid}").remove(force=True)
+    workloads = HookedWorkloads(deps.repo.db)
+    workloads.after_on_host = lambda: _stop(live, raced)
+    deps.repo.workloads = workloads
+
+    report = reconcile()
+
+    assert report["lost"] == [other], report
+    assert _get(live, other)["status"] == "error"
+    assert _get(live, raced)["pending_operation"] is not None  # the tenant's stop
+
+
+def _stop(live: Tenant, cid: str) -> None:
+    resp = live.api.tenant("POST", f"/containers/{cid}/power", {"signal": "stop"})
+    assert resp.status_code == 202, resp.text

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 from pydantic import BaseModel
 
-from shared.errors import InvalidInput
+from shared.errors import BelowMinimum, InvalidInput
 from shared.requests import (
     ContainerCreate,
     ContainerUpdate,
+    LeaseRequest,
     PowerRequest,
     ResourceFields,
     parse,
@@ -111,8 +113,66 @@ def test_upper_bounds_are_inclusive(field: str, bound: int) -> None:
     refused(ContainerCreate, {"name": "w", "egg_id": EGG, field: bound + 1})
 
 
-def test_negative_values_pass_validation_for_the_rules_to_call_below_minimum() -> None:
-    assert create(ram_mb=-1, ports=-5).given() == {"ram_mb": -1, "ports": -5}
+def test_negative_allocations_are_below_minimum_whatever_the_egg() -> None:
+    # Issue 12, defect 1: the rules check minimums only against an egg that still
+    # exists, so the model itself refuses a negative allocation, as below_minimum.
+    for body in ({"ram_mb": -1, "ports": -5}, {"cpu_cores": -100, "ram_mb": -100000}):
+        with pytest.raises(BelowMinimum) as caught:
+            parse_value(ContainerCreate, {"name": "web", "egg_id": EGG} | body)
+        assert {d["loc"] for d in caught.value.details} == set(body)
+        with pytest.raises(BelowMinimum) as caught:
+            parse_value(ContainerUpdate, {"resources": body})
+        assert {d["loc"] for d in caught.value.details} == {f"resources.{f}" for f in body}
+    assert create(ram_mb=0, ports=0).given() == {"ram_mb": 0, "ports": 0}
+
+
+def test_a_negative_allocation_beside_a_malformed_field_is_invalid_input() -> None:
+    error = refused(ContainerCreate, {"name": "", "egg_id": EGG, "ram_mb": -1})
+    assert error.code == "invalid_input"
+    assert {d["loc"] for d in error.details} == {"name", "ram_mb"}
+
+
+@pytest.mark.parametrize("cores", [-1.7976931348623157e308, 1.7976931348623157e308, -1e306])
+def test_cores_too_large_for_hundredths_are_refused(cores: float) -> None:
+    # Issue 12, defect 2: a hundred times -1.7e308 is -inf (OverflowError, a 500).
+    with pytest.raises((InvalidInput, BelowMinimum)):
+        parse_value(ContainerCreate, {"name": "web", "egg_id": EGG, "cpu_cores": cores})
+    with pytest.raises((InvalidInput, BelowMinimum)):
+        parse_value(ContainerUpdate, {"resources": {"cpu_cores": cores}})
+
+
+@pytest.mark.parametrize(
+    "instant",
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "9999-12-31T23:00:00-01:00"],
+)
+def test_expiry_dates_outside_the_calendar_in_utc_are_refused(instant: str) -> None:
+    # Issue 12, defect 2: converting these to UTC overflows (OverflowError, a 500).
+    assert refused(ContainerCreate, {"name": "w", "egg_id": EGG, "expires_at": instant}).details
+    assert refused(LeaseRequest, {"expires_at": instant}).details[0]["loc"] == "expires_at"
+
+
+def test_expiry_dates_with_an_offset_are_read_in_utc() -> None:
+    expires_at = parse_value(LeaseRequest, {"expires_at": "2030-01-01T01:30:00+01:30"}).expires_at
+    assert expires_at == datetime(2030, 1, 1, tzinfo=UTC)
+    assert expires_at.utcoffset() == timedelta(0)
+
+
+# Issue 12, defect 9: control (Cc) and invisible formatting (Cf) characters.
+HIDDEN = [
+    "ad\u202emin\x85x",
+    "a\u200bb",
+    "bom\ufeff",
+    "ne\x85l",
+    "x\u2066y",
+    "soft\xadhy",
+    "c1\x9b",
+]
+
+
+@pytest.mark.parametrize("name", HIDDEN)
+def test_names_with_hidden_characters_are_refused(name: str) -> None:
+    assert refused(ContainerCreate, {"name": name, "egg_id": EGG}).details[0]["loc"] == "name"
+    assert refused(ContainerUpdate, {"name": name}).details[0]["loc"] == "name"
 
 
 def test_non_finite_numbers_are_refused() -> None:

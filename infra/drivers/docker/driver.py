@@ -129,7 +129,7 @@ class DockerDriver:
         name = spec.runtime_name
         with host_errors(self._address, f"update container {name}"):
             self._require(name, spec.workload_id)
-            limits = self._update_limits(spec.resources)
+            limits = self._limits(spec.resources)
             self._api().update_container(name, **limits)
             attrs = self._require(name, spec.workload_id)
             if "blkio_weight" in limits:
@@ -248,7 +248,7 @@ class DockerDriver:
         return attrs
 
     def _create(self, spec: WorkloadSpec) -> None:
-        limits = self._create_limits(spec.resources)
+        limits = self._limits(spec.resources)
         wants_storage = spec.resources.storage_mb > 0 and self._storage_opt_supported is not False
         if wants_storage:
             sized = {**limits, "storage_opt": {"size": f"{spec.resources.storage_mb}M"}}
@@ -281,25 +281,15 @@ class DockerDriver:
         # Kernels without blkio weight make the engine drop it with a mere warning.
         self._blkio_weight_supported = _enforced(attrs.get("HostConfig") or {})["io"]
 
-    def _create_limits(self, resources: Resources) -> dict[str, Any]:
+    def _limits(self, resources: Resources) -> dict[str, Any]:
+        """Engine limits for `resources`, on create and on update alike. A zero sets no
+        limit and, on update, leaves the current one: a resize never lifts a limit
+        (docker's cpu_quota -1 would), and docker cannot lift a memory limit in place."""
         limits: dict[str, Any] = {}
         if resources.cpu_centi > 0:
             limits["cpu_period"] = CPU_PERIOD_US
             limits["cpu_quota"] = resources.cpu_centi * 1000
         if resources.ram_mb > 0:
-            limits["mem_limit"] = limits["memswap_limit"] = resources.ram_mb * MIB
-        weight = self._blkio_weight(resources)
-        if weight is not None:
-            limits["blkio_weight"] = weight
-        return limits
-
-    def _update_limits(self, resources: Resources) -> dict[str, Any]:
-        # update_container skips falsy values, so "no CPU limit" must be sent as -1.
-        limits: dict[str, Any] = {
-            "cpu_period": CPU_PERIOD_US,
-            "cpu_quota": resources.cpu_centi * 1000 if resources.cpu_centi > 0 else -1,
-        }
-        if resources.ram_mb > 0:  # docker cannot lift a memory limit in place
             limits["mem_limit"] = limits["memswap_limit"] = resources.ram_mb * MIB
         weight = self._blkio_weight(resources)
         if weight is not None:

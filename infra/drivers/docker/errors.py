@@ -38,7 +38,11 @@ def host_errors(address: str, action: str, *, image: str | None = None) -> Itera
 def host_error(address: str, action: str, exc: BaseException, image: str | None) -> HostError:
     where = f"docker host {address}"
     if isinstance(exc, docker.errors.ImageNotFound) and image is not None:
-        return HostError(f"image '{image}' is not present on {where}")
+        return HostError(
+            f"image '{image}' is not present on {where}",
+            code="image_missing",
+            public=f"Image '{image}' is not present on the host.",
+        )
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
         detail = exc.explanation or str(exc)

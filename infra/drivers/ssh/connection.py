@@ -28,6 +28,7 @@ from infra.drivers.ssh.keys import parse_private_key, parse_public_key
 from shared.errors import HostError
 
 _READ_CHUNK = 65536
+UNTRUSTED_HOST = "The host's SSH host key is not the pinned one; refusing to connect."
 
 
 class CommandResult(NamedTuple):
@@ -174,11 +175,15 @@ class SshConnection:
             client.close()
             raise HostError(
                 f"host key of {self.host}:{self.port} changed: got {exc.key.get_name()} "
-                f"{exc.key.get_fingerprint().hex()}; refusing to connect"
+                f"{exc.key.get_fingerprint().hex()}; refusing to connect",
+                code="host_untrusted",
+                public=UNTRUSTED_HOST,
             ) from exc
         except UnknownHostKeyError as exc:
             client.close()
-            raise HostError(f"{exc}; refusing to connect") from exc
+            raise HostError(
+                f"{exc}; refusing to connect", code="host_untrusted", public=UNTRUSTED_HOST
+            ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
             raise HostError(f"SSH login to {self._where} refused: {exc}") from exc
