@@ -80,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help=f"write the report here (default: {RESULTS.name} on full runs of every benchmark)",
     )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="CHECKOUT",
+        help="another checkout of Corral (`git worktree add --detach DIR main`): the API "
+        "benchmark and the cold path measure its app too, in the same run, as `before`",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -93,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="corral-bench-") as workdir:
             for name in chosen:
                 if name in NEEDS_NO_STACK:
-                    sections[name] = _run_one(name, (args.quick,))
+                    sections[name] = _run_one(name, (args.quick, args.compare_with))
             staged = [name for name in chosen if name not in NEEDS_NO_STACK]
             if staged:
-                with Stack(Path(workdir)) as stack:
+                with Stack(Path(workdir), args.compare_with) as stack:
                     for name in staged:
                         sections[name] = _run_one(name, (stack, args.quick))
     except StartupError as exc:

@@ -9,21 +9,42 @@ that capacity never runs out.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import runpy
 import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from bench.loadgen import Load, LoadGenerator, LoadResult
+from bench.loadgen import Load, LoadGenerator, LoadResult, merged
 from bench.report import TIMES, Row, Section, ms, number, ratio, table
 from bench.stack import Stack, cpu_seconds
-from bench.world import PUBLIC, HttpApi, seed
+from bench.world import PUBLIC, HttpApi, World, seed
 from devstack.processes import REPO
+from infra.jobs import RUN_OPERATION, Lane
+from infra.queue import FAILED_KEPT_SECONDS, RETRY_INTERVALS
+from infra.table import schema
+from infra.table.repository import Repository
+from shared.settings import Settings
 
 TITLE = "1. API throughput and latency (gunicorn, loopback)"
 CORRAL_APP = "handlers.asgi:get_app()"
 BARE_APP = "bench.bare_app:served"
+FLOOR_APP = "bench.floor_app:create_app()"
+# (figure, how it is shown, LoadResult's attribute), in the floor table.
+FIGURES: tuple[tuple[str, Callable[[float], str], str], ...] = (
+    ("requests/s", number, "rate"),
+    ("p50", ms, "p50"),
+    ("p99", ms, "p99"),
+)
+BEFORE = "before"  # the app of `python -m bench --compare-with CHECKOUT`
+# Corral / floor that issue 13 aims at, per endpoint (requests/s).
+GOALS = {"GET /containers/:id": 0.8, "POST /containers": 0.7}
 PROCESSES, THREADS = 2, 8
 BARE_FACTOR = 5
+ROUNDS = 3
 
 
 def _loads(url: str, key: str | None, container_id: str, egg_id: str) -> dict[str, Load]:
@@ -45,15 +66,79 @@ def _loads(url: str, key: str | None, container_id: str, egg_id: str) -> dict[st
     }
 
 
+def _floor_spec(
+    repo: Repository, settings: Settings, world: World, container_id: str, operation_id: str
+) -> dict[str, Any]:
+    """What bench/floor_app.py sends: the transaction Corral's stores build for the
+    probe container as it was created, and the job Corral enqueued for it."""
+    workload = repo.workloads.get(world.cluster_id, container_id)
+    operation = repo.operations.get(world.cluster_id, operation_id)
+    cluster, host = repo.clusters.get(world.cluster_id), repo.hosts.get(world.host_id)
+    # The probe's counters were raised by its own creation; `reserve` conditions on the
+    # plan and the capacity only, so the counters as they are now do not matter.
+    entries = repo.create_workload_entries(workload, operation, cluster, host)
+    return {
+        "transact": [entry.request for entry in entries],
+        "workload_id": container_id,
+        "operation_id": operation_id,
+        "cluster_id": world.cluster_id,
+        "workload_key": {
+            "pk": schema.cluster_pk(world.cluster_id),
+            "sk_prefix": schema.workload_sk(""),
+        },
+        "job": {
+            "queue": Lane.OPERATIONS.queue_name(settings),
+            "function": RUN_OPERATION.function,
+            "retry": RETRY_INTERVALS,
+            "timeout": settings.job_timeout_seconds,
+            "failure_ttl": FAILED_KEPT_SECONDS,
+        },
+    }
+
+
 def _gunicorn_settings() -> tuple[int, int]:
-    """(worker processes, threads) that gunicorn.conf.py gives on this machine."""
+    """(worker processes, threads per process) that gunicorn.conf.py and the settings
+    give on this machine (the threads of the pool behind the asgi worker)."""
     conf = runpy.run_path(str(REPO / "gunicorn.conf.py"))
-    return int(conf["workers"]), int(conf["threads"])
+    return int(conf["workers"]), Settings.from_env().web_threads
 
 
 def _share(cpu: float, seconds: float) -> str:
     """CPU time as a share of one core over the run."""
     return f"{cpu / seconds:.0%} of a core" if seconds else "n/a"
+
+
+def _measure(
+    stack: Stack,
+    generator: LoadGenerator,
+    counts: dict[str, int],
+    targets: dict[str, tuple[dict[str, Load], int]],
+    results: dict[tuple[str, str], LoadResult],
+    busy: dict[tuple[str, str], tuple[float, float]],
+) -> None:
+    """Each load on every app in ROUNDS interleaved rounds, so that the table server's
+    JIT warming up and the machine's other work fall on all apps alike."""
+    for name, count in counts.items():
+        parts: dict[str, list[LoadResult]] = {side: [] for side in targets}
+        cpu = dict.fromkeys(targets, (0.0, 0.0))
+        for side, (loads, _) in targets.items():
+            generator.run(loads[name], max(_total(count, side) // 10, generator.clients))
+        for _ in range(ROUNDS):
+            for side, (loads, pid) in targets.items():
+                before = (cpu_seconds(pid), cpu_seconds(stack.table_pid))
+                parts[side].append(generator.run(loads[name], _total(count, side) // ROUNDS))
+                cpu[side] = (
+                    cpu[side][0] + cpu_seconds(pid) - before[0],
+                    cpu[side][1] + cpu_seconds(stack.table_pid) - before[1],
+                )
+        for side in targets:
+            results[(name, side)] = merged(parts[side])
+            busy[(name, side)] = cpu[side]
+
+
+def _total(count: int, side: str) -> int:
+    # The bare app is fast: more requests, for a span long enough to time.
+    return count * BARE_FACTOR if side == "bare" else count
 
 
 def run(stack: Stack, quick: bool) -> Section:
@@ -68,7 +153,9 @@ def run(stack: Stack, quick: bool) -> Section:
     section = Section(
         TITLE,
         "a bare Falcon app returning fixed JSON on the same paths, same gunicorn.conf.py "
-        f"({PROCESSES} client processes {TIMES} {THREADS} threads, keep-alive, closed loop).",
+        f"({PROCESSES} client processes {TIMES} {THREADS} threads, keep-alive, closed loop). "
+        "The floor (second table) makes only each endpoint's irreducible calls "
+        "(bench/floor_app.py).",
     )
     settings = stack.settings("api")
     results: dict[tuple[str, str], LoadResult] = {}
@@ -82,24 +169,31 @@ def run(stack: Stack, quick: bool) -> Section:
         ):
             api = HttpApi(corral.url)
             world = seed(api, repo, stack.docker_url)
-            container_id, _ = world.create("probe")
+            container_id, operation_id = world.create("probe")
             api.close()
-            targets = {
-                "Corral": (_loads(corral.url, world.tenant_key, container_id, world.egg_id),
-                           corral.pid),
-                "bare": (_loads(bare.url, None, container_id, world.egg_id), bare.pid),
-            }  # fmt: skip
-            for name, count in counts.items():
-                for side, (loads, pid) in targets.items():
-                    # The bare app is fast: more requests, for a span long enough to time.
-                    total = count * BARE_FACTOR if side == "bare" else count
-                    generator.run(loads[name], max(total // 10, generator.clients))  # warm-up
-                    before = (cpu_seconds(pid), cpu_seconds(stack.table_pid))
-                    results[(name, side)] = generator.run(loads[name], total)
-                    busy[(name, side)] = (
-                        cpu_seconds(pid) - before[0],
-                        cpu_seconds(stack.table_pid) - before[1],
+            spec_path = Path(stack.logs / "floor-spec.json")
+            spec = _floor_spec(repo, settings, world, container_id, operation_id)
+            spec_path.write_text(json.dumps(spec))
+            floor_env = stack.corral_env(settings) | {"FLOOR_SPEC": str(spec_path)}
+            with contextlib.ExitStack() as more:
+                floor = more.enter_context(stack.gunicorn(FLOOR_APP, floor_env))
+                targets = {
+                    "Corral": (_loads(corral.url, world.tenant_key, container_id, world.egg_id),
+                               corral.pid),
+                    "floor": (_loads(floor.url, None, container_id, world.egg_id), floor.pid),
+                    "bare": (_loads(bare.url, None, container_id, world.egg_id), bare.pid),
+                }  # fmt: skip
+                if stack.compare_with is not None:
+                    before = more.enter_context(
+                        stack.gunicorn(
+                            CORRAL_APP, stack.corral_env(settings), code=stack.compare_with
+                        )
                     )
+                    targets[BEFORE] = (
+                        _loads(before.url, world.tenant_key, container_id, world.egg_id),
+                        before.pid,
+                    )
+                _measure(stack, generator, counts, targets, results, busy)
     finally:
         generator.close()
         stack.flush_redis()  # the POSTs' queued jobs
@@ -111,7 +205,32 @@ def run(stack: Stack, quick: bool) -> Section:
             Row(f"{name}: p50", ms(ours.p50), ms(base.p50), ratio(ours.p50, base.p50)),
             Row(f"{name}: p99", ms(ours.p99), ms(base.p99), ratio(ours.p99, base.p99)),
         ]  # fmt: skip
-    section.details = table(
+    compared = stack.compare_with is not None
+    floor_rows = []
+    for name in counts:
+        ours, least = results[(name, "Corral")], results[(name, "floor")]
+        old = results.get((name, BEFORE))
+        for figure, show, attribute in FIGURES:
+            mine, least_value = getattr(ours, attribute), getattr(least, attribute)
+            goal = f"{GOALS[name]}{TIMES} or more" if attribute == "rate" else ""
+            row = [
+                f"{name}: {figure}",
+                show(mine),
+                show(least_value),
+                ratio(mine, least_value),
+                goal,
+            ]
+            if old is not None:
+                old_value = getattr(old, attribute)
+                row += [show(old_value), ratio(old_value, least_value)]
+            floor_rows.append(row)
+    header = ["figure", "Corral", "floor", "Corral / floor", "goal"]
+    if compared:
+        header += [BEFORE, f"{BEFORE} / floor"]
+    section.details = [
+        *table(header, floor_rows),
+        "",
+        *table(
         ["load", "app", "requests", "errors", "statuses", "seconds",
          "gunicorn CPU", "table server CPU"],
         [
@@ -120,12 +239,24 @@ def run(stack: Stack, quick: bool) -> Section:
              _share(busy[(name, side)][0], r.seconds), _share(busy[(name, side)][1], r.seconds)]
             for (name, side), r in results.items()
         ],
-    )  # fmt: skip
+        ),
+    ]  # fmt: skip
     workers, threads = _gunicorn_settings()
     cores = len(os.sched_getaffinity(0))
     section.notes = [
+        *(
+            [
+                f"`{BEFORE}` is Corral as checked out in {stack.compare_with} (`--compare-with`), "
+                "served the same way in the same run against the same servers and table."
+            ]
+            if compared
+            else []
+        ),
         f"The bare app gets {BARE_FACTOR} times as many requests as Corral (it answers "
         "that much faster), so that its runs last long enough to time.",
+        f"Each load runs on every app in {ROUNDS} interleaved rounds (after a warm-up of "
+        "each), summed: the table server's JIT warming up and the machine's other work "
+        "fall on all apps alike.",
         "Closed loop: each of the 16 clients sends its next request when the previous one "
         "answered, so requests/s is what the server sustains at that concurrency and p50/p99 "
         "include queueing behind the other clients.",
@@ -134,8 +265,15 @@ def run(stack: Stack, quick: bool) -> Section:
         f"{cores} CPUs: Corral's figure is the whole local stack's, the bare app's mostly "
         "gunicorn's and the client's. The CPU columns are each server's CPU time over the "
         "run, as a share of one core.",
+        "The floor (bench/floor_app.py) is a bare Falcon app under the same gunicorn "
+        "settings, with the same boto3 client (`make_client`) and Redis client, against "
+        "the same table server and Redis: GET makes one GetItem; POST parses the body, "
+        "sends the very TransactWriteItems Corral's stores build (workload, operation, "
+        "both counters under their conditions; fresh ids each time) and makes one RQ "
+        "enqueue with Corral's options. No authentication, validation or models.",
         "Every Corral request reads the table through the local table server (DynamoDB "
-        "Local, a JVM of its own on the same CPUs; POST makes 4 table calls, one a "
-        "transaction; see 2.). Its CPU time is the table server's column.",
+        "Local, a JVM of its own on the same CPUs; POST makes 3 table calls: the "
+        "cluster and the egg in one batch read, the hosts, the transaction; see 2.). "
+        "Its CPU time is the table server's column.",
     ]
     return section

@@ -57,11 +57,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_once(snippet: str) -> tuple[float, list[str]]:
+def _run_once(snippet: str, code: Path | None = None) -> tuple[float, list[str]]:
+    """Run `snippet` importing this checkout's modules, or those of `code`."""
+    env = _child_env() if code is None else _child_env() | {"PYTHONPATH": str(code)}
     out = subprocess.run(
         [sys.executable, "-c", _CHILD.format(snippet=snippet)],
-        cwd=ROOT,
-        env=_child_env(),
+        cwd=code or ROOT,
+        env=env,
         capture_output=True,
         text=True,
     )
@@ -71,21 +73,30 @@ def _run_once(snippet: str) -> tuple[float, list[str]]:
     return float(elapsed), list(heavy)
 
 
-def measure(runs: int = 15, *, warmup: bool = True) -> dict[str, Any]:
+def measure(
+    runs: int = 15, *, warmup: bool = True, compare_with: Path | None = None
+) -> dict[str, Any]:
     """Median import times (seconds) over `runs` fresh interpreters each, the
-    snippets interleaved so that machine noise hits all of them alike."""
+    snippets interleaved so that machine noise hits all of them alike. With
+    `compare_with` (another checkout), its HTTP entry is timed too, as `before_*`."""
     if runs < 1:
         raise ValueError("runs must be at least 1")
-    samples: dict[str, list[float]] = {name: [] for name in SNIPPETS}
+    children: dict[str, tuple[str, Path | None]] = {
+        name: (snippet, None) for name, snippet in SNIPPETS.items()
+    }
+    if compare_with is not None:
+        for name in ("lambda_http_s", "lambda_http_app_s"):
+            children[f"before_{name}"] = (SNIPPETS[name], compare_with)
+    samples: dict[str, list[float]] = {name: [] for name in children}
     heavy: set[str] = set()
     if warmup:  # one unmeasured round fills the OS page cache and the bytecode cache
-        for snippet in SNIPPETS.values():
-            _run_once(snippet)
+        for snippet, code in children.values():
+            _run_once(snippet, code)
     for _ in range(runs):
-        for name, snippet in SNIPPETS.items():
-            elapsed, loaded = _run_once(snippet)
+        for name, (snippet, code) in children.items():
+            elapsed, loaded = _run_once(snippet, code)
             samples[name].append(elapsed)
-            if name != "boto3_s":
+            if name != "boto3_s" and code is None:
                 heavy.update(loaded)
     result: dict[str, Any] = {
         name: round(statistics.median(values), 4) for name, values in samples.items()

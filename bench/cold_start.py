@@ -3,15 +3,17 @@ alone, from bench/cold_path.py (fresh interpreters, medians, interleaved)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench import cold_path
 from bench.report import Row, Section, ms, ratio
 
 TITLE = "6. Lambda cold path (imports in a fresh interpreter)"
 
 
-def run(quick: bool) -> Section:
+def run(quick: bool, compare_with: Path | None = None) -> Section:
     runs = 3 if quick else 7
-    result = cold_path.measure(runs)
+    result = cold_path.measure(runs, compare_with=compare_with)
     boto3 = result["boto3_s"]
     section = Section(TITLE, f"`import boto3` alone, the floor of every Corral Lambda "
                       f"(median of {runs} fresh interpreters each, interleaved).")  # fmt: skip
@@ -21,6 +23,13 @@ def run(quick: bool) -> Section:
         Row("… and build the app (`make_handler(get_app())`)", ms(result["lambda_http_app_s"]),
             ms(boto3), ratio(result["lambda_http_app_s"], boto3)),
     ]  # fmt: skip
+    if compare_with is not None:
+        section.rows += [
+            Row(f"{label}, before (`--compare-with`)", ms(result[f"before_{name}"]), ms(boto3),
+                ratio(result[f"before_{name}"], boto3))
+            for label, name in (("`import handlers.lambda_http`", "lambda_http_s"),
+                                ("… and build the app", "lambda_http_app_s"))
+        ]  # fmt: skip
     heavy = result["heavy_modules_loaded"]
     section.details = [
         "Host drivers or rq's worker pulled in by the HTTP entry: "

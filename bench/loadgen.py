@@ -54,6 +54,21 @@ class LoadResult:
         return percentile(self.latencies, 99)
 
 
+def merged(parts: list[LoadResult]) -> LoadResult:
+    """Several runs of one load as one: requests/s over their summed time."""
+    statuses: dict[int, int] = {}
+    for part in parts:
+        for status, count in part.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    return LoadResult(
+        requests=sum(p.requests for p in parts),
+        errors=sum(p.errors for p in parts),
+        seconds=sum(p.seconds for p in parts),
+        latencies=[latency for p in parts for latency in p.latencies],
+        statuses=statuses,
+    )
+
+
 def _client(load: Load, client_id: str, count: int, start_at: float) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}

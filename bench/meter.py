@@ -126,6 +126,15 @@ class TableMeter:
             item = parsed.get("Item")
             size = item_size(item)
             return _read_units(size, bool(params.get("ConsistentRead"))), 0.0, int(bool(item)), size
+        if name == "batch_get_item":
+            items = [i for found in (parsed.get("Responses") or {}).values() for i in found]
+            sizes = [item_size(i) for i in items]
+            consistent = all(
+                bool(request.get("ConsistentRead"))
+                for request in params.get("RequestItems", {}).values()
+            )
+            units = sum(_read_units(size, consistent) for size in sizes)
+            return units, 0.0, len(items), max(sizes, default=0)
         if name in ("query", "scan"):
             items = parsed.get("Items") or []
             sizes = [item_size(i) for i in items]

@@ -48,8 +48,11 @@ class Stack:
     """Redis, the table server and dockerd for the whole run; gunicorn and rq workers
     per benchmark. Use as a context manager."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, compare_with: Path | None = None) -> None:
         self.workdir = workdir
+        # Another checkout of Corral (e.g. `git worktree add --detach DIR main`) whose
+        # app the API benchmark serves beside this one's, against the same servers.
+        self.compare_with = compare_with
         self.logs = workdir / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._exit = contextlib.ExitStack()
@@ -143,11 +146,16 @@ class Stack:
             client.close()
 
     @contextlib.contextmanager
-    def gunicorn(self, app: str, env: dict[str, str] | None = None) -> Iterator[Served]:
-        """`app` under gunicorn with the repository's gunicorn.conf.py."""
-        server = start_api(
-            env or self.base_env(), free_port(), self.logs / "gunicorn.log", app, f"gunicorn {app}"
-        )
+    def gunicorn(
+        self, app: str, env: dict[str, str] | None = None, *, code: Path | None = None
+    ) -> Iterator[Served]:
+        """`app` under gunicorn with the repository's gunicorn.conf.py; with `code`, the
+        app's modules are imported from that checkout instead of this one."""
+        env = env or self.base_env()
+        if code is not None:
+            # Ahead of this venv's editable install on sys.path, for gunicorn and its workers.
+            env = env | {"PYTHONPATH": str(code), "GUNICORN_CMD_ARGS": f"--chdir {code}"}
+        server = start_api(env, free_port(), self.logs / "gunicorn.log", app, f"gunicorn {app}")
         try:
             yield Served(server.url, server.child.pid)
         finally:

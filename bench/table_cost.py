@@ -19,7 +19,7 @@ from bench.report import Row, Section, number, table
 from bench.stack import Stack
 from bench.world import PUBLIC, ApiError, InProcessApi, World, seed
 from handlers.app import create_app
-from handlers.auth import CACHE_PREFIX
+from handlers.auth import CACHE_PREFIX, USED_PREFIX
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue
 from infra.table.dynamo import Dynamo, TableStats, make_client
@@ -81,7 +81,7 @@ def _run_jobs(deps: Deps, repo: Repository, cluster_id: str, operation_id: str) 
 
 
 def _forget_auth(redis: Any) -> int:
-    keys = [*redis.scan_iter(f"{CACHE_PREFIX}*"), *redis.scan_iter("corral:key-used:*")]
+    keys = [*redis.scan_iter(f"{CACHE_PREFIX}*"), *redis.scan_iter(f"{USED_PREFIX}*")]
     return int(redis.delete(*keys)) if keys else 0
 
 
@@ -92,6 +92,7 @@ def _calls(calls: dict[str, int]) -> str:
 def _measure(stack: Stack) -> list[Cost]:
     settings = stack.settings("cost")
     with stack.table(settings) as repo:
+        repo.db.consumed_capacity = True  # the local RCU/WCU columns
         redis = stack.redis()
         deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
         meter = TableMeter(repo.db.client)

@@ -44,13 +44,32 @@ class Principal:
         return self.cluster_id is None
 
 
+USED_PREFIX = "corral:key-used:"
+# The cached principal (nil when absent or a tombstone) and, for a cached one, whether
+# its key is used for the first time in LAST_USED_EVERY_SECONDS (then the table
+# records the use). Never marks an unknown key: a made-up bearer leaves nothing behind.
+LOOKUP_SCRIPT = """
+local principal = redis.call('GET', KEYS[1])
+if not principal or principal == ARGV[1] then
+  return {false, 0}
+end
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2])
+return {principal, first and 1 or 0}
+"""
+
+
 def cache_key(key_hash: str) -> str:
     return CACHE_PREFIX + key_hash
+
+
+def used_key(key_hash: str) -> str:
+    return USED_PREFIX + key_hash
 
 
 class Authenticator:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
+        self._lookup = deps.redis.register_script(LOOKUP_SCRIPT)
 
     def principal(self, header: str | None) -> Principal:
         scheme, _, secret = (header or "").strip().partition(" ")
@@ -60,8 +79,14 @@ class Authenticator:
         if not secret or len(secret) > 200:
             raise Unauthorized()
         key_hash = hash_secret(secret)
-        principal = self._cached(key_hash) or self._load(key_hash)
-        self._touch(principal, key_hash)
+        cached, first_use = self._cached(key_hash)
+        if cached is None:
+            principal = self._load(key_hash)
+            first_use = self._mark_used(key_hash)
+        else:
+            principal = cached
+        if first_use:
+            self._deps.repo.keys.touch(key_hash, self._deps.clock())
         return principal
 
     def forget(self, key_hashes: list[str]) -> None:
@@ -86,14 +111,19 @@ class Authenticator:
                 "The key cache could not be cleared, so nothing was changed; retry."
             ) from exc
 
-    def _cached(self, key_hash: str) -> Principal | None:
+    def _cached(self, key_hash: str) -> tuple[Principal | None, bool]:
+        """The cached principal, and whether this is the key's first use in a while:
+        one round trip to Redis (a script), the hot path of every request."""
         try:
-            raw = self._deps.redis.get(cache_key(key_hash))
+            raw, first_use = self._lookup(
+                keys=[cache_key(key_hash), used_key(key_hash)],
+                args=[TOMBSTONE, LAST_USED_EVERY_SECONDS],
+            )
         except RedisError:
-            return None
-        if not raw or raw == TOMBSTONE:
-            return None
-        return Principal(**json.loads(raw))
+            return None, False
+        if raw is None:
+            return None, False
+        return Principal(**json.loads(raw)), bool(first_use)
 
     def _load(self, key_hash: str) -> Principal:
         repo = self._deps.repo
@@ -113,16 +143,15 @@ class Authenticator:
             log.warning("auth cache unavailable; reading keys from the table")
         return principal
 
-    def _touch(self, principal: Principal, key_hash: str) -> None:
-        """Record last use at most every few minutes, not on every request."""
+    def _mark_used(self, key_hash: str) -> bool:
+        """Whether this is the key's first use in a while (last use is recorded at most
+        every few minutes, not on every request)."""
         try:
-            first = self._deps.redis.set(
-                f"corral:key-used:{principal.key_id}", 1, nx=True, ex=LAST_USED_EVERY_SECONDS
+            return bool(
+                self._deps.redis.set(used_key(key_hash), 1, nx=True, ex=LAST_USED_EVERY_SECONDS)
             )
         except RedisError:
-            return
-        if first:
-            self._deps.repo.keys.touch(key_hash, self._deps.clock())
+            return False
 
 
 class AuthMiddleware:

@@ -55,10 +55,10 @@ class WorkloadService:
         body: ContainerCreate,
         constraints: Mapping[str, str] | None = None,
     ) -> tuple[Workload, Operation]:
-        cluster = self._repo.clusters.get(cluster_id)
+        cluster, found_egg = self._repo.cluster_and_egg(cluster_id, body.egg_id)
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
-        egg = self._allowed_egg(body.egg_id)
+        egg = found_egg or rules.egg_or_not_allowed({}, body.egg_id)
         vm = rules.vm_request(egg, body.vm_given())
         resources = rules.resources_for_create(body.given(), egg)
         if vm is not None:

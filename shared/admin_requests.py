@@ -22,6 +22,8 @@ from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
     LABEL_IMAGES_DIR,
+    LABEL_VM_OUTGOING,
+    VM_OUTGOING_ALLOWED,
     VmBoot,
     is_accel,
     is_image_name,
@@ -195,6 +197,11 @@ class HostCreate(Strict):
                     raise ValueError(f"labels.{label} must be an absolute path without ..")
             if LABEL_ACCEL in self.labels and not is_accel(self.labels[LABEL_ACCEL]):
                 raise ValueError(f"labels.{LABEL_ACCEL} must look like kvm, tcg or kvm:tcg")
+            outgoing = self.labels.get(LABEL_VM_OUTGOING, VM_OUTGOING_ALLOWED)
+            if outgoing != VM_OUTGOING_ALLOWED:
+                raise ValueError(
+                    f"labels.{LABEL_VM_OUTGOING} is {VM_OUTGOING_ALLOWED!r} or left out"
+                )
         if self.port_range and self.port_range[0] > self.port_range[1]:
             raise ValueError("port_range must be [low, high]")
         return self

@@ -31,6 +31,12 @@ def is_image_name(name: str) -> bool:
 LABEL_BASE_DIR = "corral.base_dir"
 LABEL_IMAGES_DIR = "corral.images_dir"
 LABEL_ACCEL = "corral.accel"
+# QEMU user networking cannot let a guest out without also letting it reach the VM
+# host's loopback (as 10.0.2.2). Guests get no outgoing network (`restrict=on`) unless
+# the operator opts the host in with this label set to `allow`; then a VM's own
+# `deny_outgoing` still cuts it off.
+LABEL_VM_OUTGOING = "corral.vm_outgoing"
+VM_OUTGOING_ALLOWED = "allow"
 _PLAIN_FOLDER = re.compile(r"/[A-Za-z0-9/._-]+")
 _ACCEL = re.compile(r"[a-z]+(:[a-z]+)*")
 

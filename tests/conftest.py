@@ -1,3 +1,5 @@
+import hypothesis
+
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.dockerd",
@@ -5,3 +7,8 @@ pytest_plugins = [
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",
 ]
+
+# Property tests explore the same examples on every run: CI stays reproducible, and a
+# failure found once is found again on the next run (no example database to lose).
+hypothesis.settings.register_profile("corral", derandomize=True, database=None)
+hypothesis.settings.load_profile("corral")

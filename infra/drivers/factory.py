@@ -10,7 +10,13 @@ from typing import Any
 
 from infra.drivers.base import HostDriver
 from shared.models import DriverKind, Host
-from shared.vm import LABEL_ACCEL, LABEL_BASE_DIR, LABEL_IMAGES_DIR
+from shared.vm import (
+    LABEL_ACCEL,
+    LABEL_BASE_DIR,
+    LABEL_IMAGES_DIR,
+    LABEL_VM_OUTGOING,
+    VM_OUTGOING_ALLOWED,
+)
 
 
 def _docker(host: Host) -> HostDriver:
@@ -44,6 +50,7 @@ def _ssh(host: Host) -> HostDriver:
     ):
         if host.labels.get(label):
             options[option] = host.labels[label]
+    options["guest_outgoing"] = host.labels.get(LABEL_VM_OUTGOING) == VM_OUTGOING_ALLOWED
     try:
         return QemuDriver(connection, **options)
     except ValueError as exc:

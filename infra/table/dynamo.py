@@ -3,8 +3,10 @@ condition failed, and a counter of calls and consumed capacity (the bill)."""
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,13 +23,20 @@ from shared.settings import Settings
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# A transaction cancelled only by TransactionConflict is sent again: at most this many
+# sends in all, the pause before the n-th resend drawn from [0, BACKOFF * 2**(n-1)) s
+# (full jitter, so that two contenders do not collide again in step).
+TRANSACT_ATTEMPTS = 4
+TRANSACT_BACKOFF_S = 0.01
+
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
 
 
 @dataclass
 class TableStats:
-    """Calls and consumed capacity units, by operation name. Thread-safe."""
+    """Calls by operation name, and the capacity units they consumed when the Dynamo
+    asks for them (`consumed_capacity`). Thread-safe."""
 
     calls: dict[str, int] = field(default_factory=dict)
     read_units: float = 0.0
@@ -67,12 +76,24 @@ class TxEntry:
 
 
 def make_client(settings: Settings) -> DynamoDBClient:
+    """The one DynamoDB client of a process (thread-safe, built once by the app or the
+    worker context). Requests are built by our own typed code and the service checks
+    every parameter again, so botocore's client-side validation is switched off: it
+    costs a walk of every request's shape on the hot path and catches nothing else."""
     return boto3.client(
         "dynamodb",
         region_name=settings.aws_region,
         endpoint_url=settings.dynamodb_endpoint,
         config=Config(
-            retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=3, read_timeout=10
+            retries={"max_attempts": 4, "mode": "standard"},
+            connect_timeout=3,
+            read_timeout=10,
+            # One client per process, shared by its threads: a connection for each
+            # request it serves at once, or every request past botocore's default
+            # of 10 opens a connection and drops it.
+            max_pool_connections=max(settings.web_threads, 10),
+            tcp_keepalive=True,
+            parameter_validation=False,
         ),
     )
 
@@ -86,9 +107,13 @@ class Dynamo:
         self.client = client
         self.table = table_name
         self.stats = stats or TableStats()
+        # Ask the table for the capacity each call consumed (TableStats' units): for the
+        # benchmarks, which measure it; every call pays for it in the answer.
+        self.consumed_capacity = False
 
     def _call(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        kwargs.setdefault("ReturnConsumedCapacity", "TOTAL")
+        if self.consumed_capacity:
+            kwargs.setdefault("ReturnConsumedCapacity", "TOTAL")
         try:
             response: dict[str, Any] = getattr(self.client, name)(**kwargs)
         except ClientError:
@@ -108,6 +133,26 @@ class Dynamo:
         )
         wire = response.get("Item")
         return from_wire(wire) if wire else None
+
+    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Item]:
+        """Several items (strongly consistent) in one round trip, by (pk, sk); absent
+        items are absent from the answer. At most 100 keys (one BatchGetItem)."""
+        request: dict[str, Any] = {
+            self.table: {
+                "Keys": [wire_values({"pk": pk, "sk": sk}) for pk, sk in keys],
+                "ConsistentRead": True,
+            }
+        }
+        found: dict[tuple[str, str], Item] = {}
+        while request:  # the service may leave keys unprocessed under load: ask again
+            response = self._call("batch_get_item", RequestItems=request)
+            for wire in response.get("Responses", {}).get(self.table, []):
+                item = from_wire(wire)
+                found[(item["pk"], item["sk"])] = item
+            request = dict(response.get("UnprocessedKeys") or {})
+            if request:
+                time.sleep(random.uniform(0, TRANSACT_BACKOFF_S))
+        return found
 
     def put_new(self, item: Item, on_exists: CorralError) -> None:
         try:
@@ -210,25 +255,34 @@ class Dynamo:
         return found
 
     def transact(self, entries: list[TxEntry]) -> None:
-        """Commit all entries or none. A failed condition raises the entry's own error."""
-        try:
-            self._call(
-                "transact_write_items",
-                TransactItems=[entry.request for entry in entries],
-            )
-        except ClientError as exc:
-            if _code(exc) != "TransactionCanceledException":
-                raise
-            reasons = exc.response.get("CancellationReasons") or []
-            for entry, reason in zip(entries, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
-                    old = reason.get("Item")
-                    raise entry.on_fail(
-                        from_wire(dict(old)) if old else self._reread(entry)
-                    ) from exc
-            if any(r.get("Code") == "TransactionConflict" for r in reasons):
-                raise Conflict("A concurrent change touched the same records; retry.") from exc
-            raise
+        """Commit all entries or none. A failed condition raises the entry's own error.
+
+        DynamoDB cancels a transaction that touches an item another transaction holds
+        (every reason `None` or `TransactionConflict`); nothing was written and the
+        conditions were not the cause, so it is sent again, up to `TRANSACT_ATTEMPTS`
+        times after a short jittered pause: the retry re-checks every condition
+        against the items as the other transaction left them. Only when the
+        conflicts outlast the attempts does the caller see `conflict` (409)."""
+        request = [entry.request for entry in entries]
+        for attempt in range(TRANSACT_ATTEMPTS):
+            try:
+                self._call("transact_write_items", TransactItems=request)
+                return
+            except ClientError as exc:
+                if _code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons") or []
+                for entry, reason in zip(entries, reasons, strict=False):
+                    if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
+                        old = reason.get("Item")
+                        raise entry.on_fail(
+                            from_wire(dict(old)) if old else self._reread(entry)
+                        ) from exc
+                if not only_transaction_conflicts(reasons):
+                    raise
+                if attempt == TRANSACT_ATTEMPTS - 1:
+                    raise Conflict("A concurrent change touched the same records; retry.") from exc
+                time.sleep(random.uniform(0, TRANSACT_BACKOFF_S * 2**attempt))
 
     def _reread(self, entry: TxEntry) -> Item | None:
         body = next(iter(entry.request.values()))
@@ -267,6 +321,14 @@ class Dynamo:
         if write.conditional:
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return request
+
+
+def only_transaction_conflicts(reasons: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a TransactionCanceledException's `CancellationReasons` (one per entry,
+    in order; `{"Code": "None"}` for entries that were fine) say only that another
+    transaction held some of the items: the one cancellation worth sending again."""
+    codes = {str(reason.get("Code")) for reason in reasons}
+    return "TransactionConflict" in codes and codes <= {"TransactionConflict", "None"}
 
 
 def _code(exc: ClientError) -> str:

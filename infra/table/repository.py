@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+from infra.table import schema
 from infra.table.api_keys import AlreadyRevoked, ApiKeyStore
 from infra.table.attributes import Item
-from infra.table.clusters import ClusterStore
+from infra.table.clusters import ClusterStore, cluster_from
 from infra.table.dynamo import Dynamo, TxEntry
-from infra.table.eggs import EggStore
+from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
@@ -25,8 +26,8 @@ from infra.table.operations import OperationStore
 from infra.table.workloads import WorkloadStore
 from shared.capacity import Resources
 from shared.envs import Env
-from shared.errors import Conflict, Failure
-from shared.models import ApiKey, Cluster, Host, Operation, Workload
+from shared.errors import Conflict, Failure, NotFound
+from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
 from shared.states import WorkloadStatus
 
 
@@ -70,20 +71,36 @@ class Repository:
 
     # -- workloads, their operations and the counters they move --------------------
 
+    def cluster_and_egg(self, cluster_id: str, egg_id: str) -> tuple[Cluster, Egg | None]:
+        """A cluster and an egg, in one round trip (what creating a workload reads);
+        the egg is None when there is no such egg."""
+        cluster_key = (schema.cluster_pk(cluster_id), schema.META)
+        egg_key = (schema.egg_pk(egg_id), schema.META)
+        found = self.db.get_many([cluster_key, egg_key])
+        if cluster_key not in found:
+            raise NotFound("Cluster not found.")
+        egg = found.get(egg_key)
+        return cluster_from(found[cluster_key]), egg_from(egg) if egg is not None else None
+
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
     ) -> None:
         """Write the workload and its first operation, and raise the cluster's and the
         host's counters, in one transaction."""
+        self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
+
+    def create_workload_entries(
+        self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
+    ) -> list[TxEntry]:
+        """The entries of `create_workload`'s transaction (the benchmark's floor sends
+        the same request)."""
         now = workload.created_at
-        self.db.transact(
-            [
-                self.workloads.put_new(workload, Conflict("Container already exists.")),
-                self.operations.put_new(operation),
-                self.clusters.reserve(cluster, workload.resources, 1, now),
-                self.hosts.reserve(host, workload.resources, 1, now),
-            ]
-        )
+        return [
+            self.workloads.put_new(workload, Conflict("Container already exists.")),
+            self.operations.put_new(operation),
+            self.clusters.reserve(cluster, workload.resources, 1, now),
+            self.hosts.reserve(host, workload.resources, 1, now),
+        ]
 
     def begin_operation(
         self,

@@ -57,6 +57,7 @@ REFUSALS = {
     "container_limit_reached",
     "no_host_available",
     "action_not_allowed",
+    "not_found",  # a resize or delete of a container the sequence deleted already
 }
 
 CORES = st.sampled_from([-100, -1, -0.01, 0, 0.01, 0.1, 0.5, 1, 1.5, 2, 3])

@@ -19,13 +19,15 @@ DISK_DEVICE = "disk0"
 @dataclass(frozen=True)
 class QemuSetup:
     """How one host runs QEMU: the binary, machine type and accelerator, the address the
-    forwarded ports bind to, and the folder the base images, kernels and initrds are in."""
+    forwarded ports bind to, the folder the base images, kernels and initrds are in, and
+    whether its operator lets guests out (`guest_outgoing`; see LABEL_VM_OUTGOING)."""
 
     images_dir: str = "/var/lib/corral/images"
     qemu_binary: str = "qemu-system-x86_64"
     machine: str = "q35"
     accel: str = "kvm:tcg"
     bind_address: str = ""
+    guest_outgoing: bool = False
 
     def image_path(self, name: str) -> str:
         """The host path of an image file name; a name that could leave the folder or
@@ -46,7 +48,9 @@ def qemu_command(record: VmRecord, folder: str, setup: QemuSetup) -> list[str]:
         f",hostfwd=tcp:{setup.bind_address}:{host}-:{guest}"
         for guest, host in sorted(record.ports.items())
     )
-    restrict = "on" if vm.deny_outgoing else "off"
+    # restrict=off lets the guest out, and QEMU's user networking then also maps
+    # 10.0.2.2 to the host's loopback: only on hosts whose operator opted in.
+    restrict = "off" if setup.guest_outgoing and not vm.deny_outgoing else "on"
     argv = [
         setup.qemu_binary,
         "-name", f"guest={guest_hostname(record.workload_id)}",

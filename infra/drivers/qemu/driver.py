@@ -12,15 +12,16 @@ Each VM lives in its own folder, `<base_dir>/<workload_dir_name(id)>/`:
 QMP is spoken through `socat` on the host (the only tool the host needs besides QEMU):
 paramiko cannot open `direct-streamlocal@openssh.com` channels, and a TCP QMP port would
 be open to every local user. Networking is QEMU user mode with `hostfwd` rules from host
-ports picked in `port_range`; `deny_outgoing` adds `restrict=on`, which cuts the guest
-off from the host and the outside while the forwarded ports still answer.
+ports picked in `port_range`, and `restrict=on`, which cuts the guest off from the host
+(its loopback included) and the outside while the forwarded ports still answer. Only a
+host built with `guest_outgoing` (its operator opted in) lets guests out, unless the VM
+asked `deny_outgoing`.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -37,13 +38,11 @@ from shared.errors import HostError
 from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
-from shared.vm import VmOptions, is_image_name
+from shared.vm import VmOptions, is_image_name, is_plain_folder
 
 MIB = 1024 * 1024
 RECORD_FILE = "corral.json"
 ENFORCED = {"cpu_cores": True, "ram_mb": True, "storage_mb": True, "io": False}
-
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9/._-]+$")
 
 
 class QemuDriver:
@@ -64,13 +63,14 @@ class QemuDriver:
         accel: str = "kvm:tcg",
         machine: str = "q35",
         bind_address: str = "",
+        guest_outgoing: bool = False,
         qemu_binary: str = "qemu-system-x86_64",
         start_timeout: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         for path in (base_dir, images_dir):
-            if not _SAFE_PATH.match(path) or "/../" in f"{path}/":
+            if not is_plain_folder(path):
                 raise ValueError(f"{path!r}: folders must be absolute plain paths")
         self._ssh = connection
         self.base_dir = base_dir.rstrip("/")
@@ -81,6 +81,7 @@ class QemuDriver:
             machine=machine,
             accel=accel,
             bind_address=bind_address,
+            guest_outgoing=guest_outgoing,
         )
         self.start_timeout = start_timeout
         self._sleep = sleep

@@ -161,6 +161,7 @@ def vm_hosts(
             images_dir=str(ssh.images_dir),
             port_range=PORT_RANGE,
             accel="tcg",
+            guest_outgoing=True,  # as a host labelled corral.vm_outgoing=allow
         )
         hosts.append(VmHost(ssh, driver, ProbeListener(ssh.peer_address)))
     try:

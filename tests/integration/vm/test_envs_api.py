@@ -107,6 +107,7 @@ def _register(api: Api, ssh: SshHost, index: int, base_dir: Path, **overrides: A
             "corral.base_dir": str(base_dir),
             "corral.images_dir": str(ssh.images_dir),
             "corral.accel": "tcg",
+            "corral.vm_outgoing": "allow",  # the guests' probe goes to its loopback
         },
         "ssh_host_key": ssh.host_key,
         "ssh_private_key": ssh.client_key_pem,
@@ -495,6 +496,17 @@ def test_shell_metacharacters_through_the_api_create_nothing_unexpected(fleet: F
     assert not list(Path("/").glob("pwned*")) and not list(Path("/tmp").glob("pwned*"))
 
 
+def instantiate_on(fleet: Fleet, role: str, name: str) -> dict[str, Any]:
+    """Create a VM of the fleet's egg on the host labelled `corral.role: <role>`."""
+    resp = fleet.api.admin(
+        "POST",
+        f"/templates/{fleet.egg['id']}/instantiate",
+        {"cluster_id": fleet.cluster["id"], "name": name, "constraints": {"corral.role": role}},
+    )
+    assert resp.status_code == 202, resp.text
+    return dict(resp.json)
+
+
 # -- a host registered with the wrong key -------------------------------------------
 
 
@@ -517,22 +529,13 @@ def test_host_registered_with_the_wrong_key_fails_clearly_and_creates_nothing(
             "corral.role": "impostor",
         },
     )
-    resp = fleet.api.admin(
-        "POST",
-        f"/templates/{fleet.egg['id']}/instantiate",
-        {
-            "cluster_id": fleet.cluster["id"],
-            "name": "on-impostor",
-            "constraints": {"corral.role": "impostor"},
-        },
-    )
-    assert resp.status_code == 202, resp.text
-    vm_id = resp.json["container"]["id"]
+    accepted = instantiate_on(fleet, "impostor", "on-impostor")
+    vm_id = accepted["container"]["id"]
     started = time.monotonic()
     settle(fleet.stack.deps)
     assert time.monotonic() - started < 60  # refused at once, never retried
 
-    op = fleet.api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
+    op = fleet.api.tenant("GET", f"/operations/{accepted['operation']['id']}").json
     assert op["status"] == "failed"
     assert "host key" in op["error"] and "refusing to connect" in op["error"], op
     shown = vm_of(fleet, vm_id)
@@ -546,3 +549,56 @@ def test_host_registered_with_the_wrong_key_fails_clearly_and_creates_nothing(
     assert checked.status.value == "not_ready"
     with contextlib.suppress(Exception):
         fleet.api.tenant("DELETE", f"/containers/{vm_id}")
+
+
+# -- a host whose operator did not opt in to outgoing traffic ----------------------
+
+
+def test_without_the_operators_opt_in_a_guest_cannot_reach_the_hosts_loopback(
+    fleet: Fleet,
+) -> None:
+    """Issue 12, defect 10: QEMU user networking ran with restrict=off, so every guest
+    reached the VM host's loopback services as 10.0.2.2 (here: the probe listener on
+    127.0.0.1 of the host's namespace)."""
+    second = fleet.ssh[1]
+    folder = second.root / "closed-vms"
+    closed = _register(
+        fleet.api,
+        second,
+        3,
+        folder,
+        name="closed",
+        labels={
+            "corral.base_dir": str(folder),
+            "corral.images_dir": str(second.images_dir),
+            "corral.accel": "tcg",
+            "corral.role": "closed",
+        },
+    )
+    assert check_host(fleet.stack.ctx, fleet.stack.deps.repo.hosts.get(closed)).status.value == (
+        "ready"
+    )
+    probe_log = fleet.probe_log(1)
+    heard_before = probe_log.read_bytes()
+    vm_id = instantiate_on(fleet, "closed", "closed-vm")["container"]["id"]
+    try:
+        settle(fleet.stack.deps)
+        shown = vm_of(fleet, vm_id)
+        assert shown["status"] == "running" and shown["host_id"] == closed, shown
+        assert shown["vm"]["deny_outgoing"] is False  # the VM itself did not ask
+        console = folder / workload_dir_name(vm_id) / "console.log"
+
+        def probed_twice() -> bool:
+            return console.read_bytes().count(b"CORRAL-OUTBOUND-FAIL") >= 2
+
+        wait_until(probed_twice, BOOT_TIMEOUT, "two failed probes of the guest", step=1.0)
+        assert b"CORRAL-BOOTED" in console.read_bytes()
+        assert b"CORRAL-OUTBOUND-OK" not in console.read_bytes()
+        assert probe_log.read_bytes() == heard_before
+        (argv,) = qemu_processes(folder)
+        assert ",restrict=on" in argv[argv.index("-netdev") + 1]
+    finally:
+        fleet.api.tenant("DELETE", f"/containers/{vm_id}")
+        settle(fleet.stack.deps)
+        fleet.api.admin("DELETE", f"/hosts/{closed}")
+    assert qemu_processes(folder) == []
