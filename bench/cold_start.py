@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import cold_path
-from bench.report import Row, Section, ms, ratio
+from bench.report import Row, Section, checkout, ms, ratio
 
 TITLE = "6. Lambda cold path (imports in a fresh interpreter)"
 
@@ -41,4 +41,9 @@ def run(quick: bool, compare_with: Path | None = None) -> Section:
         "left out; one unmeasured round first fills the page and bytecode caches. "
         "Building the app creates a boto3 client and a Redis pool but connects to nothing.",
     ]
+    if compare_with is not None:
+        section.notes.append(
+            f"`before` is Corral as checked out in {checkout(compare_with)} "
+            "(`--compare-with`), timed in the same interleaved rounds."
+        )
     return section

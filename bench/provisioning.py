@@ -56,15 +56,16 @@ def job_times(redis: Any, job_id: str) -> tuple[datetime, datetime, datetime]:
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
-    # The job wakes the waiting client before rq records its end: give rq a moment.
-    deadline = time.monotonic() + 5.0
-    job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-    while job.ended_at is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # The job records the operation's success in the table before rq records the job's
+    # end, and a waiting client hears of the success at once: give rq a moment.
+    deadline = time.monotonic() + 5
+    while True:
         job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
-    if job.enqueued_at is None or job.started_at is None or job.ended_at is None:
-        raise RuntimeError(f"job {job_id} has no timestamps (status {job.get_status()})")
-    return _utc(job.enqueued_at), _utc(job.started_at), _utc(job.ended_at)
+        if job.enqueued_at and job.started_at and job.ended_at:
+            return _utc(job.enqueued_at), _utc(job.started_at), _utc(job.ended_at)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} has no timestamps (status {job.get_status()})")
+        time.sleep(0.01)
 
 
 def _utc(moment: datetime) -> datetime:

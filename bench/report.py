@@ -140,6 +140,12 @@ def _command_version(command: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"
 
 
+def checkout(path: Path) -> str:
+    """A checkout of Corral as the report names it: its folder and commit."""
+    commit = _command_version(["git", "-C", str(path), "log", "-1", "--format=%h %s"])
+    return f"{path} (commit {commit})"
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for package in ("falcon", "gunicorn", "rq", "redis", "boto3", "docker", "pydantic"):
