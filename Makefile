@@ -11,6 +11,7 @@ DEPS_STAMP := $(VENV)/.deps-stamp
 VM_DEPS := tests/fixtures/install_vm_deps.sh
 PORT ?= 8080
 PERSIST ?=
+WORKERS ?= 2
 
 .PHONY: help deps debian-deps run test lint bench clean
 
@@ -39,7 +40,7 @@ $(DEPS_STAMP): pyproject.toml package-lock.json | debian-deps
 	@touch $@
 
 run: deps
-	$(BIN)/python -m devstack --port $(PORT) $(if $(PERSIST),--persist)
+	$(BIN)/python -m devstack --port $(PORT) --workers $(WORKERS) $(if $(PERSIST),--persist)
 
 # Lint first (fast), then the suite, whose summary line closes the output.
 test: deps lint

@@ -203,10 +203,10 @@ def run(stack: Stack, quick: bool) -> Section:
         "quick: it exits on SIGTERM (no stop timeout is waited out).",
         f"Throughput: {jobs} restart jobs, one per container (a container takes one change "
         "at a time), queued through the API as fast as it answers while the workers serve "
-        "them. Each `rq worker` forks a work horse per job (see 3.), so the job's modules "
-        "and context are loaded again for every job: the workers' CPU per job (work horses "
-        "included) shows that cost, which a second worker can only overlap with the "
-        "dockerd, Redis and the table server on the same 2 CPUs.",
+        "them. Each worker runs its jobs in its own process with their context made once "
+        "(see 3.); the workers' CPU per job is what a job costs them (before issue 14, "
+        "with a work horse forked per job: 174-180 ms). A second worker overlaps its "
+        "jobs with the dockerd, Redis and the table server on the same 2 CPUs.",
         f"With {rounds} samples, p99 is the slowest run.",
     ]
     return section

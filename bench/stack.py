@@ -163,7 +163,7 @@ class Stack:
 
     @contextlib.contextmanager
     def workers(self, settings: Settings, count: int) -> Iterator[list[Child]]:
-        """`count` plain `rq worker` processes on Corral's queues, as `make run` starts
+        """`count` Corral `rq worker` processes on Corral's queues, as `make run` starts
         them."""
         children: list[Child] = []
         conn = self.redis()
@@ -192,7 +192,7 @@ class Stack:
 
 def cpu_seconds(root: int) -> float:
     """User + system CPU time of process `root` and its living descendants, with the
-    children they reaped (an rq worker's forked work horses)."""
+    children they reaped (the scheduler rq forks, a plain rq worker's work horses)."""
     ticks = os.sysconf("SC_CLK_TCK")
     parents: dict[int, int] = {}
     used: dict[int, float] = {}

@@ -15,7 +15,12 @@ API_APP = "handlers.asgi:get_app()"
 
 
 def start_api(
-    env: dict[str, str], port: int, log_path: Path, app: str = API_APP, name: str = "api"
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    app: str = API_APP,
+    name: str = "api",
+    append_log: bool = False,
 ) -> Server:
     """`app` under gunicorn on 127.0.0.1:`port`; returns once /health answers 200."""
     # gunicorn.conf.py holds the settings (asgi workers: waits park on the event
@@ -25,7 +30,13 @@ def start_api(
     command = [str(BIN / "gunicorn"), "--config", "gunicorn.conf.py", app]
     url = f"http://127.0.0.1:{port}"
     return start_server(
-        f"{name} (gunicorn)", command, env, log_path, url, lambda: answers_200(f"{url}/health")
+        f"{name} (gunicorn)",
+        command,
+        env,
+        log_path,
+        url,
+        lambda: answers_200(f"{url}/health"),
+        append_log=append_log,
     )
 
 

@@ -38,11 +38,14 @@ class Child:
         log_path: Path,
         stop_timeout: float = 10.0,
         cwd: Path = REPO,
+        append_log: bool = False,
     ) -> None:
         self.name = name
         self.log_path = log_path
         self.stop_timeout = stop_timeout
-        with log_path.open("wb") as out:  # a fresh log each run
+        self.pid_file: Path | None = None
+        # A fresh log each run; a restarted component appends to its predecessor's.
+        with log_path.open("ab" if append_log else "wb") as out:
             self.process = subprocess.Popen(
                 command,
                 cwd=cwd,
@@ -87,6 +90,8 @@ class Child:
             log.warning("%s did not stop in %.0f s; killing it", self.name, self.stop_timeout)
         self._signal_group(signal.SIGKILL)  # and whatever it forked that is still there
         self.process.wait()
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
         log.info("stopped %s (pid %d)", self.name, pid)
 
     def log_tail(self, lines: int = 20) -> str:
@@ -95,9 +100,60 @@ class Child:
         except OSError:
             return "(no log)"
 
+    def kill_leftovers(self) -> None:
+        """After the process exited: SIGKILL what it forked that still runs (an rq
+        work horse) and reap it."""
+        self._signal_group(signal.SIGKILL)
+        self.process.wait()
+
+    def record_pid(self, pid_dir: Path) -> None:
+        """Leave `pid_dir`/<name>.pid for a later run to find this process (and its
+        group) if the one that started it dies without stopping it."""
+        pid_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file = pid_dir / f"{self.log_path.stem}.pid"
+        self.pid_file.write_text(f"{self.pid} {_start_time(self.pid)}\n")
+
     def _signal_group(self, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signum)
+
+
+def stop_recorded(pid_dir: Path, timeout: float = 20.0) -> list[str]:
+    """Stop the process groups whose pid files (`Child.record_pid`) are in `pid_dir`
+    and still name the very process that wrote them (same pid, same start time):
+    SIGTERM, then SIGKILL after `timeout`. Returns what was stopped, as "name (pid N)"."""
+    found: dict[int, str] = {}
+    for pid_file in sorted(pid_dir.glob("*.pid")):
+        try:
+            pid_text, started = pid_file.read_text().split()
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _start_time(pid) == started:
+            found[pid] = f"{pid_file.stem} (pid {pid})"
+        pid_file.unlink(missing_ok=True)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_start_time(pid) for pid in found):
+        time.sleep(0.2)
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    return list(found.values())
+
+
+def _start_time(pid: int) -> str:
+    """The start time of a live process (clock ticks since boot, field 22 of its stat),
+    which tells it from a later process given the same pid; "" when none runs (a
+    zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[1].split()
+    return "" if fields[0] == "Z" else fields[19]
 
 
 @dataclass(frozen=True)
@@ -119,10 +175,11 @@ def start_server(
     url: str,
     ready: Callable[[], bool],
     cwd: Path = REPO,
+    append_log: bool = False,
 ) -> Server:
     """Start a server process and wait until `ready()`; a server that does not get
     ready is stopped, and StartupError says why."""
-    child = Child(name, command, env, log_path, cwd=cwd)
+    child = Child(name, command, env, log_path, cwd=cwd, append_log=append_log)
     try:
         child.wait_until(ready, f"{name} to answer at {url}")
     except BaseException:

@@ -1,9 +1,18 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
 Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
-holding the table, the API under gunicorn, an rq worker, and rq cron with the worker
-of its queue. Then it seeds a demo cluster through the API, prints its
-API key once, writes `.corral/local.json` (mode 0600), and waits.
+holding the table, the API under gunicorn, Corral's rq workers (two by default:
+each runs one job at a time), and rq cron with the worker of its queue. Then it
+seeds a demo cluster through the API, prints its API key once, writes
+`.corral/local.json` (mode 0600), and waits.
+
+It supervises Corral's own processes: the API, a worker or rq cron that exits is
+logged and started again, with a growing delay while it keeps dying (see
+devstack/supervisor.py); the servers under them (dockerd, redis-server, DynamoDB
+Local) hold the run's state, so one of them dying stops the run. Each process it
+starts leaves a pid file in `.corral/pids/`: a run killed before it could stop them
+is cleaned up by the next one (it stops what the dead run left behind), and only a
+live `make run` on the same state directory is refused.
 
 Ctrl-C or SIGTERM stops everything it started, in reverse order, dockerd last with
 the containers it ran. The table lives in DynamoDB Local's memory, so every run
@@ -16,20 +25,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 from devstack.corral import BIN, rq_env, start_api, worker_command
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
-from devstack.processes import REPO, Child, Server, StartupError, listening
+from devstack.processes import REPO, Child, Server, StartupError, listening, stop_recorded
 from devstack.redis_server import start_redis
 from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
+from devstack.supervisor import Component
 from devstack.table import create_table, open_table, start_table_server, table_exists
 from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
@@ -38,8 +50,6 @@ from shared.clock import new_id, utc_now
 from shared.settings import Settings
 
 STATE_DIR = REPO / ".corral"
-KEPT_TABLE_DIR = STATE_DIR / "table"
-LOCAL_JSON = STATE_DIR / "local.json"
 TABLE = "corral"
 QUEUE = "corral"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -54,13 +64,26 @@ class Shutdown(BaseException):
 
 
 class Launcher:
-    def __init__(self, port: int, persist: bool, stack: contextlib.ExitStack) -> None:
+    def __init__(
+        self,
+        port: int,
+        persist: bool,
+        stack: contextlib.ExitStack,
+        state_dir: Path = STATE_DIR,
+        workers: int = 2,
+    ) -> None:
         self.port = port
+        self.workers = workers
         self.persist = persist
         self.url = f"http://127.0.0.1:{port}"
         self.stack = stack
-        self.logs = STATE_DIR / "logs"
-        self.children: list[Child] = []
+        self.state_dir = state_dir
+        self.logs = state_dir / "logs"
+        self.pids = state_dir / "pids"
+        self.kept_table_dir = state_dir / "table"
+        self.local_json = state_dir / "local.json"
+        self.servers: list[Child] = []
+        self.components: list[Component] = []
         self.dockerd: Dockerd | None = None
         self.env = _base_env()
 
@@ -69,9 +92,11 @@ class Launcher:
     def start(self) -> None:
         self._claim_state_dir()
         docker_url = self._start_dockerd()
-        redis_url = self._keep(start_redis(STATE_DIR / "redis", self.logs / "redis-server.log"))
+        redis_url = self._keep(
+            start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
+        )
         self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
-        kept_in = KEPT_TABLE_DIR if self.persist else None
+        kept_in = self.kept_table_dir if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
             start_table_server(self.env, self.logs / "table.log", kept_in)
         )
@@ -79,43 +104,46 @@ class Launcher:
         kept = self.persist and table_exists(settings)
         if kept:
             repo = Repository(open_table(settings))
-            log.info(
-                "table %s kept in %s: going on from it", settings.table_name, _short(KEPT_TABLE_DIR)
-            )
+            shown = _short(self.kept_table_dir)
+            log.info("table %s kept in %s: going on from it", settings.table_name, shown)
         else:
             repo = Repository(create_table(settings))
             log.info("created table %s", settings.table_name)
         self._start_api()
-        self._start_worker(settings)
+        self._start_workers(settings)
         self._start_cron()
-        earlier = _earlier_run() if kept else None
+        earlier = _earlier_run(self.local_json) if kept else None
         if earlier is None:
             operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
             try:
-                demo = seed(ApiClient(self.url, operator_key), docker_url, STATE_DIR)
+                demo = seed(ApiClient(self.url, operator_key), docker_url, self.state_dir)
             except ApiError as exc:
                 raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
         else:
             operator_key, demo = earlier
         self._write_local_json(settings, operator_key, demo, docker_url)
-        print_banner(self.url, demo, docker_url, kept_in)
+        print_banner(self.url, demo, docker_url, kept_in, self.state_dir)
 
     def _claim_state_dir(self) -> None:
+        """Refuse if a live `make run` owns the state directory; else stop what a dead
+        one left running (its pid files say what) and take the directory over."""
         self.logs.mkdir(parents=True, exist_ok=True)
-        pidfile = STATE_DIR / "run.pid"
+        pidfile = self.state_dir / "run.pid"
         if pidfile.exists():
             other = int(pidfile.read_text().strip() or 0)
             if other and _is_launcher(other):
                 raise StartupError(f"make run is already running (pid {other})")
+        for left in stop_recorded(self.pids):
+            log.warning("stopped %s, left running by a make run that was killed", left)
         pidfile.write_text(f"{os.getpid()}\n")
         self.stack.callback(pidfile.unlink, missing_ok=True)
 
     def _start_dockerd(self) -> str | None:
         try:
             dockerd = start_dockerd(
-                STATE_DIR / "docker",
+                self.state_dir / "docker",
                 log_path=self.logs / "dockerd.log",
-                run_dir=Path(f"/tmp/corral-{os.getuid()}"),
+                run_dir=_dockerd_run_dir(self.state_dir),
                 keep_data=True,  # the busybox image is imported once
             )
         except StartupError as exc:
@@ -123,6 +151,7 @@ class Launcher:
             log.warning("running WITHOUT a docker host: new containers get no_host_available")
             return None
         self.stack.callback(self._stop_dockerd, dockerd)  # first started, so stopped last
+        dockerd.child.record_pid(self.pids)
         self.dockerd = dockerd
         log.info("dockerd (pid %d) answers at %s", dockerd.pid, dockerd.url)
         if not self.persist:  # the table that knew them is gone
@@ -139,12 +168,19 @@ class Launcher:
     def _start_api(self) -> None:
         if listening(self.port):
             raise StartupError(f"127.0.0.1:{self.port} is in use: try `make run PORT=8081`")
-        self._keep(start_api(self.env, self.port, self.logs / "api.log"))
+        log_path = self.logs / "api.log"
+        self._supervise(
+            "api", lambda again: start_api(self.env, self.port, log_path, append_log=again).child
+        )
 
-    def _start_worker(self, settings: Settings) -> None:
+    def _start_workers(self, settings: Settings) -> None:
         # A worker finishes its job before it stops: give it the time a job may take.
-        child = self._spawn("worker (rq)", worker_command(settings), stop_timeout=30.0)
-        child.wait_until(self._worker_registered, "the rq worker to register")
+        started = [
+            self._spawn(f"worker-{index} (rq)", worker_command(settings), stop_timeout=30.0)
+            for index in range(1, self.workers + 1)
+        ]
+        for worker in started:
+            worker.child.wait_until(self._workers_registered, "the rq workers to register")
 
     def _start_cron(self) -> None:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
@@ -153,26 +189,33 @@ class Launcher:
         command = [str(BIN / "rq"), "worker", CRON_QUEUE]
         self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
-    def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Child:
-        log_path = self.logs / f"{name.split()[0]}.log"  # "worker (rq)" logs to worker.log
-        return self._watch(Child(name, command, self.env, log_path, stop_timeout))
+    def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Component:
+        log_path = self.logs / f"{name.split()[0]}.log"  # "worker-1 (rq)" logs to worker-1.log
+        return self._supervise(
+            name,
+            lambda again: Child(name, command, self.env, log_path, stop_timeout, append_log=again),
+        )
+
+    def _supervise(self, name: str, start: Callable[[bool], Child]) -> Component:
+        component = Component(name, start, self.pids)
+        self.stack.callback(component.stop)
+        self.components.append(component)
+        return component
 
     def _keep(self, server: Server) -> str:
         """Stop `server` with the rest, watch it while running; return its URL."""
-        self._watch(server.child)
+        self.stack.callback(server.child.stop)
+        server.child.record_pid(self.pids)
+        self.servers.append(server.child)
         return server.url
 
-    def _watch(self, child: Child) -> Child:
-        self.stack.callback(child.stop)
-        self.children.append(child)
-        return child
-
-    def _worker_registered(self) -> bool:
+    def _workers_registered(self) -> bool:
         import redis
 
         conn = redis.Redis.from_url(self.env["CORRAL_REDIS_URL"])
         try:
-            return bool(conn.scard("rq:workers"))
+            # with the cron queue's, which starts later
+            return bool(conn.scard("rq:workers") >= self.workers)
         finally:
             conn.close()
 
@@ -181,7 +224,7 @@ class Launcher:
     def _write_local_json(
         self, settings: Settings, operator_key: str, demo: Demo, docker_url: str | None
     ) -> None:
-        path = LOCAL_JSON
+        path = self.local_json
         content = {
             "url": self.url,
             "operator_key": operator_key,
@@ -213,9 +256,10 @@ class Launcher:
     # -- running ------------------------------------------------------------------------
 
     def supervise(self) -> None:
-        """Return when a component dies (Ctrl-C and SIGTERM arrive as Shutdown)."""
+        """Start again the components that exit; return when a server dies (Ctrl-C
+        and SIGTERM arrive as Shutdown)."""
         while True:
-            for child in self.children:
+            for child in self.servers:
                 if not child.alive():
                     code = child.process.returncode
                     log.error("%s exited with %s:\n%s", child.name, code, child.log_tail())
@@ -223,10 +267,14 @@ class Launcher:
             if self.dockerd is not None and not self.dockerd.alive():
                 log.error("dockerd exited:\n%s", self.dockerd.log_tail())
                 return
-            time.sleep(1.0)
+            for component in self.components:
+                component.check()
+            time.sleep(0.5)
 
 
-def print_banner(url: str, demo: Demo, docker_url: str | None, kept_in: Path | None) -> None:
+def print_banner(
+    url: str, demo: Demo, docker_url: str | None, kept_in: Path | None, state_dir: Path
+) -> None:
     base = f"{url}{PUBLIC}"
     auth = '-H "Authorization: Bearer $CORRAL_KEY"'
     body = json.dumps({"name": "hello", "egg_id": demo.egg_id}, separators=(",", ":"))
@@ -242,9 +290,9 @@ def print_banner(url: str, demo: Demo, docker_url: str | None, kept_in: Path | N
         "",
         f"Corral is running at {url}   (Ctrl-C stops everything)",
         f"  {host}",
-        f"  logs:         {_short(STATE_DIR / 'logs')}/",
+        f"  logs:         {_short(state_dir / 'logs')}/",
         f"  table:        {table}",
-        f"  local.json:   {_short(STATE_DIR / 'local.json')} (operator key, cluster id, API key)",
+        f"  local.json:   {_short(state_dir / 'local.json')} (operator key, cluster id, API key)",
         "",
         "The demo cluster's API key (shown once; also in .corral/local.json):",
         "",
@@ -289,11 +337,20 @@ def _is_launcher(pid: int) -> bool:
         return False
 
 
-def _earlier_run() -> tuple[str, Demo] | None:
+def _dockerd_run_dir(state_dir: Path) -> Path:
+    """Where the dockerd of the run in `state_dir` keeps its socket and pidfile: a
+    fixed, short path (sockets are limited to 108 bytes), one per state directory."""
+    if state_dir == STATE_DIR:
+        return Path(f"/tmp/corral-{os.getuid()}")
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return Path(f"/tmp/corral-{os.getuid()}-{digest}")
+
+
+def _earlier_run(local_json: Path) -> tuple[str, Demo] | None:
     """The operator key and demo cluster of the run whose table was kept, from its
     local.json; None if there is none (a new one is seeded)."""
     try:
-        earlier = json.loads(LOCAL_JSON.read_text())
+        earlier = json.loads(local_json.read_text())
         demo = Demo(
             egg_id=earlier["egg_id"],
             cluster_id=earlier["cluster_id"],
@@ -331,7 +388,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--persist",
         action="store_true",
-        help=f"keep the table in {_short(KEPT_TABLE_DIR)}/ and go on from it next time",
+        help=f"keep the table in {_short(STATE_DIR)}/table/ and go on from it next time",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Corral worker processes (one job each at a time)"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=STATE_DIR,
+        help=f"where the run keeps its logs, pid files and state (default {_short(STATE_DIR)})",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s run: %(message)s", datefmt="%X")
@@ -342,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     stack = contextlib.ExitStack()
     try:
-        launcher = Launcher(args.port, args.persist, stack)
+        launcher = Launcher(args.port, args.persist, stack, args.state_dir.resolve(), args.workers)
         launcher.start()
         launcher.supervise()
         code = 1

@@ -37,6 +37,13 @@ _RUNNING_STATES = {
 }
 
 
+class JobTimedOut(BaseException):
+    """Raised inside a job by Corral's worker when the job runs past its timeout. A
+    BaseException, like KeyboardInterrupt, so that no library's `except Exception`
+    turns it into something else (the docker SDK wraps any error of its version
+    probe in a DockerException, which the driver reports as a host error)."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: WorkloadStatus
@@ -215,6 +222,16 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     op = repo.operations.mark_running(op, ctx.clock())
     try:
         outcome = _execute(ctx, workload, op)
+    except JobTimedOut:
+        # Stopped by the worker past the job's timeout: a hang would hang again, so no retry;
+        # the workload takes its next change (a retry, a delete) from here.
+        log.warning("operation %s: stopped past its job timeout", op.id)
+        timed_out = Failure(
+            "timed_out",
+            "The host did not finish the operation in time. The operator has the details.",
+            "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
+        )
+        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), timed_out)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)

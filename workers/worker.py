@@ -1,27 +1,89 @@
 """The rq worker class Corral runs (`rq worker -w workers.worker.CorralWorker`).
 
-rq forks a work horse for every job. A plain worker has loaded none of Corral, so
-each horse imports the job modules and builds boto3's service model again: about
-a third of a second per job, more than a power operation's own work. Loading them
-here, in the parent, before any fork, means every horse starts with them loaded.
-Nothing that holds a connection is made here: sockets must not be shared with the
-horses, so each job still opens its own."""
+Jobs run in the worker's own long-lived process, one after another (rq's
+`SimpleWorker`): the job modules, boto3's service model, the worker context (table
+client, Redis connection, the cached docker clients of `DriverFactory`) and their
+open connections are made once, by the first job, and reused by every later one.
+rq's forking worker paid for a fork, a fresh context and new connections on every
+job, more than a power operation's own work (docs/DEPLOY.md has the figures).
+
+What the fork gave stays:
+- a job past its timeout is stopped: the SIGALRM death penalty raises
+  `JobTimedOut` inside the job, in this process as rq's did in the horse, and
+  `workers.jobs.run_operation` records the operation failed (rq records the job
+  failed);
+- a job stuck where that cannot reach it (a hang in C code that never returns to
+  Python) is caught by a watchdog thread: past its timeout plus `HARD_GRACE_S`
+  the process exits, as a horse killed by its parent did; the supervisor (`make
+  run`, systemd) starts it again, and the operation left running is converged by
+  the reconciler's requeue like any crashed worker's;
+- a worker that dies (SIGKILL, OOM) takes only its one job with it, as before.
+
+Concurrency comes from running more of these processes (docs/DEPLOY.md).
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+
 import boto3
+from rq.job import Job
+from rq.queue import Queue
+from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import import_attribute
-from rq.worker import Worker
+from rq.worker import SimpleWorker
 
 from infra.jobs import JOBS
+from workers.jobs import JobTimedOut
 
-# Every registered job, imported as rq imports it in the horse.
+# Past a job's timeout by this much, its death penalty did not work: exit.
+HARD_GRACE_S = 30.0
+EXIT_STUCK = 70
+
+log = logging.getLogger("corral.worker")
+
+# Every registered job, imported before the first job runs.
 PRELOADED = tuple(import_attribute(job.function) for job in JOBS)
 
 # Building one client loads and caches the DynamoDB service model in boto3's default
-# session; the horses' clients then come from that cache. It makes no network call.
+# session. It makes no network call.
 boto3.client("dynamodb", region_name="us-east-1")
 
 
-class CorralWorker(Worker):
-    """rq's forking worker, with Corral's job code already imported."""
+class StopPastTimeout(UnixSignalDeathPenalty):
+    """rq's SIGALRM death penalty, raising `JobTimedOut` (a BaseException) instead of
+    rq's JobTimeoutException, which library code catching Exception would swallow."""
+
+    def handle_death_penalty(self, signum: int, frame: object) -> None:
+        raise JobTimedOut(f"the job ran past its timeout ({self._timeout} s)")
+
+
+class CorralWorker(SimpleWorker):
+    """rq's in-process worker, with Corral's job code imported, its timeout raised
+    as `JobTimedOut`, and a watchdog on every job."""
+
+    death_penalty_class = StopPastTimeout
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        limit = job.timeout if job.timeout is not None and job.timeout > 0 else None
+        if limit is None:
+            super().execute_job(job, queue)
+            return
+        watchdog = threading.Timer(limit + HARD_GRACE_S, _stuck, args=(job.id, limit))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            watchdog.cancel()
+
+
+def _stuck(job_id: str, limit: float) -> None:
+    log.error(
+        "job %s ran %.0f s past its %.0f s timeout and could not be stopped: exiting",
+        job_id, HARD_GRACE_S, limit,
+    )  # fmt: skip
+    logging.shutdown()
+    os._exit(EXIT_STUCK)

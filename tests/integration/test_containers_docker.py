@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -191,15 +192,18 @@ def test_failure_leaves_error_with_reason(
     assert op["status"] == "failed" and op["error"] == body["error"]
 
 
+@pytest.mark.parametrize("worker_class", ["rq.Worker", "workers.worker.CorralWorker"])
 def test_worker_killed_mid_provision_converges(
     live: Tenant,
     deps: Deps,
     settings: Settings,
     docker_client: docker.DockerClient,
     dockerd: Dockerd,
+    worker_class: str,
 ) -> None:
-    """A real `rq worker` is SIGKILLed while provisioning; re-running the job leaves
-    exactly one container and exact counters."""
+    """A real `rq worker` (rq's forking one, and Corral's that runs jobs in its own
+    process) is SIGKILLed while provisioning; re-running the job leaves exactly one
+    container and exact counters."""
     resp = live.create(name="crash", ram_mb=64)
     workload_id = resp.json["container"]["id"]
     op_id = resp.json["operation"]["id"]
@@ -213,6 +217,8 @@ def test_worker_killed_mid_provision_converges(
             "rq.cli",
             "worker",
             "--burst",
+            "--worker-class",
+            worker_class,
             "-u",
             settings.redis_url,
             "--serializer",
@@ -276,11 +282,11 @@ def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def test_corral_worker_class_runs_jobs_in_forked_horses(
+def test_corral_worker_class_runs_jobs_in_its_own_process(
     live: Tenant, deps: Deps, settings: Settings, docker_client: docker.DockerClient
 ) -> None:
-    """The worker `make run` and the deployment guide start: rq's forking worker with
-    Corral's job code preloaded, as a real process."""
+    """The worker `make run` and the deployment guide start: jobs in the worker's
+    long-lived process with Corral's job code preloaded, as a real process."""
     resp = live.create(name="forked")
     cid = resp.json["container"]["id"]
     env = _worker_env(settings)
@@ -294,6 +300,65 @@ def test_corral_worker_class_runs_jobs_in_forked_horses(
     assert done.returncode == 0, done.stderr[-2000:]
     assert live.api.tenant("GET", f"/containers/{cid}").json["status"] == "running"
     assert docker_client.containers.get(f"corral-{cid}").status == "running"
+
+
+def test_a_job_past_its_timeout_is_recorded_failed_and_the_workload_moves_on(
+    live: Tenant,
+    deps: Deps,
+    settings: Settings,
+    docker_client: docker.DockerClient,
+    dockerd: Dockerd,
+) -> None:
+    """A provision hangs (the engine frozen) past its job's timeout in a real Corral
+    worker: the job is stopped, the operation recorded failed, and the container
+    takes its next change (a delete) once the engine answers again."""
+    from rq.job import Job as RqJob
+    from rq.serializers import JSONSerializer
+
+    from infra.queue import JobQueue
+
+    resp = live.create(name="hangs", ram_mb=64)
+    workload_id = resp.json["container"]["id"]
+    op_id = resp.json["operation"]["id"]
+    # The same job with a 2 s timeout instead of the default ten minutes.
+    RqJob.fetch(op_id, connection=deps.redis, serializer=JSONSerializer).delete()
+    op = deps.repo.operations.get(live.cluster["id"], op_id)
+    JobQueue(deps.redis, replace(settings, job_timeout_seconds=2)).enqueue_operation(op)
+    command = [
+        sys.executable, "-m", "rq.cli", "worker", "--burst",
+        "--worker-class", "workers.worker.CorralWorker",
+        "--serializer", "rq.serializers.JSONSerializer",
+        "-u", settings.redis_url, settings.queue_name,
+    ]  # fmt: skip
+    os.kill(dockerd.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            command, env=_worker_env(settings), capture_output=True, text=True, timeout=60
+        )
+        took = time.monotonic() - started
+    finally:
+        os.kill(dockerd.pid, signal.SIGCONT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert took < 30, took  # stopped at its timeout, not by the docker client's own
+    op_body = live.api.tenant("GET", f"/operations/{op_id}").json
+    assert op_body["status"] == "failed", op_body
+    assert op_body["error_code"] == "timed_out", op_body
+    assert live.api.tenant("GET", f"/containers/{workload_id}").json["status"] == "error"
+
+    deleted = live.api.tenant("DELETE", f"/containers/{workload_id}")
+    assert deleted.status_code == 202, deleted.text
+    done = subprocess.run(
+        command, env=_worker_env(settings), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    delete_op = live.api.tenant("GET", f"/operations/{deleted.json['operation']['id']}").json
+    assert delete_op["status"] == "succeeded", delete_op
+    matching = docker_client.containers.list(
+        all=True, filters={"label": f"io.corral.workload={workload_id}"}
+    )
+    assert matching == []
+    assert _counters(live.api)["containers"] == 0
 
 
 def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
