@@ -23,7 +23,7 @@ from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
 from shared.models import ApiKey, Cluster
-from tests.fixtures.corral import Api, Tenant
+from tests.fixtures.corral import Api, Tenant, error_of
 
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
 # Routes the walk must find: a route silently dropped from the router fails here.
@@ -93,12 +93,6 @@ def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tup
         for method, template in routes(app)
         if template.startswith(ADMIN_BASE + "/")
     }
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 @pytest.fixture

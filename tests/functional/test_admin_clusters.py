@@ -14,7 +14,7 @@ import pytest
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
 PLAN: dict[str, Any] = {
@@ -31,12 +31,6 @@ PLAN: dict[str, Any] = {
 RESOURCE_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io", "ports", "databases", "backups")
 # The egg's defaults (tests/fixtures/corral.py), which each created container takes.
 EGG_DEFAULTS = {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256, "io": 100}
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: Any) -> None:

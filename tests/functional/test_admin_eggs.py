@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import falcon.testing
-
 from services.deps import Deps
-from tests.fixtures.corral import Api, Tenant
+from tests.fixtures.corral import Api, Tenant, error_of
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
 EGG: dict[str, Any] = {
@@ -23,12 +21,6 @@ EGG: dict[str, Any] = {
     "defaults": {"cpu_cores": 0.5, "ram_mb": 128, "storage_mb": 512, "io": 200, "ports": 1},
     "stop_timeout": 20,
 }
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def resources(**given: Any) -> dict[str, Any]:

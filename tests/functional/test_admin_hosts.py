@@ -13,18 +13,12 @@ from services.deps import Deps
 from shared.clock import utc_now
 from shared.models import HostStatus
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
 CAPACITY = {"cpu_cores": 8, "ram_mb": 16384, "storage_mb": 102400}
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
 PRIVATE = "-----BEGIN PRIVATE KEY-----\nsecret-material\n-----END PRIVATE KEY-----\n"
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def register(api: Api, noun: str = "hosts", **fields: Any) -> falcon.testing.Result:

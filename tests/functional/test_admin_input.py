@@ -14,7 +14,7 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from tests.fixtures.corral import Api, Tenant
+from tests.fixtures.corral import Api, Tenant, error_of
 
 Path = tuple[Any, ...]
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
@@ -226,13 +226,6 @@ def bad_bodies(
                 yield f"{where} = 0.5", replaced(body, path, 0.5)
     for path in required:
         yield f"without {'.'.join(map(str, path))}", removed(body, path)
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert resp.status_code < 500, resp.text
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 import falcon.testing
 
 from infra.table.repository import Repository
-from tests.fixtures.corral import Api, Tenant
+from tests.fixtures.corral import Api, Tenant, error_of
 
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
 LISTED_FIELDS = {
@@ -22,12 +22,6 @@ LISTED_FIELDS = {
     "last_used_at",
     "revoked",
 }
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def keys_of(api: Api, cluster_id: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import falcon.testing
 
-from tests.fixtures.corral import REFERENCE_ALLOCATION, Api, Tenant, make_tenant
+from tests.fixtures.corral import REFERENCE_ALLOCATION, Api, Tenant, error_of, make_tenant
 
 PUBLIC = "/api/public/clusters/v1"
 EGG_DEFAULTS = {
@@ -31,13 +31,6 @@ def raw(
     if content_type is not None:
         headers["Content-Type"] = content_type
     return api.client.simulate_request(method, PUBLIC + path, body=body, headers=headers)
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    body = resp.json
-    assert set(body) == {"error"}, resp.text
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], resp.text
-    return resp.status_code, body["error"]["code"]
 
 
 def assert_nothing_reserved(api: Api) -> None:

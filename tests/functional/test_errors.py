@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import falcon.testing
 import pytest
 
-from tests.fixtures.corral import Api, Tenant
+from tests.fixtures.corral import Api, Tenant, error_of
 
 PUBLIC = "/api/public/clusters/v1"
 UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
@@ -22,15 +21,6 @@ MALFORMED_IDS = [
     "id;rm -rf",
     "'or'1'='1",
 ]
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
-    body = resp.json
-    assert set(body) == {"error"}, resp.text
-    assert set(body["error"]) <= {"code", "message", "details"}, resp.text
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"], resp.text
-    return resp.status_code, body["error"]["code"]
 
 
 def authed(api: Api) -> dict[str, str]:

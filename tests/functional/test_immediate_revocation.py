@@ -18,7 +18,7 @@ from services.deps import Deps
 from shared.clock import utc_now
 from shared.models import ClusterStatus
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
 
 
 class FlakyRedis(redis_lib.Redis):  # type: ignore[type-arg]
@@ -43,11 +43,6 @@ def flaky(redis_conn: redis_lib.Redis[bytes]) -> Iterator[FlakyRedis]:
 def flaky_api(deps: Deps, flaky: FlakyRedis, operator_key: str) -> Api:
     flaky_deps = Deps(repo=deps.repo, jobs=deps.jobs, redis=flaky, settings=deps.settings)
     return Api(falcon.testing.TestClient(create_app(flaky_deps)), operator_key)
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def key_path(tenant: Tenant) -> str:

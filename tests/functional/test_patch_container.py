@@ -15,7 +15,7 @@ import pytest
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
 
 
 def settle(deps: Deps, cluster_id: str, container_id: str, status: str = "running") -> None:
@@ -25,12 +25,6 @@ def settle(deps: Deps, cluster_id: str, container_id: str, status: str = "runnin
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), error=None, now=utc_now()
     )
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ from services.deps import Deps
 from shared.clock import utc_now
 from shared.errors import Failure
 from shared.states import WorkloadStatus
-from tests.fixtures.corral import Api, Tenant, make_tenant
+from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
 
 SIGNALS = ["start", "stop", "restart", "kill", "pause", "resume"]
 # What the contract and the design allow: signal -> (from statuses, resulting status).
@@ -34,12 +34,6 @@ def settle(deps: Deps, cluster_id: str, container_id: str, status: str, **kw: An
     assert deps.repo.finish_operation(
         op, workload, status=WorkloadStatus(status), now=utc_now(), **({"error": None} | kw)
     )
-
-
-def error_of(resp: falcon.testing.Result) -> tuple[int, str]:
-    assert set(resp.json) == {"error"}, resp.text
-    assert resp.json["error"]["message"], resp.text
-    return resp.status_code, resp.json["error"]["code"]
 
 
 def power(api: Api, cid: str, signal: str) -> falcon.testing.Result:
