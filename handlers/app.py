@@ -33,6 +33,7 @@ from handlers.public.containers import (
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
+from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -74,6 +75,9 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
     _add_admin_routes(app, deps, authenticator, workloads)
+    app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
+    app.add_route("/docs", DocsPage())
+    app.add_route("/docs/{name}", DocsAsset())
     return app
 
 

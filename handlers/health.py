@@ -3,7 +3,9 @@ from __future__ import annotations
 import falcon
 from redis.exceptions import RedisError
 
+from handlers import shapes
 from handlers.auth import PUBLIC
+from handlers.declare import responds
 from services.deps import Deps
 from shared.errors import CorralError
 
@@ -17,6 +19,7 @@ class HealthResource:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.ServiceHealthView, also={503: shapes.ServiceHealthView})
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         checks = {"queue": self._queue(), "table": self._table()}
         healthy = all(v == "ok" for v in checks.values())

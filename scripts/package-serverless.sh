@@ -157,6 +157,11 @@ def add(zf: zipfile.ZipFile, arcname: str, data: bytes) -> None:
 
 entries = [e for source in SOURCES for e in files(Path(source), Path("."))]
 entries += files(deps, deps)
+# GET /docs's script and stylesheet (swagger-ui-dist, pinned in package-lock.json),
+# where handlers/reference.py looks first.
+for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+    entries.append((Path("node_modules/swagger-ui-dist") / name,
+                    f"handlers/static/swagger-ui/{name}"))
 tmp = artifact.with_suffix(".tmp")
 compiled = 0
 with zipfile.ZipFile(tmp, "w") as zf, tempfile.TemporaryDirectory() as scratch_dir:

@@ -4,13 +4,15 @@ from typing import Any
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
+from handlers.declare import responds
 from services.clusters import ClusterService
 from services.deps import Deps
 from services.keys import mint_key
 from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
+from shared.errors import Conflict, KeyLimitReached, PlanBelowUsage
 from shared.models import Cluster, ClusterStatus, Workload
 from shared.states import WorkloadStatus
 
@@ -29,12 +31,14 @@ class ClusterCollection:
         self._deps = deps
         self._clusters = clusters
 
+    @responds(200, list[shapes.OperatorClusterView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         resp.media = [
             cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
         ]
 
+    @responds(201, shapes.OperatorClusterView, body=ClusterCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ClusterCreate, self._deps.settings.max_body_bytes)
         cluster = self._clusters.create(body)
@@ -47,10 +51,14 @@ class ClusterItem:
         self._deps = deps
         self._clusters = clusters
 
+    @responds(200, shapes.OperatorClusterView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         cluster = self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
         resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
 
+    @responds(
+        200, shapes.OperatorClusterView, body=ClusterUpdate, errors=(PlanBelowUsage, Conflict)
+    )
     def on_patch(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
         body = body_as(req, ClusterUpdate, self._deps.settings.max_body_bytes)
@@ -77,6 +85,7 @@ class ClusterStatusChange:
         self._auth = authenticator
         self._target = self.TARGETS[action]
 
+    @responds(200, shapes.OperatorClusterView, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         cluster = self._clusters.set_status(
             path_id(cluster_id, "Cluster"), self._target, self._auth.forget
@@ -88,10 +97,18 @@ class ClusterKeyCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, list[shapes.ApiKeyView])
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
         resp.media = [views.api_key(k) for k in self._deps.repo.keys.list(cluster_id)]
 
+    @responds(
+        201,
+        shapes.ApiKeyView,
+        body=KeyCreate,
+        body_optional=True,
+        errors=(KeyLimitReached, Conflict),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         path_id(cluster_id, "Cluster")
         # Every field has a default, so the body may be left out.
@@ -112,12 +129,14 @@ class ClusterKeyItem:
         self._deps = deps
         self._auth = authenticator
 
+    @responds(200, shapes.ApiKeyView)
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
         key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         resp.media = views.api_key(key)
 
+    @responds(204, None)
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, key_id: str
     ) -> None:
@@ -137,6 +156,7 @@ class ClusterContainerItem:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.OperatorContainerView)
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, container_id: str
     ) -> None:
@@ -152,6 +172,7 @@ class ClusterOperationItem:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.OperatorOperationView)
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, cluster_id: str, operation_id: str
     ) -> None:

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.body import body_as, path_id
+from handlers.declare import responds
 from services.deps import Deps
 from services.eggs import EggService
 from shared.admin_requests import EggCreate, EggUpdate
+from shared.errors import Conflict
 
 
 class EggCollection:
@@ -14,9 +16,11 @@ class EggCollection:
         self._deps = deps
         self._eggs = eggs
 
+    @responds(200, list[shapes.EggView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = [views.egg(e) for e in self._deps.repo.eggs.list()]
 
+    @responds(201, shapes.EggView, body=EggCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
         egg = self._eggs.create(body)
@@ -29,14 +33,17 @@ class EggItem:
         self._deps = deps
         self._eggs = eggs
 
+    @responds(200, shapes.EggView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         resp.media = views.egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
 
+    @responds(200, shapes.EggView, body=EggUpdate, errors=(Conflict,))
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         egg = self._deps.repo.eggs.get(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
         resp.media = views.egg(self._eggs.update(egg, body))
 
+    @responds(204, None, errors=(Conflict,))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         self._eggs.delete(path_id(egg_id, "Egg"))
         resp.status = falcon.HTTP_204

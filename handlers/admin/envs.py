@@ -10,14 +10,36 @@ from collections import defaultdict
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.body import body_as, path_id
+from handlers.declare import Query, responds
 from services.deps import Deps
 from services.envs import ENV_SIGNALS, EnvService
 from shared.env_requests import CreateEnvReq
-from shared.errors import NotFound
+from shared.errors import (
+    ActionNotAllowed,
+    BelowMinimum,
+    CapacityExceeded,
+    Conflict,
+    ContainerLimitReached,
+    EggNotAllowed,
+    NoHostAvailable,
+    NotFound,
+)
 from shared.models import Engine, Workload
 from shared.requests import LeaseRequest
+
+CLUSTER_QUERY = Query(
+    "cluster_id", {"type": "string"}, "The cluster the id belongs to, where ids repeat."
+)
+ENV_CREATE_ERRORS = (
+    BelowMinimum,
+    CapacityExceeded,
+    ContainerLimitReached,
+    EggNotAllowed,
+    NoHostAvailable,
+    Conflict,
+)
 
 
 def _cluster_param(req: falcon.Request) -> str | None:
@@ -35,6 +57,7 @@ class EnvCollection:
         self._deps = deps
         self._envs = envs
 
+    @responds(200, list[shapes.EnvironmentView], query=(CLUSTER_QUERY,))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         envs = repo.envs.list(_cluster_param(req))
@@ -44,6 +67,7 @@ class EnvCollection:
         shown = [views.environment(e, by_cluster[e.cluster_id]) for e in envs]
         resp.media = [e for e in shown if e["status"] not in ("deleted", "expired")]
 
+    @responds(202, shapes.EnvironmentAcceptedView, body=CreateEnvReq, errors=ENV_CREATE_ERRORS)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, CreateEnvReq, self._deps.settings.max_body_bytes)
         env, vms, ops = self._envs.create(body)
@@ -58,10 +82,17 @@ class EnvItem:
         self._deps = deps
         self._envs = envs
 
+    @responds(200, shapes.EnvironmentView, query=(CLUSTER_QUERY,))
     def on_get(self, req: falcon.Request, resp: falcon.Response, env_id: str) -> None:
         env = self._envs.find(path_id(env_id, "Environment"), _cluster_param(req))
         resp.media = views.environment(env, self._envs.vms_of(env))
 
+    @responds(
+        202,
+        shapes.EnvironmentAcceptedView,
+        query=(CLUSTER_QUERY,),
+        errors=(ActionNotAllowed, Conflict),
+    )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, env_id: str) -> None:
         env = self._envs.find(path_id(env_id, "Environment"), _cluster_param(req))
         gone, vms, ops = self._envs.delete(env)
@@ -79,6 +110,12 @@ class EnvPower:
         self._envs = envs
         self._action = action
 
+    @responds(
+        202,
+        shapes.EnvironmentAcceptedView,
+        query=(CLUSTER_QUERY,),
+        errors=(ActionNotAllowed, Conflict),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, env_id: str) -> None:
         env = self._envs.find(path_id(env_id, "Environment"), _cluster_param(req))
         vms, ops = self._envs.power(env, self._action)
@@ -94,6 +131,13 @@ class EnvLease:
         self._deps = deps
         self._envs = envs
 
+    @responds(
+        200,
+        shapes.EnvironmentView,
+        body=LeaseRequest,
+        query=(CLUSTER_QUERY,),
+        errors=(ActionNotAllowed, Conflict),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, env_id: str) -> None:
         env = self._envs.find(path_id(env_id, "Environment"), _cluster_param(req))
         body = body_as(req, LeaseRequest, self._deps.settings.max_body_bytes)
@@ -107,6 +151,7 @@ class VmItem:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.VirtualMachineView, query=(CLUSTER_QUERY,))
     def on_get(self, req: falcon.Request, resp: falcon.Response, vm_id: str) -> None:
         repo = self._deps.repo
         path_id(vm_id, "VM")

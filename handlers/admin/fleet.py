@@ -8,7 +8,8 @@ from typing import Any
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
+from handlers.declare import responds
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import iso
@@ -25,6 +26,7 @@ class FleetStatus:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.FleetStatusView)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         hosts = repo.hosts.list()
@@ -54,6 +56,7 @@ class FleetStats:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.FleetStatsView)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         clusters = repo.clusters.list()
@@ -99,6 +102,7 @@ class FleetImages:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.FleetImagesView)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         hosts: list[Host] = self._deps.repo.hosts.list()
         where: dict[str, list[str]] = {}

@@ -2,11 +2,17 @@ from __future__ import annotations
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.body import body_as, path_id
+from handlers.declare import Query, responds
 from services.deps import Deps
 from services.hosts import HostService
 from shared.admin_requests import HostCreate
+from shared.errors import Conflict, HostInUse
+
+FORCE_QUERY = Query(
+    "force", {"type": "boolean"}, "Delete the host even though it still holds workloads."
+)
 
 
 class HostCollection:
@@ -16,10 +22,12 @@ class HostCollection:
         self._deps = deps
         self._hosts = hosts
 
+    @responds(200, list[shapes.HostView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         now = self._deps.clock()
         resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
 
+    @responds(201, shapes.HostView, body=HostCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
         host = self._hosts.register(body)
@@ -31,10 +39,12 @@ class HostItem:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.HostView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
         resp.media = views.host(host, self._deps.clock())
 
+    @responds(204, None, query=(FORCE_QUERY,), errors=(HostInUse, Conflict))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         force = req.get_param_as_bool("force", default=False)
         self._deps.repo.hosts.delete(path_id(host_id, "Host"), force=bool(force))
@@ -48,6 +58,7 @@ class HostDrain:
         self._hosts = hosts
         self._draining = draining
 
+    @responds(200, shapes.HostView, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         host = self._hosts.set_draining(path_id(host_id, "Host"), self._draining)
         resp.media = views.host(host)

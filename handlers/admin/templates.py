@@ -7,8 +7,10 @@ from typing import Any
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.body import body_as, path_id
+from handlers.declare import responds
+from handlers.public.containers import CREATE_ERRORS as INSTANTIATE_ERRORS
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.admin_requests import Instantiate
@@ -42,6 +44,7 @@ class TemplateCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, list[shapes.TemplateView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = [template(e) for e in self._deps.repo.eggs.list()]
 
@@ -50,6 +53,7 @@ class TemplateItem:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
+    @responds(200, shapes.TemplateView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
         resp.media = template(_egg_of(self._deps, template_id))
 
@@ -59,6 +63,7 @@ class TemplateInstantiate:
         self._deps = deps
         self._workloads = workloads
 
+    @responds(202, shapes.TemplateAcceptedView, body=Instantiate, errors=INSTANTIATE_ERRORS)
     def on_post(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
         egg = _egg_of(self._deps, template_id)
         body = body_as(req, Instantiate, self._deps.settings.max_body_bytes)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.auth import TENANT
+from handlers.declare import responds
 from services.deps import Deps
 
 
@@ -13,6 +14,7 @@ class ClusterResource:
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
 
+    @responds(200, shapes.ClusterView)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = views.cluster(self._repo.clusters.get(req.context.principal.cluster_id))
 
@@ -23,6 +25,7 @@ class CapacityResource:
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
 
+    @responds(200, shapes.CapacityView)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = views.capacity(self._repo.clusters.get(req.context.principal.cluster_id))
 
@@ -33,6 +36,7 @@ class EggCollection:
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
 
+    @responds(200, list[shapes.EggView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         cluster = self._repo.clusters.get(req.context.principal.cluster_id)
         allowed = set(cluster.egg_ids)

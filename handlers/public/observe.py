@@ -18,15 +18,22 @@ from typing import Any
 
 import falcon
 
-from handlers import views
+from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import path_id
+from handlers.declare import EVENT_STREAM, Query, responds
 from infra.host_calls import HostCalls
 from infra.jobs import FETCH_LOGS
 from infra.open_requests import OpenRequest, OpenRequests
 from services.deps import Deps
 from services.workloads import WorkloadService
-from shared.errors import CorralError, HostTimeout, InvalidInput, ServiceUnavailable
+from shared.errors import (
+    CorralError,
+    HostTimeout,
+    InvalidInput,
+    ServiceUnavailable,
+    TooManyRequests,
+)
 from shared.health import MAX_TAIL, NS_PER_SECOND, LogCursor, LogLine, to_ns
 from shared.models import Workload
 from shared.settings import Settings
@@ -46,11 +53,19 @@ class ContainerHealth:
         self._deps = deps
         self._workloads = workloads
 
+    @responds(200, shapes.HealthView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         workload = self._workloads.live(
             req.context.principal.cluster_id, path_id(container_id, "Container")
         )
         resp.media = views.health(workload.health, self._deps.clock())
+
+
+LOG_QUERY = (
+    Query("tail", {"type": "integer", "minimum": 1, "maximum": MAX_TAIL}, "Last lines to read."),
+    Query("since", {"type": "string"}, "Lines from this time on: unix seconds or ISO 8601."),
+    Query("follow", {"type": "boolean"}, "Stream new lines as server-sent events."),
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,13 @@ class ContainerLogs:
         self._calls = calls or HostCalls(deps.redis, deps.settings)
         self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
 
+    @responds(
+        200,
+        shapes.LogsView,
+        query=LOG_QUERY,
+        streams=(EVENT_STREAM,),
+        errors=(TooManyRequests, HostTimeout, ServiceUnavailable),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
         query = log_query(req)

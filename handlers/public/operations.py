@@ -12,12 +12,14 @@ import time
 import falcon
 from redis.exceptions import RedisError
 
-from handlers import views
+from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import float_param, path_id
+from handlers.declare import Query, responds
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
+from shared.errors import TooManyRequests
 from shared.models import Operation
 from shared.settings import Settings
 
@@ -25,6 +27,11 @@ from shared.settings import Settings
 # was missed; without a subscription, more often.
 SUBSCRIBED_POLL_SECONDS = 5.0
 UNSUBSCRIBED_POLL_SECONDS = 1.0
+WAIT_TIMEOUT = Query(
+    "timeout",
+    {"type": "number", "minimum": 0, "maximum": 3600},
+    "Seconds to wait at most (capped by the server's wait cap).",
+)
 
 
 class OperationItem:
@@ -33,6 +40,7 @@ class OperationItem:
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
 
+    @responds(200, shapes.OperationView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
         op = self._repo.operations.get(
             req.context.principal.cluster_id, path_id(operation_id, "Operation")
@@ -50,6 +58,7 @@ class OperationWait:
         self._deps = deps
         self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
 
+    @responds(200, shapes.OperationView, query=(WAIT_TIMEOUT,), errors=(TooManyRequests,))
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
         seconds = wait_seconds(req, self._deps.settings)
         deadline = time.monotonic() + seconds

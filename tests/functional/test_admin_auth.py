@@ -24,6 +24,7 @@ from shared.clock import new_id, utc_now
 from shared.keys import hash_secret
 from shared.models import ApiKey, Cluster
 from tests.fixtures.corral import Api, Tenant, error_of
+from tests.fixtures.openapi_check import CheckedClient
 
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
 # Routes the walk must find: a route silently dropped from the router fails here.
@@ -346,7 +347,7 @@ def racing_client(deps: Deps, method: str, meanwhile: Callable[[], None]) -> Any
     repo = Repository(deps.repo.db)
     repo.keys = PausingKeys(deps.repo.db, pause)
     repo.clusters = PausingClusters(deps.repo.db, pause)
-    return falcon.testing.TestClient(create_app(dataclasses.replace(deps, repo=repo)))
+    return CheckedClient(create_app(dataclasses.replace(deps, repo=repo)))
 
 
 def test_a_key_revoked_while_a_request_loads_it_is_refused_next(

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import falcon.testing
 import pytest
 import redis as redis_lib
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,6 +18,7 @@ from shared.clock import utc_now
 from shared.models import ClusterStatus
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
+from tests.fixtures.openapi_check import CheckedClient
 
 
 class FlakyRedis(redis_lib.Redis):  # type: ignore[type-arg]
@@ -42,7 +42,7 @@ def flaky(redis_conn: redis_lib.Redis[bytes]) -> Iterator[FlakyRedis]:
 @pytest.fixture
 def flaky_api(deps: Deps, flaky: FlakyRedis, operator_key: str) -> Api:
     flaky_deps = Deps(repo=deps.repo, jobs=deps.jobs, redis=flaky, settings=deps.settings)
-    return Api(falcon.testing.TestClient(create_app(flaky_deps)), operator_key)
+    return Api(CheckedClient(create_app(flaky_deps)), operator_key)
 
 
 def key_path(tenant: Tenant) -> str:

@@ -7,13 +7,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import falcon.testing
-
 from handlers.app import create_app
 from services.deps import Deps
 from shared.clock import utc_now
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import DEFAULT_PLAN, Api, Tenant, make_tenant
+from tests.fixtures.openapi_check import CheckedClient
 
 TOTALS = DEFAULT_PLAN
 ZERO = dict.fromkeys(TOTALS, 0)
@@ -237,7 +236,7 @@ def test_wait_wakes_when_the_operation_finishes(tenant: Tenant, api: Api, deps: 
 def test_wait_never_holds_longer_than_the_cap(tenant: Tenant, api: Api, deps: Deps) -> None:
     op_id = tenant.create().json["operation"]["id"]
     capped = replace(deps, settings=replace(deps.settings, wait_cap_seconds=0.3))
-    client = falcon.testing.TestClient(create_app(capped))
+    client = CheckedClient(create_app(capped))
 
     started = time.monotonic()
     resp = client.simulate_get(

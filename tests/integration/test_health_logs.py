@@ -16,7 +16,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import docker
-import falcon.testing
 import pytest
 import requests
 
@@ -27,6 +26,7 @@ from services.deps import Deps
 from shared.clock import utc_now
 from shared.settings import Settings
 from tests.fixtures.corral import Api, run_jobs
+from tests.fixtures.openapi_check import CheckedClient
 from tests.fixtures.priority import serve_priority, while_serving
 from workers import context
 from workers.collector import collect_health
@@ -244,7 +244,7 @@ def test_follow_ends_at_its_cap(fleet: Fleet, removed_after: list[str]) -> None:
     deps = dataclasses.replace(
         fleet.deps, settings=dataclasses.replace(fleet.deps.settings, logs_follow_cap_seconds=1)
     )
-    api = dataclasses.replace(fleet.api, client=falcon.testing.TestClient(create_app(deps)))
+    api = dataclasses.replace(fleet.api, client=CheckedClient(create_app(deps)))
     started = time.monotonic()
     resp = while_serving(
         fleet.deps, lambda: api.tenant("GET", f"/containers/{cid}/logs", params={"follow": "1"})

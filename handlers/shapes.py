@@ -1,0 +1,322 @@
+"""The shapes of the API's answers, as TypedDicts: what `handlers.views` builds, named
+for the OpenAPI document (`handlers.openapi`). Responders declare which shape they
+answer with (`handlers.declare.responds`); the functional tests check every answer
+they receive against the document, so a view and its shape cannot drift apart.
+
+Every object is closed (no field beyond those listed): a new field in a view needs
+its line here, and then it is documented."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired
+
+# pydantic reads TypedDicts from typing_extensions on Python < 3.12.
+from typing_extensions import TypedDict
+
+from shared.health import HealthState
+from shared.models import ClusterStatus, DriverKind, Engine, HostStatus, RestartPolicy
+from shared.states import OperationKind, OperationStatus, WorkloadStatus
+
+# Timestamps leave the API as ISO 8601 in UTC with a Z (shared.clock.stamp).
+Timestamp = str
+
+
+class ResourcesView(TypedDict):
+    cpu_cores: float
+    ram_mb: int
+    storage_mb: int
+    io: int
+    ports: int
+    databases: int
+    backups: int
+
+
+class ClusterResourcesView(ResourcesView):
+    containers: int
+
+
+class PlanView(TypedDict):
+    name: str
+    limits: ClusterResourcesView
+    default_lifetime: int | None
+    max_lifetime: int | None
+
+
+class ClusterView(TypedDict):
+    id: str
+    name: str
+    status: ClusterStatus
+    plan: PlanView
+    totals: ClusterResourcesView
+    used: ClusterResourcesView
+    remaining: ClusterResourcesView
+    egg_ids: list[str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class OperatorClusterView(ClusterView):
+    node_count: int
+    running_tasks: int
+
+
+class CapacityView(TypedDict):
+    totals: ClusterResourcesView
+    used: ClusterResourcesView
+
+
+class EggView(TypedDict):
+    id: str
+    name: str
+    description: str | None
+    engine: Engine
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    minimum: ResourcesView
+    defaults: ResourcesView
+    stop_timeout: int
+    created_at: Timestamp
+    vm: NotRequired[dict[str, Any]]
+
+
+class TemplateParameterView(TypedDict):
+    name: str
+    type: str
+    required: bool
+    default: NotRequired[float]
+    minimum: NotRequired[float]
+
+
+class TemplateView(EggView):
+    parameters: list[TemplateParameterView]
+
+
+class HealthView(TypedDict):
+    """002's health shape, plus `state`, `stale` and `reason`."""
+
+    cpu_percent: float | None
+    memory_mb: float | None
+    disk_mb: float | None
+    last_heartbeat: int | None
+    uptime_secs: int | None
+    state: HealthState
+    stale: bool
+    reason: str | None
+
+
+class VmView(TypedDict):
+    env_id: str | None
+    ports: list[int]
+    deny_outgoing: bool
+    ssh_keys: list[str]
+    address: str | None
+    forwarded_ports: dict[str, int]
+
+
+class ContainerView(TypedDict):
+    id: str
+    name: str
+    egg_id: str
+    engine: Engine
+    status: WorkloadStatus
+    resources: ResourcesView
+    enforcement: dict[str, Literal["enforced", "accounted"]]
+    pending_operation: str | None
+    last_operation: str | None
+    error: str | None
+    error_code: str | None
+    expires_at: Timestamp | None
+    restart_policy: RestartPolicy
+    health: HealthView
+    created_at: Timestamp
+    updated_at: Timestamp
+    # VMs only (engine qemu)
+    restart_needed: NotRequired[bool]
+    vm: NotRequired[VmView]
+
+
+class OperatorContainerView(ContainerView):
+    cluster_id: str
+    host_id: str | None
+    error_detail: str | None
+
+
+class OperationView(TypedDict):
+    id: str
+    kind: OperationKind
+    container_id: str | None
+    status: OperationStatus
+    params: dict[str, Any]
+    error: str | None
+    error_code: str | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class OperatorOperationView(OperationView):
+    cluster_id: str
+    error_detail: str | None
+
+
+class AcceptedView(TypedDict):
+    """202: the container as it is now, and the operation that carries the change out."""
+
+    container: ContainerView
+    operation: OperationView
+
+
+class TemplateAcceptedView(AcceptedView):
+    cluster_id: str
+
+
+class ApiKeyView(TypedDict):
+    id: str
+    name: str
+    prefix: str
+    masked: str
+    cluster_id: str | None
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+    revoked: bool
+    # Only in the answer that creates the key: shown once.
+    secret: NotRequired[str]
+
+
+class HostLoadView(TypedDict):
+    cpu_percent: float
+    cpu_cores: float
+    memory_mb: float
+    disk_mb: float
+    workloads: int
+    measured_at: Timestamp
+    stale: bool
+
+
+class HostView(TypedDict):
+    id: str
+    name: str
+    driver: DriverKind
+    address: str
+    engines: list[Engine]
+    status: HostStatus
+    health: HostStatus
+    draining: bool
+    labels: dict[str, str]
+    port_range: list[int] | None
+    capacity: ResourcesView
+    used: ResourcesView
+    free: ResourcesView
+    load: HostLoadView | None
+    workload_count: int
+    last_heartbeat: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class LogLineView(TypedDict):
+    time: str | None
+    stream: str
+    line: str
+
+
+class LogsView(TypedDict):
+    container_id: str
+    lines: list[LogLineView]
+    truncated: bool
+
+
+class VirtualMachineView(OperatorContainerView):
+    env_id: str | None
+    image: str | None
+    cpu: int
+    mem: int
+    disk: int
+
+
+class EnvironmentView(TypedDict):
+    id: str
+    cluster_id: str
+    owner: str | None
+    ssh_keys: list[str]
+    lifetime: int | None
+    status: str
+    created_at: Timestamp
+    updated_at: Timestamp
+    expires_at: Timestamp | None
+    vms: list[VirtualMachineView]
+
+
+class EnvironmentAcceptedView(EnvironmentView):
+    operations: list[OperatorOperationView]
+
+
+# -- fleet (operator) ------------------------------------------------------------------
+
+
+class FleetHostView(HostView):
+    workloads: dict[str, int]
+
+
+class FleetTotalsView(TypedDict):
+    hosts: int
+    capacity: ResourcesView
+    used: ResourcesView
+    free: ResourcesView
+    workloads: dict[str, int]
+
+
+class FleetStatusView(TypedDict):
+    hosts: list[FleetHostView]
+    totals: FleetTotalsView
+
+
+class FleetCapacityView(TypedDict):
+    cpu_cores: float
+    ram_mb: int
+
+
+class FleetLoadView(TypedDict):
+    cpu_percent: float
+    cpu_cores: float
+    memory_mb: float
+    disk_mb: float
+    workloads: int
+    hosts_measured: int
+
+
+class FleetStatsView(TypedDict):
+    clusters: int
+    clusters_by_status: dict[str, int]
+    nodes: int
+    nodes_by_status: dict[str, int]
+    eggs: int
+    containers: int
+    containers_by_status: dict[str, int]
+    running_tasks: int
+    capacity: FleetCapacityView
+    load: FleetLoadView
+
+
+class ImageView(TypedDict):
+    image: str
+    hosts: list[str]
+
+
+class HostImagesView(TypedDict):
+    id: str
+    name: str
+    images: list[str]
+    checked_at: Timestamp | None
+
+
+class FleetImagesView(TypedDict):
+    images: list[ImageView]
+    hosts: list[HostImagesView]
+
+
+class ServiceHealthView(TypedDict):
+    status: Literal["healthy", "unhealthy"]
+    version: str
+    checks: dict[str, str]
