@@ -7,6 +7,8 @@ wraps on a thread pool, and the waiting routes as coroutines."""
 from __future__ import annotations
 
 import os
+import tempfile
+from typing import Any
 
 
 def _cores() -> int:
@@ -51,7 +53,9 @@ limit_request_fields = 100
 # across fork).
 preload_app = False
 
-accesslog = os.environ.get("CORRAL_ACCESS_LOG", "-")
+# The app logs every request itself, as JSON with its request id (handlers.telemetry);
+# set CORRAL_ACCESS_LOG=- for gunicorn's own access log as well.
+accesslog = os.environ.get("CORRAL_ACCESS_LOG") or None
 errorlog = os.environ.get("CORRAL_ERROR_LOG", "-")
 loglevel = os.environ.get("CORRAL_LOG_LEVEL", "info")
 # Client, request line, status, bytes, duration in microseconds, user agent; never
@@ -60,3 +64,19 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(D)sus "%(a)s"'
 # Trust X-Forwarded-* only from these addresses (a local proxy by default).
 forwarded_allow_ips = os.environ.get("CORRAL_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 proc_name = "corral-api"
+
+
+# GET /metrics sums what every process counted (prometheus_client's multiprocess
+# mode): each writes its figures to this directory, which must start empty. Workers
+# and rq cron on this machine may write to it too (set the same variable for them).
+# Without it set, a fresh directory is made for this run of the API.
+def on_starting(server: Any) -> None:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="corral-metrics-")
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A process that exited leaves its counters (they still count) but not its gauges."""
+    from infra.metrics import process_gone
+
+    process_gone(worker.pid)

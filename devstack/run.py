@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -89,8 +90,17 @@ class Launcher:
 
     # -- start ----------------------------------------------------------------------
 
+    def _fresh_metrics_dir(self) -> None:
+        """Where the API, the workers and rq cron write their metrics (GET /metrics sums
+        them): emptied at every start, as prometheus_client wants."""
+        metrics_dir = self.state_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        self.env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
     def start(self) -> None:
         self._claim_state_dir()
+        self._fresh_metrics_dir()
         docker_url = self._start_dockerd()
         redis_url = self._keep(
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
@@ -186,7 +196,10 @@ class Launcher:
         """rq cron enqueues with rq's default serializer (it has no other), so its jobs
         go to a queue of their own, served by a worker without the JSON serializer."""
         self._spawn("cron (rq)", [str(BIN / "rq"), "cron", "workers.cron"])
-        command = [str(BIN / "rq"), "worker", CRON_QUEUE]
+        # Corral's worker class, so the periodic jobs' results are counted for /metrics.
+        command = [
+            str(BIN / "rq"), "worker", "--worker-class", "workers.worker.CorralWorker", CRON_QUEUE
+        ]  # fmt: skip
         self._spawn(f"cron-worker (rq, queue {CRON_QUEUE})", command, stop_timeout=30.0)
 
     def _spawn(self, name: str, command: list[str], stop_timeout: float = 10.0) -> Component:

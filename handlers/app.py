@@ -34,6 +34,7 @@ from handlers.public.containers import (
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
 from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
+from handlers.telemetry import MetricsResource, Recorder, Telemetry
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -49,9 +50,16 @@ PUBLIC_BASE = "/api/public/clusters/v1"
 ADMIN_BASE = "/api/v1"
 
 
-def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Request, falcon.Response]:
+    """The app. With `metrics`, requests are counted for GET /metrics (prometheus_client:
+    gunicorn's app has them, the Lambda entry's does not)."""
     authenticator = Authenticator(deps)
-    middleware: list[Any] = [AuthMiddleware(authenticator)]
+    record: Recorder | None = None
+    if metrics:
+        from infra.metrics import observe_request
+
+        record = observe_request
+    middleware: list[Any] = [Telemetry(record), AuthMiddleware(authenticator)]
     if deps.settings.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(deps.settings.cors_origins)))
     app = falcon.App(middleware=middleware)
@@ -78,6 +86,8 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
     app.add_route("/docs", DocsPage())
     app.add_route("/docs/{name}", DocsAsset())
+    if metrics:
+        app.add_route("/metrics", MetricsResource(deps))
     return app
 
 

@@ -24,6 +24,7 @@ from a2wsgi import WSGIMiddleware
 from handlers import errors
 from handlers.app import PUBLIC_BASE, create_app, deps_from
 from handlers.auth import Authenticator, AuthMiddleware
+from handlers.telemetry import AsyncTelemetry
 from handlers.waits import (
     CLIENT_GONE,
     ContainerLogs,
@@ -31,6 +32,8 @@ from handlers.waits import (
     OperationWait,
     Pool,
 )
+from infra import logs
+from infra.metrics import observe_request
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.settings import Settings
@@ -69,7 +72,7 @@ class Server:
 
     def __init__(self, deps: Deps) -> None:
         settings = deps.settings
-        wsgi_app: Any = create_app(deps)  # a WSGI callable; a2wsgi's stubs want a plain function
+        wsgi_app: Any = create_app(deps, metrics=True)  # a2wsgi's stubs want a plain function
         self._wsgi = WSGIMiddleware(wsgi_app, workers=settings.web_threads)
         pool = Pool(self._wsgi.executor)
         # No socket timeout: the subscription reads for as long as the process lives;
@@ -77,7 +80,10 @@ class Server:
         self._redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
         self._notifications = OperationNotifications(self._redis)
 
-        middleware: list[Any] = [ThreadedAuth(AuthMiddleware(Authenticator(deps)), pool)]
+        middleware: list[Any] = [
+            AsyncTelemetry(observe_request),
+            ThreadedAuth(AuthMiddleware(Authenticator(deps)), pool),
+        ]
         if settings.cors_origins:
             middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(settings.cors_origins)))
         waits = falcon.asgi.App(middleware=middleware)
@@ -150,4 +156,5 @@ class Server:
 
 def get_app() -> Server:
     """Production entry (gunicorn.conf.py): settings read once from the environment."""
+    logs.configure()
     return Server(deps_from(Settings.from_env()))

@@ -86,7 +86,7 @@ def routes(app: falcon.App[Any, Any]) -> Iterator[Route]:
         node = stack.pop()
         if node.resource is not None:
             for method, responder in map_http_methods(node.resource).items():
-                yield Route(node.uri_template, method, node.resource, responder)
+                yield Route(str(node.uri_template), method, node.resource, responder)
         stack.extend(reversed(node.children))
 
 

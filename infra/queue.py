@@ -10,6 +10,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from infra.jobs import RUN_OPERATION, Job, Lane, Schedule
+from shared import trace
 from shared.errors import ServiceUnavailable
 from shared.models import Operation
 from shared.settings import Settings
@@ -24,6 +25,8 @@ TICK_STALE_AFTER_SECONDS = 600
 # A finished tick's job is kept this long, and while it exists the same tick cannot
 # be enqueued again (Lambda retries an asynchronous invocation within minutes).
 TICK_KEPT_SECONDS = 3600
+# The job meta field holding the id of the request that enqueued it (shared.trace).
+REQUEST_ID_META = "request_id"
 
 
 def make_redis(settings: Settings) -> Redis[bytes]:
@@ -57,6 +60,7 @@ class JobQueue:
         operation again while its job exists is a no-op."""
         from rq import Retry
 
+        trace.operation_id.set(operation.id)  # the request's log line names it
         self._enqueue(
             RUN_OPERATION,
             [operation.cluster_id, operation.id],
@@ -84,6 +88,7 @@ class JobQueue:
         # Only the operations lane is served here; priority jobs go through
         # infra.host_calls, which waits for their answer.
         assert job.lane is Lane.OPERATIONS, job
+        request_id = trace.request_id.get()
         try:
             self.queue.enqueue(
                 job.function,
@@ -91,6 +96,8 @@ class JobQueue:
                 job_id=job_id,
                 unique=True,
                 failure_ttl=FAILED_KEPT_SECONDS,
+                # The worker logs under the id of the request that asked for the job.
+                meta={REQUEST_ID_META: request_id} if request_id else None,
                 **options,
             )
         except DuplicateJobError:

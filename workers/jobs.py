@@ -12,6 +12,7 @@ from typing import Any
 
 from rq import get_current_job
 
+from infra import metrics
 from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
 from shared.errors import Failure, HostError, NotFound
@@ -313,6 +314,11 @@ def _record(
     final = "failed" if error else "succeeded"
     if finished:
         ctx.jobs.notify_finished(op.id, final)
+        metrics.observe_operation(
+            op.kind.value, final, (ctx.clock() - op.created_at).total_seconds()
+        )
+        log.info("operation %s %s %s", op.kind.value, op.id, final,
+                 extra={"kind": op.kind.value, "outcome": final})  # fmt: skip
     return final
 
 

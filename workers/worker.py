@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from typing import Any
 
 import boto3
 from rq.job import Job
@@ -35,7 +37,10 @@ from rq.timeouts import UnixSignalDeathPenalty
 from rq.utils import import_attribute
 from rq.worker import SimpleWorker
 
-from infra.jobs import JOBS
+from infra import logs, metrics
+from infra.jobs import JOBS, RUN_OPERATION
+from infra.queue import REQUEST_ID_META
+from shared import trace
 from workers.jobs import JobTimedOut
 
 # Past a job's timeout by this much, its death penalty did not work: exit.
@@ -66,7 +71,29 @@ class CorralWorker(SimpleWorker):
 
     death_penalty_class = StopPastTimeout
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        logs.configure()
+
     def execute_job(self, job: Job, queue: Queue) -> None:
+        """Run `job` under the ids of the request that asked for it (its log lines carry
+        them), and count it for GET /metrics."""
+        meta = job.meta or {}
+        tokens = (
+            trace.request_id.set(meta.get(REQUEST_ID_META)),
+            trace.job_id.set(job.id),
+            trace.operation_id.set(job.id if job.func_name == RUN_OPERATION.function else None),
+        )
+        started = time.perf_counter()
+        try:
+            self._execute_watched(job, queue)
+        finally:
+            _count(job, time.perf_counter() - started)
+            trace.operation_id.reset(tokens[2])
+            trace.job_id.reset(tokens[1])
+            trace.request_id.reset(tokens[0])
+
+    def _execute_watched(self, job: Job, queue: Queue) -> None:
         limit = job.timeout if job.timeout is not None and job.timeout > 0 else None
         if limit is None:
             super().execute_job(job, queue)
@@ -78,6 +105,21 @@ class CorralWorker(SimpleWorker):
             super().execute_job(job, queue)
         finally:
             watchdog.cancel()
+
+
+def _count(job: Job, seconds: float) -> None:
+    """The job's outcome and, for a periodic job, what it reported."""
+    try:
+        status = job.get_status(refresh=True)
+        outcome = status.value if status is not None else "unknown"
+        result = job.return_value() if outcome == "finished" else None
+    except Exception:  # Redis gone: the job's own outcome is recorded elsewhere
+        log.warning("job %s: its outcome could not be read for the metrics", job.id)
+        return
+    name = str(job.func_name).rsplit(".", 1)[-1]
+    metrics.observe_job(
+        name, outcome, seconds, None if job.func_name == RUN_OPERATION.function else result
+    )
 
 
 def _stuck(job_id: str, limit: float) -> None:

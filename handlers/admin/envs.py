@@ -23,6 +23,7 @@ from shared.errors import (
     Conflict,
     ContainerLimitReached,
     EggNotAllowed,
+    InvalidCluster,
     NoHostAvailable,
     NotFound,
 )
@@ -39,6 +40,8 @@ ENV_CREATE_ERRORS = (
     EggNotAllowed,
     NoHostAvailable,
     Conflict,
+    InvalidCluster,
+    NotFound,
 )
 
 

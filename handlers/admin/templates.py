@@ -10,11 +10,11 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import responds
-from handlers.public.containers import CREATE_ERRORS as INSTANTIATE_ERRORS
+from handlers.public.containers import CREATE_ERRORS
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.admin_requests import Instantiate
-from shared.errors import NotFound
+from shared.errors import InvalidCluster, NotFound
 from shared.models import Egg
 from shared.requests import ContainerCreate
 
@@ -63,7 +63,9 @@ class TemplateInstantiate:
         self._deps = deps
         self._workloads = workloads
 
-    @responds(202, shapes.TemplateAcceptedView, body=Instantiate, errors=INSTANTIATE_ERRORS)
+    @responds(
+        202, shapes.TemplateAcceptedView, body=Instantiate, errors=(*CREATE_ERRORS, InvalidCluster)
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response, template_id: str) -> None:
         egg = _egg_of(self._deps, template_id)
         body = body_as(req, Instantiate, self._deps.settings.max_body_bytes)

@@ -27,7 +27,8 @@ M = TypeVar("M", bound=BaseModel)
 
 # What a new allocation, or a larger one, can be refused with.
 CHANGE_ERRORS = (BelowMinimum, CapacityExceeded, NoHostAvailable, ActionNotAllowed, Conflict)
-CREATE_ERRORS = (*CHANGE_ERRORS, EggNotAllowed, ContainerLimitReached)
+UPDATE_ERRORS = (*CHANGE_ERRORS, EggNotAllowed)
+CREATE_ERRORS = (*UPDATE_ERRORS, ContainerLimitReached)
 
 
 class _ContainerResource:
@@ -74,7 +75,7 @@ class ContainerItem(_ContainerResource):
         workload = self._workloads.get(cluster_id, path_id(container_id, "Container"))
         resp.media = views.container(workload, self._deps.clock())
 
-    @responds(202, shapes.AcceptedView, body=ContainerUpdate, errors=CHANGE_ERRORS)
+    @responds(202, shapes.AcceptedView, body=ContainerUpdate, errors=UPDATE_ERRORS)
     def on_patch(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
         body = self._body(req, ContainerUpdate)
