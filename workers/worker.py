@@ -73,7 +73,8 @@ class CorralWorker(SimpleWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        logs.configure()
+        if not logging.getLogger().handlers:  # unless the process set up its own (tests)
+            logs.configure()
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run `job` under the ids of the request that asked for it (its log lines carry
