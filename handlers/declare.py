@@ -37,6 +37,8 @@ class Query:
     name: str
     schema: Mapping[str, Any]
     description: str
+    # What a value of it can be refused with beyond invalid_input (an id not found).
+    errors: tuple[type[CorralError], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,7 @@ def _errors(route: Route, declared: Declaration) -> dict[int, set[str]]:
         kinds += [InvalidInput, PayloadTooLarge]
     if declared.query:
         kinds.append(InvalidInput)
+    kinds += [kind for query in declared.query for kind in query.errors]
     by_status: dict[int, set[str]] = {}
     for kind in kinds:
         by_status.setdefault(kind.status, set()).add(kind.code)

@@ -31,7 +31,10 @@ from shared.models import Engine, Workload
 from shared.requests import LeaseRequest
 
 CLUSTER_QUERY = Query(
-    "cluster_id", {"type": "string"}, "The cluster the id belongs to, where ids repeat."
+    "cluster_id",
+    {"type": "string"},
+    "The cluster the id belongs to, where ids repeat.",
+    errors=(NotFound,),
 )
 ENV_CREATE_ERRORS = (
     BelowMinimum,
