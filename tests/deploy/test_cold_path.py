@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ["docker", "paramiko", "rq", "rq.worker"]
+HEAVY = ["docker", "paramiko", "rq", "rq.worker", "prometheus_client"]
 
 
 def loaded_after(code: str) -> list[str]:
