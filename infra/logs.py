@@ -61,13 +61,16 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{ids}]" if ids else text
 
 
-def configure(fmt: str | None = None, stream: Any = None) -> None:
+def configure(fmt: str | None = None, stream: Any = None, *, unless_set: bool = False) -> None:
     """Send every logger's records to `stream` (stderr) in `fmt` ("json" or "text";
-    by default CORRAL_LOG_FORMAT, else json). Replaces the root logger's handlers."""
+    by default CORRAL_LOG_FORMAT, else json). Replaces the root logger's handlers;
+    with `unless_set`, leaves a process that has some (a test run) as it is."""
+    root = logging.getLogger()
+    if unless_set and root.handlers:
+        return
     fmt = (fmt or os.environ.get(FORMAT_ENV) or "json").strip().lower()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
-    root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)

@@ -11,7 +11,10 @@ from __future__ import annotations
 from rq import cron
 from rq.utils import import_attribute
 
+from infra import logs
 from infra.jobs import CRON_QUEUE, SCHEDULES
+
+logs.configure(unless_set=True)  # rq cron loads this file as its configuration
 
 for schedule in SCHEDULES:
     cron.register(

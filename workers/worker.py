@@ -73,8 +73,7 @@ class CorralWorker(SimpleWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if not logging.getLogger().handlers:  # unless the process set up its own (tests)
-            logs.configure()
+        logs.configure(unless_set=True)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         """Run `job` under the ids of the request that asked for it (its log lines carry
