@@ -13,20 +13,11 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
+from handlers.public.containers import CREATE_ERRORS
 from services.deps import Deps
 from services.envs import ENV_SIGNALS, EnvService
 from shared.env_requests import CreateEnvReq
-from shared.errors import (
-    ActionNotAllowed,
-    BelowMinimum,
-    CapacityExceeded,
-    Conflict,
-    ContainerLimitReached,
-    EggNotAllowed,
-    InvalidCluster,
-    NoHostAvailable,
-    NotFound,
-)
+from shared.errors import ActionNotAllowed, Conflict, InvalidCluster, NotFound
 from shared.models import Engine, Workload
 from shared.requests import LeaseRequest
 
@@ -36,16 +27,7 @@ CLUSTER_QUERY = Query(
     "The cluster the id belongs to, where ids repeat.",
     errors=(NotFound,),
 )
-ENV_CREATE_ERRORS = (
-    BelowMinimum,
-    CapacityExceeded,
-    ContainerLimitReached,
-    EggNotAllowed,
-    NoHostAvailable,
-    Conflict,
-    InvalidCluster,
-    NotFound,
-)
+ENV_CREATE_ERRORS = (*CREATE_ERRORS, InvalidCluster, NotFound)
 
 
 def _cluster_param(req: falcon.Request) -> str | None:

@@ -282,6 +282,9 @@ def run_in_lambda_layout(unpacked: Path, code: str, env: dict[str, str]) -> Any:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+DOCS_ASSET = "/docs/swagger-ui.css"
+
+
 def test_artifact_serves_and_schedules_on_its_own(
     unpacked: Path, deps: Deps, table_endpoint: str, redis_url: str
 ) -> None:
@@ -289,17 +292,19 @@ def test_artifact_serves_and_schedules_on_its_own(
     code = (
         "from handlers import lambda_http, lambda_schedule\n"
         f"resp = lambda_http.handler({http_api_v2(Request('GET', '/health'))!r}, None)\n"
+        f"docs = lambda_http.handler({http_api_v2(Request('GET', DOCS_ASSET))!r}, None)\n"
         f"tick = lambda_schedule.sweep({scheduled_event('2026-03-01T12:34:00Z')!r}, None)\n"
         "heavy = [m for m in ('docker', 'paramiko', 'workers', 'infra.drivers', 'devstack')\n"
         "         if m in sys.modules]\n"
         "print(json.dumps({'status': resp['statusCode'], 'body': json.loads(resp['body']),\n"
-        "    'tick': tick, 'heavy': heavy}))\n"
+        "    'tick': tick, 'heavy': heavy, 'docs': docs['statusCode']}))\n"
     )
     result = run_in_lambda_layout(unpacked, code, env)
     assert result["status"] == 200, result
     assert result["body"]["status"] == "healthy"
     assert result["tick"]["enqueued"] is True
     assert result["heavy"] == []
+    assert result["docs"] == 200  # /docs's assets ride in the zip
     assert list(deps.jobs.queue.get_job_ids()) == ["sweep-202603011234"]
 
 
@@ -324,6 +329,7 @@ def test_artifact_holds_only_the_lambda_part_of_the_project(unpacked: Path) -> N
     # gunicorn's ASGI app (and a2wsgi, which it needs) is no part of a Lambda.
     assert not (task / "handlers" / "asgi.py").exists()
     assert not (task / "handlers" / "waits.py").exists()
+    assert not (task / "infra" / "metrics.py").exists()  # prometheus_client: gunicorn only
     project_files = [f for f in task.rglob("*") if f.relative_to(task).parts[0] in own]
     assert not [f for f in project_files if "drivers" in f.relative_to(task).parts], project_files
     # What ships is whole: every project module imports from the zip alone.
