@@ -7,6 +7,7 @@ import json
 
 import falcon
 import pytest
+from openapi_spec_validator import validate
 
 from handlers import shapes
 from handlers.auth import PUBLIC
@@ -27,6 +28,10 @@ def test_the_document_describes_every_route_and_method(api: Api) -> None:
     assert documented == served
     assert ("/api/public/clusters/v1/containers", "post") in documented
     assert ("/api/v1/hosts/{host_id}/drain", "post") in documented
+
+
+def test_the_document_is_valid_openapi_3_1(api: Api) -> None:
+    validate(api.client.simulate_get("/openapi.json").json)
 
 
 def test_each_route_names_the_key_it_takes(api: Api) -> None:
