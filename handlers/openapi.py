@@ -151,12 +151,9 @@ def _closed(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[str, Any]:
     doc = (route.responder.__doc__ or route.resource.__doc__ or "").strip()
-    operation: dict[str, Any] = {
-        "operationId": _operation_id(route),
-        "summary": doc.split("\n\n")[0].replace("\n", " ") if doc else route.template,
-        "tags": [_tag(route)],
-    }
-    if doc:
+    operation: dict[str, Any] = {"operationId": _operation_id(route), "tags": [_tag(route)]}
+    if doc:  # a responder's docstring, else its resource's
+        operation["summary"] = doc.split("\n\n")[0].replace("\n", " ")
         operation["description"] = doc
     if route.auth in SECURITY:
         operation["security"] = [{SECURITY[route.auth]: []}]
