@@ -3,8 +3,10 @@ periodic job's report becomes counts."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -31,12 +33,23 @@ def test_anything_else_gets_a_new_id(sent: str | None) -> None:
     assert made != sent and len(made) == 32 and int(made, 16) >= 0
 
 
+def in_a_fresh_context(make: Callable[[], str]) -> str:
+    """Run `make` with no id set (an earlier test may have left one in this thread)."""
+
+    def fresh() -> str:
+        for var in (trace.request_id, trace.operation_id, trace.job_id):
+            var.set(None)
+        return make()
+
+    return contextvars.copy_context().run(fresh)
+
+
 def test_a_json_line_carries_the_ids_and_the_extra_fields() -> None:
-    token = trace.request_id.set("r-1")
-    try:
-        line = json.loads(JsonFormatter().format(record("done %s", status=201)))
-    finally:
-        trace.request_id.reset(token)
+    def made() -> str:
+        trace.request_id.set("r-1")
+        return JsonFormatter().format(record("done %s", status=201))
+
+    line = json.loads(in_a_fresh_context(made))
 
     assert line["message"] == "done %s" and line["request_id"] == "r-1"
     assert line["status"] == 201 and line["logger"] == "corral.test"
@@ -44,11 +57,11 @@ def test_a_json_line_carries_the_ids_and_the_extra_fields() -> None:
 
 
 def test_a_text_line_is_for_people() -> None:
-    token = trace.operation_id.set("op-9")
-    try:
-        text = TextFormatter().format(record("hello"))
-    finally:
-        trace.operation_id.reset(token)
+    def made() -> str:
+        trace.operation_id.set("op-9")
+        return TextFormatter().format(record("hello"))
+
+    text = in_a_fresh_context(made)
     assert "corral.test: hello" in text and text.endswith("[operation_id=op-9]")
     assert not text.startswith("{")
 
