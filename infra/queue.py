@@ -60,7 +60,8 @@ class JobQueue:
         operation again while its job exists is a no-op."""
         from rq import Retry
 
-        trace.operation_id.set(operation.id)  # the request's log line names it
+        if trace.job_id.get() is None:  # a request's: its log line names the operation
+            trace.operation_id.set(operation.id)
         self._enqueue(
             RUN_OPERATION,
             [operation.cluster_id, operation.id],
