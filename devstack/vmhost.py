@@ -4,7 +4,9 @@ QEMU (TCG) over SSH, as it would on a remote VM host.
 Everything lives in one folder (`.corral/vmhost/`): the sshd's config and its keys
 (made once, so a kept table's host record stays valid), `images/` (links to the
 kernel, busybox initramfs and base disk built by devstack/guest_images.py, cached in
-`.corral/vm-images/`) and `vms/` (the VMs' disks, consoles and records).
+`.corral/vm-images/`) and `vms/` (the VMs' disks, consoles and records). QEMU's
+sockets live beside a VM's disk and a unix socket path has at most 107 bytes, so
+the host is registered with a short link to `vms/`, `/tmp/corral-vms-<hash>`.
 
 The namespace and its link are named after the folder, so the next run finds what a
 killed one left (`prepare_vm_host` deletes it, with the QEMU processes in it, before
@@ -45,8 +47,13 @@ class VmHost:
     folder: Path
 
     @property
-    def base_dir(self) -> Path:
+    def vms_dir(self) -> Path:
         return self.folder / "vms"
+
+    @property
+    def base_dir(self) -> Path:
+        """The VMs' folder as the host is registered with it: a short link to `vms_dir`."""
+        return Path(f"/tmp/corral-vms-{_digest(self.folder)}")
 
     @property
     def images_dir(self) -> Path:
@@ -69,12 +76,17 @@ class VmHost:
     def remove(self) -> None:
         """Delete the namespace with whatever still runs in it (QEMU)."""
         delete_namespace(self.namespace.name, self.namespace.root_link)
+        self.base_dir.unlink(missing_ok=True)
+
+
+def _digest(folder: Path) -> str:
+    return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
 
 
 def namespace_names(folder: Path) -> tuple[str, str]:
     """The namespace and root link names of the VM host kept in `folder` (a link name
     has at most 15 characters)."""
-    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+    digest = _digest(folder)
     return f"corral-run-{digest}", f"crr{digest}"
 
 
@@ -102,6 +114,8 @@ def prepare_vm_host(folder: Path, images_cache: Path, *, keep_vms: bool) -> VmHo
     shutil.rmtree(host.images_dir, ignore_errors=True)  # links into an older cache, maybe
     images.install_into(host.images_dir)
     if not keep_vms:
-        shutil.rmtree(host.base_dir, ignore_errors=True)
-    host.base_dir.mkdir(exist_ok=True)
+        shutil.rmtree(host.vms_dir, ignore_errors=True)
+    host.vms_dir.mkdir(exist_ok=True)
+    host.base_dir.unlink(missing_ok=True)
+    host.base_dir.symlink_to(host.vms_dir, target_is_directory=True)
     return host
