@@ -132,31 +132,37 @@ class Launcher:
             log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_workers(settings)
-        earlier = _earlier_run(self.local_json) if kept else None
-        if earlier is None:
-            operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
-            api = ApiClient(self.url, operator_key)
-            try:
-                demo = seed(api, docker_url, self.state_dir)
-            except ApiError as exc:
-                raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
-            vm = None
-        else:
-            operator_key, demo, vm = earlier
-            api = ApiClient(self.url, operator_key)
-        if self.vm_host is not None and vm is None:
-            try:
-                vm = seed_vm_host(api, demo, self.vm_host, self.state_dir)
-            except ApiError as exc:
-                raise StartupError(f"registering the VM host failed: {exc}") from exc
+        operator_key, demo, vm = self._seed(repo, docker_url, kept)
         self._start_cron()  # its first host check records the VM host's images
-        if vm is not None and self.vm_host is not None:
-            self._wait_for_vm_image(api, vm)
-        else:
-            vm = None  # kept from a run that had a VM host, but this one has none
+        if vm is not None:
+            self._wait_for_vm_image(ApiClient(self.url, operator_key), vm)
         self._write_local_json(settings, operator_key, demo, docker_url, vm)
         vm_address = self.vm_host.namespace.address if self.vm_host else None
         print_banner(self.url, demo, docker_url, kept_in, self.state_dir, vm, vm_address)
+
+    def _seed(
+        self, repo: Repository, docker_url: str | None, kept: bool
+    ) -> tuple[str, Demo, VmDemo | None]:
+        """The operator key, the demo cluster and the VM host's records: seeded through
+        the API, or those of the run whose table was kept."""
+        earlier = _earlier_run(self.local_json) if kept else None
+        demo: Demo | None = None
+        vm: VmDemo | None = None
+        if earlier is None:
+            operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
+        else:
+            operator_key, demo, vm = earlier
+        api = ApiClient(self.url, operator_key)
+        try:
+            if demo is None:
+                demo = seed(api, docker_url, self.state_dir)
+            if self.vm_host is None:
+                vm = None  # the kept run had a VM host; this one has none
+            elif vm is None:
+                vm = seed_vm_host(api, demo, self.vm_host, self.state_dir)
+        except ApiError as exc:
+            raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        return operator_key, demo, vm
 
     def _claim_state_dir(self) -> None:
         """Refuse if a live `make run` owns the state directory; else stop what a dead
