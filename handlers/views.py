@@ -70,6 +70,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "minimum": resources(e.minimum),
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
+        "data_path": e.data_path,
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
     }
