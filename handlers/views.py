@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.backups import Backup
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
 from shared.envs import Env, shown_status
@@ -288,3 +289,22 @@ def environment_accepted(
     env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
 ) -> dict[str, Any]:
     return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}
+
+
+def backup(b: Backup) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "container_id": b.workload_id,
+        "name": b.name,
+        "status": b.status.value,
+        "size_bytes": b.size_bytes,
+        "checksum": b.checksum,
+        "last_operation": b.last_op,
+        **failure(b.failure),
+        "created_at": stamp(b.created_at),
+        "updated_at": stamp(b.updated_at),
+    }
+
+
+def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
+    return {"backup": backup(b), "operation": operation(o)}
