@@ -83,7 +83,9 @@ def _keeping_head(chunks: Iterable[bytes], head: bytearray) -> Iterator[bytes]:
         yield chunk
 
 
-def restore(ctx: WorkerContext, driver: HostDriver, workload: Workload, op: Operation) -> None:
+def restore(
+    ctx: WorkerContext, driver: HostDriver, workload: Workload, op: Operation, stop_timeout: int
+) -> None:
     """Check the stored archive against the backup's checksum (refused, the container
     untouched, when it no longer matches), stop the workload, and replace its data
     path's contents with the archive. Bringing it back up is the caller's."""
@@ -106,7 +108,7 @@ def restore(ctx: WorkerContext, driver: HostDriver, workload: Workload, op: Oper
     if state == RuntimeState.MISSING:
         raise BackupRefused("missing", "The container is missing on its host.")
     if state != RuntimeState.STOPPED:
-        driver.power(workload.id, PowerSignal.STOP)
+        driver.power(workload.id, PowerSignal.STOP, stop_timeout)
     hashing = Hashing(store.read(backup.archive_key))
     archiver.restore_data(workload.id, backup.data_path, hashing)
     if hashing.checksum != backup.checksum:

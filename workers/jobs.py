@@ -182,7 +182,7 @@ def backup(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
 def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     """Replace the data path's contents with a backup's, the workload stopped around
     it, and bring it back to the power state it had."""
-    backups.restore(context.current(), driver, workload, op)
+    backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
     observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
     return Outcome(workload.status, _enforced(observed))
 

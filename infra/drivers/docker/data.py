@@ -9,7 +9,9 @@ Clearing the path before a restore (the container stopped):
   stands where an archive puts a file), and the backup's archive then replaces that file
   with its directory;
 - when the path is a volume (its mount point cannot be removed), a short-lived helper
-  container from the workload's own image, sharing its volumes, deletes the contents.
+  container from the workload's own image, sharing its volumes, deletes the contents
+  with the image's /bin/sh and rm (an image without them cannot be restored into a
+  volume: the restore fails with restore_failed).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from shared.errors import HostError
 
 ARCHIVE_CHUNK_BYTES = 1024 * 1024
 HELPER_TIMEOUT_S = 120
+# Deletes every entry of the directory $1, dot files included; a pattern that matches
+# nothing stays as it is and `rm -f` ignores it.
+EMPTY_SCRIPT = 'cd -- "$1" && rm -rf -- * .[!.]* ..?*'
 
 
 def archive(api: Any, name: str, path: str) -> Iterator[bytes]:
@@ -68,14 +73,20 @@ def _empty_volume(api: Any, name: str, path: str, attrs: Mapping[str, Any]) -> N
     image = (attrs.get("Config") or {}).get("Image") or attrs.get("Image")
     helper = api.create_container(
         image,
-        # The path is an argument of find, never part of a shell line.
-        entrypoint=["find"],
-        command=[path, "-mindepth", "1", "-delete"],
+        # The path is the script's argument ($1), never part of the shell line.
+        entrypoint=["/bin/sh", "-c", EMPTY_SCRIPT, "corral-restore", path],
         labels={"io.corral.helper": "restore"},
         host_config=api.create_host_config(volumes_from=[name], network_mode="none"),
     )
     try:
-        api.start(helper)
+        try:
+            api.start(helper)
+        except docker.errors.APIError as exc:
+            raise HostError(
+                f"emptying {path} of container {name}: the helper did not start: {exc}",
+                code="restore_failed",
+                public="The container's image has no /bin/sh to clear its data with.",
+            ) from exc
         result = api.wait(helper, timeout=HELPER_TIMEOUT_S)
         if result.get("StatusCode") != 0:
             raise HostError(
