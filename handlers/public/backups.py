@@ -23,6 +23,15 @@ class _BackupResource:
         self._backups = backups
 
     @staticmethod
+    def _ids(req: falcon.Request, container_id: str, backup_id: str) -> tuple[str, str, str]:
+        """(cluster, container, backup) ids of a backup's route, shapes checked."""
+        return (
+            req.context.principal.cluster_id,
+            path_id(container_id, "Container"),
+            path_id(backup_id, "Backup"),
+        )
+
+    @staticmethod
     def _accepted(resp: falcon.Response, result: tuple[Backup, Operation]) -> None:
         resp.status = falcon.HTTP_202
         resp.media = views.backup_accepted(*result)
@@ -53,19 +62,12 @@ class BackupItem(_BackupResource):
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, backup_id: str
     ) -> None:
-        cluster_id = req.context.principal.cluster_id
-        backup = self._backups.get(
-            cluster_id, path_id(container_id, "Container"), path_id(backup_id, "Backup")
-        )
-        resp.media = views.backup(backup)
+        resp.media = views.backup(self._backups.get(*self._ids(req, container_id, backup_id)))
 
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, backup_id: str
     ) -> None:
-        cluster_id = req.context.principal.cluster_id
-        result = self._backups.delete(
-            cluster_id, path_id(container_id, "Container"), path_id(backup_id, "Backup")
-        )
+        result = self._backups.delete(*self._ids(req, container_id, backup_id))
         if result is None:
             resp.status = falcon.HTTP_204
             return
@@ -78,13 +80,7 @@ class BackupRestore(_BackupResource):
     def on_post(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, backup_id: str
     ) -> None:
-        cluster_id = req.context.principal.cluster_id
-        self._accepted(
-            resp,
-            self._backups.restore(
-                cluster_id, path_id(container_id, "Container"), path_id(backup_id, "Backup")
-            ),
-        )
+        self._accepted(resp, self._backups.restore(*self._ids(req, container_id, backup_id)))
 
 
 class BackupDownload(_BackupResource):
@@ -93,10 +89,7 @@ class BackupDownload(_BackupResource):
     def on_get(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, backup_id: str
     ) -> None:
-        cluster_id = req.context.principal.cluster_id
-        backup, chunks = self._backups.download(
-            cluster_id, path_id(container_id, "Container"), path_id(backup_id, "Backup")
-        )
+        backup, chunks = self._backups.download(*self._ids(req, container_id, backup_id))
         resp.content_type = "application/x-tar"
         resp.downloadable_as = f"backup-{backup.id}.tar"
         if backup.size_bytes is not None:

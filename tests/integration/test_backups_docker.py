@@ -98,7 +98,7 @@ def _running(live: Tenant, deps: Deps, backups: int = 2) -> str:
 def _exec(docker_client: docker.DockerClient, container_id: str, script: str) -> str:
     container = docker_client.containers.get(f"corral-{container_id}")
     code, output = container.exec_run(["/bin/sh", "-c", script])
-    assert code == 0, output
+    assert code == 0 and isinstance(output, bytes), output
     return output.decode()
 
 
@@ -122,6 +122,18 @@ def _backup(live: Tenant, deps: Deps, container_id: str, **body: Any) -> dict[st
         "GET", f"/containers/{container_id}/backups/{resp.json['backup']['id']}"
     ).json
     return dict(backup)
+
+
+def _backed_up(
+    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+) -> tuple[str, dict[str, Any], str]:
+    """A running container with its data written, one ready backup of it, and the
+    backup's key in the store."""
+    container_id = _running(live, deps)
+    _sums_when_written(docker_client, container_id)
+    backup = _backup(live, deps, container_id)
+    assert backup["status"] == "ready", backup
+    return container_id, backup, f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"
 
 
 def _operation(live: Tenant, operation_id: str) -> dict[str, Any]:
@@ -191,10 +203,7 @@ def test_a_stopped_container_is_restored_and_stays_stopped(
 def test_a_tampered_archive_is_not_restored(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
 ) -> None:
-    container_id = _running(live, deps)
-    _sums_when_written(docker_client, container_id)
-    backup = _backup(live, deps, container_id)
-    key = f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"
+    container_id, backup, key = _backed_up(live, deps, docker_client)
     store.put(key, [b"not the archive that was taken"])
     _exec(docker_client, container_id, "echo after > /data/after.txt")
 
@@ -287,10 +296,7 @@ def test_backups_take_the_containers_slots_exactly_under_concurrency(
 def test_deleting_a_container_deletes_its_backups(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
 ) -> None:
-    container_id = _running(live, deps)
-    _sums_when_written(docker_client, container_id)
-    backup = _backup(live, deps, container_id)
-    key = f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"
+    container_id, backup, key = _backed_up(live, deps, docker_client)
     assert sum(len(c) for c in store.read(key)) == backup["size_bytes"]
     assert live.api.tenant("DELETE", f"/containers/{container_id}").status_code == 202
     run_jobs(deps)
@@ -307,9 +313,7 @@ def test_kept_backups_outlive_their_container(
     worker_context: context.WorkerContext,
 ) -> None:
     worker_context.settings = dataclasses.replace(worker_context.settings, keep_backups=True)
-    container_id = _running(live, deps)
-    _sums_when_written(docker_client, container_id)
-    backup = _backup(live, deps, container_id)
+    container_id, backup, key = _backed_up(live, deps, docker_client)
     live.api.tenant("DELETE", f"/containers/{container_id}")
     run_jobs(deps)
     path = f"/containers/{container_id}/backups/{backup['id']}"
@@ -320,4 +324,4 @@ def test_kept_backups_outlive_their_container(
     assert live.api.tenant("DELETE", path).status_code == 204
     assert error_of(live.api.tenant("GET", path)) == (404, "not_found")
     with pytest.raises(ArchiveMissing):
-        list(store.read(f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"))
+        list(store.read(key))

@@ -48,8 +48,8 @@ def with_volume(
 def _listing(container: Container) -> str:
     for _ in range(100):
         code, out = container.exec_run(["/bin/sh", "-c", LIST])
-        if code == 0:
-            return str(out.decode())
+        if code == 0 and isinstance(out, bytes):
+            return out.decode()
         threading.Event().wait(0.1)
     raise AssertionError("the container did not write its data within 10 s")
 
