@@ -7,13 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from infra.archives.store import ArchiveMissing, ArchiveStore, store_for
+from infra.archives.store import ArchiveMissing, ArchiveStore, StoreFailed, store_for
 from infra.table.repository import no_backup_slot_message
 from services import operations
 from services.deps import Deps
 from shared import rules
 from shared.backups import Backup, BackupStatus
-from shared.errors import ActionNotAllowed, CapacityExceeded, NotFound
+from shared.errors import ActionNotAllowed, CapacityExceeded, NotFound, ServiceUnavailable
 from shared.models import DEFAULT_DATA_PATH, Engine, Operation, OperationParams, Workload
 from shared.requests import BackupCreate
 from shared.states import OperationKind, check_backupable, operation_in_flight
@@ -46,6 +46,8 @@ class BackupService:
             return backup, self._store().read(backup.archive_key)
         except ArchiveMissing:
             raise NotFound("The backup's archive is missing from the backup store.") from None
+        except StoreFailed as exc:
+            raise ServiceUnavailable("The backup store did not answer. Retry later.") from exc
 
     # -- changes ----------------------------------------------------------------
 
@@ -99,7 +101,10 @@ class BackupService:
         except NotFound:
             workload = None
         if workload is None or workload.status.is_gone:
-            self._store().delete(backup.archive_key)
+            try:
+                self._store().delete(backup.archive_key)
+            except StoreFailed as exc:
+                raise ServiceUnavailable("The backup store did not answer. Retry later.") from exc
             self._repo.backups.forget(backup)
             return None
         self._idle(workload)

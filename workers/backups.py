@@ -11,12 +11,14 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 from infra.archives.store import (
     ArchiveMissing,
     ArchiveStore,
     Hashing,
     StoredArchive,
+    StoreFailed,
     checksum_of,
     store_for,
 )
@@ -57,6 +59,23 @@ def _store(ctx: WorkerContext) -> ArchiveStore:
     return store_for(ctx.settings)
 
 
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """The backup store's failures as host errors: retried (transient), then recorded
+    with plain words for the tenant and the store's own for the operator."""
+    try:
+        yield
+    except StoreFailed as exc:
+        raise HostError(
+            str(exc),
+            transient=True,
+            code="backup_store_failed",
+            public="The backup store did not answer, even after retries. The operator has "
+            "the details.",
+        ) from exc
+
+
+@_store_errors()
 def take(
     ctx: WorkerContext, driver: HostDriver, workload: Workload, op: Operation
 ) -> StoredArchive:
@@ -83,6 +102,7 @@ def _keeping_head(chunks: Iterable[bytes], head: bytearray) -> Iterator[bytes]:
         yield chunk
 
 
+@_store_errors()
 def restore(
     ctx: WorkerContext, driver: HostDriver, workload: Workload, op: Operation, stop_timeout: int
 ) -> None:
@@ -119,12 +139,14 @@ def restore(
         )
 
 
+@_store_errors()
 def delete(ctx: WorkerContext, op: Operation) -> None:
     """Remove the backup's archive from the store (its record goes when the operation
     closes)."""
     _store(ctx).delete(_backup_of(ctx, op).archive_key)
 
 
+@_store_errors()
 def discard_all(ctx: WorkerContext, workload: Workload) -> None:
     """Delete the backups of a workload that is being deleted (unless the operator keeps
     them, CORRAL_KEEP_BACKUPS): archives first, then their records."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from infra.archives.store import CHUNK_BYTES, ArchiveMissing, Hashing, StoredArchive
+from infra.archives.store import CHUNK_BYTES, ArchiveMissing, Hashing, StoredArchive, StoreFailed
 
 
 class FolderStore:
@@ -18,18 +19,24 @@ class FolderStore:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> StoredArchive:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         hashing = Hashing(chunks)
         try:
-            with partial.open("wb") as out:
+            with _failing_as_store(f"write {path}"):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out = partial.open("wb")
+            with out:
                 for chunk in hashing:
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            partial.replace(path)
+                    with _failing_as_store(f"write {partial}"):
+                        out.write(chunk)
+                with _failing_as_store(f"write {partial}"):
+                    out.flush()
+                    os.fsync(out.fileno())
+            with _failing_as_store(f"rename {partial}"):
+                partial.replace(path)
         finally:
-            partial.unlink(missing_ok=True)
+            with suppress(OSError):  # the folder's own failure was reported already
+                partial.unlink(missing_ok=True)
         return hashing.stored()
 
     def read(self, key: str) -> Iterator[bytes]:
@@ -38,10 +45,14 @@ class FolderStore:
             archive = path.open("rb")
         except FileNotFoundError:
             raise ArchiveMissing(key) from None
-        return _chunks_of(archive)
+        except OSError as exc:
+            raise StoreFailed(f"read {path}: {exc}") from exc
+        return _chunks_of(archive, path)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        with _failing_as_store(f"delete {path}"):
+            path.unlink(missing_ok=True)
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()
@@ -50,7 +61,19 @@ class FolderStore:
         return path
 
 
-def _chunks_of(archive: BinaryIO) -> Iterator[bytes]:
+def _chunks_of(archive: BinaryIO, path: Path) -> Iterator[bytes]:
     with archive:
-        while chunk := archive.read(CHUNK_BYTES):
+        while True:
+            with _failing_as_store(f"read {path}"):
+                chunk = archive.read(CHUNK_BYTES)
+            if not chunk:
+                return
             yield chunk
+
+
+@contextmanager
+def _failing_as_store(action: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise StoreFailed(f"backup folder: {action}: {exc}") from exc

@@ -4,14 +4,22 @@ streams in (a few parts in memory at most), read back in chunks."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.archives.store import CHUNK_BYTES, ArchiveMissing, ChunkReader, Hashing, StoredArchive
+from infra.archives.store import (
+    CHUNK_BYTES,
+    ArchiveMissing,
+    ChunkReader,
+    Hashing,
+    StoredArchive,
+    StoreFailed,
+)
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,30 +59,40 @@ class S3Store:
 
     def put(self, key: str, chunks: Iterable[bytes]) -> StoredArchive:
         hashing = Hashing(chunks)
-        self._client.upload_fileobj(
-            cast("IO[bytes]", ChunkReader(hashing)),
-            self._bucket,
-            self._prefix + key,
-            Config=TRANSFER,
-        )
+        reader = cast("IO[bytes]", ChunkReader(hashing))
+        with self._failing_as_store(f"upload {key}"):
+            self._client.upload_fileobj(reader, self._bucket, self._prefix + key, Config=TRANSFER)
         return hashing.stored()
 
     def read(self, key: str) -> Iterator[bytes]:
         try:
             response = self._client.get_object(Bucket=self._bucket, Key=self._prefix + key)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _code(exc) in ("NoSuchKey", "404"):
                 raise ArchiveMissing(key) from None
-            raise
-        body = response["Body"]
-        return _closing(body.iter_chunks(CHUNK_BYTES), body)
+            raise StoreFailed(f"bucket {self._bucket}: get {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreFailed(f"bucket {self._bucket}: get {key}: {exc}") from exc
+        return self._chunks(key, response["Body"])
 
     def delete(self, key: str) -> None:
-        self._client.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+        with self._failing_as_store(f"delete {key}"):
+            self._client.delete_object(Bucket=self._bucket, Key=self._prefix + key)
+
+    def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        try:
+            with self._failing_as_store(f"read {key}"):
+                yield from body.iter_chunks(CHUNK_BYTES)
+        finally:
+            body.close()
+
+    @contextmanager
+    def _failing_as_store(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreFailed(f"bucket {self._bucket}: {action}: {exc}") from exc
 
 
-def _closing(chunks: Iterator[bytes], body: Any) -> Iterator[bytes]:
-    try:
-        yield from chunks
-    finally:
-        body.close()
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -19,6 +19,11 @@ class ArchiveMissing(Exception):
     """The store has no archive under the key."""
 
 
+class StoreFailed(Exception):
+    """The backup store refused or did not answer (the message says which store and
+    why; it may name paths and endpoints: the operator's, not the tenant's)."""
+
+
 @dataclass(frozen=True)
 class StoredArchive:
     size_bytes: int

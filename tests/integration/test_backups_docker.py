@@ -15,7 +15,7 @@ import docker
 import pytest
 
 from devstack.dockerd import Dockerd
-from infra.archives.store import ArchiveMissing, ArchiveStore, store_for
+from infra.archives.store import ArchiveMissing, ArchiveStore, StoreFailed, store_for
 from services.deps import Deps
 from shared.settings import Settings
 from tests.fixtures.corral import Api, Tenant, error_of, make_tenant, run_jobs
@@ -215,8 +215,35 @@ def test_a_tampered_archive_is_not_restored(
     # untouched: still running, with what it had
     assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
     assert "after.txt" in _exec(docker_client, container_id, LIST_SUMS)
-    got = live.api.tenant("GET", f"/containers/{container_id}/backups/{backup['id']}").json
-    assert got["status"] == "ready"
+    path = f"/containers/{container_id}/backups/{backup['id']}"
+    assert live.api.tenant("GET", path).json["status"] == "ready"
+
+    store.delete(key)  # gone behind Corral's back
+    assert error_of(live.api.tenant("GET", f"{path}/download")) == (404, "not_found")
+    resp = live.api.tenant("POST", f"{path}/restore")
+    run_jobs(deps)
+    op = _operation(live, resp.json["operation"]["id"])
+    assert op["status"] == "failed" and op["error_code"] == "archive_missing", op
+    assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
+
+
+def test_a_bucket_that_is_not_there_is_a_store_failure(
+    s3_endpoint: str, settings: Settings
+) -> None:
+    store = store_for(
+        dataclasses.replace(
+            settings,
+            backup_store="s3",
+            backup_s3_bucket="no-such-bucket",
+            backup_s3_endpoint=s3_endpoint,
+            backup_s3_access_key_id="testing",
+            backup_s3_secret_access_key="testing",
+        )
+    )
+    with pytest.raises(StoreFailed, match="no-such-bucket"):
+        store.put("c/w/b.tar", [b"x" * 1024])
+    with pytest.raises(StoreFailed):
+        store.read("c/w/b.tar")
 
 
 def test_a_container_with_no_data_gets_no_backup(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.archives.folder import FolderStore
-from infra.archives.store import ArchiveMissing, ChunkReader, checksum_of
+from infra.archives.store import ArchiveMissing, ChunkReader, StoreFailed, checksum_of
 from shared.backups import ARCHIVE_HEAD_BYTES, is_empty_directory
 
 
@@ -81,3 +81,10 @@ def test_keys_stay_inside_the_folder(tmp_path: Path) -> None:
 def test_the_chunk_reader_reads_across_chunks() -> None:
     reader = ChunkReader(iter([b"ab", b"", b"cde", b"f"]))
     assert reader.read(4) + reader.read(10) + reader.read(1) == b"abcdef"
+
+
+def test_a_folder_that_cannot_be_written_is_a_store_failure(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"a file where the folder should be")
+    store = FolderStore(str(tmp_path / "file"))
+    with pytest.raises(StoreFailed, match="backup folder"):
+        store.put("c/w/b.tar", [b"x"])
