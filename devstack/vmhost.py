@@ -34,7 +34,7 @@ from devstack.sshd_host import (
     start_sshd,
 )
 
-SUBNET_PREFIX = "10.214"  # the tests' hosts use 10.213
+SUBNET_PREFIX = "10.215"  # the tests' hosts use 10.213, private dockerds 10.214
 PORT_RANGE = (20000, 20099)  # host ports forwarded to guests, inside the namespace
 ACCEL = "tcg"
 DEMO_IMAGE = BASE_DISK_NAME
