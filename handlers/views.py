@@ -71,7 +71,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
         "created_at": stamp(e.created_at),
-        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
+        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {"data_path": e.data_path}),
     }
 
 
@@ -139,6 +139,7 @@ def operation(o: Operation) -> dict[str, Any]:
         "container_id": o.workload_id,
         "status": o.status.value,
         "params": o.params.to_json(),
+        "progress": o.progress,
         **failure(o.failure),
         "created_at": stamp(o.created_at),
         "started_at": iso(o.started_at),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from services.deps import Deps
-from shared.admin_requests import EggCreate, EggResources, EggUpdate
+from shared.admin_requests import EggCreate, EggResources, EggUpdate, check_container_image
 from shared.capacity import Resources
 from shared.errors import BelowMinimum, Conflict, InvalidInput
 from shared.models import Egg, Engine
@@ -35,6 +35,7 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                data_path=body.data_path,
             )
         )
         self._repo.eggs.create(egg)
@@ -48,6 +49,11 @@ class EggService:
         )
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.image is not None and egg.engine == Engine.DOCKER:
+            try:
+                check_container_image(body.image)
+            except ValueError as exc:
+                raise InvalidInput(f"image: {exc}.") from exc
         if body.vm is not None:
             if egg.engine != Engine.QEMU:
                 raise InvalidInput("vm settings are for qemu eggs only.")

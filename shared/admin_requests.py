@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from shared.images import parse_image
 from shared.models import DriverKind, Engine
 from shared.requests import (
     Cores,
@@ -18,6 +19,7 @@ from shared.requests import (
     StorageMb,
     Strict,
 )
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -110,6 +112,20 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+def _data_path(path: str) -> str:
+    if path == "/" or not is_plain_folder(path):
+        raise ValueError("data_path must be an absolute folder other than /, without ..")
+    return path.rstrip("/")
+
+
+DataPath = Annotated[str, StringConstraints(max_length=256), AfterValidator(_data_path)]
+
+
+def check_container_image(image: str) -> None:
+    """A docker egg's image must be a pullable reference (ValueError saying why not)."""
+    parse_image(image)
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -121,11 +137,14 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    data_path: DataPath = DEFAULT_DATA_PATH
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.engine == Engine.DOCKER:
+            check_container_image(self.image)
         return self
 
 
@@ -223,6 +242,7 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    data_path: DataPath | None = None
 
 
 class Instantiate(Strict):

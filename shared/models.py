@@ -11,6 +11,7 @@ from typing import Any
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.vm import VmBoot, WorkloadVm
 
@@ -92,6 +93,7 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -244,6 +246,7 @@ class Operation:
     failure: Failure | None = None  # set when the last operation failed
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    progress: str | None = None  # a short text while it runs (an image pull's percent)
 
 
 @dataclass(frozen=True)

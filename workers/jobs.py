@@ -6,15 +6,16 @@ condition that the operation is still the workload's pending one."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rq import get_current_job
 
-from infra.drivers.base import HostDriver, VmDriver
+from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.capacity import Resources
-from shared.errors import Failure, HostError, NotFound
+from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
@@ -24,6 +25,7 @@ from workers import context
 log = logging.getLogger("corral.jobs")
 
 LOST_MESSAGE = "The container disappeared from its host."
+PROGRESS_EVERY_S = 1.0
 
 
 def plain_error(code: str, message: str) -> HostError:
@@ -63,6 +65,7 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         environment=dict(egg.environment),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        data_path=egg.data_path,
     )
 
 
@@ -70,9 +73,14 @@ def _enforced(observed: Observed) -> dict[str, Any]:
     return {"enforced": dict(observed.enforced)} if observed.enforced else {}
 
 
-def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec) -> Observed:
-    """`driver.ensure`, with the VM options when the workload is a VM."""
+def _ensure(
+    driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec, op: Operation
+) -> Observed:
+    """`driver.ensure`, once the host has the image (pulled, with progress on the
+    operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
+        if isinstance(driver, ImagePuller):
+            driver.pull_if_missing(spec.image, None, ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -110,8 +118,30 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
     return fields
 
 
+class ProgressReport:
+    """Writes an operation's `progress`, at most once per PROGRESS_EVERY_S (and the
+    last text when it changes to say it finished): a pull reports many events."""
+
+    def __init__(self, op: Operation) -> None:
+        self._op = op
+        self._written_at = 0.0
+        self._last = ""
+
+    def __call__(self, text: str) -> None:
+        now = time.monotonic()
+        finished = text.startswith("pulled ")
+        if text == self._last or (now - self._written_at < PROGRESS_EVERY_S and not finished):
+            return
+        ctx = context.current()
+        try:
+            ctx.repo.operations.set_progress(self._op, text[:200], ctx.clock())
+        except CorralError:
+            return  # finished or superseded meanwhile: nothing to tell
+        self._written_at, self._last = now, text
+
+
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg))
+    observed = _ensure(driver, workload, egg, spec_for(workload, egg), op)
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
@@ -127,8 +157,8 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
         if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
             observed = driver.apply_resources(spec)
         else:
-            driver.remove(workload.id)
-            observed = _ensure(driver, workload, egg, spec)
+            driver.remove(workload.id, keep_data=True)
+            observed = _ensure(driver, workload, egg, spec, op)
         observed = _restore_power(driver, workload, egg, observed)
     elif op.params.resources is not None:
         observed = driver.apply_resources(spec)
