@@ -145,6 +145,7 @@ class Launcher:
                 log_path=self.logs / "dockerd.log",
                 run_dir=_dockerd_run_dir(self.state_dir),
                 keep_data=True,  # the busybox image is imported once
+                enforce_storage=True,  # btrfs + the volume plugin: storage_mb is enforced
             )
         except StartupError as exc:
             log.warning("no docker host: %s", exc)

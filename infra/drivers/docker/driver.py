@@ -202,7 +202,9 @@ class DockerDriver:
         with host_errors(self._address, f"pull image {image}"):
             if docker_images.has_image(self._api(), image):
                 return False
-            docker_images.pull(self._api(), image, auth, progress)
+            docker_images.pull(
+                self._api(), image, auth, progress, where=f"docker host {self._address}"
+            )
         return True
 
     def remove_image(self, image: str) -> bool:

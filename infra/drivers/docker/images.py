@@ -37,10 +37,12 @@ def has_image(api: Any, image: str) -> bool:
     return True
 
 
-def pull(api: Any, image: str, auth: RegistryAuth | None, progress: ProgressSink) -> None:
-    """Pull `image` through the engine, calling `progress` with a short text as layers
-    arrive. HostError with a tenant-safe message when the registry refuses, does not
-    have the image, or cannot be reached in time."""
+def pull(
+    api: Any, image: str, auth: RegistryAuth | None, progress: ProgressSink, where: str
+) -> None:
+    """Pull `image` through the engine (`where` names it for operators), calling
+    `progress` with a short text as layers arrive. HostError with a tenant-safe message
+    when the registry refuses, does not have the image, or cannot be reached in time."""
     ref = parse_image(image)
     auth_config = {"username": auth.username, "password": auth.password} if auth else None
     progress(f"pulling {image}")
@@ -48,21 +50,23 @@ def pull(api: Any, image: str, auth: RegistryAuth | None, progress: ProgressSink
         events = api.pull(
             ref.repository, tag=ref.pull_tag, stream=True, decode=True, auth_config=auth_config
         )
-        _follow(image, events, progress)
+        _follow(image, events, progress, where)
     except docker.errors.APIError as exc:
-        raise pull_error(image, str(exc.explanation or exc)) from exc
+        raise pull_error(image, str(exc.explanation or exc), where) from exc
     except requests.Timeout as exc:
-        raise pull_error(image, f"timeout: {exc}") from exc
+        raise pull_error(image, f"timeout: {exc}", where) from exc
     if not has_image(api, image):
-        raise pull_error(image, "the engine finished the pull without the image")
+        raise pull_error(image, "the engine finished the pull without the image", where)
     progress(f"pulled {image}")
 
 
-def _follow(image: str, events: Iterable[Mapping[str, Any]], progress: ProgressSink) -> None:
+def _follow(
+    image: str, events: Iterable[Mapping[str, Any]], progress: ProgressSink, where: str
+) -> None:
     layers: dict[str, tuple[int, int]] = {}
     for event in events:
         if "error" in event:
-            raise pull_error(image, str(event.get("error")))
+            raise pull_error(image, str(event.get("error")), where)
         layer, status = str(event.get("id") or ""), str(event.get("status") or "")
         detail = event.get("progressDetail") or {}
         if layer and detail.get("total"):
@@ -75,10 +79,10 @@ def _follow(image: str, events: Iterable[Mapping[str, Any]], progress: ProgressS
             progress(f"pulling {image}: {min(100, done * 100 // total)}% of {len(layers)} layers")
 
 
-def pull_error(image: str, detail: str) -> HostError:
+def pull_error(image: str, detail: str, where: str) -> HostError:
     """The HostError for a failed pull, classified by what the engine said."""
     said = detail.lower()
-    operator = f"pull of {image} failed: {detail}"
+    operator = f"pull of {image} on {where} failed: {detail}"
     if any(word in said for word in _UNREACHABLE):
         return HostError(
             operator,
