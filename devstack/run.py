@@ -47,6 +47,7 @@ from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
+from shared.sealing import new_key
 from shared.settings import Settings
 
 STATE_DIR = REPO / ".corral"
@@ -91,6 +92,7 @@ class Launcher:
 
     def start(self) -> None:
         self._claim_state_dir()
+        self.env.setdefault("CORRAL_SECRET_KEY", _local_secret_key(self.state_dir))
         docker_url = self._start_dockerd()
         redis_url = self._keep(
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
@@ -329,6 +331,15 @@ def _base_env() -> dict[str, str]:
         }
     )
     return env
+
+
+def _local_secret_key(state_dir: Path) -> str:
+    """make run's CORRAL_SECRET_KEY, made once and kept beside the table (PERSIST)."""
+    path = state_dir / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key() + "\n")
+    return path.read_text().strip()
 
 
 def _is_launcher(pid: int) -> bool:

@@ -75,6 +75,13 @@ def egg(e: Egg) -> dict[str, Any]:
     }
 
 
+def operator_egg(e: Egg) -> dict[str, Any]:
+    """An egg as operators see it: whose registry credentials it holds (never the
+    password, which no route returns)."""
+    auth = {"username": e.registry_auth.username} if e.registry_auth else None
+    return egg(e) | {"registry_auth": auth}
+
+
 ENFORCEMENT_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io")
 
 

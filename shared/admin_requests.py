@@ -126,6 +126,13 @@ def check_container_image(image: str) -> None:
     parse_image(image)
 
 
+class RegistryAuthBody(Strict):
+    """Credentials for the registry of a docker egg's image. Stored sealed; never shown."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -138,11 +145,14 @@ class EggCreate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
     data_path: DataPath = DEFAULT_DATA_PATH
+    registry_auth: RegistryAuthBody | None = None
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.registry_auth is not None and self.engine != Engine.DOCKER:
+            raise ValueError("registry_auth is for docker eggs only")
         if self.engine == Engine.DOCKER:
             check_container_image(self.image)
         return self
@@ -243,6 +253,8 @@ class EggUpdate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
     data_path: DataPath | None = None
+    # null removes the credentials; left out keeps them
+    registry_auth: RegistryAuthBody | None = None
 
 
 class Instantiate(Strict):

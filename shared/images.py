@@ -92,3 +92,19 @@ class RegistryAuth:
 
     def __repr__(self) -> str:  # never in a log or a traceback
         return f"RegistryAuth(username={self.username!r}, password=***)"
+
+
+@dataclass(frozen=True)
+class SealedRegistryAuth:
+    """An egg's registry credentials as the table holds them: the password sealed
+    (shared.sealing) under CORRAL_SECRET_KEY. No route ever shows the password."""
+
+    username: str
+    sealed_password: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"username": self.username, "sealed_password": self.sealed_password}
+
+    @classmethod
+    def from_json(cls, data: dict[str, str]) -> SealedRegistryAuth:
+        return cls(username=data["username"], sealed_password=data["sealed_password"])

@@ -11,6 +11,7 @@ from typing import Any
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
+from shared.images import SealedRegistryAuth
 from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.vm import VmBoot, WorkloadVm
@@ -94,6 +95,7 @@ class Egg:
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
     data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted
+    registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:

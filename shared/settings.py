@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.sealing import SealingError, check_key
+
 VERSION = "0.1.0"
 
 
@@ -37,6 +39,9 @@ class Settings:
     logs_follow_cap_seconds: float = 60.0
     logs_poll_seconds: float = 1.0
     logs_max_bytes: int = 1024 * 1024
+    # Seals what Corral stores to give back to hosts (an egg's registry password);
+    # Fernet key, 32 bytes url-safe base64. Without it, such secrets are refused.
+    secret_key: str | None = field(default=None, repr=False)
     version: str = VERSION
 
     @classmethod
@@ -67,4 +72,15 @@ class Settings:
             logs_follow_cap_seconds=float(
                 env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
             ),
+            secret_key=_secret_key(env.get("CORRAL_SECRET_KEY")),
         )
+
+
+def _secret_key(value: str | None) -> str | None:
+    """A malformed key stops the process at startup with what to do, not later with a 500."""
+    if not value:
+        return None
+    try:
+        return check_key(value)
+    except SealingError as exc:
+        raise SystemExit(f"corral: {exc}") from exc

@@ -16,8 +16,10 @@ from rq import get_current_job
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.capacity import Resources
 from shared.errors import CorralError, Failure, HostError, NotFound
+from shared.images import RegistryAuth
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
+from shared.sealing import SealingError, unseal
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import context
@@ -80,7 +82,7 @@ def _ensure(
     operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
         if isinstance(driver, ImagePuller):
-            driver.pull_if_missing(spec.image, None, ProgressReport(op))
+            driver.pull_if_missing(spec.image, registry_auth(egg), ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -116,6 +118,25 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
         )
         fields["vm"] = made.to_json()
     return fields
+
+
+def registry_auth(egg: Egg) -> RegistryAuth | None:
+    """The egg's registry credentials, opened for this pull (never stored opened)."""
+    if egg.registry_auth is None:
+        return None
+    key = context.current().settings.secret_key
+    try:
+        if key is None:
+            raise SealingError("CORRAL_SECRET_KEY is not set on this worker")
+        password = unseal(key, egg.registry_auth.sealed_password)
+    except SealingError as exc:
+        raise HostError(
+            f"cannot open the registry credentials of egg {egg.id}: {exc}",
+            code="registry_auth_unreadable",
+            public="The registry credentials of the container's egg cannot be read; "
+            "the operator must set them again.",
+        ) from exc
+    return RegistryAuth(egg.registry_auth.username, password)
 
 
 class ProgressReport:

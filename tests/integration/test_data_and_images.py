@@ -15,7 +15,7 @@ from devstack.processes import free_port
 from devstack.registry import Registry
 from services.deps import Deps
 from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
-from tests.fixtures.registry import PushImage
+from tests.fixtures.registry import AUTH_PASSWORD, AUTH_USER, PushImage
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -180,6 +180,29 @@ def test_a_registry_that_refuses_fails_the_operation_clearly(
     assert image in op["error"] and "manifest" not in op["error"], op
     container = live.api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
     assert container["status"] == "error", container
+
+
+def test_credentials_open_a_private_registry_and_wrong_ones_are_refused(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    auth_registry: Registry,
+    push_image: PushImage,
+) -> None:
+    image = f"{auth_registry.address}/{push_image('private')}"
+    right = {"username": AUTH_USER, "password": AUTH_PASSWORD}
+    wrong = {"username": AUTH_USER, "password": "not-the-password"}
+    refused = _egg_from(live.api, live.cluster["id"], image, registry_auth=wrong)
+    resp = live.create(name="wrong-credentials", egg_id=refused["id"])
+    run_jobs(deps)
+    op = live.api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
+    assert (op["status"], op["error_code"]) == ("failed", "registry_denied"), op
+    assert "not-the-password" not in str(op)
+
+    egg = _egg_from(live.api, live.cluster["id"], image, registry_auth=right)
+    body = _running(live, deps, name="private", egg_id=egg["id"])
+    assert docker_client.images.get(image)
+    assert docker_client.containers.get(f"corral-{body['id']}").attrs["Config"]["Image"] == image
 
 
 def test_an_unreachable_registry_fails_the_operation_clearly(
