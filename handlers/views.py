@@ -143,7 +143,7 @@ def operation(o: Operation) -> dict[str, Any]:
     return {
         "id": o.id,
         "kind": o.kind.value,
-        "container_id": o.workload_id,
+        "container_id": o.workload_id or None,  # None: an operator's operation on a host
         "status": o.status.value,
         "params": o.params.to_json(),
         "progress": o.progress,

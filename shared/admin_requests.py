@@ -257,6 +257,32 @@ class EggUpdate(Strict):
     registry_auth: RegistryAuthBody | None = None
 
 
+def _image_reference(image: str) -> str:
+    parse_image(image)
+    return image
+
+
+ImageReferenceText = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(_image_reference)
+]
+
+
+class ImagePull(Strict):
+    """POST /api/v1/images/pull: pull `image` on `host_ids` (default: every docker host
+    that is not down), with the registry credentials of egg `egg_id` when given."""
+
+    image: ImageReferenceText
+    host_ids: Annotated[list[Id], Field(min_length=1, max_length=200)] | None = None
+    egg_id: Id | None = None
+
+
+class ImageDelete(Strict):
+    """DELETE /api/v1/images: remove `image` from host `host_id`."""
+
+    image: ImageReferenceText
+    host_id: Id
+
+
 class Instantiate(Strict):
     """POST /api/v1/templates/:id/instantiate: a workload from an egg, defaults filled in."""
 

@@ -176,7 +176,8 @@ class OperationParams:
     `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
     `previous` status; `reason` when Corral started it itself (`was`: the status the
     table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption.
+    adoption or an image operation, with its `image` (and `egg_id` whose registry
+    credentials a pull uses).
     """
 
     name: str | None = None
@@ -190,6 +191,7 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    image: str | None = None  # an image operation's image
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -205,6 +207,7 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "image": self.image,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -230,7 +233,13 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            image=data.get("image"),
         )
+
+
+# The cluster id under which operators' operations on hosts (image pulls and deletes)
+# are kept: no cluster has it (cluster ids are UUIDs), so no tenant ever reads them.
+FLEET_OPERATIONS = "fleet"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,13 @@ class OperationKind(StrEnum):
     DELETE = "delete"
     REPAIR = "repair"  # the reconciler found the host disagreeing with the table
     ADOPT = "adopt"  # the reconciler took back a workload the table did not know
+    IMAGE_PULL = "image_pull"  # an operator's pre-pull of an image on one host
+    IMAGE_DELETE = "image_delete"  # an operator's removal of an image from one host
+
+    @property
+    def is_fleet(self) -> bool:
+        """An operator's operation on a host, not on a workload (see FLEET_OPERATIONS)."""
+        return self in (OperationKind.IMAGE_PULL, OperationKind.IMAGE_DELETE)
 
 
 class OperationStatus(StrEnum):

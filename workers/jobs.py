@@ -6,7 +6,6 @@ condition that the operation is still the workload's pending one."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,19 +14,16 @@ from rq import get_current_job
 
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.capacity import Resources
-from shared.errors import CorralError, Failure, HostError, NotFound
-from shared.images import RegistryAuth
+from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
-from shared.sealing import SealingError, unseal
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import context
+from workers import context, images
 
 log = logging.getLogger("corral.jobs")
 
 LOST_MESSAGE = "The container disappeared from its host."
-PROGRESS_EVERY_S = 1.0
 
 
 def plain_error(code: str, message: str) -> HostError:
@@ -82,7 +78,7 @@ def _ensure(
     operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
         if isinstance(driver, ImagePuller):
-            driver.pull_if_missing(spec.image, registry_auth(egg), ProgressReport(op))
+            driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -118,47 +114,6 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
         )
         fields["vm"] = made.to_json()
     return fields
-
-
-def registry_auth(egg: Egg) -> RegistryAuth | None:
-    """The egg's registry credentials, opened for this pull (never stored opened)."""
-    if egg.registry_auth is None:
-        return None
-    key = context.current().settings.secret_key
-    try:
-        if key is None:
-            raise SealingError("CORRAL_SECRET_KEY is not set on this worker")
-        password = unseal(key, egg.registry_auth.sealed_password)
-    except SealingError as exc:
-        raise HostError(
-            f"cannot open the registry credentials of egg {egg.id}: {exc}",
-            code="registry_auth_unreadable",
-            public="The registry credentials of the container's egg cannot be read; "
-            "the operator must set them again.",
-        ) from exc
-    return RegistryAuth(egg.registry_auth.username, password)
-
-
-class ProgressReport:
-    """Writes an operation's `progress`, at most once per PROGRESS_EVERY_S (and the
-    last text when it changes to say it finished): a pull reports many events."""
-
-    def __init__(self, op: Operation) -> None:
-        self._op = op
-        self._written_at = 0.0
-        self._last = ""
-
-    def __call__(self, text: str) -> None:
-        now = time.monotonic()
-        finished = text.startswith("pulled ")
-        if text == self._last or (now - self._written_at < PROGRESS_EVERY_S and not finished):
-            return
-        ctx = context.current()
-        try:
-            ctx.repo.operations.set_progress(self._op, text[:200], ctx.clock())
-        except CorralError:
-            return  # finished or superseded meanwhile: nothing to tell
-        self._written_at, self._last = now, text
 
 
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
@@ -260,6 +215,8 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return "missing"
     if op.status.is_finished:
         return op.status.value
+    if op.kind.is_fleet:
+        return images.run_image_operation(ctx, op, retries_left=_retries_left())
     try:
         workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:

@@ -98,9 +98,13 @@ class OperationStore:
             on_fail=lambda _: Conflict("Operation is not running."),
         )
 
+    def finish(self, operation: Operation, failure: Failure | None, now: datetime) -> None:
+        """Close an operation that no workload waits for (an operator's image operation)."""
+        self.db.transact([self.close(operation, failure, now)])
+
     def fail_orphan(self, operation: Operation, failure: Failure, now: datetime) -> None:
         """Close an operation whose workload is gone (nothing left to converge)."""
-        self.db.transact([self.close(operation, failure, now)])
+        self.finish(operation, failure, now)
 
     # -- transaction entries -----------------------------------------------------
 

@@ -119,3 +119,63 @@ def test_a_malformed_secret_key_stops_startup_with_what_to_do() -> None:
     key = new_key()
     assert Settings.from_env({"CORRAL_SECRET_KEY": key}).secret_key == key
     assert key not in repr(Settings.from_env({"CORRAL_SECRET_KEY": key}))
+
+
+# -- operators' image routes ------------------------------------------------------------
+
+UNKNOWN_ID = "0c7d8a4e-0000-4000-8000-000000000000"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"image": "Not A Ref"},
+        {},
+        {"image": "busybox", "host_ids": []},
+        {"image": "busybox", "host_ids": "all"},
+        {"image": "busybox", "extra": 1},
+    ],
+)
+def test_a_bad_pull_request_is_refused(api: Api, body: Any) -> None:
+    api.make_host()
+    assert error_of(api.admin("POST", "/images/pull", body)) == (400, "invalid_input")
+
+
+def test_a_pull_needs_hosts_that_exist(api: Api) -> None:
+    resp = api.admin("POST", "/images/pull", {"image": "busybox"})
+    assert error_of(resp) == (409, "no_host_available")
+    resp = api.admin("POST", "/images/pull", {"image": "busybox", "host_ids": [UNKNOWN_ID]})
+    assert error_of(resp) == (404, "not_found")
+    host = api.make_host()
+    resp = api.admin(
+        "POST", "/images/pull", {"image": "busybox", "host_ids": [host["id"]], "egg_id": UNKNOWN_ID}
+    )
+    assert error_of(resp) == (404, "not_found")
+
+
+def test_a_pull_is_one_operation_per_host_readable_by_operators_only(
+    api: Api, tenant: Tenant
+) -> None:
+    other = api.make_host()
+    resp = api.admin("POST", "/images/pull", {"image": "team/app:2"})
+    assert resp.status_code == 202, resp.text
+    ops = resp.json["operations"]
+    assert sorted(op["params"]["host_id"] for op in ops) == sorted([tenant.host["id"], other["id"]])
+    assert {op["container_id"] for op in ops} == {None}
+    for op in ops:
+        assert api.admin("GET", f"/operations/{op['id']}").json["status"] == "queued"
+        assert error_of(api.tenant("GET", f"/operations/{op['id']}")) == (404, "not_found")
+    assert error_of(api.admin("GET", f"/operations/op-{'0' * 32}")) == (404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"image": "busybox"}, {"host_id": UNKNOWN_ID}, {"image": "x y", "host_id": UNKNOWN_ID}],
+)
+def test_a_bad_image_delete_is_refused(api: Api, query: dict[str, str]) -> None:
+    assert error_of(api.admin("DELETE", "/images", params=query)) == (400, "invalid_input")
+
+
+def test_an_image_delete_on_an_unknown_host_is_not_found(api: Api) -> None:
+    resp = api.admin("DELETE", "/images", {"image": "busybox", "host_id": UNKNOWN_ID})
+    assert error_of(resp) == (404, "not_found")

@@ -216,3 +216,57 @@ def test_an_unreachable_registry_fails_the_operation_clearly(
     run_jobs(deps)
     op = live.api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
     assert (op["status"], op["error_code"]) == ("failed", "registry_unreachable"), op
+
+
+def _operation(api: Api, operation_id: str) -> dict[str, Any]:
+    resp = api.admin("GET", f"/operations/{operation_id}")
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json)
+
+
+def test_operators_pre_pull_and_remove_images_on_hosts(
+    live: Tenant,
+    deps: Deps,
+    docker_client: docker.DockerClient,
+    registry: Registry,
+    push_image: PushImage,
+) -> None:
+    image = f"{registry.address}/{push_image('pre-pulled')}"
+    resp = live.api.admin("POST", "/images/pull", {"image": image})
+    assert resp.status_code == 202, resp.text
+    [queued] = resp.json["operations"]
+    assert (queued["kind"], queued["status"]) == ("image_pull", "queued")
+    assert queued["params"] == {"host_id": live.host["id"], "image": image}
+    run_jobs(deps)
+    pulled = _operation(live.api, queued["id"])
+    assert (pulled["status"], pulled["progress"]) == ("succeeded", f"pulled {image}"), pulled
+    assert docker_client.images.get(image)
+
+    egg = _egg_from(live.api, live.cluster["id"], image)
+    body = _running(live, deps, name="user-of-image", egg_id=egg["id"])
+    refused = live.api.admin("DELETE", "/images", {"image": image, "host_id": live.host["id"]})
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "image_in_use"
+    assert docker_client.images.get(image)
+
+    deleted = live.api.tenant("DELETE", f"/containers/{body['id']}")
+    assert deleted.status_code == 202, deleted.text
+    run_jobs(deps)
+    resp = live.api.admin("DELETE", "/images", params={"image": image, "host_id": live.host["id"]})
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    removed = _operation(live.api, resp.json["operation"]["id"])
+    assert (removed["kind"], removed["status"]) == ("image_delete", "succeeded"), removed
+    with pytest.raises(docker.errors.ImageNotFound):
+        docker_client.images.get(image)
+
+
+def test_a_pre_pull_of_a_missing_image_fails_its_operation(
+    live: Tenant, deps: Deps, registry: Registry
+) -> None:
+    image = f"{registry.address}/corral/never-pushed:1"
+    resp = live.api.admin("POST", "/images/pull", {"image": image, "host_ids": [live.host["id"]]})
+    assert resp.status_code == 202, resp.text
+    run_jobs(deps)
+    op = _operation(live.api, resp.json["operations"][0]["id"])
+    assert (op["status"], op["error_code"]) == ("failed", "image_not_found"), op
+    assert registry.address in op["error_detail"]  # operators see the engine's words
