@@ -114,6 +114,10 @@ def test_container_removed_behind_our_back(
 ) -> None:
     lost = _running(live, deps, name="lost")
     kept = _running(live, deps, name="kept", restart_policy="always")
+    wrote = docker_client.containers.get(f"corral-{kept}").exec_run(
+        ["/bin/sh", "-c", "echo before-the-loss > /data/note"]
+    )
+    assert wrote.exit_code == 0, wrote.output
     docker_client.containers.get(f"corral-{lost}").remove(force=True)
     docker_client.containers.get(f"corral-{kept}").remove(force=True)
     report = reconcile()
@@ -125,6 +129,9 @@ def test_container_removed_behind_our_back(
     run_jobs(deps)  # the restart policy re-provisions the other one
     assert docker_client.containers.get(f"corral-{kept}").status == "running"
     assert _get(live, kept)["status"] == "running"
+    # the recreated container has the data volume the lost one had
+    read = docker_client.containers.get(f"corral-{kept}").exec_run(["cat", "/data/note"])
+    assert (read.exit_code, read.output) == (0, b"before-the-loss\n")
 
 
 def test_engine_drift_is_recorded(
