@@ -11,7 +11,6 @@ import docker.errors
 import pytest
 import redis as redis_lib
 
-from devstack.dockerd import Dockerd
 from infra.drivers.docker.driver import DockerDriver
 from infra.table import schema
 from infra.table.expression import Expression
@@ -21,7 +20,7 @@ from services.deps import Deps
 from shared.models import DriverKind, OperationParams, OperationReason, Workload
 from shared.runtime import Observed
 from shared.states import OperationKind
-from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from tests.fixtures.corral import Tenant, run_jobs
 from workers import context
 from workers.reconcile import reconcile
 from workers.sweeps import sweep_expired
@@ -55,17 +54,6 @@ class HookedWorkloads(WorkloadStore):
         if hook is not None:
             hook()
         return read
-
-
-@pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    return make_tenant(api, dockerd.url, containers=10)
 
 
 def _running(live: Tenant, deps: Deps, **fields: Any) -> str:

@@ -213,9 +213,12 @@ class DockerDriver:
             return docker_images.remove(self._api(), image)
 
     def image_in_use(self, image: str) -> bool:
-        """Whether any container of the engine (Corral's or not) was made from `image`."""
+        """Whether any container of the engine (Corral's or not) was created from the
+        reference `image`. (The engine's `ancestor` filter would also count containers of
+        other tags of the same image, which removing this tag leaves alone.)"""
         with host_errors(self._address, "list containers"):
-            return bool(self._api().containers(all=True, filters={"ancestor": image}))
+            containers = self._api().containers(all=True)
+        return any(summary.get("Image") == image for summary in containers)
 
     def inspect(self, workload_id: str) -> Observed:
         name = container_name(workload_id)
