@@ -76,6 +76,13 @@ class Dockerd:
         self._stopped = False
 
     @property
+    def machine_address(self) -> str:
+        """Where this engine reaches servers of the machine it runs on (a local registry
+        listens there). It shares the machine's network: loopback, which the engine
+        also takes as an insecure (plain HTTP) registry address by default."""
+        return "127.0.0.1"
+
+    @property
     def pid(self) -> int:
         return self.child.pid
 
