@@ -333,12 +333,19 @@ class DockerDriver:
         return self._sizing_volume_driver
 
     def _ensure_volume(self, spec: WorkloadSpec) -> None:
-        """The data volume, sized to `storage_mb` where the engine can; kept if it exists
-        (the engine answers an existing name with the volume it has)."""
+        """The data volume, sized to `storage_mb` where the engine can; one that exists is
+        kept as it is (even of another driver: an engine that got its plugin later)."""
+        name = data_volume_name(spec.workload_id)
+        try:
+            self._api().inspect_volume(name)
+        except docker.errors.NotFound:
+            pass
+        else:
+            return
         driver = self._volume_driver()
         sized = driver is not None and spec.resources.storage_mb > 0
         self._api().create_volume(
-            data_volume_name(spec.workload_id),
+            name,
             driver=driver or "local",
             driver_opts={"size": f"{spec.resources.storage_mb}M"} if sized else None,
             labels={LABEL_MANAGED: "true", LABEL_WORKLOAD: spec.workload_id},
