@@ -13,6 +13,7 @@ from typing import Any, Literal, NotRequired
 # pydantic reads TypedDicts from typing_extensions on Python < 3.12.
 from typing_extensions import TypedDict
 
+from shared.backups import BackupStatus
 from shared.health import HealthState
 from shared.models import ClusterStatus, DriverKind, Engine, HostStatus, RestartPolicy
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
@@ -76,8 +77,20 @@ class EggView(TypedDict):
     minimum: ResourcesView
     defaults: ResourcesView
     stop_timeout: int
+    data_path: str
     created_at: Timestamp
     vm: NotRequired[dict[str, Any]]
+
+
+class RegistryAuthView(TypedDict):
+    username: str
+
+
+class OperatorEggView(EggView):
+    """An egg as operators see it: whose registry credentials it holds (never the
+    password)."""
+
+    registry_auth: RegistryAuthView | None
 
 
 class TemplateParameterView(TypedDict):
@@ -88,7 +101,7 @@ class TemplateParameterView(TypedDict):
     minimum: NotRequired[float]
 
 
-class TemplateView(EggView):
+class TemplateView(OperatorEggView):
     parameters: list[TemplateParameterView]
 
 
@@ -148,6 +161,7 @@ class OperationView(TypedDict):
     container_id: str | None
     status: OperationStatus
     params: dict[str, Any]
+    progress: str | None
     error: str | None
     error_code: str | None
     created_at: Timestamp
@@ -169,6 +183,27 @@ class AcceptedView(TypedDict):
 
 class TemplateAcceptedView(AcceptedView):
     cluster_id: str
+
+
+class BackupView(TypedDict):
+    id: str
+    container_id: str
+    name: str
+    status: BackupStatus
+    size_bytes: int | None
+    checksum: str | None
+    last_operation: str | None
+    error: str | None
+    error_code: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class BackupAcceptedView(TypedDict):
+    """202: the backup as it is now, and the operation that carries the change out."""
+
+    backup: BackupView
+    operation: OperationView
 
 
 class ApiKeyView(TypedDict):
@@ -314,6 +349,16 @@ class HostImagesView(TypedDict):
 class FleetImagesView(TypedDict):
     images: list[ImageView]
     hosts: list[HostImagesView]
+
+
+class ImageOperationView(TypedDict):
+    operation: OperatorOperationView
+
+
+class ImagePullView(TypedDict):
+    """One operation per host."""
+
+    operations: list[OperatorOperationView]
 
 
 class ServiceHealthView(TypedDict):

@@ -16,16 +16,16 @@ class EggCollection:
         self._deps = deps
         self._eggs = eggs
 
-    @responds(200, list[shapes.EggView])
+    @responds(200, list[shapes.OperatorEggView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.egg(e) for e in self._deps.repo.eggs.list()]
+        resp.media = [views.operator_egg(e) for e in self._deps.repo.eggs.list()]
 
-    @responds(201, shapes.EggView, body=EggCreate, errors=(Conflict,))
+    @responds(201, shapes.OperatorEggView, body=EggCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
         egg = self._eggs.create(body)
         resp.status = falcon.HTTP_201
-        resp.media = views.egg(egg)
+        resp.media = views.operator_egg(egg)
 
 
 class EggItem:
@@ -33,15 +33,15 @@ class EggItem:
         self._deps = deps
         self._eggs = eggs
 
-    @responds(200, shapes.EggView)
+    @responds(200, shapes.OperatorEggView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        resp.media = views.egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
+        resp.media = views.operator_egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
 
-    @responds(200, shapes.EggView, body=EggUpdate, errors=(Conflict,))
+    @responds(200, shapes.OperatorEggView, body=EggUpdate, errors=(Conflict,))
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         egg = self._deps.repo.eggs.get(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
-        resp.media = views.egg(self._eggs.update(egg, body))
+        resp.media = views.operator_egg(self._eggs.update(egg, body))
 
     @responds(204, None, errors=(Conflict,))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
