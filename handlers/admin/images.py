@@ -15,7 +15,7 @@ from services.deps import Deps
 from services.images import ImageService
 from shared.admin_requests import ImageDelete, ImagePull
 from shared.clock import iso
-from shared.errors import Conflict, ImageInUse, NoHostAvailable
+from shared.errors import Conflict, ImageInUse, NoHostAvailable, NotFound
 from shared.models import FLEET_OPERATIONS, Host
 from shared.requests import parse
 
@@ -63,7 +63,7 @@ class ImageCollection:
         body=ImageDelete,
         body_optional=True,
         query=IMAGE_QUERY,
-        errors=(ImageInUse, NoHostAvailable, Conflict),
+        errors=(ImageInUse, NoHostAvailable, NotFound, Conflict),
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.content_length:
@@ -83,7 +83,9 @@ class ImagePullResource:
         self._deps = deps
         self._images = images
 
-    @responds(202, shapes.ImagePullView, body=ImagePull, errors=(NoHostAvailable, Conflict))
+    @responds(
+        202, shapes.ImagePullView, body=ImagePull, errors=(NoHostAvailable, NotFound, Conflict)
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ImagePull, self._deps.settings.max_body_bytes)
         ops = self._images.pull(body)
