@@ -188,7 +188,7 @@ class TemplateAcceptedView(AcceptedView):
 class BackupView(TypedDict):
     id: str
     container_id: str
-    name: str
+    name: str | None
     status: BackupStatus
     size_bytes: int | None
     checksum: str | None
