@@ -52,10 +52,13 @@ class ApiClient:
         self._key = key
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.send("POST", path, body)
+
+    def send(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(
             self._base_url + path,
             data=json.dumps(body).encode(),
-            method="POST",
+            method=method,
             headers={
                 "Authorization": f"Bearer {self._key}",
                 "Content-Type": "application/json",
@@ -67,7 +70,7 @@ class ApiClient:
                 return answer
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")
-            raise ApiError(f"POST {path} answered {exc.code}: {detail}") from exc
+            raise ApiError(f"{method} {path} answered {exc.code}: {detail}") from exc
 
 
 def demo_host_capacity(storage_dir: Path) -> dict[str, Any]:
@@ -102,13 +105,25 @@ def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
                 "driver": "docker",
                 "address": docker_url,
                 "capacity": demo_host_capacity(storage_dir),
-                "labels": {"origin": "make-run"},
+                # 002's example region, so that its `POST /api/instances` works verbatim
+                "labels": {"origin": "make-run", "region": "us-east-1"},
             },
         )
         host_id = host["id"]
     cluster = api.post(
-        f"{ADMIN}/clusters", {"name": "demo", "plan": DEMO_PLAN, "egg_ids": [egg["id"]]}
+        f"{ADMIN}/clusters",
+        {
+            "name": "demo",
+            "plan": DEMO_PLAN,
+            "egg_ids": [egg["id"]],
+            "type": "local",
+            "description": "The demo cluster of make run.",
+            # 002's instances name no egg: they get this one
+            "config": {"default_egg_id": egg["id"]},
+        },
     )
+    # 003's environments name no cluster: they go to this one
+    api.send("PATCH", f"{ADMIN}/platform/settings", {"default_cluster_id": cluster["id"]})
     key = api.post(f"{ADMIN}/clusters/{cluster['id']}/keys", {"name": "demo"})
     return Demo(egg_id=egg["id"], cluster_id=cluster["id"], api_key=key["secret"], host_id=host_id)
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, model_validator
 
-from shared.models import DriverKind, Engine
+from shared.models import ClusterConfig, ClusterType, DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
@@ -62,10 +62,25 @@ class PlanLimits(Strict):
         return self
 
 
+class ClusterSettings(Strict):
+    """001's cluster `config`: what Corral reads from it."""
+
+    default_egg_id: Id | None = None
+
+    def config(self) -> ClusterConfig:
+        return ClusterConfig(default_egg_id=self.default_egg_id)
+
+
+Description = Annotated[str, StringConstraints(max_length=1024)]
+
+
 class ClusterCreate(Strict):
     name: Name
     plan: PlanLimits
     egg_ids: Annotated[list[Id], Field(max_length=200)] = []
+    type: ClusterType = ClusterType.MANAGED
+    description: Description | None = None
+    config: ClusterSettings = ClusterSettings()
 
 
 class KeyCreate(Strict):
@@ -211,6 +226,13 @@ class ClusterUpdate(Strict):
     name: Name | None = None
     plan: PlanLimits | None = None
     egg_ids: Annotated[list[Id], Field(max_length=200)] | None = None
+    type: ClusterType | None = None
+    description: Description | None = None
+    config: ClusterSettings | None = None
+
+    def is_empty(self) -> bool:
+        """Nothing to change: every field left out or null."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
 class EggUpdate(Strict):
@@ -232,3 +254,9 @@ class Instantiate(Strict):
     name: Name
     resources: EggResources = EggResources()
     constraints: Annotated[dict[Label, Label], Field(max_length=16)] = {}
+
+
+class PlatformSettingsUpdate(Strict):
+    """PATCH /api/v1/platform/settings."""
+
+    default_cluster_id: Id | None = None

@@ -37,6 +37,10 @@ class Settings:
     logs_follow_cap_seconds: float = 60.0
     logs_poll_seconds: float = 1.0
     logs_max_bytes: int = 1024 * 1024
+    # 004's token exchange: tokens are signed with this secret (unset: login is off) and
+    # live this long.
+    token_secret: str | None = None
+    token_ttl_seconds: int = 3600
     version: str = VERSION
 
     @classmethod
@@ -67,4 +71,6 @@ class Settings:
             logs_follow_cap_seconds=float(
                 env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
             ),
+            token_secret=env.get("CORRAL_TOKEN_SECRET") or None,
+            token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
         )

@@ -23,6 +23,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
+from infra.table.platform import PlatformStore
 from infra.table.workloads import WorkloadStore
 from shared.capacity import Resources
 from shared.envs import Env
@@ -42,6 +43,7 @@ class Repository:
         self.operations = OperationStore(db)
         self.envs = EnvStore(db)
         self.health = HealthStore(db)
+        self.platform = PlatformStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
