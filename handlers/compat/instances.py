@@ -41,6 +41,13 @@ STATUS_002: dict[WorkloadStatus, str] = {
 }
 
 
+# What 002's restart means from a status where Corral's restart signal does not apply.
+RESTART_FROM: dict[WorkloadStatus, PowerSignal] = {
+    WorkloadStatus.PAUSED: PowerSignal.RESUME,
+    WorkloadStatus.ERROR: PowerSignal.START,
+}
+
+
 class InstanceCreate(Strict):
     """002's body: both fields optional."""
 
@@ -126,21 +133,24 @@ class InstanceItem(_InstanceResource):
 
 class InstancePower(_InstanceResource):
     """POST /api/instances/{id}/pause -> {"status": "paused"}, .../restart ->
-    {"status": "restarted"}; the change is queued like any power signal."""
+    {"status": "restarted"}; the change is queued like any power signal. 002's paused
+    instance "can be restarted": restarting a paused one resumes it, and an instance in
+    error is started again."""
 
-    ACTIONS = {
-        "pause": (PowerSignal.PAUSE, "paused"),
-        "restart": (PowerSignal.RESTART, "restarted"),
-    }
+    ACTIONS = ("pause", "restart")
 
     def __init__(self, deps: Deps, workloads: WorkloadService, action: str) -> None:
         super().__init__(deps, workloads)
-        self._signal, self._said = self.ACTIONS[action]
+        self._action = action
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, instance_id: str) -> None:
         workload = self._live(req, instance_id)
-        self._workloads.power(workload.cluster_id, workload.id, self._signal)
-        resp.media = {"status": self._said}
+        if self._action == "pause":
+            signal, said = PowerSignal.PAUSE, "paused"
+        else:
+            signal, said = RESTART_FROM.get(workload.status, PowerSignal.RESTART), "restarted"
+        self._workloads.power(workload.cluster_id, workload.id, signal)
+        resp.media = {"status": said}
 
 
 class InstanceHealth(_InstanceResource):
