@@ -191,8 +191,8 @@ def test_003_host_with_its_key_given_is_registered_by_addr(api: Api) -> None:
 
 @pytest.mark.parametrize("addr", ["10.0.0.2:99999", "a b:22", "ssh://10.0.0.2:22", ""])
 def test_003_bad_addrs_are_400(api: Api, addr: str) -> None:
-    body = {"addr": addr, "ssh_private_key": PRIVATE, "ssh_host_key": HOST_KEY}
-    body |= {"capacity": {"cpu_cores": 1, "ram_mb": 1}}
+    body: dict[str, Any] = {"addr": addr, "ssh_private_key": PRIVATE, "ssh_host_key": HOST_KEY}
+    body["capacity"] = {"cpu_cores": 1, "ram_mb": 1}
     assert error_of(post_003(api, "/api/hosts", body)) == (400, "invalid_input")
 
 
