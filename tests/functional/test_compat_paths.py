@@ -14,10 +14,8 @@ import pytest
 
 from shared.settings import VERSION
 from tests.fixtures.corral import Api, Tenant, error_of
+from tests.fixtures.documents import env_003
 
-KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr alice@laptop"
-)
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyNotUsedHere0000000000000000"
 PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-material\n"
 
@@ -233,35 +231,14 @@ def vm_lab(api: Api) -> dict[str, Any]:
     return {"egg": egg, "host": host, "cluster": cluster}
 
 
-def document_env(image: str) -> dict[str, Any]:
-    """003's example body, verbatim but for its placeholders (image, the ssh key)."""
-    return {
-        "id": "my-env",
-        "owner": "alice",
-        "ssh_keys": [KEY],
-        "vms": [
-            {
-                "image": image,
-                "engine": "qemu",
-                "cpu": 2,
-                "mem": 2048,
-                "disk": 40960,
-                "ports": [80],
-                "deny_outgoing": False,
-            }
-        ],
-        "lifetime": 21600,
-    }
-
-
 def test_003_env_without_cluster_id_needs_a_default_cluster(api: Api) -> None:
     lab = vm_lab(api)
-    refused = post_003(api, "/api/envs", document_env("alpine-cloud.qcow2"))
+    refused = post_003(api, "/api/envs", env_003("alpine-cloud.qcow2"))
     assert error_of(refused) == (400, "invalid_input")
     assert "default_cluster_id" in refused.json["error"]["message"]
 
     api.admin("PATCH", "/platform/settings", {"default_cluster_id": lab["cluster"]["id"]})
-    resp = post_003(api, "/api/envs", document_env("alpine-cloud.qcow2"))
+    resp = post_003(api, "/api/envs", env_003("alpine-cloud.qcow2"))
     assert resp.status_code == 202, resp.text
     assert resp.json["cluster_id"] == lab["cluster"]["id"]
     (vm,) = resp.json["vms"]
@@ -282,7 +259,7 @@ def test_003_unknown_image_lists_the_available_ones(api: Api) -> None:
     lab = vm_lab(api)
     api.admin("PATCH", "/platform/settings", {"default_cluster_id": lab["cluster"]["id"]})
 
-    resp = post_003(api, "/api/envs", document_env("alpine-cloud"))
+    resp = post_003(api, "/api/envs", env_003("alpine-cloud"))
 
     assert resp.status_code == 400
     assert "alpine-cloud.qcow2" in resp.json["error"]["message"]

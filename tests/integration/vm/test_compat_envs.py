@@ -19,6 +19,7 @@ import falcon.testing
 import pytest
 
 from tests.fixtures.corral import Api, Stack, error_of, module_stack
+from tests.fixtures.documents import env_003
 from tests.fixtures.netns import NetnsLab, SshHost
 from tests.fixtures.priority import while_serving
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
@@ -29,9 +30,6 @@ pytestmark = pytest.mark.integration
 
 # 003's example image name; the host holds the test disk under it.
 IMAGE = "alpine-cloud"
-KEY = (
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr alice@laptop"
-)
 
 
 @dataclass
@@ -138,23 +136,7 @@ def test_the_documents_environment_runs_on_the_default_cluster(controller: Contr
 
     # curl -X POST http://controller:9200/api/envs ... (003's example body, verbatim
     # but for the placeholder key)
-    body = {
-        "id": "my-env",
-        "owner": "alice",
-        "ssh_keys": [KEY],
-        "vms": [
-            {
-                "image": "alpine-cloud",
-                "engine": "qemu",
-                "cpu": 2,
-                "mem": 2048,
-                "disk": 40960,
-                "ports": [80],
-                "deny_outgoing": False,
-            }
-        ],
-        "lifetime": 21600,
-    }
+    body = env_003("alpine-cloud")
     created = controller.curl("POST", "/api/envs", body)
     assert created.status_code == 202, created.text
     assert created.json["cluster_id"] == cluster["id"]
