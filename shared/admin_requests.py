@@ -146,6 +146,11 @@ class EggCreate(Strict):
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
 Pem = Annotated[str, StringConstraints(max_length=16384)]
+HostKey = Annotated[str, StringConstraints(max_length=16384)]
+# Host ports forwarded to guests: [low, high].
+PortRange = Annotated[
+    list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)
+]
 # The engine each driver speaks: Docker Engine for containers, QEMU over SSH for VMs.
 DRIVER_ENGINES: dict[DriverKind, Engine] = {
     DriverKind.DOCKER: Engine.DOCKER,
@@ -171,12 +176,9 @@ class HostCreate(Strict):
     capacity: HostCapacity
     labels: Annotated[dict[Label, Label], Field(max_length=64)] = {}
     tls: Annotated[dict[TlsField, Pem], Field(max_length=3)] = {}
-    ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
+    ssh_host_key: HostKey | None = None
     ssh_private_key: Pem | None = None
-    port_range: (
-        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
-        | None
-    ) = None
+    port_range: PortRange | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -4,20 +4,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import falcon
-from pydantic import StringConstraints
 
 from handlers.auth import ANY_KEY, PUBLIC, Authenticator, Principal, credential_of
 from handlers.body import body_as
 from services.deps import Deps
-from shared.requests import Strict
+from shared.compat_requests import LoginRequest
 from shared.tokens import TokenClaims, looks_like_token
-
-
-class LoginRequest(Strict):
-    api_key: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 def _scope(principal: Principal) -> str:

@@ -13,42 +13,24 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
 
 import falcon
-from pydantic import Field, StringConstraints
 
 from handlers import views
+from handlers.admin.hosts import HostCollection
 from handlers.body import body_as
 from infra.host_calls import HostCalls
 from infra.jobs import SCAN_HOST_KEY
 from services.deps import Deps
 from services.hosts import HostService
-from shared.admin_requests import HostCapacity, HostCreate, Label, Pem
+from shared.admin_requests import HostCreate
+from shared.compat_requests import HostRegister
 from shared.errors import HostTimeout, HostUnreachable, InvalidInput
 from shared.models import DriverKind, Engine
-from shared.requests import Name, Strict, parse
+from shared.requests import parse
 
 SCAN_TIMEOUT_SECONDS = 10.0
 _ADDR = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>\d{1,5}))?$")
-User = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
-
-
-class HostRegister(Strict):
-    """003's body (`addr`) and what Corral needs besides."""
-
-    addr: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    name: Name | None = None
-    user: User = "root"
-    ssh_private_key: Pem | None = None
-    ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
-    trust_on_first_use: bool = False
-    capacity: HostCapacity | None = None
-    labels: Annotated[dict[Label, Label], Field(max_length=64)] = {}
-    port_range: (
-        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
-        | None
-    ) = None
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -59,17 +41,12 @@ def split_addr(addr: str) -> tuple[str, int]:
     return match.group("host"), port
 
 
-class HostRegistration:
-    """POST /api/hosts (the list, GET, is the operator host list)."""
+class HostRegistration(HostCollection):
+    """GET /api/hosts (the operator host list) and 003's POST /api/hosts."""
 
     def __init__(self, deps: Deps, hosts: HostService, calls: HostCalls | None = None) -> None:
-        self._deps = deps
-        self._hosts = hosts
+        super().__init__(deps, hosts)
         self._calls = calls or HostCalls(deps.redis, deps.settings)
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        now = self._deps.clock()
-        resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostRegister, self._deps.settings.max_body_bytes)

@@ -20,10 +20,10 @@ from handlers.auth import TENANT
 from handlers.body import body_as, path_id
 from services.deps import Deps
 from services.workloads import WorkloadService
-from shared.admin_requests import Label
+from shared.compat_requests import InstanceCreate
 from shared.errors import InvalidInput
 from shared.models import Host, Workload
-from shared.requests import ContainerCreate, Name, Strict
+from shared.requests import ContainerCreate
 from shared.states import PowerSignal, WorkloadStatus
 
 REGION_LABEL = "region"
@@ -46,13 +46,6 @@ RESTART_FROM: dict[WorkloadStatus, PowerSignal] = {
     WorkloadStatus.PAUSED: PowerSignal.RESUME,
     WorkloadStatus.ERROR: PowerSignal.START,
 }
-
-
-class InstanceCreate(Strict):
-    """002's body: both fields optional."""
-
-    name: Name | None = None
-    region: Label | None = None
 
 
 def _unix(moment: datetime) -> int:
