@@ -221,13 +221,11 @@ class AuthMiddleware:
         principal = self._auth.principal(
             req.get_header("Authorization"), req.get_header("X-API-Key")
         )
-        if scope == ANY_KEY:
-            pass
-        elif scope == TENANT:
+        if scope == TENANT:
             if principal.is_operator:
                 raise Unauthorized("This route takes a cluster API key.")
             if principal.cluster_status != ClusterStatus.ACTIVE.value:
                 raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
-        elif not principal.is_operator:
+        elif scope != ANY_KEY and not principal.is_operator:
             raise Unauthorized("This route takes an operator key.")
         req.context.principal = principal
