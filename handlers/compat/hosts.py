@@ -78,7 +78,7 @@ class HostRegistration(HostCollection):
             HostCreate,
             json.dumps(
                 {
-                    "name": body.name or body.addr,
+                    "name": body.name or body.addr[:64],
                     "driver": DriverKind.SSH.value,
                     "address": f"ssh://{body.user}@{host}:{port}",
                     "engines": [Engine.QEMU.value],
