@@ -321,6 +321,8 @@ def _base_env() -> dict[str, str]:
         {
             "CORRAL_TABLE": TABLE,
             "CORRAL_QUEUE": QUEUE,
+            # Backups go to a folder the API (downloads) and the workers share.
+            "CORRAL_BACKUP_FOLDER": env.get("CORRAL_BACKUP_FOLDER", str(STATE_DIR / "backups")),
             # DynamoDB Local takes any credentials; boto3 needs some to sign with
             "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),

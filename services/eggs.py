@@ -35,6 +35,7 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                data_path=body.data_path,
             )
         )
         self._repo.eggs.create(egg)

@@ -74,6 +74,7 @@ class DriverKind(StrEnum):
 
 
 MAX_KEYS_PER_CLUSTER = 10
+DEFAULT_DATA_PATH = "/data"
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    data_path: str = DEFAULT_DATA_PATH  # where its workloads keep their data (backed up)
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -184,6 +186,7 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
 
@@ -203,7 +206,7 @@ class OperationParams:
     `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
     `previous` status; `reason` when Corral started it itself (`was`: the status the
     table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption.
+    adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
     """
 
     name: str | None = None
@@ -217,6 +220,7 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    backup_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -232,6 +236,7 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "backup_id": self.backup_id,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -257,6 +262,7 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            backup_id=data.get("backup_id"),
         )
 
 

@@ -8,7 +8,7 @@ from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
-from shared.models import Egg, Engine
+from shared.models import DEFAULT_DATA_PATH, Egg, Engine
 from shared.vm import VmBoot
 
 
@@ -31,6 +31,7 @@ def egg_item(e: Egg) -> Item:
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
+        "data_path": e.data_path,
     }
 
 
@@ -49,6 +50,7 @@ def egg_from(item: Item) -> Egg:
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
+        data_path=item.get("data_path", DEFAULT_DATA_PATH),
     )
 
 
