@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -486,6 +487,8 @@ def _base_env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # 004's token exchange signs with it; a new one each run (tokens are short-lived).
+    env.setdefault("CORRAL_TOKEN_SECRET", secrets.token_urlsafe(32))
     return env
 
 

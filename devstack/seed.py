@@ -121,13 +121,25 @@ def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
                 "driver": "docker",
                 "address": docker_url,
                 "capacity": demo_host_capacity(storage_dir),
-                "labels": {"origin": "make-run"},
+                # 002's example region, so that its `POST /api/instances` works verbatim
+                "labels": {"origin": "make-run", "region": "us-east-1"},
             },
         )
         host_id = host["id"]
     cluster = api.post(
-        f"{ADMIN}/clusters", {"name": "demo", "plan": DEMO_PLAN, "egg_ids": [egg["id"]]}
+        f"{ADMIN}/clusters",
+        {
+            "name": "demo",
+            "plan": DEMO_PLAN,
+            "egg_ids": [egg["id"]],
+            "type": "local",
+            "description": "The demo cluster of make run.",
+            # 002's instances name no egg: they get this one
+            "config": {"default_egg_id": egg["id"]},
+        },
     )
+    # 003's environments name no cluster: they go to this one
+    api.call("PATCH", f"{ADMIN}/platform/settings", {"default_cluster_id": cluster["id"]})
     key = api.post(f"{ADMIN}/clusters/{cluster['id']}/keys", {"name": "demo"})
     return Demo(egg_id=egg["id"], cluster_id=cluster["id"], api_key=key["secret"], host_id=host_id)
 

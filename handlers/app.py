@@ -22,8 +22,11 @@ from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmIt
 from handlers.admin.fleet import FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
+from handlers.admin.platform import PlatformConfig, PlatformSettingsResource
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
+from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
+from handlers.compat import add_routes as add_compat_routes
 from handlers.health import HealthResource
 from handlers.public.backups import (
     BackupCollection,
@@ -50,6 +53,7 @@ from services.eggs import EggService
 from services.envs import EnvService
 from services.hosts import HostService
 from services.images import ImageService
+from services.platform import PlatformService
 from services.workloads import WorkloadService
 from shared.settings import Settings
 
@@ -89,6 +93,7 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
     _add_admin_routes(app, deps, authenticator, workloads)
+    add_compat_routes(app, deps, authenticator, workloads)
     return app
 
 
@@ -147,6 +152,11 @@ def _add_admin_routes(
     for action in EnvPower.ACTIONS:
         app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
     app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))
+    app.add_route(
+        f"{base}/platform/settings", PlatformSettingsResource(deps, PlatformService(deps))
+    )
+    base_paths = {"public": PUBLIC_BASE, "admin": ADMIN_BASE, **COMPAT_BASE_PATHS}
+    app.add_route(f"{base}/platform/config", PlatformConfig(deps, base_paths))
 
 
 def deps_from(settings: Settings) -> Deps:

@@ -60,6 +60,7 @@ class Schedule:
 
 RUN_OPERATION = Job("workers.jobs.run_operation", Lane.OPERATIONS)
 FETCH_LOGS = Job("workers.logs.fetch_logs", Lane.PRIORITY)
+SCAN_HOST_KEY = Job("workers.hosts.scan_key", Lane.PRIORITY)
 
 SCHEDULES = (
     Schedule("sweep", Job("workers.sweeps.sweep_expired", Lane.OPERATIONS), 10, 120),
@@ -74,7 +75,7 @@ SCHEDULES = (
     ),
 )
 
-JOBS = (RUN_OPERATION, FETCH_LOGS, *(schedule.job for schedule in SCHEDULES))
+JOBS = (RUN_OPERATION, FETCH_LOGS, SCAN_HOST_KEY, *(schedule.job for schedule in SCHEDULES))
 
 # rq cron enqueues with rq's default serializer (it has no other), so without
 # Lambda the periodic jobs go to this queue, served by a worker started without the

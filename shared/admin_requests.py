@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from shared.images import parse_image
-from shared.models import DriverKind, Engine
+from shared.models import ClusterConfig, ClusterType, DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
@@ -84,10 +84,25 @@ class PlanLimits(Strict):
         return self
 
 
+class ClusterSettings(Strict):
+    """001's cluster `config`: what Corral reads from it."""
+
+    default_egg_id: Id | None = None
+
+    def config(self) -> ClusterConfig:
+        return ClusterConfig(default_egg_id=self.default_egg_id)
+
+
+Description = Annotated[str, StringConstraints(max_length=1024)]
+
+
 class ClusterCreate(Strict):
     name: Name
     plan: PlanLimits
     egg_ids: Annotated[list[Id], Field(max_length=200)] = []
+    type: ClusterType = ClusterType.MANAGED
+    description: Description | None = None
+    config: ClusterSettings = ClusterSettings()
 
 
 class KeyCreate(Strict):
@@ -171,6 +186,11 @@ class EggCreate(Strict):
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
 Pem = Annotated[str, StringConstraints(max_length=16384)]
+HostKey = Annotated[str, StringConstraints(max_length=16384)]
+# Host ports forwarded to guests: [low, high].
+PortRange = Annotated[
+    list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)
+]
 # The engine each driver speaks: Docker Engine for containers, QEMU over SSH for VMs.
 DRIVER_ENGINES: dict[DriverKind, Engine] = {
     DriverKind.DOCKER: Engine.DOCKER,
@@ -196,12 +216,9 @@ class HostCreate(Strict):
     capacity: HostCapacity
     labels: Annotated[dict[Label, Label], Field(max_length=64)] = {}
     tls: Annotated[dict[TlsField, Pem], Field(max_length=3)] = {}
-    ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
+    ssh_host_key: HostKey | None = None
     ssh_private_key: Pem | None = None
-    port_range: (
-        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
-        | None
-    ) = None
+    port_range: PortRange | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -251,6 +268,13 @@ class ClusterUpdate(Strict):
     name: Name | None = None
     plan: PlanLimits | None = None
     egg_ids: Annotated[list[Id], Field(max_length=200)] | None = None
+    type: ClusterType | None = None
+    description: Description | None = None
+    config: ClusterSettings | None = None
+
+    def is_empty(self) -> bool:
+        """Nothing to change: every field left out or null."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
 class EggUpdate(Strict):
@@ -301,3 +325,9 @@ class Instantiate(Strict):
     name: Name
     resources: EggResources = EggResources()
     constraints: Annotated[dict[Label, Label], Field(max_length=16)] = {}
+
+
+class PlatformSettingsUpdate(Strict):
+    """PATCH /api/v1/platform/settings."""
+
+    default_cluster_id: Id | None = None

@@ -160,6 +160,14 @@ class HostTimeout(CorralError):
     default_message = "The container's host did not answer in time. Retry later."
 
 
+class HostUnreachable(CorralError):
+    """*new*: a host being registered did not answer (003's POST /api/hosts with
+    trust_on_first_use reads its SSH host key first)."""
+
+    code, status = "host_unreachable", 502
+    default_message = "The host did not answer."
+
+
 class TooManyRequests(CorralError):
     """*new*: the API key already holds as many waits and log follows open as it may;
     `Retry-After` says when one of them ends at the latest."""

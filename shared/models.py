@@ -23,6 +23,34 @@ class ClusterStatus(StrEnum):
     EXPIRED = "expired"
 
 
+class ClusterType(StrEnum):
+    """001's cluster types, a label the operator gives (Corral schedules them alike)."""
+
+    MANAGED = "managed"
+    SELF_MANAGED = "self_managed"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A cluster's settings beyond its plan (001's `config`). `default_egg_id` is the egg
+    002's instances are created from (they name no egg); it must be allowed."""
+
+    default_egg_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"default_egg_id": self.default_egg_id}
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """What the operator sets for the whole platform: the cluster that 003's environments
+    go to when their request names none."""
+
+    default_cluster_id: str | None = None
+    updated_at: datetime | None = None
+
+
 class HostStatus(StrEnum):
     READY = "ready"
     NOT_READY = "not_ready"
@@ -73,6 +101,9 @@ class Cluster:
     key_count: int
     created_at: datetime
     updated_at: datetime
+    type: ClusterType = ClusterType.MANAGED
+    description: str | None = None
+    config: ClusterConfig = field(default_factory=ClusterConfig)
     version: int = 1
 
     @property

@@ -24,6 +24,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
+from infra.table.platform import PlatformStore
 from infra.table.workloads import WorkloadStore, refuse_busy
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
@@ -51,6 +52,7 @@ class Repository:
         self.operations = OperationStore(db)
         self.envs = EnvStore(db)
         self.health = HealthStore(db)
+        self.platform = PlatformStore(db)
         self.backups = BackupStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------

@@ -12,6 +12,9 @@ ALL_CLUSTERS = "CLUSTERS"
 ALL_EGGS = "EGGS"
 ALL_HOSTS = "HOSTS"
 GSI1 = "gsi1"
+# The platform's own settings: one item.
+PLATFORM_PK = "PLATFORM"
+SETTINGS_SK = "#SETTINGS"
 # GSI2 is sparse: only workloads with an expiry (pk EXPIRY#<shard>, sk <expires_at>#<id>)
 # and operations not finished yet (pk PENDING#<shard>, sk <created_at>#<id>) carry its
 # keys, so a sweep reads what is due, not the fleet.

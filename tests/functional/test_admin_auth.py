@@ -13,7 +13,7 @@ import falcon.testing
 import pytest
 
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
-from handlers.auth import Authenticator
+from handlers.auth import OPERATOR, Authenticator
 from infra.table.api_keys import ApiKeyStore
 from infra.table.clusters import ClusterStore
 from infra.table.dynamo import Dynamo
@@ -70,11 +70,16 @@ EXPECTED_OPERATOR_ROUTES = {
     ("POST", "/envs/{env_id}/start"),
     ("POST", "/envs/{env_id}/lease"),
     ("GET", "/vms/{vm_id}"),
+    ("GET", "/platform/settings"),
+    ("PATCH", "/platform/settings"),
 }
 
 
-def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[str, str]]:
-    """(method, uri template) for every responder the app's router holds."""
+def routes(
+    app: falcon.App[falcon.Request, falcon.Response], scope: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """(method, uri template) for every responder the app's router holds (of resources
+    that take `scope`'s keys, when given)."""
     nodes = list(app._router._roots)
     while nodes:
         node = nodes.pop()
@@ -82,6 +87,8 @@ def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[s
         if node.resource is None:
             continue
         assert node.uri_template is not None  # a node that holds a resource has its route
+        if scope is not None and getattr(node.resource, "auth", OPERATOR) != scope:
+            continue
         for method in falcon.COMBINED_METHODS:
             if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
                 yield method, node.uri_template
@@ -90,7 +97,7 @@ def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[s
 def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:
     return {
         (method, template[len(ADMIN_BASE) :])
-        for method, template in routes(app)
+        for method, template in routes(app, OPERATOR)
         if template.startswith(ADMIN_BASE + "/")
     }
 
@@ -143,6 +150,7 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("POST", "/nodes"): host,
         ("POST", "/images/pull"): {"image": "busybox", "host_ids": [ids["host_id"]]},
         ("DELETE", "/images"): {"image": "busybox", "host_id": ids["host_id"]},
+        ("PATCH", "/platform/settings"): {"default_cluster_id": ids["cluster_id"]},
         ("POST", "/envs"): {
             "id": "env-2",
             "cluster_id": ids["cluster_id"],
