@@ -462,6 +462,9 @@ def _vm_examples(url: str, demo: Demo, vm: VmDemo, state_dir: Path) -> list[str]
         f"  curl -s -X POST {url}{ADMIN}/envs {operator_auth} \\",
         f"    -H 'Content-Type: application/json' -d '{env_body}'",
         "",
+        f"(003's own path {url}/api/envs takes the same body without cluster_id: the",
+        "platform's default cluster, the demo cluster here.)",
+        "",
     ]
 
 
