@@ -70,6 +70,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "minimum": resources(e.minimum),
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
+        "variables": [v.to_json() for v in e.variables],
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
     }
@@ -96,6 +97,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         **failure(w.failure),
         "expires_at": iso(w.expires_at),
         "restart_policy": w.restart_policy.value,
+        "environment": dict(w.environment),
         "health": health(w.health, now),
         "created_at": stamp(w.created_at),
         "updated_at": stamp(w.updated_at),

@@ -35,6 +35,7 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                variables=body.declared(),
             )
         )
         self._repo.eggs.create(egg)
@@ -44,8 +45,13 @@ class EggService:
         if not body.model_fields_set:
             raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
-            exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
+            exclude_none=True, exclude={"minimum", "defaults", "command", "vm", "variables"}
         )
+        declared = body.declared()
+        if declared is not None:
+            if declared and egg.engine != Engine.DOCKER:
+                raise InvalidInput("variables are for docker eggs only.")
+            changes["variables"] = declared
         if body.command is not None:
             changes["command"] = tuple(body.command)
         if body.vm is not None:

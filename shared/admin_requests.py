@@ -18,6 +18,16 @@ from shared.requests import (
     StorageMb,
     Strict,
 )
+from shared.variables import (
+    INTEGER_LIMIT,
+    MAX_PATTERN_LENGTH,
+    MAX_VALUE_LENGTH,
+    MAX_VARIABLES,
+    EggVariable,
+    VariableRules,
+    VariableType,
+    check_declaration,
+)
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -110,6 +120,62 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+class VariableRulesBody(Strict):
+    type: VariableType = VariableType.STRING
+    required: bool = False
+    pattern: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)] | None
+    ) = None
+    min: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    max: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    choices: Annotated[
+        list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=100)
+    ] = []
+
+    def rules(self) -> VariableRules:
+        return VariableRules(
+            type=self.type,
+            required=self.required,
+            pattern=self.pattern,
+            min=self.min,
+            max=self.max,
+            choices=tuple(self.choices),
+        )
+
+
+class VariableBody(Strict):
+    """One egg variable (Pterodactyl's startup variable)."""
+
+    name: Name
+    env: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    description: Text = ""
+    default: Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)] = ""
+    user_editable: bool = True
+    rules: VariableRulesBody = VariableRulesBody()
+
+    def variable(self) -> EggVariable:
+        return EggVariable(
+            name=self.name,
+            env=self.env,
+            default=self.default,
+            description=self.description,
+            user_editable=self.user_editable,
+            rules=self.rules.rules(),
+        )
+
+
+def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None:
+    """The variables of a body, checked together (ValueError names the variable)."""
+    if body is None:
+        return None
+    variables = tuple(v.variable() for v in body)
+    check_declaration(variables)
+    return variables
+
+
+Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -121,12 +187,19 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    variables: Variables = []
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.variables and self.engine != Engine.DOCKER:
+            raise ValueError("variables are for docker eggs only")
+        _declared(self.variables)
         return self
+
+    def declared(self) -> tuple[EggVariable, ...]:
+        return _declared(self.variables) or ()
 
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
@@ -223,6 +296,15 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    variables: Variables | None = None
+
+    @model_validator(mode="after")
+    def _variables_declared(self) -> EggUpdate:
+        _declared(self.variables)
+        return self
+
+    def declared(self) -> tuple[EggVariable, ...] | None:
+        return _declared(self.variables)
 
 
 class Instantiate(Strict):

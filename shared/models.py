@@ -12,6 +12,7 @@ from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
+from shared.variables import EggVariable
 from shared.vm import VmBoot, WorkloadVm
 
 
@@ -92,6 +93,7 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    variables: tuple[EggVariable, ...] = ()  # what tenants may (or operators do) set
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -153,6 +155,8 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    # the tenant's values of its egg's user-editable variables (env name -> value)
+    environment: dict[str, str] = field(default_factory=dict)
     version: int = 1
 
 
@@ -168,11 +172,11 @@ class OperationReason(StrEnum):
 class OperationParams:
     """What an operation carries to its job beyond its kind; shown to clients as `params`.
 
-    Which fields are set depends on the kind: an update's new `name`, `egg_id` (then
-    `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
-    `previous` status; `reason` when Corral started it itself (`was`: the status the
-    table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption.
+    Which fields are set depends on the kind: an update's new `name`, `egg_id` or
+    `environment` (then `recreate`) and `resources`; a power change's `signal` and
+    `target`; a delete's `previous` status; `reason` when Corral started it itself
+    (`was`: the status the table had before a repair); `env_id` when it is one of an
+    env's; `host_id` of an adoption.
     """
 
     name: str | None = None
@@ -186,6 +190,7 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    environment: dict[str, str] | None = None  # an update's new variable values
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -201,6 +206,7 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "environment": self.environment,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -226,6 +232,7 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            environment=dict(data["environment"]) if data.get("environment") else None,
         )
 
 

@@ -6,7 +6,7 @@ condition that the operation is still the workload's pending one."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,9 +14,10 @@ from rq import get_current_job
 
 from infra.drivers.base import HostDriver, VmDriver
 from shared.capacity import Resources
+from shared.environment import container_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
-from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
+from shared.runtime import LABEL_CONFIG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import context
@@ -52,7 +53,12 @@ class Outcome:
     host_exists: bool = True
 
 
-def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
+def spec_for(
+    workload: Workload,
+    egg: Egg,
+    resources: Resources | None = None,
+    databases: Sequence[Mapping[str, str]] = (),
+) -> WorkloadSpec:
     return WorkloadSpec(
         workload_id=workload.id,
         cluster_id=workload.cluster_id,
@@ -60,7 +66,7 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         image=egg.image,
         resources=resources or workload.resources,
         command=egg.command,
-        environment=dict(egg.environment),
+        environment=container_environment(egg, workload, databases),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
     )
@@ -118,13 +124,15 @@ def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -
 
 
 def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    """Rename, resize and/or switch egg. The table already holds the new values;
-    the host is brought to them. An egg switch recreates the container from the
-    new image and brings it back to the power state it had."""
+    """Rename, resize, switch egg and/or change variables. The table already holds the
+    new values; the host is brought to them. An egg switch or new variables recreate
+    the container (unless a previous run did already) and bring it back to the power
+    state it had."""
     spec = spec_for(workload, egg)
     if op.params.recreate:
         before = driver.inspect(workload.id)
-        if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
+        made = before.labels.get(LABEL_CONFIG)
+        if before.state != RuntimeState.MISSING and made == spec.config_digest:
             observed = driver.apply_resources(spec)
         else:
             driver.remove(workload.id)

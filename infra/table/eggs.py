@@ -9,6 +9,7 @@ from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
 from shared.models import Egg, Engine
+from shared.variables import EggVariable
 from shared.vm import VmBoot
 
 
@@ -31,6 +32,7 @@ def egg_item(e: Egg) -> Item:
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
+        "variables": [v.to_json() for v in e.variables] or None,
     }
 
 
@@ -49,6 +51,7 @@ def egg_from(item: Item) -> Egg:
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
+        variables=tuple(EggVariable.from_json(v) for v in item.get("variables") or ()),
     )
 
 
