@@ -16,6 +16,13 @@ from handlers.admin.clusters import (
     ClusterOperationItem,
     ClusterStatusChange,
 )
+from handlers.admin.databases import (
+    DatabaseHostCollection,
+    DatabaseHostItem,
+    ManagedDatabaseBind,
+    ManagedDatabaseCollection,
+    ManagedDatabaseItem,
+)
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
@@ -37,6 +44,7 @@ from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
 from services.clusters import ClusterService
+from services.databases import DatabaseHostService, DatabaseService
 from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
@@ -129,6 +137,14 @@ def _add_admin_routes(
     for action in EnvPower.ACTIONS:
         app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
     app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))
+    database_hosts = DatabaseHostService(deps)
+    app.add_route(f"{base}/database-hosts", DatabaseHostCollection(deps, database_hosts))
+    app.add_route(f"{base}/database-hosts/{{host_id}}", DatabaseHostItem(deps, database_hosts))
+    databases = DatabaseService(deps)
+    app.add_route(f"{base}/managed-databases", ManagedDatabaseCollection(deps, databases))
+    managed = f"{base}/managed-databases/{{database_id}}"
+    app.add_route(managed, ManagedDatabaseItem(deps, databases))
+    app.add_route(f"{managed}/bind", ManagedDatabaseBind(deps, databases))
 
 
 def deps_from(settings: Settings) -> Deps:

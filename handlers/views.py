@@ -8,6 +8,7 @@ from typing import Any
 
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
+from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env, shown_status
 from shared.errors import Failure
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
@@ -289,3 +290,48 @@ def environment_accepted(
     env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
 ) -> dict[str, Any]:
     return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}
+
+
+def database_host(h: DatabaseHost) -> dict[str, Any]:
+    """A database host as operators see it: never its password."""
+    return {
+        "id": h.id,
+        "name": h.name,
+        "engine": h.engine.value,
+        "host": h.host,
+        "port": h.port,
+        "username": h.username,
+        "max_databases": h.max_databases,
+        "database_count": h.database_count,
+        "cluster_ids": list(h.cluster_ids),
+        "version": h.server_version,
+        "health": h.health.value,
+        "health_error": h.health_error,
+        "checked_at": iso(h.checked_at),
+        "created_at": stamp(h.created_at),
+        "updated_at": stamp(h.updated_at),
+    }
+
+
+def managed_database(d: ManagedDatabase) -> dict[str, Any]:
+    """001's record, exactly; a failed one adds `error` (plain words). No password."""
+    return {
+        "id": d.id,
+        "cluster_id": d.cluster_id,
+        "name": d.name,
+        "engine": d.engine.value,
+        "version": d.version,
+        "status": d.status.value,
+        "connection_host": d.connection_host,
+        "connection_port": d.connection_port,
+        "connection_user": d.connection_user,
+        "connection_database": d.connection_database,
+        "app_id": d.app_id,
+        "created_at": stamp(d.created_at),
+        "updated_at": stamp(d.updated_at),
+        **({"error": d.failure.message} if d.failure else {}),
+    }
+
+
+def binding(d: ManagedDatabase, o: Operation) -> dict[str, Any]:
+    return {"database": managed_database(d), "operation": operation(o)}

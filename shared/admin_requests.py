@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, model_validator
 
+from shared.databases import DatabaseEngine
 from shared.models import DriverKind, Engine
 from shared.requests import (
     Cores,
@@ -17,6 +18,7 @@ from shared.requests import (
     SmallCount,
     StorageMb,
     Strict,
+    visible_text,
 )
 from shared.variables import (
     INTEGER_LIMIT,
@@ -314,3 +316,67 @@ class Instantiate(Strict):
     name: Name
     resources: EggResources = EggResources()
     constraints: Annotated[dict[Label, Label], Field(max_length=16)] = {}
+
+
+# -- databases ---------------------------------------------------------------------
+
+DatabaseHostName = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+]
+DatabaseUser = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+]
+DatabasePassword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ClusterIds = Annotated[list[Id], Field(max_length=200)]
+
+
+class DatabaseHostCreate(Strict):
+    """POST /api/v1/database-hosts: a server Corral may create databases on."""
+
+    name: Name
+    engine: DatabaseEngine
+    host: DatabaseHostName
+    port: Annotated[int, Field(ge=1, le=65535)]
+    username: DatabaseUser
+    password: DatabasePassword
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] = 100
+    cluster_ids: ClusterIds = []
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostCreate:
+        visible_text(self.password)
+        return self
+
+
+class DatabaseHostUpdate(Strict):
+    name: Name | None = None
+    host: DatabaseHostName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    username: DatabaseUser | None = None
+    password: DatabasePassword | None = None
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    cluster_ids: ClusterIds | None = None
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostUpdate:
+        if self.password is not None:
+            visible_text(self.password)
+        return self
+
+
+DatabaseVersion = Annotated[
+    str, StringConstraints(min_length=1, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)*$")
+]
+
+
+class ManagedDatabaseCreate(Strict):
+    """POST /api/v1/managed-databases (001)."""
+
+    cluster_id: Id
+    name: Name
+    engine: DatabaseEngine = DatabaseEngine.POSTGRES
+    version: DatabaseVersion | None = None
+
+
+class BindRequest(Strict):
+    app_id: Id

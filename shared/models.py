@@ -157,6 +157,8 @@ class Workload:
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
     # the tenant's values of its egg's user-editable variables (env name -> value)
     environment: dict[str, str] = field(default_factory=dict)
+    # managed databases bound to it (their connection variables are in its environment)
+    databases: tuple[str, ...] = ()
     version: int = 1
 
 

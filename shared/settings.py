@@ -37,6 +37,9 @@ class Settings:
     logs_follow_cap_seconds: float = 60.0
     logs_poll_seconds: float = 1.0
     logs_max_bytes: int = 1024 * 1024
+    # The Fernet key (urlsafe base64 of 32 bytes) that seals secrets at rest: database
+    # passwords, registry credentials (infra/secrets.py). No key: those routes refuse.
+    secret_key: str | None = field(default=None, repr=False)
     version: str = VERSION
 
     @classmethod
@@ -67,4 +70,5 @@ class Settings:
             logs_follow_cap_seconds=float(
                 env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
             ),
+            secret_key=env.get("CORRAL_SECRET_KEY") or None,
         )

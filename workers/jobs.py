@@ -21,6 +21,7 @@ from shared.runtime import LABEL_CONFIG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import context
+from workers.databases import connections
 
 log = logging.getLogger("corral.jobs")
 
@@ -116,19 +117,26 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
     return fields
 
 
-def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg))
+Connections = Sequence[Mapping[str, str]]
+
+
+def provision(
+    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, databases: Connections
+) -> Outcome:
+    observed = _ensure(driver, workload, egg, spec_for(workload, egg, databases=databases))
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
 
 
-def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+def update(
+    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, databases: Connections
+) -> Outcome:
     """Rename, resize, switch egg and/or change variables. The table already holds the
     new values; the host is brought to them. An egg switch or new variables recreate
     the container (unless a previous run did already) and bring it back to the power
     state it had."""
-    spec = spec_for(workload, egg)
+    spec = spec_for(workload, egg, databases=databases)
     if op.params.recreate:
         before = driver.inspect(workload.id)
         made = before.labels.get(LABEL_CONFIG)
@@ -163,7 +171,9 @@ def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
     return _RUNNING_STATES.get(observed.state, fallback)
 
 
-def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+def power(
+    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
+) -> Outcome:
     signal = op.params.signal
     target = op.params.target
     if signal is None or target is None:
@@ -174,12 +184,16 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
     return Outcome(target, _vm_fields(driver, workload, None))
 
 
-def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+def delete(
+    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
+) -> Outcome:
     driver.remove(workload.id)
     return Outcome(gone_status(op), release=True)
 
 
-def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+def observe(
+    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
+) -> Outcome:
     """A repair or an adoption the reconciler began but did not finish (it died, and
     re-queued the operation later): record what the host says now."""
     observed = driver.inspect(workload.id)
@@ -194,7 +208,7 @@ def gone_status(op: Operation) -> WorkloadStatus:
     return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
-Executor = Callable[[HostDriver, Workload, Any, Operation], Outcome]
+Executor = Callable[[HostDriver, Workload, Any, Operation, Connections], Outcome]
 
 EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.PROVISION: provision,
@@ -276,7 +290,10 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
     except NotFound:
         egg = _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
-    return EXECUTORS[op.kind](driver, workload, egg, op)
+    # the connection variables of bound databases, for the operations that make a container
+    makes = op.kind in (OperationKind.PROVISION, OperationKind.UPDATE)
+    databases = connections(ctx, workload) if makes else []
+    return EXECUTORS[op.kind](driver, workload, egg, op, databases)
 
 
 def _deleted_egg(workload: Workload, op: Operation) -> Egg:

@@ -17,6 +17,7 @@ from infra.table import schema
 from infra.table.api_keys import AlreadyRevoked, ApiKeyStore
 from infra.table.attributes import Item
 from infra.table.clusters import ClusterStore, cluster_from
+from infra.table.databases import DatabaseHostStore, DatabaseStore
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
@@ -25,6 +26,7 @@ from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
 from infra.table.workloads import WorkloadStore
 from shared.capacity import Resources
+from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env
 from shared.errors import Conflict, Failure, NotFound
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
@@ -42,6 +44,8 @@ class Repository:
         self.operations = OperationStore(db)
         self.envs = EnvStore(db)
         self.health = HealthStore(db)
+        self.database_hosts = DatabaseHostStore(db)
+        self.databases = DatabaseStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
@@ -111,8 +115,10 @@ class Repository:
         resources: Resources | None = None,
         cluster: Cluster | None = None,
         host: Host | None = None,
+        also: Sequence[TxEntry] = (),
     ) -> None:
-        """Record `operation` as the workload's one change in flight.
+        """Record `operation` as the workload's one change in flight (and `also`, the
+        entries of what changes with it, in the same transaction).
 
         With `resources`, the workload's desired resources change now and the
         counters move by the difference (growth checked against the limits)."""
@@ -132,6 +138,7 @@ class Repository:
                 ),
                 self.operations.put_new(operation),
                 *counters,
+                *also,
             ]
         )
 
@@ -163,6 +170,35 @@ class Repository:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
+        try:
+            self.db.transact(entries)
+        except Conflict:
+            return False
+        return True
+
+    # -- managed databases and the counters they move ----------------------------------
+
+    def create_database(
+        self, database: ManagedDatabase, host: DatabaseHost, cluster: Cluster, now: datetime
+    ) -> None:
+        """Write the record and its name's guard, take one of the database host's slots
+        and one of the cluster's `databases`, in one transaction."""
+        self.db.transact(
+            [
+                *self.databases.put_new(database),
+                self.database_hosts.take_slot(host, now),
+                self.clusters.reserve(cluster, Resources(databases=1), 0, now),
+            ]
+        )
+
+    def remove_database(self, database: ManagedDatabase, now: datetime) -> bool:
+        """Drop the record (it must be `deleting`) and give back what it held; False when
+        a previous run removed it already."""
+        entries = [
+            *self.databases.remove(database),
+            self.database_hosts.give_slot(database.host_id, now),
+            self.clusters.release_resources(database.cluster_id, Resources(databases=1), now),
+        ]
         try:
             self.db.transact(entries)
         except Conflict:
