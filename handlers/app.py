@@ -38,13 +38,18 @@ from handlers.public.containers import (
     ContainerLease,
     ContainerPower,
 )
+from handlers.public.databases import (
+    ContainerDatabaseCollection,
+    ContainerDatabaseItem,
+    ContainerDatabaseRotate,
+)
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
 from services.clusters import ClusterService
-from services.databases import DatabaseHostService, DatabaseService
+from services.databases import DatabaseHostService, DatabaseService, TenantDatabaseService
 from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
@@ -78,6 +83,11 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    tenant_databases = TenantDatabaseService(deps)
+    app.add_route(f"{item}/databases", ContainerDatabaseCollection(deps, tenant_databases))
+    database = f"{item}/databases/{{database_id}}"
+    app.add_route(database, ContainerDatabaseItem(deps, tenant_databases))
+    app.add_route(f"{database}/rotate-password", ContainerDatabaseRotate(deps, tenant_databases))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 

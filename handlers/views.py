@@ -335,3 +335,23 @@ def managed_database(d: ManagedDatabase) -> dict[str, Any]:
 
 def binding(d: ManagedDatabase, o: Operation) -> dict[str, Any]:
     return {"database": managed_database(d), "operation": operation(o)}
+
+
+def tenant_database(d: ManagedDatabase, password: str | None = None) -> dict[str, Any]:
+    """A container's database as its tenant sees it; `password` only when just made or
+    rotated (it is shown once)."""
+    shown = {
+        "id": d.id,
+        "name": d.name,
+        "engine": d.engine.value,
+        "version": d.version,
+        "status": d.status.value,
+        "connection_host": d.connection_host,
+        "connection_port": d.connection_port,
+        "connection_user": d.connection_user,
+        "connection_database": d.connection_database,
+        "error": d.failure.message if d.failure else None,
+        "created_at": stamp(d.created_at),
+        "updated_at": stamp(d.updated_at),
+    }
+    return shown | ({"password": password} if password is not None else {})

@@ -35,6 +35,7 @@ from shared.errors import (
     NotFound,
 )
 from shared.models import Engine, Operation, OperationParams, Workload
+from shared.requests import TenantDatabaseCreate
 from shared.states import OperationKind, check_updatable, operation_in_flight
 
 PASSWORD_BYTES = 24
@@ -95,7 +96,7 @@ class DatabaseService:
         cluster = self._repo.clusters.get(body.cluster_id)
         rules.require_active(cluster)
         rules.require_room(cluster, Resources(databases=1))
-        hosts = self._placements(body)
+        hosts = self.placements(body)
         password = self._box.seal(secrets.token_urlsafe(PASSWORD_BYTES))
         database_id = self._deps.new_id()
         database_name, user = server_names(database_id)
@@ -129,7 +130,7 @@ class DatabaseService:
             return database
         raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
 
-    def _placements(self, body: ManagedDatabaseCreate) -> list[DatabaseHost]:
+    def placements(self, body: ManagedDatabaseCreate) -> list[DatabaseHost]:
         """The database hosts that may take it, least used first; a clear refusal when the
         engine or the version asked for has none."""
         serving = [
@@ -155,8 +156,15 @@ class DatabaseService:
             raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
         return sorted(room, key=lambda h: h.database_count / max(h.max_databases, 1))
 
-    def delete(self, database_id: str) -> None:
+    def get(self, database_id: str) -> ManagedDatabase:
+        """An operator's managed database (a tenant's, made for one container, is not)."""
         database = self._repo.databases.find(database_id)
+        if database.owner_id is not None:
+            raise NotFound("Database not found.")
+        return database
+
+    def delete(self, database_id: str) -> None:
+        database = self.get(database_id)
         if database.status == DatabaseStatus.DELETING:
             return
         if database.status == DatabaseStatus.CREATING:
@@ -183,7 +191,7 @@ class DatabaseService:
     # -- bind --------------------------------------------------------------------------
 
     def bind(self, database_id: str, body: BindRequest) -> tuple[ManagedDatabase, Operation]:
-        database = self._repo.databases.find(database_id)
+        database = self.get(database_id)
         if database.status != DatabaseStatus.READY:
             raise ActionNotAllowed(f"The database is {database.status.value}, not ready.")
         if database.app_id == body.app_id:
@@ -198,7 +206,7 @@ class DatabaseService:
         return replace(database, app_id=body.app_id), operation
 
     def unbind(self, database_id: str) -> tuple[ManagedDatabase, Operation]:
-        database = self._repo.databases.find(database_id)
+        database = self.get(database_id)
         if not database.app_id:
             raise ActionNotAllowed("The database is not bound to a container.")
         app = self._app(database, database.app_id)
@@ -249,3 +257,136 @@ class DatabaseService:
 def _has_version(host: DatabaseHost, version: str) -> bool:
     found = host.server_version or ""
     return found == version or found.startswith(f"{version}.")
+
+
+class TenantDatabaseService:
+    """000's `databases`: a tenant's databases for one container, counted against that
+    container's `databases` allocation (which its cluster's pool already holds). Each
+    change is an operation on the container that first makes, rotates or drops the
+    database, then recreates the container with the connection variables."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+        self._repo = deps.repo
+        self._box = SecretBox.of(deps.settings)
+        self._placer = DatabaseService(deps)
+
+    def list(self, cluster_id: str, container_id: str) -> list[ManagedDatabase]:
+        container = self._live(cluster_id, container_id)
+        owned = self._repo.databases.in_cluster(cluster_id)
+        return [d for d in owned if d.owner_id == container.id]
+
+    def create(
+        self, cluster_id: str, container_id: str, body: TenantDatabaseCreate
+    ) -> tuple[ManagedDatabase, str, Operation]:
+        """The database, its password (shown this once) and the container's operation."""
+        container = self._idle(cluster_id, container_id)
+        rules.require_active(self._repo.clusters.get(cluster_id))
+        held = container.database_count
+        if held >= container.resources.databases:
+            raise CapacityExceeded(
+                f"The container holds {held} of its {container.resources.databases} databases; "
+                "resize its databases allocation (within the cluster's limit) to add one."
+            )
+        request = ManagedDatabaseCreate(cluster_id=cluster_id, name=body.name, engine=body.engine)
+        hosts = self._placer.placements(request)
+        password = secrets.token_urlsafe(PASSWORD_BYTES)
+        database_id = self._deps.new_id()
+        database_name, user = server_names(database_id)
+        now = self._deps.clock()
+        operation = self._operation(container, database_id)
+        for host in hosts:
+            database = ManagedDatabase(
+                id=database_id,
+                cluster_id=cluster_id,
+                name=body.name,
+                engine=body.engine,
+                version=host.major_version,
+                status=DatabaseStatus.CREATING,
+                host_id=host.id,
+                connection_host=host.host,
+                connection_port=host.port,
+                connection_user=user,
+                connection_database=database_name,
+                password=self._box.seal(password),
+                created_at=now,
+                updated_at=now,
+                app_id=container.id,
+                owner_id=container.id,
+            )
+            try:
+                self._repo.create_tenant_database(database, host, container, operation)
+            except CapacityExceeded as exc:
+                if "database host" in exc.message:
+                    continue
+                raise
+            operations.enqueue(self._deps.jobs, operation)
+            return database, password, operation
+        raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
+
+    def rotate(
+        self, cluster_id: str, container_id: str, database_id: str
+    ) -> tuple[ManagedDatabase, str, Operation]:
+        """A new password: set on the server, then in the container, by one operation."""
+        container = self._idle(cluster_id, container_id)
+        database = self._owned(container, database_id)
+        if database.status != DatabaseStatus.READY:
+            raise ActionNotAllowed(f"The database is {database.status.value}, not ready.")
+        password = secrets.token_urlsafe(PASSWORD_BYTES)
+        sealed = self._box.seal(password)
+        operation = self._operation(container, database.id)
+        now = self._deps.clock()
+        self._repo.begin_operation(
+            container,
+            operation,
+            also=[self._repo.databases.set_password(database, sealed, now)],
+        )
+        operations.enqueue(self._deps.jobs, operation)
+        return replace(database, updated_at=now), password, operation
+
+    def delete(self, cluster_id: str, container_id: str, database_id: str) -> Operation:
+        container = self._idle(cluster_id, container_id)
+        database = self._owned(container, database_id)
+        if database.status not in (DatabaseStatus.READY, DatabaseStatus.ERROR):
+            raise ActionNotAllowed(f"The database is {database.status.value}.")
+        operation = self._operation(container, database.id)
+        now = self._deps.clock()
+        self._repo.begin_operation(
+            container,
+            operation,
+            set_fields={"databases": [d for d in container.databases if d != database.id]},
+            also=[self._repo.databases.mark_deleting(database, now)],
+        )
+        operations.enqueue(self._deps.jobs, operation)
+        return operation
+
+    def _live(self, cluster_id: str, container_id: str) -> Workload:
+        container = self._repo.workloads.get(cluster_id, container_id)
+        if container.status.is_gone:
+            raise NotFound(f"Container is {container.status.value}.")
+        return container
+
+    def _idle(self, cluster_id: str, container_id: str) -> Workload:
+        container = self._live(cluster_id, container_id)
+        if container.engine != Engine.DOCKER:
+            raise InvalidInput("Databases are for containers, not VMs.")
+        if container.pending_op:
+            raise operation_in_flight(container.pending_op)
+        check_updatable(container.status)
+        return container
+
+    def _owned(self, container: Workload, database_id: str) -> ManagedDatabase:
+        database = self._repo.databases.get(container.cluster_id, database_id)
+        if database.owner_id != container.id:
+            raise NotFound("Database not found.")
+        return database
+
+    def _operation(self, container: Workload, database_id: str) -> Operation:
+        return operations.queued(
+            self._deps.new_operation_id(),
+            container.cluster_id,
+            container.id,
+            OperationKind.UPDATE,
+            OperationParams(recreate=True, database_id=database_id),
+            self._deps.clock(),
+        )

@@ -159,6 +159,11 @@ class WorkloadService:
             resources = rules.vm_resources(resources, workload.vm)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
+        if resources.databases < workload.database_count:
+            raise InvalidInput(
+                f"The container holds {workload.database_count} databases: its databases "
+                "allocation cannot go below that; delete some first."
+            )
         resized = resources != workload.resources
         if resized:
             params = replace(params, resources=resources)

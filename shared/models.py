@@ -159,6 +159,7 @@ class Workload:
     environment: dict[str, str] = field(default_factory=dict)
     # managed databases bound to it (their connection variables are in its environment)
     databases: tuple[str, ...] = ()
+    database_count: int = 0  # tenant databases it holds, within its `databases` allocation
     version: int = 1
 
 
@@ -193,6 +194,7 @@ class OperationParams:
     env_id: str | None = None
     host_id: str | None = None
     environment: dict[str, str] | None = None  # an update's new variable values
+    database_id: str | None = None  # a tenant database made, rotated or dropped first
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -209,6 +211,7 @@ class OperationParams:
             "env_id": self.env_id,
             "host_id": self.host_id,
             "environment": self.environment,
+            "database_id": self.database_id,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -235,6 +238,7 @@ class OperationParams:
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
             environment=dict(data["environment"]) if data.get("environment") else None,
+            database_id=data.get("database_id"),
         )
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from shared.databases import DatabaseEngine
 from shared.errors import BelowMinimum, CorralError, InvalidInput
 from shared.models import RestartPolicy
 from shared.states import PowerSignal
@@ -206,6 +207,13 @@ class ContainerUpdate(Strict):
             and not (self.resources and self.resources.given())
             and not self.environment
         )
+
+
+class TenantDatabaseCreate(Strict):
+    """POST /containers/:id/databases."""
+
+    name: Name
+    engine: DatabaseEngine = DatabaseEngine.POSTGRES
 
 
 class PowerRequest(Strict):

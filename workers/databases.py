@@ -34,33 +34,54 @@ def _server(ctx: context.WorkerContext, host: DatabaseHost) -> DatabaseServer:
 
 
 def create_database(cluster_id: str, database_id: str) -> str:
-    """RQ job: create the database and its user; `ready`, or `error` with the reason
-    (and whatever was made dropped again)."""
-    ctx = context.current()
+    """RQ job: create an operator's database and its user; `ready`, or `error` with the
+    reason (and whatever was made dropped again)."""
+    return converge(context.current(), cluster_id, database_id)
+
+
+def delete_database(cluster_id: str, database_id: str) -> str:
+    """RQ job: drop the database and its user, then the record, giving back what it
+    held in the same transaction."""
+    return converge(context.current(), cluster_id, database_id)
+
+
+def converge(ctx: context.WorkerContext, cluster_id: str, database_id: str) -> str:
+    """Bring the server to what the record says: a `creating` database is made, a
+    `deleting` one dropped (and its record removed), a `ready` one's user is given the
+    password the record holds (a rotation). Returns the status it ends in."""
     try:
         database = ctx.repo.databases.get(cluster_id, database_id)
-        host = ctx.repo.database_hosts.get(database.host_id)
     except NotFound:
-        return "missing"
-    if database.status != DatabaseStatus.CREATING:
-        return database.status.value
-    box = SecretBox.of(ctx.settings)
-    server = _server(ctx, host)
+        return "deleted"
     try:
-        server.create(
-            database.connection_database, database.connection_user, box.open(database.password)
-        )
+        host: DatabaseHost | None = ctx.repo.database_hosts.get(database.host_id)
+    except NotFound:
+        host = None  # removed by force: nothing can be made, nothing is left to drop
+    if database.status == DatabaseStatus.CREATING:
+        return _make(ctx, database, host)
+    if database.status == DatabaseStatus.DELETING:
+        return _drop(ctx, database, host)
+    if database.status == DatabaseStatus.READY and host is not None:
+        password = SecretBox.of(ctx.settings).open(database.password)
+        _server(ctx, host).set_password(database.connection_user, password)
+    return database.status.value
+
+
+def _make(ctx: context.WorkerContext, database: ManagedDatabase, host: DatabaseHost | None) -> str:
+    try:
+        if host is None:
+            raise HostError("database host removed", code=HOST_GONE.code, public=HOST_GONE.message)
+        server = _server(ctx, host)
+        password = SecretBox.of(ctx.settings).open(database.password)
+        server.create(database.connection_database, database.connection_user, password)
     except Exception as exc:  # the record must not stay `creating`: it says why instead
         failure = exc.failure() if isinstance(exc, HostError) else _internal(exc)
         log.warning("database %s: create failed: %s", database.id, exc)
-        with suppress(Exception):  # a server that is down made nothing to drop
-            server.drop(database.connection_database, database.connection_user)
+        if host is not None:
+            with suppress(Exception):  # a server that is down made nothing to drop
+                _server(ctx, host).drop(database.connection_database, database.connection_user)
         ctx.repo.databases.set_status(
-            database,
-            DatabaseStatus.ERROR,
-            failure,
-            ctx.clock(),
-            expect=DatabaseStatus.CREATING,
+            database, DatabaseStatus.ERROR, failure, ctx.clock(), expect=DatabaseStatus.CREATING
         )
         return DatabaseStatus.ERROR.value
     ctx.repo.databases.set_status(
@@ -69,35 +90,32 @@ def create_database(cluster_id: str, database_id: str) -> str:
     return DatabaseStatus.READY.value
 
 
-def delete_database(cluster_id: str, database_id: str) -> str:
-    """RQ job: drop the database and its user, then the record, giving back the
-    cluster's and the host's counts in the same transaction."""
-    ctx = context.current()
-    try:
-        database = ctx.repo.databases.get(cluster_id, database_id)
-    except NotFound:
-        return "deleted"
-    if database.status != DatabaseStatus.DELETING:
-        return database.status.value
-    try:
-        host = ctx.repo.database_hosts.get(database.host_id)
-    except NotFound:
-        host = None  # removed by force: nothing left to drop
+def _drop(ctx: context.WorkerContext, database: ManagedDatabase, host: DatabaseHost | None) -> str:
     if host is not None:
         try:
             _server(ctx, host).drop(database.connection_database, database.connection_user)
         except HostError as exc:
             log.warning("database %s: drop failed: %s", database.id, exc)
             ctx.repo.databases.set_status(
-                database,
-                DatabaseStatus.ERROR,
-                exc.failure(),
-                ctx.clock(),
+                database, DatabaseStatus.ERROR, exc.failure(), ctx.clock(),
                 expect=DatabaseStatus.DELETING,
-            )
+            )  # fmt: skip
             return DatabaseStatus.ERROR.value
     ctx.repo.remove_database(database, ctx.clock())
     return "deleted"
+
+
+def drop_owned(ctx: context.WorkerContext, workload: Workload) -> None:
+    """Drop the tenant databases of a container that is deleted. One whose server does
+    not answer stays, in `error`, for a later DELETE."""
+    for database in ctx.repo.databases.in_cluster(workload.cluster_id):
+        if database.owner_id != workload.id:
+            continue
+        if database.status != DatabaseStatus.DELETING and not ctx.repo.databases.set_status(
+            database, DatabaseStatus.DELETING, None, ctx.clock(), expect=database.status
+        ):
+            continue
+        converge(ctx, workload.cluster_id, database.id)
 
 
 def connections(ctx: context.WorkerContext, workload: Workload) -> list[dict[str, str]]:
@@ -110,6 +128,8 @@ def connections(ctx: context.WorkerContext, workload: Workload) -> list[dict[str
             database: ManagedDatabase = ctx.repo.databases.get(workload.cluster_id, database_id)
         except NotFound:
             continue  # deleted since: nothing to inject
+        if database.status != DatabaseStatus.READY:
+            continue  # failed, or on its way out: nothing to connect to
         found.append(connection_environment(database, box.open(database.password)))
     return found
 

@@ -21,7 +21,8 @@ from shared.runtime import LABEL_CONFIG, Observed, RuntimeState, WorkloadSpec
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import context
-from workers.databases import connections
+from workers.databases import connections, drop_owned
+from workers.databases import converge as databases_converge
 
 log = logging.getLogger("corral.jobs")
 
@@ -290,10 +291,15 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
     except NotFound:
         egg = _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
+    if op.params.database_id:  # a tenant database first: made, rotated or dropped
+        databases_converge(ctx, workload.cluster_id, op.params.database_id)
     # the connection variables of bound databases, for the operations that make a container
     makes = op.kind in (OperationKind.PROVISION, OperationKind.UPDATE)
     databases = connections(ctx, workload) if makes else []
-    return EXECUTORS[op.kind](driver, workload, egg, op, databases)
+    outcome = EXECUTORS[op.kind](driver, workload, egg, op, databases)
+    if op.kind == OperationKind.DELETE:
+        drop_owned(ctx, workload)
+    return outcome
 
 
 def _deleted_egg(workload: Workload, op: Operation) -> Egg:

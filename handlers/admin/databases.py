@@ -78,7 +78,7 @@ class ManagedDatabaseItem:
         self._databases = databases
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
-        found = self._deps.repo.databases.find(path_id(database_id, "Database"))
+        found = self._databases.get(path_id(database_id, "Database"))
         resp.media = views.managed_database(found)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:

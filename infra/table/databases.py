@@ -279,6 +279,30 @@ class DatabaseStore:
             ),
         ]
 
+    def set_password(self, database: ManagedDatabase, sealed: str, now: datetime) -> TxEntry:
+        """A new (sealed) password for a ready database; the server gets it next."""
+        write = Expression().set("password", sealed).set("updated_at", stamp(now))
+        write.when_equal("status", DatabaseStatus.READY.value)
+        return self._entry(database, write)
+
+    def mark_deleting(self, database: ManagedDatabase, now: datetime) -> TxEntry:
+        write = Expression().set("status", DatabaseStatus.DELETING.value)
+        write.set("updated_at", stamp(now)).when_equal("status", database.status.value)
+        return self._entry(database, write)
+
+    def _entry(self, database: ManagedDatabase, write: Expression) -> TxEntry:
+        def refuse(old: Item | None) -> CorralError:
+            if old is None:
+                return NotFound("Database not found.")
+            return Conflict("The database changed meanwhile; retry.")
+
+        return self.db.tx_update(
+            schema.cluster_pk(database.cluster_id),
+            schema.database_sk(database.id),
+            write,
+            on_fail=refuse,
+        )
+
     def bind(self, database: ManagedDatabase, app_id: str | None, now: datetime) -> TxEntry:
         """Set (or, with None, clear) the container the database is bound to, if it is
         ready and still bound as it was read."""
@@ -292,15 +316,4 @@ class DatabaseStore:
             write.when_absent("app_id")
         else:
             write.when_equal("app_id", database.app_id)
-
-        def refuse(old: Item | None) -> CorralError:
-            if old is None:
-                return NotFound("Database not found.")
-            return Conflict("The database changed meanwhile; retry.")
-
-        return self.db.tx_update(
-            schema.cluster_pk(database.cluster_id),
-            schema.database_sk(database.id),
-            write,
-            on_fail=refuse,
-        )
+        return self._entry(database, write)

@@ -68,6 +68,12 @@ class Expression:
         self._sets.append(f"{name} = {name} + {self.value(amount)}")
         return self
 
+    def count(self, path: str, amount: int) -> Expression:
+        """Move a counter that may not exist yet (it starts at zero) by `amount`."""
+        name = self.name(path)
+        self._sets.append(f"{name} = if_not_exists({name}, {self.value(0)}) + {self.value(amount)}")
+        return self
+
     def remove(self, *paths: str) -> Expression:
         self._removes.extend(self.name(path) for path in paths)
         return self

@@ -24,7 +24,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
-from infra.table.workloads import WorkloadStore
+from infra.table.workloads import WorkloadStore, give_database, refuse_database
 from shared.capacity import Resources
 from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env
@@ -191,13 +191,48 @@ class Repository:
             ]
         )
 
+    def create_tenant_database(
+        self,
+        database: ManagedDatabase,
+        host: DatabaseHost,
+        workload: Workload,
+        operation: Operation,
+    ) -> None:
+        """Write a container's database, its name's guard and the container's operation
+        that makes it and injects it; take one of the database host's slots and one of
+        the container's `databases`, in one transaction."""
+        now = database.created_at
+        self.db.transact(
+            [
+                *self.databases.put_new(database),
+                self.database_hosts.take_slot(host, now),
+                self.workloads.begin(
+                    workload,
+                    operation.id,
+                    now,
+                    fields={"databases": [*workload.databases, database.id]},
+                    on_fail=refuse_database,
+                    take_database=True,
+                ),
+                self.operations.put_new(operation),
+            ]
+        )
+
     def remove_database(self, database: ManagedDatabase, now: datetime) -> bool:
-        """Drop the record (it must be `deleting`) and give back what it held; False when
-        a previous run removed it already."""
+        """Drop the record (it must be `deleting`) and give back what it held: a slot on
+        its host, and one `databases` of its container (a tenant's) or of its cluster (an
+        operator's). False when a previous run removed it already."""
+        held_by = (
+            give_database(database.cluster_id, database.owner_id, self.db)
+            if database.owner_id
+            else self.clusters.release_resources(
+                database.cluster_id, Resources(databases=1), now
+            )
+        )
         entries = [
             *self.databases.remove(database),
             self.database_hosts.give_slot(database.host_id, now),
-            self.clusters.release_resources(database.cluster_id, Resources(databases=1), now),
+            held_by,
         ]
         try:
             self.db.transact(entries)

@@ -232,3 +232,92 @@ def test_a_database_host_that_is_down_gives_a_clear_error_and_nothing_half_made(
     assert api.admin("GET", f"/database-hosts/{host['id']}").json["health"] == "down"
     assert error_of(_create(api, cluster["id"], "later")) == (409, "no_host_available")
     assert api.admin("GET", f"/clusters/{cluster['id']}").json["used"]["databases"] == 1
+
+
+def test_a_tenant_database_is_injected_rotated_and_dropped(
+    api: Api,
+    deps: Deps,
+    world: dict[str, Any],
+    docker_client: docker.DockerClient,
+    postgres_server: DatabaseServer,
+) -> None:
+    created = api.tenant(
+        "POST", "/containers", {"name": "app", "egg_id": world["egg"]["id"], "databases": 1}
+    )
+    assert created.status_code == 202, created.text
+    app = created.json["container"]["id"]
+    run_jobs(deps)
+    made = api.tenant("POST", f"/containers/{app}/databases", {"name": "app-db"})
+    assert made.status_code == 202, made.text
+    database, password = made.json["database"], made.json["database"]["password"]
+    assert made.json["operation"]["params"]["database_id"] == database["id"]
+    run_jobs(deps)
+    listed = api.tenant("GET", f"/containers/{app}/databases").json
+    assert [(d["id"], d["status"]) for d in listed] == [(database["id"], "ready")]
+    assert "password" not in listed[0] and password not in str(listed)
+    env = _env_inside(docker_client, app)
+    assert env["PGPASSWORD"] == password
+    with psycopg.connect(env["DATABASE_URL"], connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # its allocation is one database
+    again = api.tenant("POST", f"/containers/{app}/databases", {"name": "two"})
+    assert error_of(again) == (409, "capacity_exceeded")
+    shrink = api.tenant("PATCH", f"/containers/{app}", {"resources": {"databases": 0}})
+    assert error_of(shrink) == (400, "invalid_input")
+
+    rotated = api.tenant("POST", f"/containers/{app}/databases/{database['id']}/rotate-password")
+    assert rotated.status_code == 202, rotated.text
+    new_password = rotated.json["database"]["password"]
+    assert new_password != password
+    run_jobs(deps)
+    assert _env_inside(docker_client, app)["PGPASSWORD"] == new_password
+    where = {
+        "host": database["connection_host"],
+        "port": database["connection_port"],
+        "user": database["connection_user"],
+        "dbname": database["connection_database"],
+        "connect_timeout": 5,
+    }
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(password=password, **where).close()
+    psycopg.connect(password=new_password, **where).close()
+
+    dropped = api.tenant("DELETE", f"/containers/{app}/databases/{database['id']}")
+    assert dropped.status_code == 202, dropped.text
+    run_jobs(deps)
+    assert api.tenant("GET", f"/containers/{app}/databases").json == []
+    assert "DATABASE_URL" not in _env_inside(docker_client, app)
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(password=new_password, **where).close()
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 0
+    # another cluster's key does not reach this container's databases
+    other = api.make_cluster([world["egg"]["id"]])
+    outsider = api.make_key(other["id"])
+    peek = api.tenant("GET", f"/containers/{app}/databases", key=outsider)
+    assert error_of(peek) == (404, "not_found")
+
+
+def test_deleting_a_container_drops_its_databases(
+    api: Api, deps: Deps, world: dict[str, Any]
+) -> None:
+    created = api.tenant(
+        "POST", "/containers", {"name": "app", "egg_id": world["egg"]["id"], "databases": 2}
+    )
+    app = created.json["container"]["id"]
+    run_jobs(deps)
+    made = api.tenant("POST", f"/containers/{app}/databases", {"name": "gone-soon"}).json
+    run_jobs(deps)
+    assert api.tenant("DELETE", f"/containers/{app}").status_code == 202
+    run_jobs(deps)
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 0
+    where = {
+        "host": made["database"]["connection_host"],
+        "port": made["database"]["connection_port"],
+        "user": made["database"]["connection_user"],
+        "dbname": made["database"]["connection_database"],
+        "password": made["database"]["password"],
+        "connect_timeout": 5,
+    }
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(**where).close()
+    assert api.tenant("GET", "/capacity").json["used"]["databases"] == 0
