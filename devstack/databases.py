@@ -61,9 +61,10 @@ def _postgres_bin(name: str) -> str:
     return found[-1]
 
 
-def start_postgres(workdir: Path, log_path: Path) -> DatabaseServer:
-    """initdb into `workdir`/data (a fresh folder each time) and start postgres on a free
-    port. As root, the folder is given to the `postgres` user and the server runs as it;
+def start_postgres(workdir: Path, log_path: Path, keep: bool = False) -> DatabaseServer:
+    """initdb into `workdir`/data and start postgres on a free port; with `keep`, a data
+    folder an earlier start left (and its administrator's password) is used again. As
+    root, the folder is given to the `postgres` user and the server runs as it;
     `workdir` and its parents must then be traversable by that user."""
     initdb, postgres = _postgres_bin("initdb"), _postgres_bin("postgres")
     as_root = os.geteuid() == 0
@@ -75,12 +76,16 @@ def start_postgres(workdir: Path, log_path: Path) -> DatabaseServer:
     )
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
+    saved = workdir / "admin-password"
+    if keep and (data / "PG_VERSION").exists() and saved.exists():
+        return _run_postgres(postgres, data, run_as, log_path, saved.read_text().strip())
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(mode=0o700)
     if owner is not None:
         os.chown(workdir, owner.pw_uid, owner.pw_gid)
         os.chown(data, owner.pw_uid, owner.pw_gid)
     password = secrets.token_urlsafe(24)
+    _private_file(saved, password)
     pwfile = workdir / "pwfile"
     _private_file(pwfile, password + "\n", owner)
     init_log = workdir / "initdb.log"
@@ -93,6 +98,12 @@ def start_postgres(workdir: Path, log_path: Path) -> DatabaseServer:
     pwfile.unlink()
     if done.returncode != 0:
         raise StartupError(f"initdb failed: {init_log.read_text()[-2000:]}")
+    return _run_postgres(postgres, data, run_as, log_path, password)
+
+
+def _run_postgres(
+    postgres: str, data: Path, run_as: list[str], log_path: Path, password: str
+) -> DatabaseServer:
     port = free_port()
     command = [
         *run_as, postgres, "-D", str(data), "-p", str(port), "-c", "listen_addresses=127.0.0.1",

@@ -36,14 +36,16 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.corral import BIN, rq_env, start_api, worker_command
+from devstack.databases import DatabaseServer, start_postgres
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening, stop_recorded
 from devstack.redis_server import start_redis
-from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
+from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, register_database_host, seed
 from devstack.supervisor import Component
 from devstack.table import create_table, open_table, start_table_server, table_exists
 from infra.jobs import CRON_QUEUE
+from infra.secrets import new_secret_key
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
@@ -96,6 +98,8 @@ class Launcher:
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
         )
         self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
+        self.env.setdefault("CORRAL_SECRET_KEY", self._secret_key())
+        postgres = self._start_postgres()
         kept_in = self.kept_table_dir if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
             start_table_server(self.env, self.logs / "table.log", kept_in)
@@ -117,6 +121,8 @@ class Launcher:
             operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
             try:
                 demo = seed(ApiClient(self.url, operator_key), docker_url, self.state_dir)
+                if postgres is not None:
+                    register_database_host(ApiClient(self.url, operator_key), postgres)
             except ApiError as exc:
                 raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
         else:
@@ -164,6 +170,33 @@ class Launcher:
         finally:
             client.close()
         return dockerd.url
+
+    def _secret_key(self) -> str:
+        """The key that seals secrets in the table; kept in the state folder, so that a
+        persisted table's secrets open again on the next run."""
+        path = self.state_dir / "secret.key"
+        if self.persist and path.exists():
+            return path.read_text().strip()
+        key = new_secret_key()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+        return key
+
+    def _start_postgres(self) -> DatabaseServer | None:
+        """The local PostgreSQL that the demo registers as a database host; without it
+        (not installed) Corral runs, and managed databases get no_host_available."""
+        try:
+            server = start_postgres(
+                self.state_dir / "postgres", self.logs / "postgres.log", keep=self.persist
+            )
+        except StartupError as exc:
+            log.warning("no database host: %s", exc)
+            return None
+        self._keep(server.server)
+        log.info("PostgreSQL answers on 127.0.0.1:%d", server.port)
+        return server
 
     def _start_api(self) -> None:
         if listening(self.port):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.databases import DatabaseServer
 from devstack.image import BUSYBOX_REPOSITORY, BUSYBOX_TAG, IDLE_COMMAND
 
 ADMIN = "/api/v1"
@@ -28,6 +29,7 @@ DEMO_PLAN: dict[str, Any] = {
     "storage_mb": 20480,
     "io": 1000,
     "ports": 10,
+    "databases": 5,
     "containers": 5,
 }
 
@@ -124,3 +126,8 @@ def demo_egg() -> dict[str, Any]:
         "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256},
         "stop_timeout": 5,
     }
+
+
+def register_database_host(api: ApiClient, server: DatabaseServer) -> str:
+    """Register the local PostgreSQL as a database host serving every cluster."""
+    return str(api.post(f"{ADMIN}/database-hosts", server.host_body("local-postgres"))["id"])

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -66,10 +68,15 @@ class Run:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    runs_dir = tmp_path / "corral"
+def state_dir() -> Iterator[Path]:
+    # Under /tmp, open to others: make run's PostgreSQL runs as the postgres user, which
+    # must reach its folder (pytest's temporary root is private to root).
+    parent = Path(tempfile.mkdtemp(prefix="corral-run-"))
+    parent.chmod(0o755)
+    runs_dir = parent / "corral"
     yield runs_dir
     stop_recorded(runs_dir / "pids")  # whatever a failing test left running
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def test_a_killed_worker_is_started_again_and_jobs_still_run(state_dir: Path) -> None:
@@ -84,6 +91,7 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(state_dir: Path) ->
         assert run.process.poll() is None, run.text()
         assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
+        _managed_database_ready(local)
     finally:
         assert run.stop() == 0, run.text()
     assert not list((state_dir / "pids").glob("*.pid"))
@@ -127,12 +135,28 @@ def _create_and_see_running(local: dict[str, Any], name: str) -> None:
     _wait_for(running, 60, last)
 
 
-def _call(local: dict[str, Any], method: str, path: str, body: Any = None) -> dict[str, Any]:
+def _managed_database_ready(local: dict[str, Any]) -> None:
+    """make run registers its PostgreSQL: a managed database on the demo cluster works."""
+    body = {"cluster_id": local["cluster_id"], "name": "demo-db"}
+    made = _call(local, "POST", "/managed-databases", body, admin=True)
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        last.update(_call(local, "GET", f"/managed-databases/{made['id']}", admin=True))
+        return bool(last["status"] == "ready")
+
+    _wait_for(ready, 60, last)
+
+
+def _call(
+    local: dict[str, Any], method: str, path: str, body: Any = None, admin: bool = False
+) -> dict[str, Any]:
+    base, key = ("/api/v1", local["operator_key"]) if admin else (PUBLIC, local["api_key"])
     request = urllib.request.Request(
-        f"{local['url']}{PUBLIC}{path}",
+        f"{local['url']}{base}{path}",
         data=None if body is None else json.dumps(body).encode(),
         method=method,
-        headers={"Authorization": f"Bearer {local['api_key']}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, Any] = json.load(response)
