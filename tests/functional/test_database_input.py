@@ -9,7 +9,7 @@ import pytest
 
 from tests.fixtures.corral import Api, error_of
 
-HOST = {
+HOST: dict[str, Any] = {
     "name": "pg",
     "engine": "postgres",
     "host": "db.internal",
