@@ -8,7 +8,6 @@ import secrets
 from dataclasses import replace
 
 from infra.jobs import CREATE_DATABASE, DELETE_DATABASE
-from infra.secrets import SecretBox
 from services import operations
 from services.deps import Deps
 from shared import rules
@@ -33,19 +32,31 @@ from shared.errors import (
     InvalidInput,
     NoHostAvailable,
     NotFound,
+    ServiceUnavailable,
 )
 from shared.models import Engine, Operation, OperationParams, Workload
 from shared.requests import TenantDatabaseCreate
+from shared.sealing import seal
+from shared.settings import Settings
 from shared.states import OperationKind, check_updatable, operation_in_flight
 
 PASSWORD_BYTES = 24
+
+
+def _seal(settings: Settings, secret: str) -> str:
+    """A password as the table keeps it: sealed with CORRAL_SECRET_KEY."""
+    if settings.secret_key is None:
+        raise ServiceUnavailable(
+            "This Corral has no CORRAL_SECRET_KEY, so it cannot store database passwords; "
+            "the operator must set one."
+        )
+    return seal(settings.secret_key, secret)
 
 
 class DatabaseHostService:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._repo = deps.repo
-        self._box = SecretBox.of(deps.settings)
 
     def create(self, body: DatabaseHostCreate) -> DatabaseHost:
         now = self._deps.clock()
@@ -56,7 +67,7 @@ class DatabaseHostService:
             host=body.host,
             port=body.port,
             username=body.username,
-            password=self._box.seal(body.password),
+            password=_seal(self._deps.settings, body.password),
             max_databases=body.max_databases,
             database_count=0,
             cluster_ids=tuple(dict.fromkeys(body.cluster_ids)),
@@ -70,7 +81,7 @@ class DatabaseHostService:
         host = self._repo.database_hosts.get(host_id)
         fields = body.model_dump(exclude_none=True, exclude={"password", "cluster_ids"})
         if body.password is not None:
-            fields["password"] = self._box.seal(body.password)
+            fields["password"] = _seal(self._deps.settings, body.password)
         if body.cluster_ids is not None:
             fields["cluster_ids"] = list(dict.fromkeys(body.cluster_ids))
         if not fields:
@@ -90,14 +101,13 @@ class DatabaseService:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._repo = deps.repo
-        self._box = SecretBox.of(deps.settings)
 
     def create(self, body: ManagedDatabaseCreate) -> ManagedDatabase:
         cluster = self._repo.clusters.get(body.cluster_id)
         rules.require_active(cluster)
         rules.require_room(cluster, Resources(databases=1))
         hosts = self.placements(body)
-        password = self._box.seal(secrets.token_urlsafe(PASSWORD_BYTES))
+        password = _seal(self._deps.settings, secrets.token_urlsafe(PASSWORD_BYTES))
         database_id = self._deps.new_id()
         database_name, user = server_names(database_id)
         now = self._deps.clock()
@@ -268,7 +278,6 @@ class TenantDatabaseService:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._repo = deps.repo
-        self._box = SecretBox.of(deps.settings)
         self._placer = DatabaseService(deps)
 
     def list(self, cluster_id: str, container_id: str) -> list[ManagedDatabase]:
@@ -308,7 +317,7 @@ class TenantDatabaseService:
                 connection_port=host.port,
                 connection_user=user,
                 connection_database=database_name,
-                password=self._box.seal(password),
+                password=_seal(self._deps.settings, password),
                 created_at=now,
                 updated_at=now,
                 app_id=container.id,
@@ -333,7 +342,7 @@ class TenantDatabaseService:
         if database.status != DatabaseStatus.READY:
             raise ActionNotAllowed(f"The database is {database.status.value}, not ready.")
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        sealed = self._box.seal(password)
+        sealed = _seal(self._deps.settings, password)
         operation = self._operation(container, database.id)
         now = self._deps.clock()
         self._repo.begin_operation(

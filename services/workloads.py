@@ -165,6 +165,11 @@ class WorkloadService:
                 "allocation cannot go below that; delete some first."
             )
         resized = resources != workload.resources
+        if resources.backups < workload.backup_count:
+            raise InvalidInput(
+                f"The container holds {workload.backup_count} backups; delete some before "
+                f"giving it fewer than {workload.backup_count} backups."
+            )
         if resized:
             params = replace(params, resources=resources)
             rules.require_room(cluster, resources - workload.resources)

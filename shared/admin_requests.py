@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from shared.databases import DatabaseEngine
+from shared.images import parse_image
 from shared.models import DriverKind, Engine
 from shared.requests import (
     Cores,
@@ -20,6 +21,7 @@ from shared.requests import (
     Strict,
     visible_text,
 )
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.variables import (
     INTEGER_LIMIT,
     MAX_PATTERN_LENGTH,
@@ -44,6 +46,26 @@ from shared.vm import (
 )
 
 NonNegative = Annotated[int, Field(ge=0)]
+
+
+def _no_dot_segments(path: str) -> str:
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("must not contain . or .. segments")
+    return path
+
+
+def _without_trailing_slash(path: object) -> object:
+    return path.rstrip("/") if isinstance(path, str) else path
+
+
+# An egg's data path: absolute, not the root, no `.` or `..`, plain path characters only
+# (a trailing slash is dropped).
+DataPath = Annotated[
+    str,
+    BeforeValidator(_without_trailing_slash),
+    StringConstraints(min_length=2, max_length=255, pattern=r"^(/[A-Za-z0-9._@+-]+)+$"),
+    AfterValidator(_no_dot_segments),
+]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 Label = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
@@ -176,6 +198,16 @@ def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None
 
 
 Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
+def check_container_image(image: str) -> None:
+    """A docker egg's image must be a pullable reference (ValueError saying why not)."""
+    parse_image(image)
+
+
+class RegistryAuthBody(Strict):
+    """Credentials for the registry of a docker egg's image. Stored sealed; never shown."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 
 
 class EggCreate(Strict):
@@ -190,6 +222,8 @@ class EggCreate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
     variables: Variables = []
+    data_path: DataPath = DEFAULT_DATA_PATH
+    registry_auth: RegistryAuthBody | None = None
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
@@ -198,6 +232,10 @@ class EggCreate(Strict):
         if self.variables and self.engine != Engine.DOCKER:
             raise ValueError("variables are for docker eggs only")
         _declared(self.variables)
+        if self.registry_auth is not None and self.engine != Engine.DOCKER:
+            raise ValueError("registry_auth is for docker eggs only")
+        if self.engine == Engine.DOCKER:
+            check_container_image(self.image)
         return self
 
     def declared(self) -> tuple[EggVariable, ...]:
@@ -307,6 +345,35 @@ class EggUpdate(Strict):
 
     def declared(self) -> tuple[EggVariable, ...] | None:
         return _declared(self.variables)
+    data_path: DataPath | None = None
+    # null removes the credentials; left out keeps them
+    registry_auth: RegistryAuthBody | None = None
+
+
+def _image_reference(image: str) -> str:
+    parse_image(image)
+    return image
+
+
+ImageReferenceText = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(_image_reference)
+]
+
+
+class ImagePull(Strict):
+    """POST /api/v1/images/pull: pull `image` on `host_ids` (default: every docker host
+    that is not down), with the registry credentials of egg `egg_id` when given."""
+
+    image: ImageReferenceText
+    host_ids: Annotated[list[Id], Field(min_length=1, max_length=200)] | None = None
+    egg_id: Id | None = None
+
+
+class ImageDelete(Strict):
+    """DELETE /api/v1/images: remove `image` from host `host_id`."""
+
+    image: ImageReferenceText
+    host_id: Id
 
 
 class Instantiate(Strict):

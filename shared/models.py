@@ -11,6 +11,8 @@ from typing import Any
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
+from shared.images import SealedRegistryAuth
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.variables import EggVariable
 from shared.vm import VmBoot, WorkloadVm
@@ -94,6 +96,8 @@ class Egg:
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
     variables: tuple[EggVariable, ...] = ()  # what tenants may (or operators do) set
+    data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
+    registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -160,6 +164,7 @@ class Workload:
     # managed databases bound to it (their connection variables are in its environment)
     databases: tuple[str, ...] = ()
     database_count: int = 0  # tenant databases it holds, within its `databases` allocation
+    backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
 
@@ -179,7 +184,9 @@ class OperationParams:
     `environment` (then `recreate`) and `resources`; a power change's `signal` and
     `target`; a delete's `previous` status; `reason` when Corral started it itself
     (`was`: the status the table had before a repair); `env_id` when it is one of an
-    env's; `host_id` of an adoption.
+    env's; `host_id` of an adoption or an image operation, with its `image` (and
+    `egg_id` whose registry credentials a pull uses); `backup_id` of a backup's
+    operation (backup, restore, delete_backup); `database_id` of a tenant database's.
     """
 
     name: str | None = None
@@ -195,6 +202,8 @@ class OperationParams:
     host_id: str | None = None
     environment: dict[str, str] | None = None  # an update's new variable values
     database_id: str | None = None  # a tenant database made, rotated or dropped first
+    backup_id: str | None = None
+    image: str | None = None  # an image operation's image
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -212,6 +221,8 @@ class OperationParams:
             "host_id": self.host_id,
             "environment": self.environment,
             "database_id": self.database_id,
+            "backup_id": self.backup_id,
+            "image": self.image,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -239,7 +250,14 @@ class OperationParams:
             host_id=data.get("host_id"),
             environment=dict(data["environment"]) if data.get("environment") else None,
             database_id=data.get("database_id"),
+            backup_id=data.get("backup_id"),
+            image=data.get("image"),
         )
+
+
+# The cluster id under which operators' operations on hosts (image pulls and deletes)
+# are kept: no cluster has it (cluster ids are UUIDs), so no tenant ever reads them.
+FLEET_OPERATIONS = "fleet"
 
 
 @dataclass(frozen=True)
@@ -257,6 +275,7 @@ class Operation:
     failure: Failure | None = None  # set when the last operation failed
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    progress: str | None = None  # a short text while it runs (an image pull's percent)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@ import hypothesis
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.dockerd",
+    "tests.fixtures.registry",
     "tests.fixtures.corral",
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",
     "tests.fixtures.databases",
+    "tests.fixtures.s3",
 ]
 
 # Property tests explore the same examples on every run: CI stays reproducible, and a

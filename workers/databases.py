@@ -10,10 +10,10 @@ import logging
 from contextlib import suppress
 
 from infra.drivers.database import DatabaseServer, server_for
-from infra.secrets import SecretBox
 from shared.databases import DatabaseHost, DatabaseStatus, ManagedDatabase, connection_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Workload
+from shared.sealing import SealingError, unseal
 from workers import context
 
 log = logging.getLogger("corral.databases")
@@ -29,8 +29,15 @@ def _internal(exc: Exception) -> Failure:
     )
 
 
+def _open(ctx: context.WorkerContext, sealed: str) -> str:
+    key = ctx.settings.secret_key
+    if key is None:
+        raise SealingError("this worker has no CORRAL_SECRET_KEY to open a database password")
+    return unseal(key, sealed)
+
+
 def _server(ctx: context.WorkerContext, host: DatabaseHost) -> DatabaseServer:
-    return server_for(host, SecretBox.of(ctx.settings).open(host.password))
+    return server_for(host, _open(ctx, host.password))
 
 
 def create_database(cluster_id: str, database_id: str) -> str:
@@ -62,7 +69,7 @@ def converge(ctx: context.WorkerContext, cluster_id: str, database_id: str) -> s
     if database.status == DatabaseStatus.DELETING:
         return _drop(ctx, database, host)
     if database.status == DatabaseStatus.READY and host is not None:
-        password = SecretBox.of(ctx.settings).open(database.password)
+        password = _open(ctx, database.password)
         _server(ctx, host).set_password(database.connection_user, password)
     return database.status.value
 
@@ -72,7 +79,7 @@ def _make(ctx: context.WorkerContext, database: ManagedDatabase, host: DatabaseH
         if host is None:
             raise HostError("database host removed", code=HOST_GONE.code, public=HOST_GONE.message)
         server = _server(ctx, host)
-        password = SecretBox.of(ctx.settings).open(database.password)
+        password = _open(ctx, database.password)
         server.create(database.connection_database, database.connection_user, password)
     except Exception as exc:  # the record must not stay `creating`: it says why instead
         failure = exc.failure() if isinstance(exc, HostError) else _internal(exc)
@@ -121,7 +128,6 @@ def drop_owned(ctx: context.WorkerContext, workload: Workload) -> None:
 def connections(ctx: context.WorkerContext, workload: Workload) -> list[dict[str, str]]:
     """The connection variables of each database bound to `workload`, in binding order
     (the last one's DATABASE_URL wins)."""
-    box = SecretBox.of(ctx.settings)
     found: list[dict[str, str]] = []
     for database_id in workload.databases:
         try:
@@ -130,7 +136,7 @@ def connections(ctx: context.WorkerContext, workload: Workload) -> list[dict[str
             continue  # deleted since: nothing to inject
         if database.status != DatabaseStatus.READY:
             continue  # failed, or on its way out: nothing to connect to
-        found.append(connection_environment(database, box.open(database.password)))
+        found.append(connection_environment(database, _open(ctx, database.password)))
     return found
 
 

@@ -12,15 +12,17 @@ from typing import Any
 
 from rq import get_current_job
 
-from infra.drivers.base import HostDriver, VmDriver
+from infra.archives.store import StoredArchive
+from infra.drivers.base import HostDriver, ImagePuller, VmDriver
+from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.environment import container_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_CONFIG, Observed, RuntimeState, WorkloadSpec
-from shared.states import OperationKind, PowerSignal, WorkloadStatus
+from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import context
+from workers import backups, context, images
 from workers.databases import connections, drop_owned
 from workers.databases import converge as databases_converge
 
@@ -53,6 +55,7 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     release: bool = False
     host_exists: bool = True
+    archive: StoredArchive | None = None  # a backup's, once stored
 
 
 def spec_for(
@@ -71,6 +74,7 @@ def spec_for(
         environment=container_environment(egg, workload, databases),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        data_path=egg.data_path,
     )
 
 
@@ -78,9 +82,14 @@ def _enforced(observed: Observed) -> dict[str, Any]:
     return {"enforced": dict(observed.enforced)} if observed.enforced else {}
 
 
-def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec) -> Observed:
-    """`driver.ensure`, with the VM options when the workload is a VM."""
+def _ensure(
+    driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec, op: Operation
+) -> Observed:
+    """`driver.ensure`, once the host has the image (pulled, with progress on the
+    operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
+        if isinstance(driver, ImagePuller):
+            driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -118,34 +127,33 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
     return fields
 
 
-Connections = Sequence[Mapping[str, str]]
+def _spec(workload: Workload, egg: Egg) -> WorkloadSpec:
+    """The spec of a container made now: with the connection variables of the
+    databases bound to it."""
+    return spec_for(workload, egg, databases=connections(context.current(), workload))
 
 
-def provision(
-    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, databases: Connections
-) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg, databases=databases))
+def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    observed = _ensure(driver, workload, egg, _spec(workload, egg), op)
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
 
 
-def update(
-    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, databases: Connections
-) -> Outcome:
+def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     """Rename, resize, switch egg and/or change variables. The table already holds the
     new values; the host is brought to them. An egg switch or new variables recreate
     the container (unless a previous run did already) and bring it back to the power
     state it had."""
-    spec = spec_for(workload, egg, databases=databases)
+    spec = _spec(workload, egg)
     if op.params.recreate:
         before = driver.inspect(workload.id)
         made = before.labels.get(LABEL_CONFIG)
         if before.state != RuntimeState.MISSING and made == spec.config_digest:
             observed = driver.apply_resources(spec)
         else:
-            driver.remove(workload.id)
-            observed = _ensure(driver, workload, egg, spec)
+            driver.remove(workload.id, keep_data=True)
+            observed = _ensure(driver, workload, egg, spec, op)
         observed = _restore_power(driver, workload, egg, observed)
     elif op.params.resources is not None:
         observed = driver.apply_resources(spec)
@@ -172,9 +180,7 @@ def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
     return _RUNNING_STATES.get(observed.state, fallback)
 
 
-def power(
-    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
-) -> Outcome:
+def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     signal = op.params.signal
     target = op.params.target
     if signal is None or target is None:
@@ -185,16 +191,32 @@ def power(
     return Outcome(target, _vm_fields(driver, workload, None))
 
 
-def delete(
-    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
-) -> Outcome:
+def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     driver.remove(workload.id)
     return Outcome(gone_status(op), release=True)
 
 
-def observe(
-    driver: HostDriver, workload: Workload, egg: Egg, op: Operation, _databases: Connections
+def backup(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    archive = backups.take(context.current(), driver, workload, op)
+    return Outcome(workload.status, archive=archive)
+
+
+def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """Replace the data path's contents with a backup's, the workload stopped around
+    it, and bring it back to the power state it had."""
+    backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
+    observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
+    return Outcome(workload.status, _enforced(observed))
+
+
+def delete_backup(
+    driver: HostDriver | None, workload: Workload, egg: Egg | None, op: Operation
 ) -> Outcome:
+    backups.delete(context.current(), op)
+    return Outcome(workload.status)
+
+
+def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     """A repair or an adoption the reconciler began but did not finish (it died, and
     re-queued the operation later): record what the host says now."""
     observed = driver.inspect(workload.id)
@@ -209,7 +231,8 @@ def gone_status(op: Operation) -> WorkloadStatus:
     return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
-Executor = Callable[[HostDriver, Workload, Any, Operation, Connections], Outcome]
+# (driver, workload, egg, operation): the driver is None for the kinds in HOSTLESS.
+Executor = Callable[[Any, Workload, Any, Operation], Outcome]
 
 EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.PROVISION: provision,
@@ -218,7 +241,12 @@ EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.DELETE: delete,
     OperationKind.REPAIR: observe,
     OperationKind.ADOPT: observe,
+    OperationKind.BACKUP: backup,
+    OperationKind.RESTORE: restore,
+    OperationKind.DELETE_BACKUP: delete_backup,
 }
+# What needs no host: a backup's archive is in the backup store.
+HOSTLESS: frozenset[OperationKind] = frozenset({OperationKind.DELETE_BACKUP})
 
 
 def run_operation(cluster_id: str, operation_id: str) -> str:
@@ -232,6 +260,8 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return "missing"
     if op.status.is_finished:
         return op.status.value
+    if op.kind.is_fleet:
+        return images.run_image_operation(ctx, op, retries_left=_retries_left())
     try:
         workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:
@@ -254,13 +284,13 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             "The host did not finish the operation in time. The operator has the details.",
             "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
         )
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), timed_out)
+        return _record(ctx, op, workload, _failed(op, workload), timed_out)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)
             raise
         log.warning("operation %s failed on the host: %s", op.id, exc)
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), exc.failure())
+        return _record(ctx, op, workload, _failed(op, workload, exc), exc.failure())
     except Exception as exc:
         if _retries_left() > 0:
             raise
@@ -269,7 +299,7 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             ctx,
             op,
             workload,
-            Outcome(WorkloadStatus.ERROR),
+            _failed(op, workload),
             Failure(
                 "internal_error",
                 "Corral failed to carry out the operation. The operator has the details.",
@@ -279,7 +309,26 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     return _record(ctx, op, workload, outcome, None)
 
 
+def _failed(op: Operation, workload: Workload, exc: BaseException | None = None) -> Outcome:
+    """What a failed operation leaves: the workload in error, unless the operation never
+    touches it (a backup, a backup's deletion) or was refused before it did."""
+    untouched = op.kind in (OperationKind.BACKUP, OperationKind.DELETE_BACKUP)
+    if untouched or isinstance(exc, BackupRefused):
+        return Outcome(workload.status)
+    return Outcome(WorkloadStatus.ERROR)
+
+
 def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    outcome = _execute_on_host(ctx, workload, op)
+    if op.kind == OperationKind.DELETE:
+        backups.discard_all(ctx, workload)
+        drop_owned(ctx, workload)
+    return outcome
+
+
+def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    if op.kind in HOSTLESS:
+        return EXECUTORS[op.kind](None, workload, None, op)
     try:
         host = ctx.repo.hosts.get(workload.host_id)
     except NotFound:
@@ -293,13 +342,7 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
     driver = ctx.drivers.for_host(host)
     if op.params.database_id:  # a tenant database first: made, rotated or dropped
         databases_converge(ctx, workload.cluster_id, op.params.database_id)
-    # the connection variables of bound databases, for the operations that make a container
-    makes = op.kind in (OperationKind.PROVISION, OperationKind.UPDATE)
-    databases = connections(ctx, workload) if makes else []
-    outcome = EXECUTORS[op.kind](driver, workload, egg, op, databases)
-    if op.kind == OperationKind.DELETE:
-        drop_owned(ctx, workload)
-    return outcome
+    return EXECUTORS[op.kind](driver, workload, egg, op)
 
 
 def _deleted_egg(workload: Workload, op: Operation) -> Egg:
@@ -331,6 +374,9 @@ def _record(
     status = outcome.status
     if error and op.kind == OperationKind.DELETE:
         status = WorkloadStatus.ERROR
+    also, slots_freed = (
+        backups.closing(ctx, op, outcome.archive, error) if op.kind in BACKUP_KINDS else ((), 0)
+    )
     finished = ctx.repo.finish_operation(
         op,
         workload,
@@ -340,6 +386,8 @@ def _record(
         workload_fields=outcome.fields,
         release=outcome.release and error is None,
         host_exists=outcome.host_exists,
+        also=also,
+        backup_slots_freed=slots_freed,
     )
     final = "failed" if error else "succeeded"
     if finished:

@@ -275,7 +275,9 @@ class DatabaseStore:
                 on_fail=lambda _: Conflict("already removed"),
             ),
             self.db.tx_delete(
-                schema.cluster_pk(database.cluster_id), schema.database_name_sk(database.name)
+                schema.cluster_pk(database.cluster_id),
+                schema.database_name_sk(database.name),
+                Expression(),
             ),
         ]
 

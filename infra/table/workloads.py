@@ -66,6 +66,7 @@ def workload_item(w: Workload) -> Item:
         "environment": dict(w.environment) or None,
         "databases": list(w.databases) or None,
         "db_count": w.database_count,
+        "backup_count": w.backup_count,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
         "version": w.version,
@@ -94,6 +95,7 @@ def workload_from(item: Item) -> Workload:
         environment=dict(item.get("environment") or {}),
         databases=tuple(item.get("databases") or ()),
         database_count=int(item.get("db_count", 0)),
+        backup_count=int(item.get("backup_count", 0)),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
@@ -199,12 +201,14 @@ class WorkloadStore:
         *,
         fields: Item | None = None,
         resources: Resources | None = None,
+        takes_backup_slot: bool = False,
         on_fail: FailureHandler = refuse_busy,
         take_database: bool = False,
     ) -> TxEntry:
         """Make `operation_id` the workload's one change in flight, if it is idle and
         unchanged since it was read; `fields` and `resources` change with it. With
-        `take_database` it holds one more tenant database, within its allocation."""
+        `takes_backup_slot`, one more of its `backups` slots is in use, if one is free;
+        with `take_database` it holds one more tenant database, within its allocation."""
         write = Expression().set_all({"pending_op": operation_id, "last_op": operation_id})
         write.add("version", 1).set("updated_at", stamp(now)).set_all(fields or {})
         if resources is not None:
@@ -220,6 +224,9 @@ class WorkloadStore:
                 f"attribute_not_exists({held}) AND {allowed} > {write.value(0)}"
                 f" OR {held} < {allowed}"
             )
+        if takes_backup_slot:
+            write.count("backup_count", 1)
+            write.when_below_or_absent("backup_count", workload.resources.backups)
         write.when_equal("version", workload.version).when_absent("pending_op")
         return self.db.tx_update(
             schema.cluster_pk(workload.cluster_id),
@@ -238,11 +245,14 @@ class WorkloadStore:
         *,
         fields: Item | None = None,
         gone: bool = False,
+        backup_slots_freed: int = 0,
     ) -> TxEntry:
         """Record the outcome of `operation_id`, if it is still the one in flight. A gone
         workload leaves the expiry index and the table drops it after the retention."""
         write = Expression().set("status", status.value).set("updated_at", stamp(now))
         write.add("version", 1).remove("pending_op")
+        if backup_slots_freed:
+            write.count("backup_count", -backup_slots_freed)
         set_failure(write, failure)
         if gone:
             write.set(schema.TTL_ATTRIBUTE, schema.expires_epoch(now)).remove("gsi2pk", "gsi2sk")
