@@ -42,6 +42,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.corral import BIN, rq_env, start_api, worker_command
+from devstack.databases import DatabaseServer, start_postgres
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening, stop_recorded
@@ -53,6 +54,7 @@ from devstack.seed import (
     ApiError,
     Demo,
     VmDemo,
+    register_database_host,
     seed,
     seed_vm_host,
     wait_for_image,
@@ -107,6 +109,7 @@ class Launcher:
         self.components: list[Component] = []
         self.dockerd: Dockerd | None = None
         self.vm_host: VmHost | None = None
+        self.postgres: DatabaseServer | None = None
         self.env = _base_env()
 
     # -- start ----------------------------------------------------------------------
@@ -120,6 +123,7 @@ class Launcher:
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
         )
         self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
+        self.postgres = self._start_postgres()
         kept_in = self.kept_table_dir if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
             start_table_server(self.env, self.logs / "table.log", kept_in)
@@ -159,6 +163,8 @@ class Launcher:
         try:
             if demo is None:
                 demo = seed(api, docker_url, self.state_dir)
+                if self.postgres is not None:
+                    register_database_host(api, self.postgres)
             if self.vm_host is None:
                 vm = None  # the kept run had a VM host; this one has none
             elif vm is None:
@@ -208,6 +214,20 @@ class Launcher:
         finally:
             client.close()
         return dockerd.url
+
+    def _start_postgres(self) -> DatabaseServer | None:
+        """The local PostgreSQL that the demo registers as a database host; without it
+        (not installed) Corral runs, and managed databases get no_host_available."""
+        try:
+            server = start_postgres(
+                self.state_dir / "postgres", self.logs / "postgres.log", keep=self.persist
+            )
+        except StartupError as exc:
+            log.warning("no database host: %s", exc)
+            return None
+        self._keep(server.server)
+        log.info("PostgreSQL answers on 127.0.0.1:%d", server.port)
+        return server
 
     def _start_vm_host(self) -> VmHost | None:
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.databases import DatabaseServer
 from devstack.guest_images import INITRD_NAME, KERNEL_NAME
 from devstack.image import BUSYBOX_REPOSITORY, BUSYBOX_TAG, IDLE_COMMAND
 from devstack.vmhost import ACCEL, DEMO_IMAGE, PORT_RANGE, VmHost
@@ -35,6 +36,7 @@ DEMO_PLAN: dict[str, Any] = {
     "storage_mb": 65536,
     "io": 1000,
     "ports": 10,
+    "databases": 5,
     "containers": 5,
 }
 
@@ -157,6 +159,9 @@ def demo_egg() -> dict[str, Any]:
     }
 
 
+def register_database_host(api: ApiClient, server: DatabaseServer) -> str:
+    """Register the local PostgreSQL as a database host serving every cluster."""
+    return str(api.post(f"{ADMIN}/database-hosts", server.host_body("local-postgres"))["id"])
 # -- the VM host -----------------------------------------------------------------------
 
 # The demo guest (devstack/guest_images.py) greets on each of these guest ports.

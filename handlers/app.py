@@ -16,6 +16,13 @@ from handlers.admin.clusters import (
     ClusterOperationItem,
     ClusterStatusChange,
 )
+from handlers.admin.databases import (
+    DatabaseHostCollection,
+    DatabaseHostItem,
+    ManagedDatabaseBind,
+    ManagedDatabaseCollection,
+    ManagedDatabaseItem,
+)
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
@@ -41,6 +48,11 @@ from handlers.public.containers import (
     ContainerLease,
     ContainerPower,
 )
+from handlers.public.databases import (
+    ContainerDatabaseCollection,
+    ContainerDatabaseItem,
+    ContainerDatabaseRotate,
+)
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationItem, OperationWait
 from infra.queue import JobQueue, make_redis
@@ -48,6 +60,7 @@ from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
 from services.backups import BackupService
 from services.clusters import ClusterService
+from services.databases import DatabaseHostService, DatabaseService, TenantDatabaseService
 from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
@@ -83,6 +96,11 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    tenant_databases = TenantDatabaseService(deps)
+    app.add_route(f"{item}/databases", ContainerDatabaseCollection(deps, tenant_databases))
+    database = f"{item}/databases/{{database_id}}"
+    app.add_route(database, ContainerDatabaseItem(deps, tenant_databases))
+    app.add_route(f"{database}/rotate-password", ContainerDatabaseRotate(deps, tenant_databases))
     backups = BackupService(deps)
     backup = f"{item}/backups/{{backup_id}}"
     app.add_route(f"{item}/backups", BackupCollection(deps, backups))
@@ -157,6 +175,14 @@ def _add_admin_routes(
     )
     base_paths = {"public": PUBLIC_BASE, "admin": ADMIN_BASE, **COMPAT_BASE_PATHS}
     app.add_route(f"{base}/platform/config", PlatformConfig(deps, base_paths))
+    database_hosts = DatabaseHostService(deps)
+    app.add_route(f"{base}/database-hosts", DatabaseHostCollection(deps, database_hosts))
+    app.add_route(f"{base}/database-hosts/{{host_id}}", DatabaseHostItem(deps, database_hosts))
+    databases = DatabaseService(deps)
+    app.add_route(f"{base}/managed-databases", ManagedDatabaseCollection(deps, databases))
+    managed = f"{base}/managed-databases/{{database_id}}"
+    app.add_route(managed, ManagedDatabaseItem(deps, databases))
+    app.add_route(f"{managed}/bind", ManagedDatabaseBind(deps, databases))
 
 
 def deps_from(settings: Settings) -> Deps:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from services import operations
 from services.deps import Deps
@@ -27,6 +28,7 @@ from shared.states import (
     operation_in_flight,
     power_target,
 )
+from shared.variables import tenant_values
 
 ATTEMPTS = 3
 
@@ -60,6 +62,7 @@ class WorkloadService:
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = found_egg or rules.egg_or_not_allowed({}, body.egg_id)
         vm = rules.vm_request(egg, body.vm_given())
+        environment = tenant_values(egg.variables, body.environment or {})
         resources = rules.resources_for_create(body.given(), egg)
         if vm is not None:
             resources = rules.vm_resources(resources, vm)
@@ -97,6 +100,7 @@ class WorkloadService:
                     expires_at=expires_at,
                     restart_policy=body.restart_policy,
                     vm=vm,
+                    environment=environment,
                 )
                 try:
                     self._repo.create_workload(workload, operation, cluster, host)
@@ -117,13 +121,15 @@ class WorkloadService:
         self, cluster_id: str, workload_id: str, body: ContainerUpdate
     ) -> tuple[Workload, Operation]:
         if body.is_empty():
-            raise InvalidInput("Nothing to change: give name, egg_id and/or resources.")
+            raise InvalidInput(
+                "Nothing to change: give name, egg_id, resources and/or environment."
+            )
         workload = self._idle(cluster_id, workload_id)
         check_updatable(workload.status)
         cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
         egg: Egg | None = self._current_egg(workload.egg_id)
-        fields: dict[str, str] = {}
+        fields: dict[str, Any] = {}
         params = OperationParams()
         if body.name is not None and body.name != workload.name:
             fields["name"] = body.name
@@ -138,6 +144,13 @@ class WorkloadService:
                 )
             fields["egg_id"] = egg.id
             params = replace(params, egg_id=egg.id, recreate=True)
+        if body.environment or "egg_id" in fields:
+            if egg is None:
+                raise InvalidInput("The container's egg was deleted: its variables are gone.")
+            values = tenant_values(egg.variables, body.environment or {}, workload.environment)
+            if values != workload.environment:
+                fields["environment"] = values
+                params = replace(params, environment=values, recreate=True)
         given = body.resources.given() if body.resources else {}
         resources = workload.resources.merged(given)
         if given or "egg_id" in fields:
@@ -146,6 +159,11 @@ class WorkloadService:
             resources = rules.vm_resources(resources, workload.vm)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
+        if resources.databases < workload.database_count:
+            raise InvalidInput(
+                f"The container holds {workload.database_count} databases: its databases "
+                "allocation cannot go below that; delete some first."
+            )
         resized = resources != workload.resources
         if resources.backups < workload.backup_count:
             raise InvalidInput(
@@ -175,6 +193,8 @@ class WorkloadService:
             changed = replace(changed, name=fields["name"])
         if "egg_id" in fields:
             changed = replace(changed, egg_id=fields["egg_id"])
+        if "environment" in fields:
+            changed = replace(changed, environment=fields["environment"])
         return changed, operation
 
     def power(

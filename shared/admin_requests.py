@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
+from shared.databases import DatabaseEngine
 from shared.images import parse_image
 from shared.models import ClusterConfig, ClusterType, DriverKind, Engine
 from shared.requests import (
@@ -18,8 +19,19 @@ from shared.requests import (
     SmallCount,
     StorageMb,
     Strict,
+    visible_text,
 )
 from shared.runtime import DEFAULT_DATA_PATH
+from shared.variables import (
+    INTEGER_LIMIT,
+    MAX_PATTERN_LENGTH,
+    MAX_VALUE_LENGTH,
+    MAX_VARIABLES,
+    EggVariable,
+    VariableRules,
+    VariableType,
+    check_declaration,
+)
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -147,6 +159,60 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+class VariableRulesBody(Strict):
+    type: VariableType = VariableType.STRING
+    required: bool = False
+    pattern: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)] | None
+    ) = None
+    min: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    max: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    choices: Annotated[
+        list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=100)
+    ] = []
+
+    def rules(self) -> VariableRules:
+        return VariableRules(
+            type=self.type,
+            required=self.required,
+            pattern=self.pattern,
+            min=self.min,
+            max=self.max,
+            choices=tuple(self.choices),
+        )
+
+
+class VariableBody(Strict):
+    """One egg variable (Pterodactyl's startup variable)."""
+
+    name: Name
+    env: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    description: Text = ""
+    default: Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)] = ""
+    user_editable: bool = True
+    rules: VariableRulesBody = VariableRulesBody()
+
+    def variable(self) -> EggVariable:
+        return EggVariable(
+            name=self.name,
+            env=self.env,
+            default=self.default,
+            description=self.description,
+            user_editable=self.user_editable,
+            rules=self.rules.rules(),
+        )
+
+
+def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None:
+    """The variables of a body, checked together (ValueError names the variable)."""
+    if body is None:
+        return None
+    variables = tuple(v.variable() for v in body)
+    check_declaration(variables)
+    return variables
+
+
+Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
 def check_container_image(image: str) -> None:
     """A docker egg's image must be a pullable reference (ValueError saying why not)."""
     parse_image(image)
@@ -170,6 +236,7 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    variables: Variables = []
     data_path: DataPath = DEFAULT_DATA_PATH
     registry_auth: RegistryAuthBody | None = None
 
@@ -177,11 +244,17 @@ class EggCreate(Strict):
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.variables and self.engine != Engine.DOCKER:
+            raise ValueError("variables are for docker eggs only")
+        _declared(self.variables)
         if self.registry_auth is not None and self.engine != Engine.DOCKER:
             raise ValueError("registry_auth is for docker eggs only")
         if self.engine == Engine.DOCKER:
             check_container_image(self.image)
         return self
+
+    def declared(self) -> tuple[EggVariable, ...]:
+        return _declared(self.variables) or ()
 
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
@@ -287,6 +360,15 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    variables: Variables | None = None
+
+    @model_validator(mode="after")
+    def _variables_declared(self) -> EggUpdate:
+        _declared(self.variables)
+        return self
+
+    def declared(self) -> tuple[EggVariable, ...] | None:
+        return _declared(self.variables)
     data_path: DataPath | None = None
     # null removes the credentials; left out keeps them
     registry_auth: RegistryAuthBody | None = None
@@ -331,3 +413,65 @@ class PlatformSettingsUpdate(Strict):
     """PATCH /api/v1/platform/settings."""
 
     default_cluster_id: Id | None = None
+# -- databases ---------------------------------------------------------------------
+
+DatabaseHostName = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+]
+DatabaseUser = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+]
+DatabasePassword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ClusterIds = Annotated[list[Id], Field(max_length=200)]
+
+
+class DatabaseHostCreate(Strict):
+    """POST /api/v1/database-hosts: a server Corral may create databases on."""
+
+    name: Name
+    engine: DatabaseEngine
+    host: DatabaseHostName
+    port: Annotated[int, Field(ge=1, le=65535)]
+    username: DatabaseUser
+    password: DatabasePassword
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] = 100
+    cluster_ids: ClusterIds = []
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostCreate:
+        visible_text(self.password)
+        return self
+
+
+class DatabaseHostUpdate(Strict):
+    name: Name | None = None
+    host: DatabaseHostName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    username: DatabaseUser | None = None
+    password: DatabasePassword | None = None
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    cluster_ids: ClusterIds | None = None
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostUpdate:
+        if self.password is not None:
+            visible_text(self.password)
+        return self
+
+
+DatabaseVersion = Annotated[
+    str, StringConstraints(min_length=1, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)*$")
+]
+
+
+class ManagedDatabaseCreate(Strict):
+    """POST /api/v1/managed-databases (001)."""
+
+    cluster_id: Id
+    name: Name
+    engine: DatabaseEngine = DatabaseEngine.POSTGRES
+    version: DatabaseVersion | None = None
+
+
+class BindRequest(Strict):
+    app_id: Id

@@ -14,6 +14,7 @@ from shared.health import Health, HostLoad
 from shared.images import SealedRegistryAuth
 from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
+from shared.variables import EggVariable
 from shared.vm import VmBoot, WorkloadVm
 
 
@@ -125,6 +126,7 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    variables: tuple[EggVariable, ...] = ()  # what tenants may (or operators do) set
     data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
     registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
@@ -188,6 +190,11 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    # the tenant's values of its egg's user-editable variables (env name -> value)
+    environment: dict[str, str] = field(default_factory=dict)
+    # managed databases bound to it (their connection variables are in its environment)
+    databases: tuple[str, ...] = ()
+    database_count: int = 0  # tenant databases it holds, within its `databases` allocation
     backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
@@ -204,13 +211,13 @@ class OperationReason(StrEnum):
 class OperationParams:
     """What an operation carries to its job beyond its kind; shown to clients as `params`.
 
-    Which fields are set depends on the kind: an update's new `name`, `egg_id` (then
-    `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
-    `previous` status; `reason` when Corral started it itself (`was`: the status the
-    table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
-    adoption or an image operation, with its `image` (and `egg_id` whose registry
-    credentials a pull uses).
+    Which fields are set depends on the kind: an update's new `name`, `egg_id` or
+    `environment` (then `recreate`) and `resources`; a power change's `signal` and
+    `target`; a delete's `previous` status; `reason` when Corral started it itself
+    (`was`: the status the table had before a repair); `env_id` when it is one of an
+    env's; `host_id` of an adoption or an image operation, with its `image` (and
+    `egg_id` whose registry credentials a pull uses); `backup_id` of a backup's
+    operation (backup, restore, delete_backup); `database_id` of a tenant database's.
     """
 
     name: str | None = None
@@ -224,6 +231,8 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    environment: dict[str, str] | None = None  # an update's new variable values
+    database_id: str | None = None  # a tenant database made, rotated or dropped first
     backup_id: str | None = None
     image: str | None = None  # an image operation's image
 
@@ -241,6 +250,8 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "environment": self.environment,
+            "database_id": self.database_id,
             "backup_id": self.backup_id,
             "image": self.image,
         }
@@ -268,6 +279,8 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            environment=dict(data["environment"]) if data.get("environment") else None,
+            database_id=data.get("database_id"),
             backup_id=data.get("backup_id"),
             image=data.get("image"),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +27,9 @@ LABEL_MANAGED = "io.corral.managed"
 # What the reconciler needs to adopt a workload the table lost: its name and resources.
 LABEL_NAME = "io.corral.name"
 LABEL_RESOURCES = "io.corral.resources"
+# A digest of what a container is made from (egg, image, command, environment): an update
+# recreates the container when it differs, and only then.
+LABEL_CONFIG = "io.corral.config"
 
 
 def runtime_name(workload_id: str) -> str:
@@ -76,7 +80,13 @@ class WorkloadSpec:
             LABEL_EGG: self.egg_id,
             LABEL_NAME: self.name,
             LABEL_RESOURCES: json.dumps(dict(self.resources.items()), sort_keys=True),
+            LABEL_CONFIG: self.config_digest,
         }
+
+    @property
+    def config_digest(self) -> str:
+        made_of = [self.egg_id, self.image, self.command, sorted(self.environment.items())]
+        return hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from infra.host_calls import past_deadline, reply
 from shared.errors import Conflict, HostError, NotFound
 from shared.models import Host, HostStatus
 from workers import context
+from workers.databases import check_database_hosts
 
 log = logging.getLogger("corral.hosts")
 
@@ -51,7 +52,8 @@ def _record(
 
 
 def check_hosts() -> dict[str, str]:
-    """RQ job (scheduled): check every host once. Returns host id -> status."""
+    """RQ job (scheduled): check every host and every database host once. Returns
+    host id -> status."""
     ctx = context.current()
     results: dict[str, str] = {}
     for host in ctx.repo.hosts.list():
@@ -59,7 +61,7 @@ def check_hosts() -> dict[str, str]:
             results[host.id] = check_host(ctx, host).status.value
         except NotFound:
             continue  # deleted while we looked
-    return results
+    return results | check_database_hosts(ctx)
 
 
 def scan_key(reply_to: str, deadline: float, address: str, port: int) -> str:

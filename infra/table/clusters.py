@@ -249,6 +249,12 @@ class ClusterStore:
         write.set("updated_at", stamp(now))
         return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)
 
+    def release_resources(self, cluster_id: str, resources: Resources, now: datetime) -> TxEntry:
+        """Give back resources held by something other than a workload (a database)."""
+        write = move_used(Expression(), Resources() - resources, "container_count", 0)
+        write.set("updated_at", stamp(now))
+        return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)
+
     def take_key_slot(self, cluster_id: str, now: datetime) -> TxEntry:
         def refuse(old: Item | None) -> CorralError:
             if old is None:

@@ -11,6 +11,8 @@ META = "#META"
 ALL_CLUSTERS = "CLUSTERS"
 ALL_EGGS = "EGGS"
 ALL_HOSTS = "HOSTS"
+ALL_DATABASE_HOSTS = "DBHOSTS"
+ALL_DATABASES = "DATABASES"
 GSI1 = "gsi1"
 # The platform's own settings: one item.
 PLATFORM_PK = "PLATFORM"
@@ -57,6 +59,20 @@ def egg_pk(egg_id: str) -> str:
 
 def host_pk(host_id: str) -> str:
     return f"HOST#{host_id}"
+
+
+def database_host_pk(host_id: str) -> str:
+    return f"DBHOST#{host_id}"
+
+
+def database_sk(database_id: str) -> str:
+    """A managed database, under its cluster."""
+    return f"DATABASE#{database_id}"
+
+
+def database_name_sk(name: str) -> str:
+    """The guard that keeps database names unique in a cluster."""
+    return f"DBNAME#{name}"
 
 
 def key_pk(key_hash: str) -> str:

@@ -72,6 +72,17 @@ EXPECTED_OPERATOR_ROUTES = {
     ("GET", "/vms/{vm_id}"),
     ("GET", "/platform/settings"),
     ("PATCH", "/platform/settings"),
+    ("GET", "/database-hosts"),
+    ("POST", "/database-hosts"),
+    ("GET", "/database-hosts/{host_id}"),
+    ("PATCH", "/database-hosts/{host_id}"),
+    ("DELETE", "/database-hosts/{host_id}"),
+    ("GET", "/managed-databases"),
+    ("POST", "/managed-databases"),
+    ("GET", "/managed-databases/{database_id}"),
+    ("DELETE", "/managed-databases/{database_id}"),
+    ("POST", "/managed-databases/{database_id}/bind"),
+    ("DELETE", "/managed-databases/{database_id}/bind"),
 }
 
 
@@ -119,6 +130,7 @@ def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
             "vm_id": created["container"]["id"],
             "container_id": created["container"]["id"],
             "operation_id": created["operation"]["id"],
+            "database_id": "db-1",
             "backup_id": new_id(),  # a route that skipped its key check would answer 404
         },
         "tenant": tenant,
@@ -157,6 +169,17 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
             "ssh_keys": [ENV_KEY],
             "vms": [{"image": "base.qcow2"}],
         },
+        ("POST", "/database-hosts"): {
+            "name": "pg",
+            "engine": "postgres",
+            "host": "db.internal",
+            "port": 5432,
+            "username": "corral",
+            "password": "admin-password",
+        },
+        ("PATCH", "/database-hosts/{host_id}"): {"max_databases": 1},
+        ("POST", "/managed-databases"): {"cluster_id": ids["cluster_id"], "name": "db"},
+        ("POST", "/managed-databases/{database_id}/bind"): {"app_id": ids["container_id"]},
     }
 
 
@@ -171,6 +194,8 @@ def snapshot(api: Api, cluster_id: str) -> dict[str, Any]:
             "/eggs",
             "/hosts",
             "/envs",
+            "/database-hosts",
+            "/managed-databases",
         )
     }
 
@@ -311,6 +336,14 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
         ("GET", "/vms/{vm_id}"): (404, "not_found"),
         ("DELETE", "/eggs/{egg_id}"): (409, "conflict"),
         ("DELETE", "/nodes/{host_id}"): (404, "not_found"),
+        # the database routes, given the docker host's id and a database id that is not
+        ("GET", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("PATCH", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("DELETE", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("GET", "/managed-databases/{database_id}"): (404, "not_found"),
+        ("DELETE", "/managed-databases/{database_id}"): (404, "not_found"),
+        ("POST", "/managed-databases/{database_id}/bind"): (404, "not_found"),
+        ("DELETE", "/managed-databases/{database_id}/bind"): (404, "not_found"),
     }
 
 

@@ -11,10 +11,12 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,10 +84,15 @@ class Run:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    runs_dir = tmp_path / "corral"
+def state_dir() -> Iterator[Path]:
+    # Under /tmp, open to others: make run's PostgreSQL runs as the postgres user, which
+    # must reach its folder (pytest's temporary root is private to root).
+    parent = Path(tempfile.mkdtemp(prefix="corral-run-"))
+    parent.chmod(0o755)
+    runs_dir = parent / "corral"
     yield runs_dir
     stop_recorded(runs_dir / "pids")  # whatever a failing test left running
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def _path_without_qemu(bin_dir: Path) -> dict[str, str]:
@@ -118,6 +125,7 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(
         assert run.process.poll() is None, run.text()
         assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
+        _managed_database_ready(local)
     finally:
         assert run.stop() == 0, run.text()
     assert not list((state_dir / "pids").glob("*.pid"))
@@ -206,6 +214,20 @@ def _create_and_see_running(local: dict[str, Any], name: str) -> None:
         return bool(last["status"] == "running")
 
     _wait_for(running, 60, last)
+
+
+def _managed_database_ready(local: dict[str, Any]) -> None:
+    """make run registers its PostgreSQL: a managed database on the demo cluster works."""
+    body = {"cluster_id": local["cluster_id"], "name": "demo-db"}
+    admin = {"base": "/api/v1", "key": local["operator_key"]}
+    made = _call(local, "POST", "/managed-databases", body, **admin)
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        last.update(_call(local, "GET", f"/managed-databases/{made['id']}", **admin))
+        return bool(last["status"] == "ready")
+
+    _wait_for(ready, 60, last)
 
 
 def _call(
