@@ -70,6 +70,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "minimum": resources(e.minimum),
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
+        "container_ports": list(e.container_ports),
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
     }
@@ -86,6 +87,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         "engine": w.engine.value,
         "status": w.status.value,
         "resources": resources(w.resources),
+        "allocations": [a.to_json() for a in w.allocations],
         "enforcement": {
             name: ("enforced" if w.enforced[name] else "accounted")
             for name in ENFORCEMENT_FIELDS
@@ -176,6 +178,7 @@ def host(h: Host, now: datetime | None = None) -> dict[str, Any]:
         "draining": h.draining,
         "labels": dict(h.labels),
         "port_range": list(h.port_range) if h.port_range else None,
+        "public_address": h.public_address,
         "capacity": resources(h.capacity),
         "used": resources(h.used),
         "free": resources(h.capacity - h.used),

@@ -35,6 +35,7 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                container_ports=tuple(body.container_ports),
             )
         )
         self._repo.eggs.create(egg)
@@ -44,10 +45,13 @@ class EggService:
         if not body.model_fields_set:
             raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
-            exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
+            exclude_none=True,
+            exclude={"minimum", "defaults", "command", "vm", "container_ports"},
         )
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.container_ports is not None:
+            changes["container_ports"] = tuple(body.container_ports)
         if body.vm is not None:
             if egg.engine != Engine.QEMU:
                 raise InvalidInput("vm settings are for qemu eggs only.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from shared.models import DriverKind, Engine
 from shared.requests import (
@@ -110,6 +110,29 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+def _distinct(ports: list[int]) -> list[int]:
+    if len(set(ports)) != len(ports):
+        raise ValueError("must not repeat a port")
+    return ports
+
+
+# Fixed ports an egg's image listens on, mapped to a container's allocations in order.
+ContainerPorts = Annotated[
+    list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=64), AfterValidator(_distinct)
+]
+PortNumber = Annotated[int, Field(ge=1024, le=65535)]
+PortRange = Annotated[list[PortNumber], Field(min_length=2, max_length=2)]
+# The IP or DNS name clients reach a host's published ports on.
+PublicAddress = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
+]
+
+
+def _checked_range(port_range: list[int] | None) -> None:
+    if port_range and port_range[0] > port_range[1]:
+        raise ValueError("port_range must be [low, high] with low <= high")
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -121,11 +144,14 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    container_ports: ContainerPorts = []
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.container_ports and self.engine != Engine.DOCKER:
+            raise ValueError("container_ports are for docker eggs only (VMs have guest_ports)")
         return self
 
 
@@ -158,10 +184,8 @@ class HostCreate(Strict):
     tls: Annotated[dict[TlsField, Pem], Field(max_length=3)] = {}
     ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
     ssh_private_key: Pem | None = None
-    port_range: (
-        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
-        | None
-    ) = None
+    port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -202,8 +226,19 @@ class HostCreate(Strict):
                 raise ValueError(
                     f"labels.{LABEL_VM_OUTGOING} is {VM_OUTGOING_ALLOWED!r} or left out"
                 )
-        if self.port_range and self.port_range[0] > self.port_range[1]:
-            raise ValueError("port_range must be [low, high]")
+        _checked_range(self.port_range)
+        return self
+
+
+class HostUpdate(Strict):
+    """PATCH /api/v1/hosts/:id: where the host's workloads are reached."""
+
+    port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> HostUpdate:
+        _checked_range(self.port_range)
         return self
 
 
@@ -223,6 +258,7 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    container_ports: ContainerPorts | None = None
 
 
 class Instantiate(Strict):

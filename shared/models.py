@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.allocations import LOCAL_ADDRESS, Allocation
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
@@ -92,6 +93,7 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    container_ports: tuple[int, ...] = ()  # fixed ports its image listens on, mapped in order
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -125,9 +127,15 @@ class Host:
     draining: bool = False
     images: tuple[str, ...] = ()
     ssh: dict[str, str] = field(default_factory=dict)
-    port_range: tuple[int, int] | None = None
+    port_range: tuple[int, int] | None = None  # where its workloads' ports come from
+    public_address: str | None = None  # the IP or name clients reach its ports on
     load: HostLoad | None = None  # what its workloads use, as the collector last summed it
     version: int = 1
+
+    @property
+    def reached_at(self) -> str:
+        """The address of its allocations: `public_address`, else this machine."""
+        return self.public_address or LOCAL_ADDRESS
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    allocations: tuple[Allocation, ...] = ()  # host ports held (containers), primary first
     version: int = 1
 
 

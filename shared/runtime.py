@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shared.allocations import Allocation
 from shared.capacity import Resources
 
 
@@ -26,11 +27,23 @@ LABEL_MANAGED = "io.corral.managed"
 # What the reconciler needs to adopt a workload the table lost: its name and resources.
 LABEL_NAME = "io.corral.name"
 LABEL_RESOURCES = "io.corral.resources"
+# The published ports, `host:container,...`: a change of them needs a new container.
+LABEL_PORTS = "io.corral.ports"
 
 
 def runtime_name(workload_id: str) -> str:
     """The engine-side name of a workload: derived from its id, never from the user's name."""
     return f"corral-{workload_id}"
+
+
+def cluster_network(cluster_id: str) -> str:
+    """The engine-side network of a cluster's workloads on a host (one per host)."""
+    return f"corral-net-{cluster_id}"
+
+
+def published_ports(allocations: tuple[Allocation, ...]) -> str:
+    """What LABEL_PORTS holds for these allocations."""
+    return ",".join(f"{a.port}:{a.container_port}" for a in allocations)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class WorkloadSpec:
     environment: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 10
     name: str = ""  # the user's name, kept as a label for adoption; never used by engines
+    allocations: tuple[Allocation, ...] = ()  # host ports published, primary first
 
     @property
     def runtime_name(self) -> str:
@@ -66,6 +80,7 @@ class WorkloadSpec:
             LABEL_EGG: self.egg_id,
             LABEL_NAME: self.name,
             LABEL_RESOURCES: json.dumps(dict(self.resources.items()), sort_keys=True),
+            LABEL_PORTS: published_ports(self.allocations),
         }
 
 

@@ -13,10 +13,18 @@ from typing import Any
 from rq import get_current_job
 
 from infra.drivers.base import HostDriver, VmDriver
+from shared.allocations import environment as allocation_environment
 from shared.capacity import Resources
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
-from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
+from shared.runtime import (
+    LABEL_EGG,
+    LABEL_PORTS,
+    Observed,
+    RuntimeState,
+    WorkloadSpec,
+    published_ports,
+)
 from shared.states import OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import context
@@ -60,9 +68,10 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         image=egg.image,
         resources=resources or workload.resources,
         command=egg.command,
-        environment=dict(egg.environment),
+        environment=dict(egg.environment) | allocation_environment(workload.allocations),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        allocations=workload.allocations,
     )
 
 
@@ -124,7 +133,7 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     spec = spec_for(workload, egg)
     if op.params.recreate:
         before = driver.inspect(workload.id)
-        if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
+        if before.state != RuntimeState.MISSING and _same_container(before, spec):
             observed = driver.apply_resources(spec)
         else:
             driver.remove(workload.id)
@@ -137,6 +146,15 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     remade = egg if op.params.recreate else None
     fields = _enforced(observed) | _vm_fields(driver, workload, remade)
     return Outcome(_status_of(observed, workload.status), fields)
+
+
+def _same_container(observed: Observed, spec: WorkloadSpec) -> bool:
+    """Whether the container on the host is already made from the spec's egg with its
+    published ports (a re-run of an update that recreated it)."""
+    labels = observed.labels
+    return labels.get(LABEL_EGG) == spec.egg_id and labels.get(LABEL_PORTS, "") == (
+        published_ports(spec.allocations)
+    )
 
 
 def _restore_power(

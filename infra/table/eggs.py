@@ -31,6 +31,7 @@ def egg_item(e: Egg) -> Item:
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
+        "container_ports": list(e.container_ports) or None,
     }
 
 
@@ -49,6 +50,7 @@ def egg_from(item: Item) -> Egg:
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
+        container_ports=tuple(int(p) for p in item.get("container_ports") or ()),
     )
 
 

@@ -51,6 +51,14 @@ def host_pk(host_id: str) -> str:
     return f"HOST#{host_id}"
 
 
+def port_sk(port: int) -> str:
+    """A host port held by a workload, under its host's partition (`HOST#<id>`)."""
+    return f"{PORT_PREFIX}{port:05d}"
+
+
+PORT_PREFIX = "PORT#"
+
+
 def key_pk(key_hash: str) -> str:
     return f"KEY#{key_hash}"
 

@@ -21,6 +21,7 @@ from infra.table.attributes import (
 from infra.table.dynamo import Dynamo, FailureHandler, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import health_attr, health_from
+from shared.allocations import Allocation
 from shared.capacity import Resources
 from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import ActionNotAllowed, Conflict, CorralError, Failure, NotFound
@@ -56,6 +57,7 @@ def workload_item(w: Workload) -> Item:
         "health": health_attr(w.health),
         "vm": w.vm.to_json() if w.vm is not None else None,
         "restart_needed": w.restart_needed or None,
+        "allocations": allocations_attr(w.allocations),
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
         "version": w.version,
@@ -81,10 +83,15 @@ def workload_from(item: Item) -> Workload:
         health=health_from(item.get("health")),
         vm=WorkloadVm.from_json(item["vm"]) if item.get("vm") else None,
         restart_needed=bool(item.get("restart_needed", False)),
+        allocations=tuple(Allocation.from_json(a) for a in item.get("allocations") or ()),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
     )
+
+
+def allocations_attr(allocations: Sequence[Allocation]) -> list[Item] | None:
+    return [a.to_json() for a in allocations] or None
 
 
 def expiry_keys(workload_id: str, expires_at: datetime | None) -> Item:

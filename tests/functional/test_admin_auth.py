@@ -54,6 +54,7 @@ EXPECTED_OPERATOR_ROUTES = {
             ("GET", f"/{noun}"),
             ("POST", f"/{noun}"),
             ("GET", f"/{noun}/{{host_id}}"),
+            ("PATCH", f"/{noun}/{{host_id}}"),
             ("DELETE", f"/{noun}/{{host_id}}"),
             ("POST", f"/{noun}/{{host_id}}/drain"),
             ("POST", f"/{noun}/{{host_id}}/undrain"),
@@ -140,6 +141,8 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         },
         ("POST", "/hosts"): host,
         ("POST", "/nodes"): host,
+        ("PATCH", "/hosts/{host_id}"): {"port_range": [30000, 30999]},
+        ("PATCH", "/nodes/{host_id}"): {"public_address": "203.0.113.7"},
         ("POST", "/envs"): {
             "id": "env-2",
             "cluster_id": ids["cluster_id"],
