@@ -35,6 +35,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from botocore.exceptions import ClientError
+
 from devstack.corral import BIN, rq_env, start_api, worker_command
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
@@ -47,7 +49,9 @@ from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
+from shared.errors import CorralError
 from shared.settings import Settings
+from shared.states import WorkloadStatus
 
 STATE_DIR = REPO / ".corral"
 TABLE = "corral"
@@ -86,6 +90,7 @@ class Launcher:
         self.components: list[Component] = []
         self.dockerd: Dockerd | None = None
         self.env = _base_env()
+        self.served: ServedUrls | None = None
 
     # -- start ----------------------------------------------------------------------
 
@@ -116,13 +121,17 @@ class Launcher:
         if earlier is None:
             operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
             try:
-                demo = seed(ApiClient(self.url, operator_key), docker_url, self.state_dir)
+                public_address = self.dockerd.public_address if self.dockerd else None
+                demo = seed(
+                    ApiClient(self.url, operator_key), docker_url, self.state_dir, public_address
+                )
             except ApiError as exc:
                 raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
         else:
             operator_key, demo = earlier
         self._write_local_json(settings, operator_key, demo, docker_url)
         print_banner(self.url, demo, docker_url, kept_in, self.state_dir)
+        self.served = ServedUrls(repo, demo.cluster_id)
 
     def _claim_state_dir(self) -> None:
         """Refuse if a live `make run` owns the state directory; else stop what a dead
@@ -231,6 +240,7 @@ class Launcher:
             "cluster_id": demo.cluster_id,
             "api_key": demo.api_key,
             "egg_id": demo.egg_id,
+            "http_egg_id": demo.http_egg_id,
             "host_id": demo.host_id,
             "docker_host": docker_url,
             "redis_url": settings.redis_url,
@@ -269,6 +279,8 @@ class Launcher:
                 return
             for component in self.components:
                 component.check()
+            if self.served is not None:
+                self.served.announce()
             time.sleep(0.5)
 
 
@@ -307,8 +319,55 @@ def print_banner(
         "",
         f'  curl -s "{base}/operations/<operation id>/wait?timeout=25" {auth}',
         "",
+        *_http_lines(base, auth, demo.http_egg_id),
     ]
     print("\n".join(lines), flush=True)
+
+
+def _http_lines(base: str, auth: str, http_egg_id: str | None) -> list[str]:
+    if http_egg_id is None:
+        return []
+    body = json.dumps({"name": "web", "egg_id": http_egg_id}, separators=(",", ":"))
+    return [
+        "Or a web server of its /data folder on its allocated port (the `http` egg);",
+        "once it runs, the address to open in a browser is printed here:",
+        "",
+        f"  curl -s -X POST {base}/containers {auth} \\",
+        f"    -H 'Content-Type: application/json' -d '{body}'",
+        "",
+    ]
+
+
+class ServedUrls:
+    """Prints where each running container of the demo cluster is reached (its
+    primary allocation, as a URL) the first time it is seen running."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, repo: Repository, cluster_id: str) -> None:
+        self._repo = repo
+        self._cluster_id = cluster_id
+        self._shown: set[tuple[str, int]] = set()
+        self._next = 0.0
+
+    def announce(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.EVERY_S
+        try:
+            workloads = self._repo.workloads.in_cluster(self._cluster_id)
+        except (ClientError, CorralError) as exc:  # a table hiccup must not stop the launcher
+            log.debug("could not list the demo cluster's containers: %s", exc)
+            return
+        for workload in workloads:
+            if workload.status != WorkloadStatus.RUNNING or not workload.allocations:
+                continue
+            primary = workload.allocations[0]
+            if (workload.id, primary.port) in self._shown:
+                continue
+            self._shown.add((workload.id, primary.port))
+            url = f"http://{primary.ip}:{primary.port}/"
+            print(f"container {workload.name!r} ({workload.id}) runs: open {url}", flush=True)
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -356,6 +415,7 @@ def _earlier_run(local_json: Path) -> tuple[str, Demo] | None:
             cluster_id=earlier["cluster_id"],
             api_key=earlier["api_key"],
             host_id=earlier["host_id"],
+            http_egg_id=earlier.get("http_egg_id"),
         )
         return str(earlier["operator_key"]), demo
     except (OSError, ValueError, KeyError):

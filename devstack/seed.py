@@ -1,5 +1,6 @@
-"""Seeding a fresh local Corral through its own operator API: a demo egg, this
-machine's docker host, a demo cluster allowed that egg, and one API key for it."""
+"""Seeding a fresh local Corral through its own operator API: two demo eggs (an idle
+busybox shell, and `http`, a web server of its data folder on its allocated port),
+this machine's docker host, a demo cluster allowed both, and one API key for it."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class Demo:
     cluster_id: str
     api_key: str
     host_id: str | None
+    http_egg_id: str | None = None  # the demo egg that serves HTTP on its allocation
 
 
 class ApiClient:
@@ -90,9 +92,16 @@ def _memory_mb() -> int:
     raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
-def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
-    """Create the demo egg, host (only with a docker engine), cluster and key."""
+def seed(
+    api: ApiClient,
+    docker_url: str | None,
+    storage_dir: Path,
+    public_address: str | None = None,
+) -> Demo:
+    """Create the demo eggs, host (only with a docker engine; its published ports
+    answer at `public_address`), cluster and key."""
     egg = api.post(f"{ADMIN}/eggs", demo_egg())
+    web = api.post(f"{ADMIN}/eggs", http_egg())
     host_id = None
     if docker_url is not None:
         host = api.post(
@@ -103,14 +112,22 @@ def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
                 "address": docker_url,
                 "capacity": demo_host_capacity(storage_dir),
                 "labels": {"origin": "make-run"},
+                **({"public_address": public_address} if public_address else {}),
             },
         )
         host_id = host["id"]
     cluster = api.post(
-        f"{ADMIN}/clusters", {"name": "demo", "plan": DEMO_PLAN, "egg_ids": [egg["id"]]}
+        f"{ADMIN}/clusters",
+        {"name": "demo", "plan": DEMO_PLAN, "egg_ids": [egg["id"], web["id"]]},
     )
     key = api.post(f"{ADMIN}/clusters/{cluster['id']}/keys", {"name": "demo"})
-    return Demo(egg_id=egg["id"], cluster_id=cluster["id"], api_key=key["secret"], host_id=host_id)
+    return Demo(
+        egg_id=egg["id"],
+        cluster_id=cluster["id"],
+        api_key=key["secret"],
+        host_id=host_id,
+        http_egg_id=web["id"],
+    )
 
 
 def demo_egg() -> dict[str, Any]:
@@ -122,5 +139,30 @@ def demo_egg() -> dict[str, Any]:
         "command": list(IDLE_COMMAND),
         "minimum": {"cpu_cores": 0.1, "ram_mb": 16},
         "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256},
+        "stop_timeout": 5,
+    }
+
+
+# Serves its data folder over HTTP on its primary allocation ($SERVER_PORT), with a page
+# of its own when the folder has none; exits at once on SIGTERM (httpd as PID 1 would not).
+HTTP_COMMAND: tuple[str, ...] = (
+    "/bin/sh",
+    "-c",
+    'mkdir -p /data && [ -e /data/index.html ] || echo "<h1>Hello from Corral</h1>'
+    '<p>Container $HOSTNAME serves /data on port $SERVER_PORT.</p>" > /data/index.html; '
+    '/bin/busybox httpd -f -p "$SERVER_PORT" -h /data & '
+    "trap 'kill $! 2>/dev/null; exit 0' TERM; wait $!",
+)
+
+
+def http_egg() -> dict[str, Any]:
+    return {
+        "name": "http",
+        "description": "busybox httpd serving the container's /data on its allocated port.",
+        "engine": "docker",
+        "image": f"{BUSYBOX_REPOSITORY}:{BUSYBOX_TAG}",
+        "command": list(HTTP_COMMAND),
+        "minimum": {"cpu_cores": 0.1, "ram_mb": 16, "ports": 1},
+        "defaults": {"cpu_cores": 0.25, "ram_mb": 32, "storage_mb": 64, "ports": 1},
         "stop_timeout": 5,
     }
