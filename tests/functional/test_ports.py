@@ -8,15 +8,14 @@ allocations exist (and are shown) as soon as it is accepted."""
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import pytest
 
 from services.deps import Deps
-from shared.clock import utc_now
-from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, error_of
-from tests.functional.test_concurrency import race
+from tests.functional.test_concurrency import race, settle_all
 
 PUBLIC_IP = "203.0.113.10"
 
@@ -31,23 +30,6 @@ def ports_tenant(api: Api, port_range: list[int], **plan: Any) -> Tenant:
 
 def held_ports(deps: Deps, host_id: str) -> set[int]:
     return deps.repo.ports.held(host_id)
-
-
-def settle(deps: Deps, cluster_id: str, container_id: str) -> None:
-    """Record the container's pending operation as done, as the worker would."""
-    repo = deps.repo
-    workload = repo.workloads.get(cluster_id, container_id)
-    assert workload.pending_op is not None
-    op = repo.operations.get(cluster_id, workload.pending_op)
-    deleting = workload.status == WorkloadStatus.DELETING
-    assert repo.finish_operation(
-        op,
-        workload,
-        status=WorkloadStatus.DELETED if deleting else WorkloadStatus.RUNNING,
-        error=None,
-        now=utc_now(),
-        release=deleting,
-    )
 
 
 def test_a_container_holds_distinct_ports_of_its_hosts_range(api: Api, deps: Deps) -> None:
@@ -83,9 +65,9 @@ def test_a_full_range_says_so_and_delete_frees_the_port(api: Api, deps: Deps) ->
     assert "free port" in refused.json["error"]["message"]
     assert "30020-30020" in refused.json["error"]["message"]
     first_id = first.json["container"]["id"]
-    settle(deps, tenant.cluster["id"], first_id)
+    settle_all(deps, tenant.cluster["id"])
     assert api.tenant("DELETE", f"/containers/{first_id}").status_code == 202
-    settle(deps, tenant.cluster["id"], first_id)  # the delete job released it
+    settle_all(deps, tenant.cluster["id"])  # the delete job released it
     assert held_ports(deps, tenant.host["id"]) == set()
     again = tenant.create(name="second")
     assert again.status_code == 202, again.text
@@ -97,8 +79,7 @@ def test_concurrent_creates_never_share_a_port(api: Api, deps: Deps) -> None:
     all distinct; every other one is refused for want of ports (a create that lost a
     race on the cluster's counters says `conflict`, and retried says why)."""
     tenant = ports_tenant(api, [30100, 30119], ports=1000, containers=1000, ram_mb=1_000_000)
-    calls = [lambda i=i: tenant.create(name=f"c{i}") for i in range(100)]
-    responses = race(calls)
+    responses = race([partial(tenant.create, name=f"c{i}") for i in range(100)])
     codes: Counter[str] = Counter()
     for resp in responses:
         assert resp.status_code < 500, resp.text
@@ -119,7 +100,7 @@ def test_a_resize_of_ports_keeps_the_primary(api: Api, deps: Deps) -> None:
     tenant = ports_tenant(api, [30200, 30209])
     created = tenant.create(ports=1).json["container"]
     primary = created["allocations"][0]["port"]
-    settle(deps, tenant.cluster["id"], created["id"])
+    settle_all(deps, tenant.cluster["id"])
     grown = api.tenant("PATCH", f"/containers/{created['id']}", {"resources": {"ports": 3}})
     assert grown.status_code == 202, grown.text
     allocations = grown.json["container"]["allocations"]
@@ -127,7 +108,7 @@ def test_a_resize_of_ports_keeps_the_primary(api: Api, deps: Deps) -> None:
     assert len({a["port"] for a in allocations}) == 3
     assert grown.json["operation"]["params"]["recreate"] is True
     assert held_ports(deps, tenant.host["id"]) == {a["port"] for a in allocations}
-    settle(deps, tenant.cluster["id"], created["id"])
+    settle_all(deps, tenant.cluster["id"])
     shrunk = api.tenant("PATCH", f"/containers/{created['id']}", {"resources": {"ports": 1}})
     assert shrunk.status_code == 202, shrunk.text
     assert [a["port"] for a in shrunk.json["container"]["allocations"]] == [primary]
@@ -139,7 +120,7 @@ def test_a_resize_of_ports_keeps_the_primary(api: Api, deps: Deps) -> None:
 def test_a_resize_past_the_range_is_refused_and_holds_nothing(api: Api, deps: Deps) -> None:
     tenant = ports_tenant(api, [30300, 30301])
     created = tenant.create(ports=1).json["container"]
-    settle(deps, tenant.cluster["id"], created["id"])
+    settle_all(deps, tenant.cluster["id"])
     resp = api.tenant("PATCH", f"/containers/{created['id']}", {"resources": {"ports": 3}})
     assert error_of(resp) == (409, "no_host_available")
     assert held_ports(deps, tenant.host["id"]) == {created["allocations"][0]["port"]}

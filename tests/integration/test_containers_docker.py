@@ -21,7 +21,7 @@ from devstack.dockerd import Dockerd
 from infra.table.expression import Expression
 from services.deps import Deps
 from shared.settings import Settings
-from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from tests.fixtures.corral import Api, Tenant, create_running, make_tenant, run_jobs
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -42,17 +42,6 @@ def _container(docker_client: docker.DockerClient, container_id: str) -> Contain
     return docker_client.containers.get(f"corral-{container_id}")
 
 
-def _create_running(live: Tenant, deps: Deps, **fields: Any) -> dict[str, Any]:
-    resp = live.create(**fields)
-    assert resp.status_code == 202, resp.text
-    run_jobs(deps)
-    body: dict[str, Any] = live.api.tenant(
-        "GET", f"/containers/{resp.json['container']['id']}"
-    ).json
-    assert body["status"] == "running", body
-    return body
-
-
 def _counters(api: Api) -> dict[str, Any]:
     used: dict[str, Any] = api.tenant("GET", "/capacity").json["used"]
     return used
@@ -61,7 +50,7 @@ def _counters(api: Api) -> dict[str, Any]:
 def test_create_applies_limits_and_labels(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
+    body = create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
     c = _container(docker_client, body["id"])
     host_config = c.attrs["HostConfig"]
     assert host_config["CpuPeriod"] == 100_000
@@ -80,7 +69,7 @@ def test_create_applies_limits_and_labels(
 def test_resize_changes_live_limits(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
+    body = create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
     resp = live.api.tenant(
         "PATCH", f"/containers/{body['id']}", {"resources": {"cpu_cores": 1.25, "ram_mb": 128}}
     )
@@ -107,7 +96,7 @@ def test_power_signals_reach_the_engine(
     engine_status: str,
     api_status: str,
 ) -> None:
-    body = _create_running(live, deps, name=f"power-{signal_name}")
+    body = create_running(live, deps, name=f"power-{signal_name}")
     resp = live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": signal_name})
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
@@ -123,7 +112,7 @@ def test_power_signals_reach_the_engine(
 def test_restart_starts_a_new_process(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="restart")
+    body = create_running(live, deps, name="restart")
     started = _container(docker_client, body["id"]).attrs["State"]["StartedAt"]
     live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": "restart"})
     run_jobs(deps)
@@ -143,7 +132,7 @@ def test_egg_switch_recreates_from_new_image(
     deps.repo.db.update(
         f"CLUSTER#{cluster_id}", "#META", Expression().set("egg_ids", [live.egg["id"], other["id"]])
     )
-    body = _create_running(live, deps, name="switch")
+    body = create_running(live, deps, name="switch")
     resp = live.api.tenant("PATCH", f"/containers/{body['id']}", {"egg_id": other["id"]})
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
@@ -158,7 +147,7 @@ def test_delete_removes_container_and_frees_capacity(
 ) -> None:
     import docker.errors
 
-    body = _create_running(live, deps, name="gone", ram_mb=64)
+    body = create_running(live, deps, name="gone", ram_mb=64)
     assert _counters(live.api)["ram_mb"] == 64
     resp = live.api.tenant("DELETE", f"/containers/{body['id']}")
     assert resp.status_code == 202 and resp.json["container"]["status"] == "deleting"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(state_dir: Path) ->
         assert run.process.poll() is None, run.text()
         assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
+        _open_the_printed_url(run, local)
     finally:
         assert run.stop() == 0, run.text()
     assert not list((state_dir / "pids").glob("*.pid"))
@@ -125,6 +127,19 @@ def _create_and_see_running(local: dict[str, Any], name: str) -> None:
         return bool(last["status"] == "running")
 
     _wait_for(running, 60, last)
+
+
+def _open_the_printed_url(run: Run, local: dict[str, Any]) -> None:
+    """The README's first steps: create a container of the demo `http` egg, and open
+    the URL that `make run` prints for it once it runs."""
+    body = {"name": "web", "egg_id": local["http_egg_id"]}
+    web_id = _call(local, "POST", "/containers", body)["container"]["id"]
+    printed = re.compile(rf"\({web_id}\) runs: open (http://\S+)")
+    _wait_for(lambda: printed.search(run.text()) is not None, 60, run)
+    match = printed.search(run.text())
+    assert match is not None
+    with urllib.request.urlopen(match.group(1), timeout=10) as page:
+        assert b"Hello from Corral" in page.read()
 
 
 def _call(local: dict[str, Any], method: str, path: str, body: Any = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import itertools
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 import docker
 import pytest
@@ -22,7 +21,7 @@ from devstack.dockerd import Dockerd
 from devstack.seed import HTTP_COMMAND
 from services.deps import Deps
 from shared.runtime import cluster_network
-from tests.fixtures.corral import Api, Tenant, error_of, run_jobs
+from tests.fixtures.corral import Api, Tenant, create_running, error_of, run_jobs
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -60,17 +59,6 @@ def web(
     return Tenant(api, cluster, egg, host)
 
 
-def created(tenant: Tenant, deps: Deps, **fields: Any) -> dict[str, Any]:
-    resp = tenant.create(**fields)
-    assert resp.status_code == 202, resp.text
-    run_jobs(deps)
-    body: dict[str, Any] = tenant.api.tenant(
-        "GET", f"/containers/{resp.json['container']['id']}"
-    ).json
-    assert body["status"] == "running", body
-    return body
-
-
 def get_page(ip: str, port: int) -> str:
     """The page at http://ip:port/, waiting (bounded) for the server to listen."""
     deadline = time.monotonic() + HTTP_TIMEOUT_S
@@ -94,7 +82,7 @@ def delete(tenant: Tenant, deps: Deps, container_id: str) -> None:
 def test_the_http_egg_answers_on_its_allocation(
     web: Tenant, deps: Deps, dockerd: Dockerd, docker_client: docker.DockerClient
 ) -> None:
-    body = created(web, deps, name="site")
+    body = create_running(web, deps, name="site")
     [allocation] = body["allocations"]
     assert allocation["ip"] == dockerd.public_address
     low, high = web.host["port_range"]
@@ -119,10 +107,10 @@ def test_delete_frees_the_port_for_the_next_container(
     only = web.host["port_range"][0]
     narrow = api.admin("PATCH", f"/hosts/{web.host['id']}", {"port_range": [only, only]})
     assert narrow.status_code == 200, narrow.text
-    first = created(web, deps, name="first")
+    first = create_running(web, deps, name="first")
     assert error_of(web.create(name="second")) == (409, "no_host_available")
     delete(web, deps, first["id"])
-    second = created(web, deps, name="second")
+    second = create_running(web, deps, name="second")
     assert [a["port"] for a in second["allocations"]] == [only]
     assert f"on port {only}" in get_page(dockerd.public_address, only)
 
@@ -130,7 +118,7 @@ def test_delete_frees_the_port_for_the_next_container(
 def test_a_resize_of_ports_publishes_the_new_ones(
     web: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = created(web, deps, name="grow")
+    body = create_running(web, deps, name="grow")
     resp = web.api.tenant("PATCH", f"/containers/{body['id']}", {"resources": {"ports": 2}})
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
@@ -158,7 +146,7 @@ def test_fixed_container_ports_are_mapped_to_allocations(
     allowed = web.cluster["egg_ids"] + [fixed["id"]]
     resp = api.admin("PATCH", f"/clusters/{web.cluster['id']}", {"egg_ids": allowed})
     assert resp.status_code == 200, resp.text
-    body = created(web, deps, name="fixed", egg_id=fixed["id"])
+    body = create_running(web, deps, name="fixed", egg_id=fixed["id"])
     [allocation] = body["allocations"]
     assert allocation["container_port"] == 8080 and allocation["port"] != 8080
     try:
@@ -170,20 +158,22 @@ def test_fixed_container_ports_are_mapped_to_allocations(
 def probe(client: docker.DockerClient, container_id: str, target: str, port: int) -> str:
     container = client.containers.get(f"corral-{container_id}")
     command = ["/bin/sh", "-c", PROBE.format(target=target, port=port)]
-    return str(container.exec_run(command).output.decode(errors="replace"))
+    output = container.exec_run(command).output
+    assert isinstance(output, bytes)
+    return output.decode(errors="replace")
 
 
 def test_clusters_are_cut_off_from_each_other(
     api: Api, web: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    site = created(web, deps, name="site")
+    site = create_running(web, deps, name="site")
     port = site["allocations"][0]["port"]
     idle = next(e["id"] for e in api.admin("GET", "/eggs").json if e["name"] == "busybox")
-    neighbour = created(web, deps, name="neighbour", egg_id=idle, ports=0)
+    neighbour = create_running(web, deps, name="neighbour", egg_id=idle, ports=0)
     first_key = api.tenant_key
     other = api.make_cluster(web.cluster["egg_ids"])
     api.tenant_key = api.make_key(other["id"])
-    stranger = created(web, deps, name="stranger", egg_id=idle, ports=0)
+    stranger = create_running(web, deps, name="stranger", egg_id=idle, ports=0)
     api.tenant_key = first_key
 
     network = docker_client.networks.get(cluster_network(web.cluster["id"]))
