@@ -46,6 +46,16 @@ def published_ports(allocations: tuple[Allocation, ...]) -> str:
     return ",".join(f"{a.port}:{a.container_port}" for a in allocations)
 
 
+def allocations_published(label: str, ip: str) -> tuple[Allocation, ...]:
+    """The allocations LABEL_PORTS says a container publishes (to adopt it back); a
+    label that is not `published_ports`' gives ValueError."""
+    pairs = [part.split(":") for part in label.split(",") if part]
+    return tuple(
+        Allocation(ip=ip, port=int(host), container_port=int(inside), primary=i == 0)
+        for i, (host, inside) in enumerate(pairs)
+    )
+
+
 @dataclass(frozen=True)
 class HostInfo:
     """What a host's health probe reports."""

@@ -13,6 +13,7 @@ import itertools
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import docker
 import pytest
@@ -30,7 +31,8 @@ HTTP_TIMEOUT_S = 10.0
 # A request over plain TCP from inside a container (busybox-static's wget cannot resolve).
 # Each test's host gets ranges of its own: containers of earlier tests (whose tables
 # are gone) may still hold their ports on the session's engine.
-_RANGES = itertools.count(24100, 10)
+# Outside the default range, which the other tests' hosts draw from.
+_RANGES = itertools.count(30100, 10)
 PROBE = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 1 {target} {port}"
 
 
@@ -40,8 +42,9 @@ def web(
     deps: Deps,
     worker_context: context.WorkerContext,
     dockerd: Dockerd,
+    docker_client: docker.DockerClient,
     busybox_image: str,
-) -> Tenant:
+) -> Iterator[Tenant]:
     """A cluster allowed the demo `http` egg and an idle one, on the session's dockerd."""
     egg = api.make_egg(
         name="http",
@@ -56,7 +59,14 @@ def web(
     )
     cluster = api.make_cluster([egg["id"], idle["id"]])
     api.tenant_key = api.make_key(cluster["id"])
-    return Tenant(api, cluster, egg, host)
+    yield Tenant(api, cluster, egg, host)
+    # the engine outlives this test's table: take its containers (and ports) away
+    for listed in api.admin("GET", "/clusters").json:
+        label = f"io.corral.cluster={listed['id']}"
+        for container in docker_client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+        for network in docker_client.networks.list(names=[cluster_network(listed["id"])]):
+            network.remove()
 
 
 def get_page(ip: str, port: int) -> str:
