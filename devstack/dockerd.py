@@ -19,6 +19,7 @@ throwaway CA; `Dockerd.tls` holds the client's PEM strings in the shape a host r
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -40,6 +41,10 @@ from devstack.netns import Netns, create_netns, netns_named
 from devstack.processes import Child, StartupError, free_port
 
 START_TIMEOUT_S = 30.0
+# Every cluster gets a bridge network of its own: Docker's default pools hold about 30,
+# so networks take /24s of 172.16.0.0/12 instead (4096 of them; the engine's namespace
+# is its own, so they clash with nothing of the machine's).
+DAEMON_CONFIG = {"default-address-pools": [{"base": "172.16.0.0/12", "size": 24}]}
 STOP_TIMEOUT_S = 20.0
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
@@ -157,7 +162,8 @@ def start_dockerd(
         run_dir.mkdir(mode=0o700, parents=True)
     data_root.mkdir(parents=True, exist_ok=True)
     config = run_dir / "daemon.json"
-    config.write_text("{}\n")  # never read /etc/docker/daemon.json
+    # never read /etc/docker/daemon.json
+    config.write_text(json.dumps(DAEMON_CONFIG, indent=2) + "\n")
     netns = create_netns()
     (run_dir / _NETNS_FILE).write_text(netns.name)
     command = [
