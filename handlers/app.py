@@ -24,6 +24,12 @@ from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.health import HealthResource
+from handlers.public.backups import (
+    BackupCollection,
+    BackupDownload,
+    BackupItem,
+    BackupRestore,
+)
 from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
 from handlers.public.containers import (
     ContainerCollection,
@@ -36,6 +42,7 @@ from handlers.public.operations import OperationItem, OperationWait
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
+from services.backups import BackupService
 from services.clusters import ClusterService
 from services.deps import Deps
 from services.eggs import EggService
@@ -70,6 +77,12 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    backups = BackupService(deps)
+    backup = f"{item}/backups/{{backup_id}}"
+    app.add_route(f"{item}/backups", BackupCollection(deps, backups))
+    app.add_route(backup, BackupItem(deps, backups))
+    app.add_route(f"{backup}/restore", BackupRestore(deps, backups))
+    app.add_route(f"{backup}/download", BackupDownload(deps, backups))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.backups import Backup
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
 from shared.envs import Env, shown_status
@@ -71,6 +72,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
         "container_ports": list(e.container_ports),
+        "data_path": e.data_path,
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
     }
@@ -290,3 +292,22 @@ def environment_accepted(
     env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
 ) -> dict[str, Any]:
     return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}
+
+
+def backup(b: Backup) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "container_id": b.workload_id,
+        "name": b.name,
+        "status": b.status.value,
+        "size_bytes": b.size_bytes,
+        "checksum": b.checksum,
+        "last_operation": b.last_op,
+        **failure(b.failure),
+        "created_at": stamp(b.created_at),
+        "updated_at": stamp(b.updated_at),
+    }
+
+
+def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
+    return {"backup": backup(b), "operation": operation(o)}

@@ -36,6 +36,7 @@ class EggService:
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
                 container_ports=tuple(body.container_ports),
+                data_path=body.data_path,
             )
         )
         self._repo.eggs.create(egg)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from shared.models import DriverKind, Engine
+from shared.models import DEFAULT_DATA_PATH, DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
@@ -32,6 +32,20 @@ from shared.vm import (
 )
 
 NonNegative = Annotated[int, Field(ge=0)]
+
+
+def _no_dot_segments(path: str) -> str:
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("must not contain . or .. segments")
+    return path
+
+
+# An egg's data path: absolute, not the root, no `.` or `..`, plain path characters only.
+DataPath = Annotated[
+    str,
+    StringConstraints(min_length=2, max_length=255, pattern=r"^(/[A-Za-z0-9._@+-]+)+$"),
+    AfterValidator(_no_dot_segments),
+]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 Label = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
@@ -145,6 +159,7 @@ class EggCreate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
     container_ports: ContainerPorts = []
+    data_path: DataPath = DEFAULT_DATA_PATH
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
@@ -259,6 +274,7 @@ class EggUpdate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
     container_ports: ContainerPorts | None = None
+    data_path: DataPath | None = None
 
 
 class Instantiate(Strict):

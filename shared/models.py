@@ -47,6 +47,7 @@ class DriverKind(StrEnum):
 
 
 MAX_KEYS_PER_CLUSTER = 10
+DEFAULT_DATA_PATH = "/data"
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Egg:
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
     container_ports: tuple[int, ...] = ()  # fixed ports its image listens on, mapped in order
+    data_path: str = DEFAULT_DATA_PATH  # where its workloads keep their data (backed up)
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -162,6 +164,7 @@ class Workload:
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
     allocations: tuple[Allocation, ...] = ()  # host ports held (containers), primary first
+    backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
 
@@ -181,7 +184,7 @@ class OperationParams:
     `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
     `previous` status; `reason` when Corral started it itself (`was`: the status the
     table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption.
+    adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
     """
 
     name: str | None = None
@@ -195,6 +198,7 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    backup_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -210,6 +214,7 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "backup_id": self.backup_id,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -235,6 +240,7 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            backup_id=data.get("backup_id"),
         )
 
 

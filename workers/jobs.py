@@ -12,8 +12,10 @@ from typing import Any
 
 from rq import get_current_job
 
+from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, VmDriver
 from shared.allocations import environment as allocation_environment
+from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
@@ -25,9 +27,9 @@ from shared.runtime import (
     WorkloadSpec,
     published_ports,
 )
-from shared.states import OperationKind, PowerSignal, WorkloadStatus
+from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import context
+from workers import backups, context
 
 log = logging.getLogger("corral.jobs")
 
@@ -58,6 +60,7 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     release: bool = False
     host_exists: bool = True
+    archive: StoredArchive | None = None  # a backup's, once stored
 
 
 def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
@@ -189,6 +192,26 @@ def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     return Outcome(gone_status(op), release=True)
 
 
+def backup(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    archive = backups.take(context.current(), driver, workload, op)
+    return Outcome(workload.status, archive=archive)
+
+
+def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """Replace the data path's contents with a backup's, the workload stopped around
+    it, and bring it back to the power state it had."""
+    backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
+    observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
+    return Outcome(workload.status, _enforced(observed))
+
+
+def delete_backup(
+    driver: HostDriver | None, workload: Workload, egg: Egg | None, op: Operation
+) -> Outcome:
+    backups.delete(context.current(), op)
+    return Outcome(workload.status)
+
+
 def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     """A repair or an adoption the reconciler began but did not finish (it died, and
     re-queued the operation later): record what the host says now."""
@@ -204,7 +227,8 @@ def gone_status(op: Operation) -> WorkloadStatus:
     return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
-Executor = Callable[[HostDriver, Workload, Any, Operation], Outcome]
+# (driver, workload, egg, operation): the driver is None for the kinds in HOSTLESS.
+Executor = Callable[[Any, Workload, Any, Operation], Outcome]
 
 EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.PROVISION: provision,
@@ -213,7 +237,12 @@ EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.DELETE: delete,
     OperationKind.REPAIR: observe,
     OperationKind.ADOPT: observe,
+    OperationKind.BACKUP: backup,
+    OperationKind.RESTORE: restore,
+    OperationKind.DELETE_BACKUP: delete_backup,
 }
+# What needs no host: a backup's archive is in the backup store.
+HOSTLESS: frozenset[OperationKind] = frozenset({OperationKind.DELETE_BACKUP})
 
 
 def run_operation(cluster_id: str, operation_id: str) -> str:
@@ -249,13 +278,13 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             "The host did not finish the operation in time. The operator has the details.",
             "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
         )
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), timed_out)
+        return _record(ctx, op, workload, _failed(op, workload), timed_out)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)
             raise
         log.warning("operation %s failed on the host: %s", op.id, exc)
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), exc.failure())
+        return _record(ctx, op, workload, _failed(op, workload, exc), exc.failure())
     except Exception as exc:
         if _retries_left() > 0:
             raise
@@ -264,7 +293,7 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             ctx,
             op,
             workload,
-            Outcome(WorkloadStatus.ERROR),
+            _failed(op, workload),
             Failure(
                 "internal_error",
                 "Corral failed to carry out the operation. The operator has the details.",
@@ -274,7 +303,25 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     return _record(ctx, op, workload, outcome, None)
 
 
+def _failed(op: Operation, workload: Workload, exc: BaseException | None = None) -> Outcome:
+    """What a failed operation leaves: the workload in error, unless the operation never
+    touches it (a backup, a backup's deletion) or was refused before it did."""
+    untouched = op.kind in (OperationKind.BACKUP, OperationKind.DELETE_BACKUP)
+    if untouched or isinstance(exc, BackupRefused):
+        return Outcome(workload.status)
+    return Outcome(WorkloadStatus.ERROR)
+
+
 def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    outcome = _execute_on_host(ctx, workload, op)
+    if op.kind == OperationKind.DELETE:
+        backups.discard_all(ctx, workload)
+    return outcome
+
+
+def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    if op.kind in HOSTLESS:
+        return EXECUTORS[op.kind](None, workload, None, op)
     try:
         host = ctx.repo.hosts.get(workload.host_id)
     except NotFound:
@@ -318,6 +365,9 @@ def _record(
     status = outcome.status
     if error and op.kind == OperationKind.DELETE:
         status = WorkloadStatus.ERROR
+    also, slots_freed = (
+        backups.closing(ctx, op, outcome.archive, error) if op.kind in BACKUP_KINDS else ((), 0)
+    )
     finished = ctx.repo.finish_operation(
         op,
         workload,
@@ -327,6 +377,8 @@ def _record(
         workload_fields=outcome.fields,
         release=outcome.release and error is None,
         host_exists=outcome.host_exists,
+        also=also,
+        backup_slots_freed=slots_freed,
     )
     final = "failed" if error else "succeeded"
     if finished:

@@ -7,7 +7,7 @@ to the same end state. Library errors are re-raised as `shared.errors.HostError`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from shared.health import LogLine, Stats
@@ -78,3 +78,18 @@ class VmDriver(HostDriver, Protocol):
     def forwarded_ports(self, workload_id: str) -> dict[int, int]: ...
 
     def restart_needed(self, workload_id: str) -> bool: ...
+
+
+@runtime_checkable
+class DataArchiver(Protocol):
+    """A driver that can archive a workload's data path and put an archive back
+    (`docker/data.py`). The archive is a tar whose first entry is the path itself."""
+
+    def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
+        """The tar stream of `path` in the workload; BackupRefused(no_data) when the
+        workload has no such path."""
+        ...
+
+    def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        """Replace the contents of `path` in the (stopped) workload with the archive."""
+        ...

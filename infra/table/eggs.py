@@ -8,7 +8,7 @@ from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
-from shared.models import Egg, Engine
+from shared.models import DEFAULT_DATA_PATH, Egg, Engine
 from shared.vm import VmBoot
 
 
@@ -32,6 +32,7 @@ def egg_item(e: Egg) -> Item:
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
         "container_ports": list(e.container_ports) or None,
+        "data_path": e.data_path,
     }
 
 
@@ -51,6 +52,7 @@ def egg_from(item: Item) -> Egg:
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
         container_ports=tuple(int(p) for p in item.get("container_ports") or ()),
+        data_path=item.get("data_path", DEFAULT_DATA_PATH),
     )
 
 

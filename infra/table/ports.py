@@ -49,7 +49,10 @@ class PortStore:
 
     def free(self, host_id: str, ports: Iterable[int]) -> list[TxEntry]:
         """Give the ports back (already gone is fine: a release is idempotent)."""
-        return [self.db.tx_delete(schema.host_pk(host_id), schema.port_sk(port)) for port in ports]
+        return [
+            self.db.tx_delete(schema.host_pk(host_id), schema.port_sk(port), Expression())
+            for port in ports
+        ]
 
 
 def _port_item(workload: Workload, port: int) -> Item:

@@ -113,6 +113,7 @@ def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
             "vm_id": created["container"]["id"],
             "container_id": created["container"]["id"],
             "operation_id": created["operation"]["id"],
+            "backup_id": new_id(),  # a route that skipped its key check would answer 404
         },
         "tenant": tenant,
     }

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, cast
@@ -30,6 +30,7 @@ from typing import Any, cast
 import docker
 import docker.errors
 
+from infra.drivers.docker import data as docker_data
 from infra.drivers.docker import networks
 from infra.drivers.docker import observe as docker_observe
 from infra.drivers.docker.connect import connect, tls_config
@@ -218,6 +219,22 @@ class DockerDriver:
         name = container_name(workload_id)
         with host_errors(self._address, f"read the logs of container {name}"):
             return docker_observe.logs(self._api(), name, tail, since_ns)
+
+    # -- DataArchiver (see docker_data) -------------------------------------------
+
+    def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
+        name = container_name(workload_id)
+        action = f"archive {path} of container {name}"
+        with host_errors(self._address, action):
+            chunks = docker_data.archive(self._api(), name, path)
+        with host_errors(self._address, action):
+            yield from chunks
+
+    def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        name = container_name(workload_id)
+        with host_errors(self._address, f"restore {path} of container {name}"):
+            attrs = self._require(name, workload_id)
+            docker_data.replace(self._api(), name, path, chunks, attrs)
 
     def close(self) -> None:
         client, self._client = self._client, None
