@@ -66,6 +66,7 @@ from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
 from shared.errors import CorralError
+from shared.sealing import new_key
 from shared.settings import Settings
 from shared.states import WorkloadStatus
 
@@ -116,6 +117,7 @@ class Launcher:
 
     def start(self) -> None:
         self._claim_state_dir()
+        self.env.setdefault("CORRAL_SECRET_KEY", _local_secret_key(self.state_dir))
         docker_url = self._start_dockerd()
         self.vm_host = self._start_vm_host()
         redis_url = self._keep(
@@ -192,6 +194,7 @@ class Launcher:
                 log_path=self.logs / "dockerd.log",
                 run_dir=_dockerd_run_dir(self.state_dir),
                 keep_data=True,  # the busybox image is imported once
+                enforce_storage=True,  # btrfs + the volume plugin: storage_mb is enforced
             )
         except StartupError as exc:
             log.warning("no docker host: %s", exc)
@@ -541,6 +544,15 @@ def _base_env() -> dict[str, str]:
         }
     )
     return env
+
+
+def _local_secret_key(state_dir: Path) -> str:
+    """make run's CORRAL_SECRET_KEY, made once and kept beside the table (PERSIST)."""
+    path = state_dir / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key() + "\n")
+    return path.read_text().strip()
 
 
 def _is_launcher(pid: int) -> bool:

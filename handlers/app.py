@@ -19,8 +19,9 @@ from handlers.admin.clusters import (
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
-from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
+from handlers.admin.fleet import FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
+from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.health import HealthResource
@@ -48,6 +49,7 @@ from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
 from services.hosts import HostService
+from services.images import ImageService
 from services.workloads import WorkloadService
 from shared.settings import Settings
 
@@ -134,7 +136,10 @@ def _add_admin_routes(
         app.add_route(f"{base}/{noun}/{{host_id}}/undrain", undrain)
     app.add_route(f"{base}/status", FleetStatus(deps))
     app.add_route(f"{base}/stats", FleetStats(deps))
-    app.add_route(f"{base}/images", FleetImages(deps))
+    images = ImageService(deps)
+    app.add_route(f"{base}/images", ImageCollection(deps, images))
+    app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
+    app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

@@ -74,8 +74,15 @@ def egg(e: Egg) -> dict[str, Any]:
         "container_ports": list(e.container_ports),
         "data_path": e.data_path,
         "created_at": stamp(e.created_at),
-        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
+        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {"data_path": e.data_path}),
     }
+
+
+def operator_egg(e: Egg) -> dict[str, Any]:
+    """An egg as operators see it: whose registry credentials it holds (never the
+    password, which no route returns)."""
+    auth = {"username": e.registry_auth.username} if e.registry_auth else None
+    return egg(e) | {"registry_auth": auth}
 
 
 ENFORCEMENT_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io")
@@ -140,9 +147,10 @@ def operation(o: Operation) -> dict[str, Any]:
     return {
         "id": o.id,
         "kind": o.kind.value,
-        "container_id": o.workload_id,
+        "container_id": o.workload_id or None,  # None: an operator's operation on a host
         "status": o.status.value,
         "params": o.params.to_json(),
+        "progress": o.progress,
         **failure(o.failure),
         "created_at": stamp(o.created_at),
         "started_at": iso(o.started_at),

@@ -14,8 +14,9 @@ from services.deps import Deps
 from shared import rules
 from shared.backups import Backup, BackupStatus
 from shared.errors import ActionNotAllowed, CapacityExceeded, NotFound, ServiceUnavailable
-from shared.models import DEFAULT_DATA_PATH, Engine, Operation, OperationParams, Workload
+from shared.models import Engine, Operation, OperationParams, Workload
 from shared.requests import BackupCreate
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, check_backupable, operation_in_flight
 
 

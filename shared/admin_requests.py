@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
-from shared.models import DEFAULT_DATA_PATH, DriverKind, Engine
+from shared.images import parse_image
+from shared.models import DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
@@ -18,6 +19,7 @@ from shared.requests import (
     StorageMb,
     Strict,
 )
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -40,9 +42,15 @@ def _no_dot_segments(path: str) -> str:
     return path
 
 
-# An egg's data path: absolute, not the root, no `.` or `..`, plain path characters only.
+def _without_trailing_slash(path: object) -> object:
+    return path.rstrip("/") if isinstance(path, str) else path
+
+
+# An egg's data path: absolute, not the root, no `.` or `..`, plain path characters only
+# (a trailing slash is dropped).
 DataPath = Annotated[
     str,
+    BeforeValidator(_without_trailing_slash),
     StringConstraints(min_length=2, max_length=255, pattern=r"^(/[A-Za-z0-9._@+-]+)+$"),
     AfterValidator(_no_dot_segments),
 ]
@@ -147,6 +155,18 @@ def _checked_range(port_range: list[int] | None) -> None:
         raise ValueError("port_range must be [low, high] with low <= high")
 
 
+def check_container_image(image: str) -> None:
+    """A docker egg's image must be a pullable reference (ValueError saying why not)."""
+    parse_image(image)
+
+
+class RegistryAuthBody(Strict):
+    """Credentials for the registry of a docker egg's image. Stored sealed; never shown."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -160,6 +180,7 @@ class EggCreate(Strict):
     vm: EggVm | None = None
     container_ports: ContainerPorts = []
     data_path: DataPath = DEFAULT_DATA_PATH
+    registry_auth: RegistryAuthBody | None = None
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
@@ -167,6 +188,10 @@ class EggCreate(Strict):
             raise ValueError("vm settings are for qemu eggs only")
         if self.container_ports and self.engine != Engine.DOCKER:
             raise ValueError("container_ports are for docker eggs only (VMs have guest_ports)")
+        if self.registry_auth is not None and self.engine != Engine.DOCKER:
+            raise ValueError("registry_auth is for docker eggs only")
+        if self.engine == Engine.DOCKER:
+            check_container_image(self.image)
         return self
 
 
@@ -275,6 +300,34 @@ class EggUpdate(Strict):
     vm: EggVm | None = None
     container_ports: ContainerPorts | None = None
     data_path: DataPath | None = None
+    # null removes the credentials; left out keeps them
+    registry_auth: RegistryAuthBody | None = None
+
+
+def _image_reference(image: str) -> str:
+    parse_image(image)
+    return image
+
+
+ImageReferenceText = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(_image_reference)
+]
+
+
+class ImagePull(Strict):
+    """POST /api/v1/images/pull: pull `image` on `host_ids` (default: every docker host
+    that is not down), with the registry credentials of egg `egg_id` when given."""
+
+    image: ImageReferenceText
+    host_ids: Annotated[list[Id], Field(min_length=1, max_length=200)] | None = None
+    egg_id: Id | None = None
+
+
+class ImageDelete(Strict):
+    """DELETE /api/v1/images: remove `image` from host `host_id`."""
+
+    image: ImageReferenceText
+    host_id: Id
 
 
 class Instantiate(Strict):

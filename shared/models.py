@@ -12,6 +12,8 @@ from shared.allocations import LOCAL_ADDRESS, Allocation
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
+from shared.images import SealedRegistryAuth
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.vm import VmBoot, WorkloadVm
 
@@ -47,7 +49,6 @@ class DriverKind(StrEnum):
 
 
 MAX_KEYS_PER_CLUSTER = 10
-DEFAULT_DATA_PATH = "/data"
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ class Egg:
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
     container_ports: tuple[int, ...] = ()  # fixed ports its image listens on, mapped in order
-    data_path: str = DEFAULT_DATA_PATH  # where its workloads keep their data (backed up)
+    data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
+    registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -185,6 +187,8 @@ class OperationParams:
     `previous` status; `reason` when Corral started it itself (`was`: the status the
     table had before a repair); `env_id` when it is one of an env's; `host_id` of an
     adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
+    adoption or an image operation, with its `image` (and `egg_id` whose registry
+    credentials a pull uses).
     """
 
     name: str | None = None
@@ -199,6 +203,7 @@ class OperationParams:
     env_id: str | None = None
     host_id: str | None = None
     backup_id: str | None = None
+    image: str | None = None  # an image operation's image
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -215,6 +220,7 @@ class OperationParams:
             "env_id": self.env_id,
             "host_id": self.host_id,
             "backup_id": self.backup_id,
+            "image": self.image,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -241,7 +247,13 @@ class OperationParams:
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
             backup_id=data.get("backup_id"),
+            image=data.get("image"),
         )
+
+
+# The cluster id under which operators' operations on hosts (image pulls and deletes)
+# are kept: no cluster has it (cluster ids are UUIDs), so no tenant ever reads them.
+FLEET_OPERATIONS = "fleet"
 
 
 @dataclass(frozen=True)
@@ -259,6 +271,7 @@ class Operation:
     failure: Failure | None = None  # set when the last operation failed
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    progress: str | None = None  # a short text while it runs (an image pull's percent)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,14 @@ def allocations_published(label: str, ip: str) -> tuple[Allocation, ...]:
     )
 
 
+def data_volume_name(workload_id: str) -> str:
+    """The engine-side name of a workload's persistent data volume."""
+    return f"corral-data-{workload_id}"
+
+
+DEFAULT_DATA_PATH = "/data"
+
+
 @dataclass(frozen=True)
 class HostInfo:
     """What a host's health probe reports."""
@@ -77,6 +85,8 @@ class WorkloadSpec:
     stop_timeout: int = 10
     name: str = ""  # the user's name, kept as a label for adoption; never used by engines
     allocations: tuple[Allocation, ...] = ()  # host ports published, primary first
+    # Where the workload's data volume is mounted; it outlives the container until removed.
+    data_path: str = DEFAULT_DATA_PATH
 
     @property
     def runtime_name(self) -> str:

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.sealing import SealingError, check_key
+
 VERSION = "0.1.0"
 
 
@@ -50,6 +52,9 @@ class Settings:
     # Keep a container's backups when the container is deleted or expires (they stay
     # listed, downloadable and deletable under its id) instead of deleting them with it.
     keep_backups: bool = False
+    # Seals what Corral stores to give back to hosts (an egg's registry password);
+    # Fernet key, 32 bytes url-safe base64. Without it, such secrets are refused.
+    secret_key: str | None = field(default=None, repr=False)
     version: str = VERSION
 
     @classmethod
@@ -89,4 +94,15 @@ class Settings:
             backup_s3_access_key_id=env.get("CORRAL_BACKUP_S3_ACCESS_KEY_ID") or None,
             backup_s3_secret_access_key=env.get("CORRAL_BACKUP_S3_SECRET_ACCESS_KEY") or None,
             keep_backups=env.get("CORRAL_KEEP_BACKUPS", "").lower() in ("1", "true", "yes"),
+            secret_key=_secret_key(env.get("CORRAL_SECRET_KEY")),
         )
+
+
+def _secret_key(value: str | None) -> str | None:
+    """A malformed key stops the process at startup with what to do, not later with a 500."""
+    if not value:
+        return None
+    try:
+        return check_key(value)
+    except SealingError as exc:
+        raise SystemExit(f"corral: {exc}") from exc

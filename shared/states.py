@@ -41,6 +41,13 @@ class OperationKind(StrEnum):
     BACKUP = "backup"  # archive the data path into the backup store
     RESTORE = "restore"  # replace the data path's contents with a backup's
     DELETE_BACKUP = "delete_backup"  # remove a backup's archive and record
+    IMAGE_PULL = "image_pull"  # an operator's pre-pull of an image on one host
+    IMAGE_DELETE = "image_delete"  # an operator's removal of an image from one host
+
+    @property
+    def is_fleet(self) -> bool:
+        """An operator's operation on a host, not on a workload (see FLEET_OPERATIONS)."""
+        return self in (OperationKind.IMAGE_PULL, OperationKind.IMAGE_DELETE)
 
 
 # Operations on a workload's backups: they leave the workload's status as it was.

@@ -3,6 +3,7 @@ import hypothesis
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.dockerd",
+    "tests.fixtures.registry",
     "tests.fixtures.corral",
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",

@@ -13,7 +13,7 @@ from typing import Any
 from rq import get_current_job
 
 from infra.archives.store import StoredArchive
-from infra.drivers.base import HostDriver, VmDriver
+from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.allocations import environment as allocation_environment
 from shared.backups import BackupRefused
 from shared.capacity import Resources
@@ -29,7 +29,7 @@ from shared.runtime import (
 )
 from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import backups, context
+from workers import backups, context, images
 
 log = logging.getLogger("corral.jobs")
 
@@ -75,6 +75,7 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         stop_timeout=egg.stop_timeout,
         name=workload.name,
         allocations=workload.allocations,
+        data_path=egg.data_path,
     )
 
 
@@ -82,9 +83,14 @@ def _enforced(observed: Observed) -> dict[str, Any]:
     return {"enforced": dict(observed.enforced)} if observed.enforced else {}
 
 
-def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec) -> Observed:
-    """`driver.ensure`, with the VM options when the workload is a VM."""
+def _ensure(
+    driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec, op: Operation
+) -> Observed:
+    """`driver.ensure`, once the host has the image (pulled, with progress on the
+    operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
+        if isinstance(driver, ImagePuller):
+            driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -123,7 +129,7 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
 
 
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg))
+    observed = _ensure(driver, workload, egg, spec_for(workload, egg), op)
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
@@ -139,8 +145,8 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
         if before.state != RuntimeState.MISSING and _same_container(before, spec):
             observed = driver.apply_resources(spec)
         else:
-            driver.remove(workload.id)
-            observed = _ensure(driver, workload, egg, spec)
+            driver.remove(workload.id, keep_data=True)
+            observed = _ensure(driver, workload, egg, spec, op)
         observed = _restore_power(driver, workload, egg, observed)
     elif op.params.resources is not None:
         observed = driver.apply_resources(spec)
@@ -256,6 +262,8 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return "missing"
     if op.status.is_finished:
         return op.status.value
+    if op.kind.is_fleet:
+        return images.run_image_operation(ctx, op, retries_left=_retries_left())
     try:
         workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:

@@ -1,4 +1,4 @@
-"""Fleet-wide views: capacity and workloads per host, platform stats, images."""
+"""Fleet-wide views: capacity and workloads per host, platform stats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import falcon
 from handlers import views
 from services.deps import Deps
 from shared.capacity import Resources
-from shared.clock import iso
 from shared.models import Host, Workload
 
 
@@ -91,32 +90,3 @@ def _measured_load(hosts: list[Host], now: datetime) -> dict[str, Any]:
             "hosts_measured": len(fresh),
         },
     }
-
-
-class FleetImages:
-    """GET /api/v1/images: images across the fleet, as the health check last saw them."""
-
-    def __init__(self, deps: Deps) -> None:
-        self._deps = deps
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        hosts: list[Host] = self._deps.repo.hosts.list()
-        where: dict[str, list[str]] = {}
-        for host in hosts:
-            for image in host.images:
-                where.setdefault(image, []).append(host.id)
-        images: list[dict[str, Any]] = [
-            {"image": image, "hosts": sorted(ids)} for image, ids in sorted(where.items())
-        ]
-        resp.media = {
-            "images": images,
-            "hosts": [
-                {
-                    "id": h.id,
-                    "name": h.name,
-                    "images": list(h.images),
-                    "checked_at": iso(h.last_heartbeat),
-                }
-                for h in hosts
-            ],
-        }

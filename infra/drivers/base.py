@@ -7,10 +7,11 @@ to the same end state. Library errors are re-raised as `shared.errors.HostError`
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from shared.health import LogLine, Stats
+from shared.images import RegistryAuth
 from shared.runtime import HostInfo, Observed, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import VmOptions
@@ -30,8 +31,9 @@ class HostDriver(Protocol):
         """Send a power signal. Reaching the target state already is success."""
         ...
 
-    def remove(self, workload_id: str) -> None:
-        """Destroy the workload and what belongs to it. Missing is success."""
+    def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
+        """Destroy the workload and what belongs to it (with `keep_data`, all but its
+        data volume, to be recreated around it). Missing is success."""
         ...
 
     def inspect(self, workload_id: str) -> Observed:
@@ -60,6 +62,26 @@ class HostDriver(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class ImagePuller(Protocol):
+    """A driver whose host fetches images from registries (Docker Engine)."""
+
+    def pull_if_missing(
+        self, image: str, auth: RegistryAuth | None, progress: Callable[[str], None]
+    ) -> bool:
+        """Pull `image` unless the host has it, telling `progress` how far it got;
+        True when it pulled. HostError (tenant-safe) when the registry refuses."""
+        ...
+
+    def remove_image(self, image: str) -> bool:
+        """Remove `image` from the host; False when it was not there."""
+        ...
+
+    def image_in_use(self, image: str) -> bool:
+        """Whether any workload of the host runs (or was made from) `image`."""
         ...
 
 

@@ -8,7 +8,9 @@ from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
-from shared.models import DEFAULT_DATA_PATH, Egg, Engine
+from shared.images import SealedRegistryAuth
+from shared.models import Egg, Engine
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.vm import VmBoot
 
 
@@ -33,11 +35,13 @@ def egg_item(e: Egg) -> Item:
         "vm": e.vm.to_json() or None,
         "container_ports": list(e.container_ports) or None,
         "data_path": e.data_path,
+        "registry_auth": e.registry_auth.to_json() if e.registry_auth else None,
     }
 
 
 def egg_from(item: Item) -> Egg:
     command = item.get("command")
+    auth = item.get("registry_auth")
     return Egg(
         id=item["id"],
         name=item["name"],
@@ -53,6 +57,7 @@ def egg_from(item: Item) -> Egg:
         vm=VmBoot.from_json(item.get("vm") or {}),
         container_ports=tuple(int(p) for p in item.get("container_ports") or ()),
         data_path=item.get("data_path", DEFAULT_DATA_PATH),
+        registry_auth=SealedRegistryAuth.from_json(auth) if auth else None,
     )
 
 

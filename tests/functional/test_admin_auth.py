@@ -144,6 +144,8 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("POST", "/nodes"): host,
         ("PATCH", "/hosts/{host_id}"): {"port_range": [30000, 30999]},
         ("PATCH", "/nodes/{host_id}"): {"public_address": "203.0.113.7"},
+        ("POST", "/images/pull"): {"image": "busybox", "host_ids": [ids["host_id"]]},
+        ("DELETE", "/images"): {"image": "busybox", "host_id": ids["host_id"]},
         ("POST", "/envs"): {
             "id": "env-2",
             "cluster_id": ids["cluster_id"],
@@ -290,8 +292,11 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
             failed[(method, template)] = error_of(resp)
 
     # No qemu egg, VM host or env exists here; the docker egg is allowed in the
-    # cluster; and the host was deleted through /hosts before /nodes.
+    # cluster; the host was deleted through /hosts before /nodes and /images; and a
+    # workload's operation is read under its cluster, not among the fleet's.
     assert failed == {
+        ("GET", "/operations/{operation_id}"): (404, "not_found"),
+        ("DELETE", "/images"): (404, "not_found"),
         ("GET", "/envs/{env_id}"): (404, "not_found"),
         ("POST", "/envs"): (400, "egg_not_allowed"),
         ("POST", "/envs/{env_id}/start"): (404, "not_found"),

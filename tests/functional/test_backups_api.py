@@ -146,7 +146,7 @@ def test_the_egg_names_its_data_path(api: Api) -> None:
     egg = api.make_egg(name="game", data_path="/srv/game-data")
     assert egg["data_path"] == "/srv/game-data"
     assert api.make_egg(name="plain")["data_path"] == "/data"
-    for path in ["/", "data", "/a/../b", "/a/./b", "/a b", "/a/", "/a;rm -rf", "/" + "a" * 300]:
+    for path in ["/", "data", "/a/../b", "/a/./b", "/a b", "//", "/a;rm -rf", "/" + "a" * 300]:
         resp = api.admin(
             "POST",
             "/eggs",

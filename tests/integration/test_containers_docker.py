@@ -18,6 +18,7 @@ import pytest
 from docker.models.containers import Container
 
 from devstack.dockerd import Dockerd
+from devstack.registry import Registry
 from infra.table.expression import Expression
 from services.deps import Deps
 from shared.settings import Settings
@@ -25,17 +26,6 @@ from tests.fixtures.corral import Api, Tenant, create_running, make_tenant, run_
 from workers import context
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    return make_tenant(api, dockerd.url)
 
 
 def _container(docker_client: docker.DockerClient, container_id: str) -> Container:
@@ -60,8 +50,8 @@ def test_create_applies_limits_and_labels(
     assert c.labels["io.corral.cluster"] == live.cluster["id"]
     assert body["enforcement"]["cpu_cores"] == "enforced"
     assert body["enforcement"]["ram_mb"] == "enforced"
-    # overlay2 on ext4 cannot size a root filesystem: the API says it only accounts for it
-    assert body["enforcement"]["storage_mb"] == "accounted"
+    # the session's dockerd runs on btrfs with the volume plugin: sizes are enforced
+    assert body["enforcement"]["storage_mb"] == "enforced"
     op = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
     assert op["status"] == "succeeded"
 
@@ -165,9 +155,10 @@ def test_failure_leaves_error_with_reason(
     worker_context: context.WorkerContext,
     dockerd: Dockerd,
     busybox_image: str,
+    registry: Registry,
 ) -> None:
     tenant = make_tenant(api, dockerd.url)
-    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    missing = api.make_egg(name="missing-image", image=f"{registry.address}/corral/nothing:1")
     deps.repo.db.update(
         f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
@@ -176,7 +167,7 @@ def test_failure_leaves_error_with_reason(
     run_jobs(deps)
     body = api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
     assert body["status"] == "error"
-    assert "corral/does-not-exist:1" in body["error"]
+    assert "corral/nothing:1" in body["error"]
     op = api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
     assert op["status"] == "failed" and op["error"] == body["error"]
 
@@ -356,12 +347,13 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
     worker_context: context.WorkerContext,
     dockerd: Dockerd,
     busybox_image: str,
+    registry: Registry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 12, defect 8: the host's error (naming its address) was copied verbatim
     into what the tenant reads."""
     tenant = make_tenant(api, dockerd.url)
-    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    missing = api.make_egg(name="missing-image", image=f"{registry.address}/corral/nothing:1")
     deps.repo.db.update(
         f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
@@ -375,7 +367,7 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
     container = api.tenant("GET", f"/containers/{container_id}").json
     op = api.tenant("GET", f"/operations/{operation_id}").json
     for shown in (container, op):
-        assert shown["error_code"] == "image_missing", shown
+        assert shown["error_code"] == "image_not_found", shown
         assert "error_detail" not in shown
         assert dockerd.url not in json.dumps(shown) and "docker host" not in json.dumps(shown)
     cluster = f"/clusters/{tenant.cluster['id']}"
@@ -384,7 +376,7 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
         api.admin("GET", f"{cluster}/operations/{operation_id}").json,
     ]
     for shown in seen_by_operator:
-        assert shown["error_code"] == "image_missing", shown
+        assert shown["error_code"] == "image_not_found", shown
         assert dockerd.url in shown["error_detail"], shown
     assert dockerd.url in caplog.text  # and the worker log has it
     as_tenant = api.client.simulate_get(
