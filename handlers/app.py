@@ -149,7 +149,7 @@ def _add_admin_routes(
         f"{base}/templates/{{template_id}}/instantiate", TemplateInstantiate(deps, workloads)
     )
     host_service = HostService(deps)
-    hosts, host = HostCollection(deps, host_service), HostItem(deps)
+    hosts, host = HostCollection(deps, host_service), HostItem(deps, host_service)
     drain = HostDrain(host_service, draining=True)
     undrain = HostDrain(host_service, draining=False)
     for noun in ("hosts", "nodes"):

@@ -73,6 +73,7 @@ def egg(e: Egg) -> dict[str, Any]:
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
         "variables": [v.to_json() for v in e.variables],
+        "container_ports": list(e.container_ports),
         "data_path": e.data_path,
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {"data_path": e.data_path}),
@@ -97,6 +98,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         "engine": w.engine.value,
         "status": w.status.value,
         "resources": resources(w.resources),
+        "allocations": [a.to_json() for a in w.allocations],
         "enforcement": {
             name: ("enforced" if w.enforced[name] else "accounted")
             for name in ENFORCEMENT_FIELDS
@@ -189,6 +191,7 @@ def host(h: Host, now: datetime | None = None) -> dict[str, Any]:
         "draining": h.draining,
         "labels": dict(h.labels),
         "port_range": list(h.port_range) if h.port_range else None,
+        "public_address": h.public_address,
         "capacity": resources(h.capacity),
         "used": resources(h.used),
         "free": resources(h.capacity - h.used),

@@ -10,7 +10,8 @@ PACKAGES=(
   redis-server           # the job queue
   docker.io              # dockerd, containerd, runc: the container host
   busybox-static         # the rootfs of the local corral/busybox image
-  iproute2               # ip netns, for the VM and network tests
+  iproute2               # ip netns: the private dockerd's and the VM tests' namespaces
+  iptables               # dockerd's bridge networks: published ports, clusters cut off from each other
   openssh-server openssh-client  # sshd hosts for the ssh driver
   qemu-system-x86 qemu-utils     # VMs under TCG
   openjdk-17-jre-headless  # runs DynamoDB Local, the local table server (npm: amplify-dynamodb-simulator)

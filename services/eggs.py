@@ -44,6 +44,7 @@ class EggService:
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
                 variables=body.declared(),
+                container_ports=tuple(body.container_ports),
                 data_path=body.data_path,
                 registry_auth=self._sealed(body.registry_auth),
             )
@@ -56,7 +57,15 @@ class EggService:
             raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
             exclude_none=True,
-            exclude={"minimum", "defaults", "command", "vm", "registry_auth", "variables"},
+            exclude={
+                "minimum",
+                "defaults",
+                "command",
+                "vm",
+                "container_ports",
+                "registry_auth",
+                "variables",
+            },
         )
         declared = body.declared()
         if declared is not None:
@@ -69,6 +78,8 @@ class EggService:
             changes["registry_auth"] = self._sealed(body.registry_auth)
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.container_ports is not None:
+            changes["container_ports"] = tuple(body.container_ports)
         if body.image is not None and egg.engine == Engine.DOCKER:
             try:
                 check_container_image(body.image)

@@ -213,6 +213,29 @@ def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None
 
 
 Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
+def _distinct(ports: list[int]) -> list[int]:
+    if len(set(ports)) != len(ports):
+        raise ValueError("must not repeat a port")
+    return ports
+
+
+# Fixed ports an egg's image listens on, mapped to a container's allocations in order.
+ContainerPorts = Annotated[
+    list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=64), AfterValidator(_distinct)
+]
+PortNumber = Annotated[int, Field(ge=1024, le=65535)]
+PortRange = Annotated[list[PortNumber], Field(min_length=2, max_length=2)]
+# The IP or DNS name clients reach a host's published ports on.
+PublicAddress = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
+]
+
+
+def _checked_range(port_range: list[int] | None) -> None:
+    if port_range and port_range[0] > port_range[1]:
+        raise ValueError("port_range must be [low, high] with low <= high")
+
+
 def check_container_image(image: str) -> None:
     """A docker egg's image must be a pullable reference (ValueError saying why not)."""
     parse_image(image)
@@ -237,6 +260,7 @@ class EggCreate(Strict):
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
     variables: Variables = []
+    container_ports: ContainerPorts = []
     data_path: DataPath = DEFAULT_DATA_PATH
     registry_auth: RegistryAuthBody | None = None
 
@@ -247,6 +271,8 @@ class EggCreate(Strict):
         if self.variables and self.engine != Engine.DOCKER:
             raise ValueError("variables are for docker eggs only")
         _declared(self.variables)
+        if self.container_ports and self.engine != Engine.DOCKER:
+            raise ValueError("container_ports are for docker eggs only (VMs have guest_ports)")
         if self.registry_auth is not None and self.engine != Engine.DOCKER:
             raise ValueError("registry_auth is for docker eggs only")
         if self.engine == Engine.DOCKER:
@@ -260,10 +286,6 @@ class EggCreate(Strict):
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
 Pem = Annotated[str, StringConstraints(max_length=16384)]
 HostKey = Annotated[str, StringConstraints(max_length=16384)]
-# Host ports forwarded to guests: [low, high].
-PortRange = Annotated[
-    list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)
-]
 # The engine each driver speaks: Docker Engine for containers, QEMU over SSH for VMs.
 DRIVER_ENGINES: dict[DriverKind, Engine] = {
     DriverKind.DOCKER: Engine.DOCKER,
@@ -292,6 +314,7 @@ class HostCreate(Strict):
     ssh_host_key: HostKey | None = None
     ssh_private_key: Pem | None = None
     port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -332,8 +355,19 @@ class HostCreate(Strict):
                 raise ValueError(
                     f"labels.{LABEL_VM_OUTGOING} is {VM_OUTGOING_ALLOWED!r} or left out"
                 )
-        if self.port_range and self.port_range[0] > self.port_range[1]:
-            raise ValueError("port_range must be [low, high]")
+        _checked_range(self.port_range)
+        return self
+
+
+class HostUpdate(Strict):
+    """PATCH /api/v1/hosts/:id: where the host's workloads are reached."""
+
+    port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> HostUpdate:
+        _checked_range(self.port_range)
         return self
 
 
@@ -369,6 +403,7 @@ class EggUpdate(Strict):
 
     def declared(self) -> tuple[EggVariable, ...] | None:
         return _declared(self.variables)
+    container_ports: ContainerPorts | None = None
     data_path: DataPath | None = None
     # null removes the credentials; left out keeps them
     registry_auth: RegistryAuthBody | None = None

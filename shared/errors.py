@@ -131,6 +131,14 @@ class HostInUse(CorralError):
     default_message = "The host still holds workloads."
 
 
+class PortRangeConflict(CorralError):
+    """*new*: a host's port range overlaps another's at the same public address, or a
+    change of it would leave out ports that workloads hold."""
+
+    code, status = "port_range_conflict", 409
+    default_message = "The port range conflicts with ports in use."
+
+
 class ImageInUse(CorralError):
     """*new*: a workload on the host runs the image the operator asked to remove."""
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.allocations import LOCAL_ADDRESS, Allocation
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
@@ -127,6 +128,7 @@ class Egg:
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
     variables: tuple[EggVariable, ...] = ()  # what tenants may (or operators do) set
+    container_ports: tuple[int, ...] = ()  # fixed ports its image listens on, mapped in order
     data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
     registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
@@ -162,9 +164,15 @@ class Host:
     draining: bool = False
     images: tuple[str, ...] = ()
     ssh: dict[str, str] = field(default_factory=dict)
-    port_range: tuple[int, int] | None = None
+    port_range: tuple[int, int] | None = None  # where its workloads' ports come from
+    public_address: str | None = None  # the IP or name clients reach its ports on
     load: HostLoad | None = None  # what its workloads use, as the collector last summed it
     version: int = 1
+
+    @property
+    def reached_at(self) -> str:
+        """The address of its allocations: `public_address`, else this machine."""
+        return self.public_address or LOCAL_ADDRESS
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,7 @@ class Workload:
     # managed databases bound to it (their connection variables are in its environment)
     databases: tuple[str, ...] = ()
     database_count: int = 0  # tenant databases it holds, within its `databases` allocation
+    allocations: tuple[Allocation, ...] = ()  # host ports held (containers), primary first
     backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 

@@ -19,7 +19,15 @@ from shared.capacity import Resources
 from shared.environment import container_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
-from shared.runtime import LABEL_CONFIG, Observed, RuntimeState, WorkloadSpec
+from shared.runtime import (
+    LABEL_CONFIG,
+    LABEL_EGG,
+    LABEL_PORTS,
+    Observed,
+    RuntimeState,
+    WorkloadSpec,
+    published_ports,
+)
 from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import backups, context, images
@@ -74,6 +82,7 @@ def spec_for(
         environment=container_environment(egg, workload, databases),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        allocations=workload.allocations,
         data_path=egg.data_path,
     )
 
@@ -149,7 +158,11 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     if op.params.recreate:
         before = driver.inspect(workload.id)
         made = before.labels.get(LABEL_CONFIG)
-        if before.state != RuntimeState.MISSING and made == spec.config_digest:
+        if (
+            before.state != RuntimeState.MISSING
+            and made == spec.config_digest
+            and _same_container(before, spec)
+        ):
             observed = driver.apply_resources(spec)
         else:
             driver.remove(workload.id, keep_data=True)
@@ -162,6 +175,15 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     remade = egg if op.params.recreate else None
     fields = _enforced(observed) | _vm_fields(driver, workload, remade)
     return Outcome(_status_of(observed, workload.status), fields)
+
+
+def _same_container(observed: Observed, spec: WorkloadSpec) -> bool:
+    """Whether the container on the host is already made from the spec's egg with its
+    published ports (a re-run of an update that recreated it)."""
+    labels = observed.labels
+    return labels.get(LABEL_EGG) == spec.egg_id and labels.get(LABEL_PORTS, "") == (
+        published_ports(spec.allocations)
+    )
 
 
 def _restore_power(

@@ -54,8 +54,9 @@ def add_routes(
         )
     app.add_route(f"{BASE}/instances/{{instance_id}}/health", InstanceHealth(deps, workloads))
     # 003
-    app.add_route(f"{BASE}/hosts", HostRegistration(deps, HostService(deps)))
-    app.add_route(f"{BASE}/hosts/{{host_id}}", HostItem(deps))
+    hosts = HostService(deps)
+    app.add_route(f"{BASE}/hosts", HostRegistration(deps, hosts))
+    app.add_route(f"{BASE}/hosts/{{host_id}}", HostItem(deps, hosts))
     envs = EnvService(deps)
     app.add_route(f"{BASE}/envs", EnvCollection(deps, envs))
     app.add_route(f"{BASE}/envs/{{env_id}}", EnvItem(deps, envs))

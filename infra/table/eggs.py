@@ -35,6 +35,7 @@ def egg_item(e: Egg) -> Item:
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
         "variables": [v.to_json() for v in e.variables] or None,
+        "container_ports": list(e.container_ports) or None,
         "data_path": e.data_path,
         "registry_auth": e.registry_auth.to_json() if e.registry_auth else None,
     }
@@ -57,6 +58,7 @@ def egg_from(item: Item) -> Egg:
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
         variables=tuple(EggVariable.from_json(v) for v in item.get("variables") or ()),
+        container_ports=tuple(int(p) for p in item.get("container_ports") or ()),
         data_path=item.get("data_path", DEFAULT_DATA_PATH),
         registry_auth=SealedRegistryAuth.from_json(auth) if auth else None,
     )

@@ -11,6 +11,7 @@ Invariants carried by conditions, never by read-then-write:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from infra.table import schema
@@ -26,6 +27,7 @@ from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
 from infra.table.platform import PlatformStore
+from infra.table.ports import PortStore
 from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
@@ -34,6 +36,14 @@ from shared.envs import Env
 from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
 from shared.states import WorkloadStatus
+
+
+@dataclass(frozen=True)
+class PortChange:
+    """The host ports a resize of `ports` takes and gives back."""
+
+    taken: tuple[int, ...] = ()
+    freed: tuple[int, ...] = ()
 
 
 def no_backup_slot_message(slots: int) -> str:
@@ -57,6 +67,7 @@ class Repository:
         self.platform = PlatformStore(db)
         self.database_hosts = DatabaseHostStore(db)
         self.databases = DatabaseStore(db)
+        self.ports = PortStore(db)
         self.backups = BackupStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
@@ -101,7 +112,8 @@ class Repository:
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
     ) -> None:
-        """Write the workload and its first operation, and raise the cluster's and the
+        """Write the workload and its first operation, take its allocations' ports (each
+        only if nobody holds it: `PortTaken` otherwise), and raise the cluster's and the
         host's counters, in one transaction."""
         self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
 
@@ -116,6 +128,7 @@ class Repository:
             self.operations.put_new(operation),
             self.clusters.reserve(cluster, workload.resources, 1, now),
             self.hosts.reserve(host, workload.resources, 1, now),
+            *self.ports.hold(workload, (a.port for a in workload.allocations)),
         ]
 
     def begin_operation(
@@ -128,14 +141,19 @@ class Repository:
         cluster: Cluster | None = None,
         host: Host | None = None,
         also: Sequence[TxEntry] = (),
+        ports: PortChange | None = None,
     ) -> None:
         """Record `operation` as the workload's one change in flight (and `also`, the
         entries of what changes with it, in the same transaction).
 
         With `resources`, the workload's desired resources change now and the
-        counters move by the difference (growth checked against the limits)."""
+        counters move by the difference (growth checked against the limits); with
+        `ports`, the ports it takes and gives back move in the same transaction."""
         now = operation.created_at
         counters: list[TxEntry] = []
+        if ports is not None:
+            counters += self.ports.hold(workload, ports.taken)
+            counters += self.ports.free(workload.host_id, ports.freed)
         if resources is not None:
             delta = resources - workload.resources
             if cluster is None or host is None:
@@ -194,6 +212,7 @@ class Repository:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
+            entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
         try:
             self.db.transact(entries)
         except Conflict:

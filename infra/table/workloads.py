@@ -21,6 +21,7 @@ from infra.table.attributes import (
 from infra.table.dynamo import Dynamo, FailureHandler, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import health_attr, health_from
+from shared.allocations import Allocation
 from shared.capacity import Resources
 from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import (
@@ -66,6 +67,7 @@ def workload_item(w: Workload) -> Item:
         "environment": dict(w.environment) or None,
         "databases": list(w.databases) or None,
         "db_count": w.database_count,
+        "allocations": allocations_attr(w.allocations),
         "backup_count": w.backup_count,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
@@ -95,11 +97,16 @@ def workload_from(item: Item) -> Workload:
         environment=dict(item.get("environment") or {}),
         databases=tuple(item.get("databases") or ()),
         database_count=int(item.get("db_count", 0)),
+        allocations=tuple(Allocation.from_json(a) for a in item.get("allocations") or ()),
         backup_count=int(item.get("backup_count", 0)),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
     )
+
+
+def allocations_attr(allocations: Sequence[Allocation]) -> list[Item] | None:
+    return [a.to_json() for a in allocations] or None
 
 
 def expiry_keys(workload_id: str, expires_at: datetime | None) -> Item:

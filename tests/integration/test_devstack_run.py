@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,7 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(
         assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
         _managed_database_ready(local)
+        _open_the_printed_url(run, local)
     finally:
         assert run.stop() == 0, run.text()
     assert not list((state_dir / "pids").glob("*.pid"))
@@ -228,6 +230,17 @@ def _managed_database_ready(local: dict[str, Any]) -> None:
         return bool(last["status"] == "ready")
 
     _wait_for(ready, 60, last)
+def _open_the_printed_url(run: Run, local: dict[str, Any]) -> None:
+    """The README's first steps: create a container of the demo `http` egg, and open
+    the URL that `make run` prints for it once it runs."""
+    body = {"name": "web", "egg_id": local["http_egg_id"]}
+    web_id = _call(local, "POST", "/containers", body)["container"]["id"]
+    printed = re.compile(rf"\({web_id}\) runs: open (http://\S+)")
+    _wait_for(lambda: printed.search(run.text()) is not None, 60, run)
+    match = printed.search(run.text())
+    assert match is not None
+    with urllib.request.urlopen(match.group(1), timeout=10) as page:
+        assert b"Hello from Corral" in page.read()
 
 
 def _call(
