@@ -16,7 +16,7 @@ import falcon
 from falcon.routing import map_http_methods
 from pydantic import TypeAdapter
 
-from handlers.auth import OPERATOR, PUBLIC, TENANT
+from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import JSON, Declaration, declaration_of
 from shared.errors import (
     CorralError,
@@ -157,6 +157,8 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
         operation["description"] = doc
     if route.auth in SECURITY:
         operation["security"] = [{SECURITY[route.auth]: []}]
+    elif route.auth == ANY_KEY:  # either key (or a token for it) will do
+        operation["security"] = [{name: []} for name in SECURITY.values()]
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in route.path_params

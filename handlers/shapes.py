@@ -14,6 +14,7 @@ from typing import Any, Literal, NotRequired
 from typing_extensions import TypedDict
 
 from shared.backups import BackupStatus
+from shared.databases import DatabaseEngine, DatabaseHostHealth, DatabaseStatus
 from shared.health import HealthState
 from shared.models import ClusterStatus, DriverKind, Engine, HostStatus, RestartPolicy
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
@@ -365,3 +366,127 @@ class ServiceHealthView(TypedDict):
     status: Literal["healthy", "unhealthy"]
     version: str
     checks: dict[str, str]
+
+
+class DatabaseHostView(TypedDict):
+    """A database host as operators see it: never its password."""
+
+    id: str
+    name: str
+    engine: DatabaseEngine
+    host: str
+    port: int
+    username: str
+    max_databases: int
+    database_count: int
+    cluster_ids: list[str]
+    version: str | None
+    health: DatabaseHostHealth
+    health_error: str | None
+    checked_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class _DatabaseConnectionView(TypedDict):
+    id: str
+    name: str
+    engine: DatabaseEngine
+    version: str | None
+    status: DatabaseStatus
+    connection_host: str
+    connection_port: int
+    connection_user: str
+    connection_database: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class ManagedDatabaseView(_DatabaseConnectionView):
+    """001's managed database; `error` only when it failed. Never a password."""
+
+    cluster_id: str
+    app_id: str | None
+    error: NotRequired[str]
+
+
+class DatabaseBindingView(TypedDict):
+    database: ManagedDatabaseView
+    operation: OperationView
+
+
+class TenantDatabaseView(_DatabaseConnectionView):
+    """A container's database; `password` only in the answer that made or rotated it."""
+
+    error: str | None
+    password: NotRequired[str]
+
+
+class TenantDatabaseAcceptedView(TypedDict):
+    database: TenantDatabaseView
+    operation: OperationView
+
+
+class OperationAcceptedView(TypedDict):
+    operation: OperationView
+
+
+class PlatformSettingsView(TypedDict):
+    default_cluster_id: str | None
+    updated_at: Timestamp | None
+
+
+class PlatformFeaturesView(TypedDict):
+    token_login: bool
+    cors: bool
+    vms: bool
+    environments: bool
+    instances: bool
+
+
+class PlatformConfigView(TypedDict):
+    version: str
+    features: PlatformFeaturesView
+    api: dict[str, str]
+
+
+class AuthStatusView(TypedDict):
+    auth_enabled: bool
+    token_login: bool
+    methods: list[Literal["api_key", "token"]]
+
+
+class TokenView(TypedDict):
+    token: str
+    token_type: Literal["Bearer"]
+    scope: Literal["operator", "tenant"]
+    key_id: str
+    cluster_id: str | None
+    expires_at: int
+    expires_in: int
+
+
+class CredentialView(TypedDict):
+    valid: bool
+    kind: Literal["token", "api_key"]
+    scope: Literal["operator", "tenant"]
+    key_id: str
+    cluster_id: str | None
+    expires_at: NotRequired[int]
+    expires_in: NotRequired[int]
+
+
+class InstanceView(TypedDict):
+    """002's instance: its status in 002's words, times as unix seconds."""
+
+    id: str
+    name: str
+    status: Literal["creating", "running", "paused", "stopped", "error"]
+    region: str | None
+    created_at: int
+    updated_at: int
+    health: HealthView
+
+
+class InstancePowerView(TypedDict):
+    status: Literal["paused", "restarted"]

@@ -7,7 +7,7 @@ from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
 from services.deps import Deps
 from services.hosts import HostService
-from shared.admin_requests import HostCreate
+from shared.admin_requests import HostCreate, HostUpdate
 from shared.errors import Conflict, HostInUse
 
 FORCE_QUERY = Query(
@@ -36,12 +36,19 @@ class HostCollection:
 
 
 class HostItem:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, hosts: HostService) -> None:
         self._deps = deps
+        self._hosts = hosts
 
     @responds(200, shapes.HostView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
+        resp.media = views.host(host, self._deps.clock())
+
+    @responds(200, shapes.HostView, body=HostUpdate, errors=(Conflict,))
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        body = body_as(req, HostUpdate, self._deps.settings.max_body_bytes)
+        host = self._hosts.update(path_id(host_id, "Host"), body)
         resp.media = views.host(host, self._deps.clock())
 
     @responds(204, None, query=(FORCE_QUERY,), errors=(HostInUse, Conflict))

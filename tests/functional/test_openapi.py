@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from handlers import shapes
-from handlers.auth import PUBLIC
+from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import responds
 from handlers.openapi import Undeclared, document, routes
 from tests.fixtures.corral import Api
@@ -38,18 +38,27 @@ def test_each_route_names_the_key_it_takes(api: Api) -> None:
     doc = api.client.simulate_get("/openapi.json").json
     schemes = doc["components"]["securitySchemes"]
     assert {s["scheme"] for s in schemes.values()} == {"bearer"}
+    auth = {(r.path, r.method.lower()): r.auth for r in routes(api.client.app)}
+    expected = {
+        TENANT: ["tenantKey"],
+        OPERATOR: ["operatorKey"],
+        ANY_KEY: ["tenantKey", "operatorKey"],
+        PUBLIC: [],
+    }
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             security = [name for entry in op.get("security", []) for name in entry]
+            assert security == expected[auth[(path, method)]], (method, path)
             if path.startswith("/api/public/"):
                 assert security == ["tenantKey"], (method, path)
                 assert "invalid_cluster" in op["responses"]["403"]["description"]
-            elif path.startswith("/api/v1/"):
-                assert security == ["operatorKey"], (method, path)
-            else:
-                assert security == [], (method, path)
             if security:
                 assert "unauthorized" in op["responses"]["401"]["description"]
+    # 001-004's compatible paths take the key of their kind; the document is public.
+    assert doc["paths"]["/api/instances"]["get"]["security"] == [{"tenantKey": []}]
+    assert doc["paths"]["/api/envs"]["get"]["security"] == [{"operatorKey": []}]
+    assert doc["paths"]["/api/v1/hosts"]["get"]["security"] == [{"operatorKey": []}]
+    assert "security" not in doc["paths"]["/openapi.json"]["get"]
 
 
 def test_bodies_answers_and_error_codes_come_from_the_models(api: Api) -> None:

@@ -1,0 +1,83 @@
+"""A container's databases (000's `databases`): list, create, rotate a password,
+delete. The password is in the answer of a create and of a rotation, and nowhere else."""
+
+from __future__ import annotations
+
+import falcon
+
+from handlers import shapes, views
+from handlers.auth import TENANT
+from handlers.body import body_as, path_id
+from handlers.declare import responds
+from services.databases import TenantDatabaseService
+from services.deps import Deps
+from shared.errors import ActionNotAllowed, CapacityExceeded, InvalidInput, NoHostAvailable
+from shared.requests import TenantDatabaseCreate
+
+
+class _Resource:
+    auth = TENANT
+
+    def __init__(self, deps: Deps, databases: TenantDatabaseService) -> None:
+        self._deps = deps
+        self._databases = databases
+
+
+class ContainerDatabaseCollection(_Resource):
+    """/containers/{id}/databases"""
+
+    @responds(200, list[shapes.TenantDatabaseView])
+    def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
+        cluster_id = req.context.principal.cluster_id
+        listed = self._databases.list(cluster_id, path_id(container_id, "Container"))
+        resp.media = [views.tenant_database(d) for d in listed]
+
+    @responds(
+        202,
+        shapes.TenantDatabaseAcceptedView,
+        body=TenantDatabaseCreate,
+        errors=(CapacityExceeded, NoHostAvailable, ActionNotAllowed, InvalidInput),
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
+        path_id(container_id, "Container")
+        body = body_as(req, TenantDatabaseCreate, self._deps.settings.max_body_bytes)
+        cluster_id = req.context.principal.cluster_id
+        database, password, operation = self._databases.create(cluster_id, container_id, body)
+        resp.status = falcon.HTTP_202
+        resp.media = {
+            "database": views.tenant_database(database, password),
+            "operation": views.operation(operation),
+        }
+
+
+class ContainerDatabaseItem(_Resource):
+    """/containers/{id}/databases/{database_id}"""
+
+    @responds(202, shapes.OperationAcceptedView, errors=(ActionNotAllowed,))
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, container_id: str, database_id: str
+    ) -> None:
+        cluster_id = req.context.principal.cluster_id
+        operation = self._databases.delete(
+            cluster_id, path_id(container_id, "Container"), path_id(database_id, "Database")
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {"operation": views.operation(operation)}
+
+
+class ContainerDatabaseRotate(_Resource):
+    """/containers/{id}/databases/{database_id}/rotate-password"""
+
+    @responds(202, shapes.TenantDatabaseAcceptedView, errors=(ActionNotAllowed,))
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, container_id: str, database_id: str
+    ) -> None:
+        cluster_id = req.context.principal.cluster_id
+        database, password, operation = self._databases.rotate(
+            cluster_id, path_id(container_id, "Container"), path_id(database_id, "Database")
+        )
+        resp.status = falcon.HTTP_202
+        resp.media = {
+            "database": views.tenant_database(database, password),
+            "operation": views.operation(operation),
+        }
