@@ -16,8 +16,9 @@ from typing_extensions import TypedDict
 from shared.backups import BackupStatus
 from shared.databases import DatabaseEngine, DatabaseHostHealth, DatabaseStatus
 from shared.health import HealthState
-from shared.models import ClusterStatus, DriverKind, Engine, HostStatus, RestartPolicy
+from shared.models import ClusterStatus, ClusterType, DriverKind, Engine, HostStatus, RestartPolicy
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
+from shared.variables import VariableType
 
 # Timestamps leave the API as ISO 8601 in UTC with a Z (shared.clock.stamp).
 Timestamp = str
@@ -57,7 +58,14 @@ class ClusterView(TypedDict):
     updated_at: Timestamp
 
 
+class ClusterConfigView(TypedDict):
+    default_egg_id: str | None
+
+
 class OperatorClusterView(ClusterView):
+    type: ClusterType
+    description: str | None
+    config: ClusterConfigView
     node_count: int
     running_tasks: int
 
@@ -65,6 +73,24 @@ class OperatorClusterView(ClusterView):
 class CapacityView(TypedDict):
     totals: ClusterResourcesView
     used: ClusterResourcesView
+
+
+class VariableRulesView(TypedDict):
+    type: VariableType
+    required: bool
+    pattern: str | None
+    min: int | None
+    max: int | None
+    choices: list[str]
+
+
+class EggVariableView(TypedDict):
+    name: str
+    env: str
+    description: str
+    default: str
+    user_editable: bool
+    rules: VariableRulesView
 
 
 class EggView(TypedDict):
@@ -78,6 +104,8 @@ class EggView(TypedDict):
     minimum: ResourcesView
     defaults: ResourcesView
     stop_timeout: int
+    variables: list[EggVariableView]
+    container_ports: list[int]
     data_path: str
     created_at: Timestamp
     vm: NotRequired[dict[str, Any]]
@@ -128,6 +156,16 @@ class VmView(TypedDict):
     forwarded_ports: dict[str, int]
 
 
+class AllocationView(TypedDict):
+    """A host port the container holds: clients reach `ip:port`, which leads to
+    `container_port` inside; the first is `primary`."""
+
+    ip: str
+    port: int
+    primary: bool
+    container_port: int
+
+
 class ContainerView(TypedDict):
     id: str
     name: str
@@ -135,6 +173,7 @@ class ContainerView(TypedDict):
     engine: Engine
     status: WorkloadStatus
     resources: ResourcesView
+    allocations: list[AllocationView]
     enforcement: dict[str, Literal["enforced", "accounted"]]
     pending_operation: str | None
     last_operation: str | None
@@ -142,6 +181,7 @@ class ContainerView(TypedDict):
     error_code: str | None
     expires_at: Timestamp | None
     restart_policy: RestartPolicy
+    environment: dict[str, str]
     health: HealthView
     created_at: Timestamp
     updated_at: Timestamp
@@ -241,6 +281,7 @@ class HostView(TypedDict):
     draining: bool
     labels: dict[str, str]
     port_range: list[int] | None
+    public_address: str | None
     capacity: ResourcesView
     used: ResourcesView
     free: ResourcesView

@@ -15,7 +15,7 @@ from shared.admin_requests import (
     DatabaseHostUpdate,
     ManagedDatabaseCreate,
 )
-from shared.errors import ActionNotAllowed, HostInUse, NoHostAvailable
+from shared.errors import ActionNotAllowed, HostInUse, NoHostAvailable, NotFound
 
 
 class DatabaseHostCollection:
@@ -73,7 +73,10 @@ class ManagedDatabaseCollection:
         resp.media = [views.managed_database(d) for d in listed if d.owner_id is None]
 
     @responds(
-        201, shapes.ManagedDatabaseView, body=ManagedDatabaseCreate, errors=(NoHostAvailable,)
+        201,
+        shapes.ManagedDatabaseView,
+        body=ManagedDatabaseCreate,
+        errors=(NoHostAvailable, NotFound),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ManagedDatabaseCreate, self._deps.settings.max_body_bytes)

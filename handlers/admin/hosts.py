@@ -8,7 +8,7 @@ from handlers.declare import Query, responds
 from services.deps import Deps
 from services.hosts import HostService
 from shared.admin_requests import HostCreate, HostUpdate
-from shared.errors import Conflict, HostInUse
+from shared.errors import Conflict, HostInUse, PortRangeConflict
 
 FORCE_QUERY = Query(
     "force", {"type": "boolean"}, "Delete the host even though it still holds workloads."
@@ -27,7 +27,7 @@ class HostCollection:
         now = self._deps.clock()
         resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
 
-    @responds(201, shapes.HostView, body=HostCreate, errors=(Conflict,))
+    @responds(201, shapes.HostView, body=HostCreate, errors=(Conflict, PortRangeConflict))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostCreate, self._deps.settings.max_body_bytes)
         host = self._hosts.register(body)
@@ -45,7 +45,7 @@ class HostItem:
         host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
         resp.media = views.host(host, self._deps.clock())
 
-    @responds(200, shapes.HostView, body=HostUpdate, errors=(Conflict,))
+    @responds(200, shapes.HostView, body=HostUpdate, errors=(Conflict, PortRangeConflict))
     def on_patch(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         body = body_as(req, HostUpdate, self._deps.settings.max_body_bytes)
         host = self._hosts.update(path_id(host_id, "Host"), body)

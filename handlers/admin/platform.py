@@ -15,6 +15,7 @@ from services.deps import Deps
 from services.platform import PlatformService
 from shared.admin_requests import PlatformSettingsUpdate
 from shared.clock import iso
+from shared.errors import NotFound
 from shared.models import PlatformSettings
 
 
@@ -34,7 +35,7 @@ class PlatformSettingsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = settings_view(self._platform.settings())
 
-    @responds(200, shapes.PlatformSettingsView, body=PlatformSettingsUpdate)
+    @responds(200, shapes.PlatformSettingsView, body=PlatformSettingsUpdate, errors=(NotFound,))
     def on_patch(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, PlatformSettingsUpdate, self._deps.settings.max_body_bytes)
         resp.media = settings_view(self._platform.update(body))

@@ -14,7 +14,7 @@ from handlers.body import body_as
 from handlers.declare import responds
 from services.deps import Deps
 from shared.compat_requests import LoginRequest
-from shared.errors import Unauthorized
+from shared.errors import ServiceUnavailable, Unauthorized
 from shared.tokens import TokenClaims, looks_like_token
 
 
@@ -52,7 +52,7 @@ class AuthLogin:
         self._deps = deps
         self._auth = authenticator
 
-    @responds(200, shapes.TokenView, body=LoginRequest, errors=(Unauthorized,))
+    @responds(200, shapes.TokenView, body=LoginRequest, errors=(Unauthorized, ServiceUnavailable))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, LoginRequest, self._deps.settings.max_body_bytes)
         token, principal, claims = self._auth.login(body.api_key)

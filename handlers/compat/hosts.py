@@ -26,7 +26,13 @@ from services.deps import Deps
 from services.hosts import HostService
 from shared.admin_requests import HostCreate
 from shared.compat_requests import HostRegister
-from shared.errors import Conflict, HostTimeout, HostUnreachable, InvalidInput
+from shared.errors import (
+    Conflict,
+    HostTimeout,
+    HostUnreachable,
+    InvalidInput,
+    PortRangeConflict,
+)
 from shared.models import DriverKind, Engine
 from shared.requests import parse
 
@@ -59,7 +65,7 @@ class HostRegistration(HostCollection):
         shapes.HostView,
         body=HostRegister,
         query=(TRUST_QUERY,),
-        errors=(Conflict, HostTimeout, HostUnreachable),
+        errors=(Conflict, PortRangeConflict, HostTimeout, HostUnreachable),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, HostRegister, self._deps.settings.max_body_bytes)
