@@ -19,7 +19,7 @@ from handlers.admin.clusters import (
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
-from handlers.admin.fleet import FleetImages, FleetStats, FleetStatus
+from handlers.admin.fleet import FleetImages, FleetOperations, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
@@ -32,7 +32,8 @@ from handlers.public.containers import (
     ContainerPower,
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
-from handlers.public.operations import OperationItem, OperationWait
+from handlers.public.operations import OperationCollection, OperationItem, OperationWait
+from handlers.web import Dashboard
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -59,6 +60,9 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
 
     workloads = WorkloadService(deps)
     app.add_route("/health", HealthResource(deps))
+    dashboard = Dashboard()
+    app.add_route("/", dashboard)
+    app.add_route("/web/{name}", dashboard)
 
     app.add_route(f"{PUBLIC_BASE}/cluster", ClusterResource(deps))
     app.add_route(f"{PUBLIC_BASE}/capacity", CapacityResource(deps))
@@ -70,6 +74,7 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
@@ -122,6 +127,7 @@ def _add_admin_routes(
     app.add_route(f"{base}/status", FleetStatus(deps))
     app.add_route(f"{base}/stats", FleetStats(deps))
     app.add_route(f"{base}/images", FleetImages(deps))
+    app.add_route(f"{base}/operations", FleetOperations(deps))
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

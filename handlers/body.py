@@ -53,3 +53,13 @@ def float_param(
     if not low <= value <= high:  # also rejects NaN
         raise InvalidInput(f"Query parameter {name} must be between {low} and {high}.")
     return value
+
+
+def limit_param(req: falcon.Request, default: int = 20, high: int = 100) -> int:
+    """`?limit=N`: how many records a listing returns, a whole number from 1 to `high`."""
+    raw = req.get_param("limit")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= high):
+        raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
+    return int(raw)

@@ -17,6 +17,7 @@ PACKAGES=(
   procps                 # ps, pkill for humans; pgrep in tests
   curl                   # the README's tour of the API
   ca-certificates        # pip over TLS
+  chromium               # the headless browser of the dashboard tests (driven by Playwright)
 )
 
 missing_packages() {

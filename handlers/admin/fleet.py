@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 
 from handlers import views
+from handlers.body import limit_param
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import iso
@@ -91,6 +92,20 @@ def _measured_load(hosts: list[Host], now: datetime) -> dict[str, Any]:
             "hosts_measured": len(fresh),
         },
     }
+
+
+class FleetOperations:
+    """GET /api/v1/operations?limit=N: recent operations across clusters, newest first."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = limit_param(req)
+        repo = self._deps.repo
+        recent = [o for c in repo.clusters.list() for o in repo.operations.recent(c.id, limit)]
+        recent.sort(key=lambda o: o.created_at, reverse=True)
+        resp.media = [views.operator_operation(o) for o in recent[:limit]]
 
 
 class FleetImages:

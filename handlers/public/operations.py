@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from handlers import views
 from handlers.auth import TENANT
-from handlers.body import float_param, path_id
+from handlers.body import float_param, limit_param, path_id
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
@@ -25,6 +25,19 @@ from shared.settings import Settings
 # was missed; without a subscription, more often.
 SUBSCRIBED_POLL_SECONDS = 5.0
 UNSUBSCRIBED_POLL_SECONDS = 1.0
+
+
+class OperationCollection:
+    """GET /operations?limit=N: the cluster's recent operations, newest first."""
+
+    auth = TENANT
+
+    def __init__(self, deps: Deps) -> None:
+        self._repo = deps.repo
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        recent = self._repo.operations.recent(req.context.principal.cluster_id, limit_param(req))
+        resp.media = [views.operation(o) for o in recent]
 
 
 class OperationItem:
