@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from cli import config
 from cli.client import OPERATION_FAILED, SERVER_ERROR, Client, CliError
@@ -73,7 +74,7 @@ def session(operator: bool = False) -> Iterator[Client]:
             client.close()
     except CliError as exc:
         code = f" [{exc.code}]" if exc.code else ""
-        err.print(f"[red]error{code}:[/red] {exc.message}", markup=True)
+        err.print(f"[red]error{escape(code)}:[/red] {escape(exc.message)}")
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.corral",
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",
+    "tests.fixtures.live",
 ]
 
 # Property tests explore the same examples on every run: CI stays reproducible, and a
