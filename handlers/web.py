@@ -16,6 +16,7 @@ ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 # Only this server's own files and API: no inline script or style, no other origin,
 # not framed. (Allocation links are plain navigation, which CSP leaves alone.)
@@ -26,7 +27,7 @@ CONTENT_SECURITY_POLICY = (
 
 
 class Dashboard:
-    """`/` (the page) and `/web/{name}` (its script and style sheet)."""
+    """`/` (the page) and `/web/{name}` (its script, style sheet and icon)."""
 
     auth = PUBLIC
 
