@@ -37,12 +37,18 @@ app = typer.Typer(
     "key (`corral admin`). Reads CORRAL_URL, CORRAL_KEY, CORRAL_OPERATOR_KEY, or the "
     ".corral/local.json that `make run` writes.",
 )
-containers = typer.Typer(no_args_is_help=True, help="A cluster's containers.")
-operations = typer.Typer(no_args_is_help=True, help="Operations: the record of each change.")
-admin = typer.Typer(no_args_is_help=True, help="The operator API (the operator key).")
-app.add_typer(containers, name="containers")
-app.add_typer(operations, name="operations")
-app.add_typer(admin, name="admin")
+
+
+def group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+    """A command group `name` under `parent`."""
+    commands = typer.Typer(no_args_is_help=True, help=help)
+    parent.add_typer(commands, name=name)
+    return commands
+
+
+containers = group(app, "containers", "A cluster's containers.")
+operations = group(app, "operations", "Operations: the record of each change.")
+admin = group(app, "admin", "The operator API (the operator key).")
 
 FINISHED = {"succeeded", "failed"}
 # One long-poll lasts at most this (the server caps it too), then the CLI asks again.
@@ -58,6 +64,7 @@ Ram = Annotated[int | None, typer.Option("--ram", help="Memory, MB.")]
 Storage = Annotated[int | None, typer.Option("--storage", help="Disk, MB.")]
 Io = Annotated[int | None, typer.Option("--io", help="Block IO weight (10-1000).")]
 Ports = Annotated[int | None, typer.Option("--ports", help="Host ports to allocate.")]
+ItemId = Annotated[str, typer.Argument(metavar="ID")]
 FollowLogs = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
 Limit = Annotated[int, typer.Option("--limit", min=1, max=100, help="How many, newest first.")]
 
@@ -108,12 +115,7 @@ def change(
         if operation["kind"] != "delete":
             result["container"] = client.call("GET", f"/containers/{operation['container_id']}")
         emit(result if as_json else result.get("container", operation), as_json)
-        if operation["status"] == "failed":
-            raise CliError(
-                f"{operation['kind']} failed: {operation.get('error') or 'no reason given'}",
-                OPERATION_FAILED,
-                operation.get("error_code"),
-            )
+        raise_if_failed(operation)
 
 
 def follow(client: Client, operation: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -135,6 +137,16 @@ def follow(client: Client, operation: dict[str, Any], timeout: float) -> dict[st
             status.update(_progress(operation, time.monotonic() - started))
     err.print(_progress(operation, time.monotonic() - started))
     return operation
+
+
+def raise_if_failed(operation: dict[str, Any]) -> None:
+    """A failed operation ends the command with exit code 3 and the reason."""
+    if operation["status"] == "failed":
+        raise CliError(
+            f"{operation['kind']} failed: {operation.get('error') or 'no reason given'}",
+            OPERATION_FAILED,
+            operation.get("error_code"),
+        )
 
 
 def _progress(operation: dict[str, Any], seconds: float) -> str:
@@ -328,22 +340,16 @@ def operations_wait(operation_id: str, timeout: WaitTimeout = 600.0, as_json: Js
     with session() as client:
         operation = follow(client, client.call("GET", f"/operations/{operation_id}"), timeout)
         emit(operation, as_json)
-        if operation["status"] == "failed":
-            raise CliError(f"{operation['kind']} failed: {operation['error']}", OPERATION_FAILED)
+        raise_if_failed(operation)
 
 
 # -- the operator API ------------------------------------------------------------------
 
-clusters = typer.Typer(no_args_is_help=True, help="Clusters: plans, used and limits.")
-keys = typer.Typer(no_args_is_help=True, help="A cluster's API keys.")
-admin_eggs = typer.Typer(no_args_is_help=True, help="Eggs (server types).")
-hosts = typer.Typer(no_args_is_help=True, help="Hosts (nodes): capacity, load, drain.")
-envs = typer.Typer(no_args_is_help=True, help="Environments of VMs.")
-admin.add_typer(clusters, name="clusters")
-admin.add_typer(keys, name="keys")
-admin.add_typer(admin_eggs, name="eggs")
-admin.add_typer(hosts, name="hosts")
-admin.add_typer(envs, name="envs")
+clusters = group(admin, "clusters", "Clusters: plans, used and limits.")
+keys = group(admin, "keys", "A cluster's API keys.")
+admin_eggs = group(admin, "eggs", "Eggs (server types).")
+hosts = group(admin, "hosts", "Hosts (nodes): capacity, load, drain.")
+envs = group(admin, "envs", "Environments of VMs.")
 
 CLUSTER_COLUMNS: Columns = (
     ("ID", "id"),
@@ -355,6 +361,12 @@ CLUSTER_COLUMNS: Columns = (
     ("/ ", "totals.ram_mb"),
     ("CONTAINERS", "used.containers"),
     ("/  ", "totals.containers"),
+)
+ENV_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("OWNER", "owner"),
+    ("STATUS", "status"),
+    ("EXPIRES", "expires_at"),
 )
 HOST_COLUMNS: Columns = (
     ("ID", "id"),
@@ -374,16 +386,26 @@ def admin_show(path: str, as_json: bool, columns: Columns | None = None, **kw: A
     show(path, as_json, columns, operator=True, **kw)
 
 
-@clusters.command("list")
-def clusters_list(as_json: Json = False) -> None:
-    """Every cluster, with used and limits."""
-    admin_show("/clusters", as_json, CLUSTER_COLUMNS)
+def add_list_and_show(
+    group: typer.Typer, path: str, noun: str, listing: str, columns: Columns
+) -> None:
+    """`list` (a table of `columns`) and `show ID` (one record) of an operator noun."""
+
+    @group.command("list", help=listing)
+    def list_all(as_json: Json = False) -> None:
+        admin_show(path, as_json, columns)
+
+    @group.command("show", help=f"One {noun}.")
+    def show_one(item_id: ItemId, as_json: Json = False) -> None:
+        admin_show(f"{path}/{item_id}", as_json)
 
 
-@clusters.command("show")
-def clusters_show(cluster_id: str, as_json: Json = False) -> None:
-    """One cluster."""
-    admin_show(f"/clusters/{cluster_id}", as_json)
+add_list_and_show(
+    clusters, "/clusters", "cluster", "Every cluster, with used and limits.", CLUSTER_COLUMNS
+)
+add_list_and_show(admin_eggs, "/eggs", "egg", "Every egg.", EGG_COLUMNS)
+add_list_and_show(hosts, "/hosts", "host", "Every host with capacity, used and load.", HOST_COLUMNS)
+add_list_and_show(envs, "/envs", "env", "Every environment of VMs.", ENV_COLUMNS)
 
 
 @keys.command("list")
@@ -407,30 +429,6 @@ def keys_revoke(cluster_id: str, key_id: str) -> None:
     with session(operator=True) as client:
         client.call("DELETE", f"/clusters/{cluster_id}/keys/{key_id}")
     err.print(f"revoked key {key_id}")
-
-
-@admin_eggs.command("list")
-def admin_eggs_list(as_json: Json = False) -> None:
-    """Every egg."""
-    admin_show("/eggs", as_json, EGG_COLUMNS)
-
-
-@admin_eggs.command("show")
-def admin_eggs_show(egg_id: str, as_json: Json = False) -> None:
-    """One egg."""
-    admin_show(f"/eggs/{egg_id}", as_json)
-
-
-@hosts.command("list")
-def hosts_list(as_json: Json = False) -> None:
-    """Every host with capacity, used and measured load."""
-    admin_show("/hosts", as_json, HOST_COLUMNS)
-
-
-@hosts.command("show")
-def hosts_show(host_id: str, as_json: Json = False) -> None:
-    """One host."""
-    admin_show(f"/hosts/{host_id}", as_json)
 
 
 @hosts.command("drain")
@@ -462,16 +460,3 @@ def admin_operations(limit: Limit = 20, as_json: Json = False) -> None:
     """Recent operations across the fleet, newest first."""
     columns = (("CLUSTER", "cluster_id"), *OPERATION_COLUMNS)
     admin_show("/operations", as_json, columns, params={"limit": limit})
-
-
-@envs.command("list")
-def envs_list(as_json: Json = False) -> None:
-    """Every environment of VMs."""
-    columns = (("ID", "id"), ("OWNER", "owner"), ("STATUS", "status"), ("EXPIRES", "expires_at"))
-    admin_show("/envs", as_json, columns)
-
-
-@envs.command("show")
-def envs_show(env_id: str, as_json: Json = False) -> None:
-    """One environment with its VMs."""
-    admin_show(f"/envs/{env_id}", as_json)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -166,3 +167,26 @@ def test_operator_commands(live_corral: LiveCorral) -> None:
     assert corral(live_corral, "admin", "envs", "list", "--json") == []
     for op in corral(live_corral, "admin", "operations", "--json"):
         assert op["cluster_id"] == cluster_id
+
+
+def test_a_failed_operation_exits_3_with_its_reason(live_corral: LiveCorral) -> None:
+    """An egg whose image no host has: the create is accepted, its provision fails."""
+    admin = httpx.Client(
+        base_url=f"{live_corral.url}/api/v1",
+        headers={"Authorization": f"Bearer {live_corral.operator_key}"},
+    )
+    with admin:
+        body = {
+            "name": "missing",
+            "image": "corral/missing:none",
+            "defaults": {"cpu_cores": 0.1, "ram_mb": 32},
+        }
+        egg = admin.post("/eggs", json=body)
+        assert egg.status_code == 201, egg.text
+        cluster = f"/clusters/{live_corral.demo.cluster_id}"
+        allowed = [live_corral.demo.egg_id, egg.json()["id"]]
+        assert admin.patch(cluster, json={"egg_ids": allowed}).status_code == 200
+    failed = corral(
+        live_corral, "containers", "create", "doomed", "--egg", egg.json()["id"], "--wait", code=3
+    )
+    assert "provision failed" in failed and "[image_missing]" in failed
