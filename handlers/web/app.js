@@ -9,7 +9,8 @@ const REFRESH_MS = 2000;
 const HISTORY = 30; // health samples kept per container for the sparkline
 const STORE = window.sessionStorage;
 
-const state = { key: null, role: null, timer: null, history: new Map(), logs: null, resizing: new Set() };
+// resizing: container id -> its open resize form (kept across refreshes, with what was typed)
+const state = { key: null, role: null, timer: null, history: new Map(), logs: null, resizing: new Map() };
 const $ = (id) => document.getElementById(id);
 
 // -- HTTP ---------------------------------------------------------------------------
@@ -205,16 +206,16 @@ function containerRow(c) {
   if (c.status === "paused") actions.append(power("resume"));
   actions.append(
     el("button", { type: "button", "data-action": "logs", onclick: () => followLogs(c) }, "logs"),
-    act("resize", () => { state.resizing.add(c.id); refresh(); }),
+    act("resize", () => { state.resizing.set(c.id, resizeForm(c)); refresh(); }),
     act("delete", () => { if (confirm(`Delete ${c.name} and its data?`)) change("DELETE", `/containers/${c.id}`); }));
   const cell = el("td", {}, actions);
-  if (state.resizing.has(c.id)) cell.append(resizeForm(c));
+  if (state.resizing.has(c.id)) cell.append(state.resizing.get(c.id));
   const health = c.health ?? {};
   const shown = health.state === "measured" ? `${health.cpu_percent}% · ${health.memory_mb} MB` : health.state;
   return el("tr", { "data-container": c.name, "data-id": c.id },
     el("td", {}, el("strong", {}, c.name), el("div", { class: "muted" }, c.id)),
     el("td", {}, badge(c.status), c.error ? el("div", { class: "muted" }, c.error) : ""),
-    el("td", {}, `${c.resources.cpu_cores} cores · ${c.resources.ram_mb} MB`),
+    el("td", { "data-testid": "resources" }, `${c.resources.cpu_cores} cores · ${c.resources.ram_mb} MB`),
     el("td", {}, shown ?? "-"),
     el("td", {}, sparkline(remember(c))),
     el("td", {}, allocationLinks(c)),
@@ -223,7 +224,7 @@ function containerRow(c) {
 
 function resizeForm(c) {
   const form = el("form", { class: "resize", "data-testid": "resize-form" },
-    el("input", { name: "cpu_cores", type: "number", step: "0.1", min: "0", value: c.resources.cpu_cores }),
+    el("input", { name: "cpu_cores", type: "number", step: "any", min: "0", value: c.resources.cpu_cores }),
     el("input", { name: "ram_mb", type: "number", min: "0", value: c.resources.ram_mb }),
     el("button", { type: "submit" }, "apply"),
     el("button", { type: "button", onclick: () => { state.resizing.delete(c.id); refresh(); } }, "cancel"));

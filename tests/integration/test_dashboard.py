@@ -93,6 +93,13 @@ def test_tenant_creates_runs_stops_and_reads_logs(page: Page, live_corral: LiveC
     row.locator("button[data-action='stop']").click()
     expect(row.get_by_test_id("status")).to_have_text("stopped", timeout=STATE_TIMEOUT_MS)
     expect(row.locator("button[data-action='start']")).to_be_enabled(timeout=STATE_TIMEOUT_MS)
+
+    row.locator("button[data-action='resize']").click()
+    resize = row.get_by_test_id("resize-form")
+    resize.locator("input[name='cpu_cores']").fill("0.25")
+    resize.locator("button[type='submit']").click()
+    expect(row.get_by_test_id("resources")).to_have_text("0.25 cores · 64 MB")
+    expect(row.locator("button[data-action='start']")).to_be_enabled(timeout=STATE_TIMEOUT_MS)
     # The key lives in this tab's session storage only, never in a cookie.
     assert page.evaluate("sessionStorage.getItem('corral.key')") == live_corral.demo.api_key
     assert page.context.cookies() == []
