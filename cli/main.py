@@ -39,9 +39,9 @@ app = typer.Typer(
 )
 
 
-def group(parent: typer.Typer, name: str, help: str) -> typer.Typer:
+def group(parent: typer.Typer, name: str, summary: str) -> typer.Typer:
     """A command group `name` under `parent`."""
-    commands = typer.Typer(no_args_is_help=True, help=help)
+    commands = typer.Typer(no_args_is_help=True, help=summary)
     parent.add_typer(commands, name=name)
     return commands
 
