@@ -8,6 +8,10 @@ containerd under its exec root. Sockets, the exec root and the pidfile live in a
 directory in /tmp, because unix socket paths are limited to 108 bytes and containerd
 puts its own a few levels below the exec root.
 
+With `enforce_storage=True` its data root is a btrfs image with quota groups and its
+volumes come from a plugin over it (devstack.volumes), so `storage_mb` is enforced on
+both a container's root filesystem and its data volume.
+
 With `tls=True` it also listens on `tcp://127.0.0.1:<port>` with mutual TLS, from a
 throwaway CA; `Dockerd.tls` holds the client's PEM strings in the shape a host record
 (and `DockerDriver(tls=...)`) takes them.
@@ -16,6 +20,7 @@ throwaway CA; `Dockerd.tls` holds the client's PEM strings in the shape a host r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -34,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.processes import Child, StartupError, free_port
+from devstack.volumes import DEFAULT_SIZE_MB, EnforcedStorage
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -57,6 +63,7 @@ class Dockerd:
         keep_data: bool,
         tcp_url: str | None,
         tls: dict[str, str] | None,
+        storage: EnforcedStorage | None = None,
     ) -> None:
         self.child = child
         self.data_root = data_root
@@ -65,7 +72,15 @@ class Dockerd:
         self.url = f"unix://{run_dir / 'docker.sock'}"
         self.tcp_url = tcp_url  # tcp://127.0.0.1:<port>, mutual TLS
         self.tls = tls  # PEM strings: ca_cert, client_cert, client_key
+        self.storage = storage  # set when sizes are enforced (btrfs and the volume plugin)
         self._stopped = False
+
+    @property
+    def machine_address(self) -> str:
+        """Where this engine reaches servers of the machine it runs on (a local registry
+        listens there). It shares the machine's network: loopback, which the engine
+        also takes as an insecure (plain HTTP) registry address by default."""
+        return "127.0.0.1"
 
     @property
     def pid(self) -> int:
@@ -103,6 +118,8 @@ class Dockerd:
         if remove_containers and self.child.alive():
             self.remove_all_containers()
         self.child.stop()
+        if self.storage is not None:
+            self.storage.stop(keep_data=self.keep_data)
         _clean_up(self.run_dir, self.data_root)
         if not self.keep_data:
             shutil.rmtree(self.data_root, ignore_errors=True)
@@ -127,6 +144,7 @@ def start_dockerd(
     run_dir: Path | None = None,
     keep_data: bool = False,
     tls: bool = False,
+    enforce_storage: bool = False,
 ) -> Dockerd:
     """Start a private dockerd with its images in `workdir`/data (and its log in
     `workdir`/dockerd.log unless told), and wait until it answers ping; StartupError
@@ -148,6 +166,7 @@ def start_dockerd(
         _clear_leftovers(run_dir, data_root)
         run_dir.mkdir(mode=0o700, parents=True)
     data_root.mkdir(parents=True, exist_ok=True)
+    storage = enforced_storage(workdir, data_root, run_dir) if enforce_storage else None
     config = run_dir / "daemon.json"
     config.write_text("{}\n")  # never read /etc/docker/daemon.json
     command = [
@@ -161,6 +180,8 @@ def start_dockerd(
         "--iptables=false",
         "--ip6tables=false",
     ]  # fmt: skip
+    if storage is not None:
+        command += storage.dockerd_args()
     tcp_url, client_tls = None, None
     if tls:
         server_files, client_tls = _write_tls_material(run_dir)
@@ -173,9 +194,20 @@ def start_dockerd(
             "--tlskey", server_files["key"],
         ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
-    child = Child("dockerd", command, env, log_path, stop_timeout=STOP_TIMEOUT_S)
+    try:
+        child = Child("dockerd", command, env, log_path, stop_timeout=STOP_TIMEOUT_S)
+    except BaseException:
+        if storage is not None:
+            storage.stop(keep_data=keep_data)
+        raise
     dockerd = Dockerd(
-        child, data_root, run_dir, keep_data=keep_data, tcp_url=tcp_url, tls=client_tls
+        child,
+        data_root,
+        run_dir,
+        keep_data=keep_data,
+        tcp_url=tcp_url,
+        tls=client_tls,
+        storage=storage,
     )
     try:
         child.wait_until(dockerd._answers_ping, f"dockerd to answer ping on {dockerd.url}")
@@ -183,6 +215,15 @@ def start_dockerd(
         dockerd.stop()
         raise
     return dockerd
+
+
+def enforced_storage(workdir: Path, data_root: Path, run_dir: Path) -> EnforcedStorage:
+    """Mount the btrfs data root and start the volume plugin, named after `run_dir` so
+    that dockerds side by side (make run, test sessions) each use their own."""
+    tag = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    storage = EnforcedStorage(workdir, data_root, f"corral-btrfs-{tag}", DEFAULT_SIZE_MB)
+    storage.start()
+    return storage
 
 
 def _exec_root(run_dir: Path) -> Path:

@@ -1,22 +1,27 @@
 """`make run`: Corral on this machine, on embedded servers, in the foreground.
 
-Starts, in this order: a private dockerd (when it can), redis-server, DynamoDB Local
-holding the table, the API under gunicorn, Corral's rq workers (two by default:
-each runs one job at a time), and rq cron with the worker of its queue. Then it
-seeds a demo cluster through the API, prints its API key once, writes
-`.corral/local.json` (mode 0600), and waits.
+Starts, in this order: a private dockerd (when it can), a VM host (sshd in a network
+namespace, where QEMU runs; when QEMU and a kernel are there: devstack/vmhost.py),
+redis-server, DynamoDB Local holding the table, the API under gunicorn, Corral's rq
+workers (two by default: each runs one job at a time). Then it seeds a demo cluster
+through the API (with the VM host and a qemu egg when there is one), starts rq cron
+with the worker of its queue (its first host check records the VM host's images),
+prints the cluster's API key once with examples, writes `.corral/local.json` (mode
+0600), and waits.
 
-It supervises Corral's own processes: the API, a worker or rq cron that exits is
-logged and started again, with a growing delay while it keeps dying (see
-devstack/supervisor.py); the servers under them (dockerd, redis-server, DynamoDB
-Local) hold the run's state, so one of them dying stops the run. Each process it
-starts leaves a pid file in `.corral/pids/`: a run killed before it could stop them
-is cleaned up by the next one (it stops what the dead run left behind), and only a
-live `make run` on the same state directory is refused.
+It supervises Corral's own processes: the API, a worker, rq cron or the VM host's
+sshd that exits is logged and started again, with a growing delay while it keeps
+dying (see devstack/supervisor.py); the servers under them (dockerd, redis-server,
+DynamoDB Local) hold the run's state, so one of them dying stops the run. Each
+process it starts leaves a pid file in `.corral/pids/`: a run killed before it could
+stop them is cleaned up by the next one (it stops what the dead run left behind,
+and deletes its VM host's namespace), and only a live `make run` on the same state
+directory is refused.
 
-Ctrl-C or SIGTERM stops everything it started, in reverse order, dockerd last with
-the containers it ran. The table lives in DynamoDB Local's memory, so every run
-starts from an empty Corral; with `--persist` (`make run PERSIST=1`) it is kept in
+Ctrl-C or SIGTERM stops everything it started, in reverse order: the VM host's
+namespace goes with the QEMU processes in it, dockerd last with the containers it
+ran. The table lives in DynamoDB Local's memory, so every run starts from an empty
+Corral; with `--persist` (`make run PERSIST=1`) it is kept in
 `.corral/table/` instead, with the containers and `.corral/local.json`, and the next
 `--persist` run goes on from there.
 """
@@ -40,19 +45,32 @@ from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening, stop_recorded
 from devstack.redis_server import start_redis
-from devstack.seed import PUBLIC, ApiClient, ApiError, Demo, seed
+from devstack.seed import (
+    ADMIN,
+    PUBLIC,
+    ApiClient,
+    ApiError,
+    Demo,
+    VmDemo,
+    seed,
+    seed_vm_host,
+    wait_for_image,
+)
 from devstack.supervisor import Component
 from devstack.table import create_table, open_table, start_table_server, table_exists
+from devstack.vmhost import VmHost, prepare_vm_host
 from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
+from shared.sealing import new_key
 from shared.settings import Settings
 
 STATE_DIR = REPO / ".corral"
 TABLE = "corral"
 QUEUE = "corral"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+IMAGE_CHECK_TIMEOUT_S = 60.0
 
 log = logging.getLogger("corral.run")
 
@@ -71,6 +89,7 @@ class Launcher:
         stack: contextlib.ExitStack,
         state_dir: Path = STATE_DIR,
         workers: int = 2,
+        vm_images: Path | None = None,
     ) -> None:
         self.port = port
         self.workers = workers
@@ -82,16 +101,20 @@ class Launcher:
         self.pids = state_dir / "pids"
         self.kept_table_dir = state_dir / "table"
         self.local_json = state_dir / "local.json"
+        self.vm_images = vm_images or state_dir / "vm-images"
         self.servers: list[Child] = []
         self.components: list[Component] = []
         self.dockerd: Dockerd | None = None
+        self.vm_host: VmHost | None = None
         self.env = _base_env()
 
     # -- start ----------------------------------------------------------------------
 
     def start(self) -> None:
         self._claim_state_dir()
+        self.env.setdefault("CORRAL_SECRET_KEY", _local_secret_key(self.state_dir))
         docker_url = self._start_dockerd()
+        self.vm_host = self._start_vm_host()
         redis_url = self._keep(
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
         )
@@ -111,18 +134,37 @@ class Launcher:
             log.info("created table %s", settings.table_name)
         self._start_api()
         self._start_workers(settings)
-        self._start_cron()
+        operator_key, demo, vm = self._seed(repo, docker_url, kept)
+        self._start_cron()  # its first host check records the VM host's images
+        if vm is not None:
+            self._wait_for_vm_image(ApiClient(self.url, operator_key), vm)
+        self._write_local_json(settings, operator_key, demo, docker_url, vm)
+        vm_address = self.vm_host.namespace.address if self.vm_host else None
+        print_banner(self.url, demo, docker_url, kept_in, self.state_dir, vm, vm_address)
+
+    def _seed(
+        self, repo: Repository, docker_url: str | None, kept: bool
+    ) -> tuple[str, Demo, VmDemo | None]:
+        """The operator key, the demo cluster and the VM host's records: seeded through
+        the API, or those of the run whose table was kept."""
         earlier = _earlier_run(self.local_json) if kept else None
+        demo: Demo | None = None
+        vm: VmDemo | None = None
         if earlier is None:
             operator_key = mint_key(repo, None, "local-operator", utc_now(), new_id)[1]
-            try:
-                demo = seed(ApiClient(self.url, operator_key), docker_url, self.state_dir)
-            except ApiError as exc:
-                raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
         else:
-            operator_key, demo = earlier
-        self._write_local_json(settings, operator_key, demo, docker_url)
-        print_banner(self.url, demo, docker_url, kept_in, self.state_dir)
+            operator_key, demo, vm = earlier
+        api = ApiClient(self.url, operator_key)
+        try:
+            if demo is None:
+                demo = seed(api, docker_url, self.state_dir)
+            if self.vm_host is None:
+                vm = None  # the kept run had a VM host; this one has none
+            elif vm is None:
+                vm = seed_vm_host(api, demo, self.vm_host, self.state_dir)
+        except ApiError as exc:
+            raise StartupError(f"seeding the demo cluster failed: {exc}") from exc
+        return operator_key, demo, vm
 
     def _claim_state_dir(self) -> None:
         """Refuse if a live `make run` owns the state directory; else stop what a dead
@@ -145,6 +187,7 @@ class Launcher:
                 log_path=self.logs / "dockerd.log",
                 run_dir=_dockerd_run_dir(self.state_dir),
                 keep_data=True,  # the busybox image is imported once
+                enforce_storage=True,  # btrfs + the volume plugin: storage_mb is enforced
             )
         except StartupError as exc:
             log.warning("no docker host: %s", exc)
@@ -164,6 +207,41 @@ class Launcher:
         finally:
             client.close()
         return dockerd.url
+
+    def _start_vm_host(self) -> VmHost | None:
+        try:
+            vm_host = prepare_vm_host(
+                self.state_dir / "vmhost", self.vm_images, keep_vms=self.persist
+            )
+        except StartupError as exc:
+            log.warning("no VM host: %s", exc)
+            log.warning("running WITHOUT a VM host: new VMs get no_host_available")
+            return None
+        self.stack.callback(self._remove_vm_host, vm_host)  # after its sshd stopped
+        log_path = self.logs / "vmhost-sshd.log"
+        self._supervise(
+            "sshd (VM host)", lambda again: vm_host.start_sshd(log_path, append_log=again)
+        )
+        log.info("VM host %s in network namespace %s", vm_host.ssh_address, vm_host.namespace.name)
+        return vm_host
+
+    def _remove_vm_host(self, vm_host: VmHost) -> None:
+        vm_host.remove()
+        log.info("deleted network namespace %s with the VMs in it", vm_host.namespace.name)
+
+    def _wait_for_vm_image(self, api: ApiClient, vm: VmDemo) -> None:
+        try:
+            seen = wait_for_image(api, vm, IMAGE_CHECK_TIMEOUT_S)
+        except ApiError as exc:
+            raise StartupError(f"asking for the VM host's images failed: {exc}") from exc
+        if not seen:
+            log.warning(
+                "the host check did not record %s on the VM host within %.0f s: VMs get "
+                "no_host_available until it does (see %s)",
+                vm.image,
+                IMAGE_CHECK_TIMEOUT_S,
+                _short(self.logs / "cron-worker.log"),
+            )
 
     def _start_api(self) -> None:
         if listening(self.port):
@@ -222,7 +300,12 @@ class Launcher:
     # -- the local.json file ------------------------------------------------------------
 
     def _write_local_json(
-        self, settings: Settings, operator_key: str, demo: Demo, docker_url: str | None
+        self,
+        settings: Settings,
+        operator_key: str,
+        demo: Demo,
+        docker_url: str | None,
+        vm: VmDemo | None,
     ) -> None:
         path = self.local_json
         content = {
@@ -233,6 +316,10 @@ class Launcher:
             "egg_id": demo.egg_id,
             "host_id": demo.host_id,
             "docker_host": docker_url,
+            "vm_egg_id": vm.egg_id if vm else None,
+            "vm_host_id": vm.host_id if vm else None,
+            "vm_image": vm.image if vm else None,
+            "vm_host_address": self.vm_host.ssh_address if self.vm_host else None,
             "redis_url": settings.redis_url,
             "dynamodb_endpoint": settings.dynamodb_endpoint,
             "table": settings.table_name,
@@ -273,15 +360,25 @@ class Launcher:
 
 
 def print_banner(
-    url: str, demo: Demo, docker_url: str | None, kept_in: Path | None, state_dir: Path
+    url: str,
+    demo: Demo,
+    docker_url: str | None,
+    kept_in: Path | None,
+    state_dir: Path,
+    vm: VmDemo | None = None,
+    vm_address: str | None = None,
 ) -> None:
     base = f"{url}{PUBLIC}"
     auth = '-H "Authorization: Bearer $CORRAL_KEY"'
-    body = json.dumps({"name": "hello", "egg_id": demo.egg_id}, separators=(",", ":"))
+    body = _compact({"name": "hello", "egg_id": demo.egg_id})
     if docker_url is not None:
         host = f"docker host:  {docker_url}   (docker -H {docker_url} ps)"
     else:
         host = "docker host:  NONE (dockerd did not start: see the warning above)"
+    if vm is not None and vm_address is not None:
+        vm_host = f"VM host:      {vm_address} (sshd in a network namespace; QEMU with TCG)"
+    else:
+        vm_host = "VM host:      NONE (QEMU, a kernel or root is missing: see the warning above)"
     if kept_in is not None:
         table = f"kept in {_short(kept_in)}/ (the next `make run PERSIST=1` goes on from it)"
     else:
@@ -290,6 +387,7 @@ def print_banner(
         "",
         f"Corral is running at {url}   (Ctrl-C stops everything)",
         f"  {host}",
+        f"  {vm_host}",
         f"  logs:         {_short(state_dir / 'logs')}/",
         f"  table:        {table}",
         f"  local.json:   {_short(state_dir / 'local.json')} (operator key, cluster id, API key)",
@@ -314,7 +412,66 @@ def print_banner(
         f'  curl -s "{base}/operations/<operation id>/wait?timeout=25" {auth}',
         "",
     ]
+    if vm is not None and vm_address is not None:
+        lines += _vm_examples(url, demo, vm, state_dir)
     print("\n".join(lines), flush=True)
+
+
+def _vm_examples(url: str, demo: Demo, vm: VmDemo, state_dir: Path) -> list[str]:
+    """A tenant VM through the containers route, and an environment (003) through the
+    operator's envs route, both on the demo cluster."""
+    base = f"{url}{PUBLIC}"
+    auth = '-H "Authorization: Bearer $CORRAL_KEY"'
+    vm_body = _compact({"name": "hello-vm", "egg_id": vm.egg_id})
+    local_json = _short(state_dir / "local.json")
+    read_key = f'import json; print(json.load(open("{local_json}"))["operator_key"])'
+    operator_auth = '-H "Authorization: Bearer $CORRAL_OPERATOR_KEY"'
+    # 003's VM as its document writes it (2 vCPUs, 2048 MiB, 40960 MiB, port 80), on the
+    # demo cluster and the VM host's image.
+    env_body = _compact(
+        {
+            "id": "my-env",
+            "cluster_id": demo.cluster_id,
+            "owner": "alice",
+            "ssh_keys": [],
+            "vms": [
+                {
+                    "image": vm.image,
+                    "engine": "qemu",
+                    "cpu": 2,
+                    "mem": 2048,
+                    "disk": 40960,
+                    "ports": [80],
+                    "deny_outgoing": False,
+                }
+            ],
+            "lifetime": 21600,
+        }
+    )
+    return [
+        "Create a VM (a busybox initramfs under QEMU; under TCG it boots in about 30 s):",
+        "",
+        f"  curl -s -X POST {base}/containers {auth} \\",
+        f"    -H 'Content-Type: application/json' -d '{vm_body}'",
+        "",
+        'Once its status is running, its view\'s vm.address and vm.forwarded_ports["22"]',
+        "say where its SSH port answers (the demo guest has no sshd: it greets",
+        '"corral-guest-hello 22" there):',
+        "",
+        f"  curl -s {base}/containers/<container id> {auth}",
+        '  busybox nc <vm.address> <vm.forwarded_ports["22"]>',
+        "",
+        "An environment (003's example: one VM), with the operator key:",
+        "",
+        f"  export CORRAL_OPERATOR_KEY=$(python3 -c '{read_key}')",
+        f"  curl -s -X POST {url}{ADMIN}/envs {operator_auth} \\",
+        f"    -H 'Content-Type: application/json' -d '{env_body}'",
+        "",
+    ]
+
+
+def _compact(body: object) -> str:
+    return json.dumps(body, separators=(",", ":"))
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -326,6 +483,8 @@ def _base_env() -> dict[str, str]:
         {
             "CORRAL_TABLE": TABLE,
             "CORRAL_QUEUE": QUEUE,
+            # Backups go to a folder the API (downloads) and the workers share.
+            "CORRAL_BACKUP_FOLDER": env.get("CORRAL_BACKUP_FOLDER", str(STATE_DIR / "backups")),
             # DynamoDB Local takes any credentials; boto3 needs some to sign with
             "AWS_ACCESS_KEY_ID": env.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": env.get("AWS_SECRET_ACCESS_KEY", "local"),
@@ -334,6 +493,15 @@ def _base_env() -> dict[str, str]:
         }
     )
     return env
+
+
+def _local_secret_key(state_dir: Path) -> str:
+    """make run's CORRAL_SECRET_KEY, made once and kept beside the table (PERSIST)."""
+    path = state_dir / "secret_key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(new_key() + "\n")
+    return path.read_text().strip()
 
 
 def _is_launcher(pid: int) -> bool:
@@ -352,9 +520,9 @@ def _dockerd_run_dir(state_dir: Path) -> Path:
     return Path(f"/tmp/corral-{os.getuid()}-{digest}")
 
 
-def _earlier_run(local_json: Path) -> tuple[str, Demo] | None:
-    """The operator key and demo cluster of the run whose table was kept, from its
-    local.json; None if there is none (a new one is seeded)."""
+def _earlier_run(local_json: Path) -> tuple[str, Demo, VmDemo | None] | None:
+    """The operator key, demo cluster and VM host of the run whose table was kept, from
+    its local.json; None if there is none (a new one is seeded)."""
     try:
         earlier = json.loads(local_json.read_text())
         demo = Demo(
@@ -363,7 +531,10 @@ def _earlier_run(local_json: Path) -> tuple[str, Demo] | None:
             api_key=earlier["api_key"],
             host_id=earlier["host_id"],
         )
-        return str(earlier["operator_key"]), demo
+        vm = None
+        if earlier.get("vm_host_id"):
+            vm = VmDemo(earlier["vm_egg_id"], earlier["vm_host_id"], earlier["vm_image"])
+        return str(earlier["operator_key"]), demo, vm
     except (OSError, ValueError, KeyError):
         return None
 
@@ -400,6 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=2, help="Corral worker processes (one job each at a time)"
     )
     parser.add_argument(
+        "--vm-images",
+        type=Path,
+        default=None,
+        help="where the guest kernel and initramfs are built once (default STATE_DIR/vm-images)",
+    )
+    parser.add_argument(
         "--state-dir",
         type=Path,
         default=STATE_DIR,
@@ -414,7 +591,14 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     stack = contextlib.ExitStack()
     try:
-        launcher = Launcher(args.port, args.persist, stack, args.state_dir.resolve(), args.workers)
+        launcher = Launcher(
+            args.port,
+            args.persist,
+            stack,
+            args.state_dir.resolve(),
+            args.workers,
+            args.vm_images.resolve() if args.vm_images else None,
+        )
         launcher.start()
         launcher.supervise()
         code = 1

@@ -19,11 +19,18 @@ from handlers.admin.clusters import (
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
-from handlers.admin.fleet import FleetImages, FleetOperations, FleetStats, FleetStatus
+from handlers.admin.fleet import FleetOperations, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
+from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.health import HealthResource
+from handlers.public.backups import (
+    BackupCollection,
+    BackupDownload,
+    BackupItem,
+    BackupRestore,
+)
 from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
 from handlers.public.containers import (
     ContainerCollection,
@@ -37,11 +44,13 @@ from handlers.web import Dashboard
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
+from services.backups import BackupService
 from services.clusters import ClusterService
 from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
 from services.hosts import HostService
+from services.images import ImageService
 from services.workloads import WorkloadService
 from shared.settings import Settings
 
@@ -74,6 +83,12 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    backups = BackupService(deps)
+    backup = f"{item}/backups/{{backup_id}}"
+    app.add_route(f"{item}/backups", BackupCollection(deps, backups))
+    app.add_route(backup, BackupItem(deps, backups))
+    app.add_route(f"{backup}/restore", BackupRestore(deps, backups))
+    app.add_route(f"{backup}/download", BackupDownload(deps, backups))
     app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
@@ -126,7 +141,10 @@ def _add_admin_routes(
         app.add_route(f"{base}/{noun}/{{host_id}}/undrain", undrain)
     app.add_route(f"{base}/status", FleetStatus(deps))
     app.add_route(f"{base}/stats", FleetStats(deps))
-    app.add_route(f"{base}/images", FleetImages(deps))
+    images = ImageService(deps)
+    app.add_route(f"{base}/images", ImageCollection(deps, images))
+    app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
+    app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
     app.add_route(f"{base}/operations", FleetOperations(deps))
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.backups import Backup
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
 from shared.envs import Env, shown_status
@@ -70,9 +71,17 @@ def egg(e: Egg) -> dict[str, Any]:
         "minimum": resources(e.minimum),
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
+        "data_path": e.data_path,
         "created_at": stamp(e.created_at),
-        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {}),
+        **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {"data_path": e.data_path}),
     }
+
+
+def operator_egg(e: Egg) -> dict[str, Any]:
+    """An egg as operators see it: whose registry credentials it holds (never the
+    password, which no route returns)."""
+    auth = {"username": e.registry_auth.username} if e.registry_auth else None
+    return egg(e) | {"registry_auth": auth}
 
 
 ENFORCEMENT_FIELDS = ("cpu_cores", "ram_mb", "storage_mb", "io")
@@ -136,9 +145,10 @@ def operation(o: Operation) -> dict[str, Any]:
     return {
         "id": o.id,
         "kind": o.kind.value,
-        "container_id": o.workload_id,
+        "container_id": o.workload_id or None,  # None: an operator's operation on a host
         "status": o.status.value,
         "params": o.params.to_json(),
+        "progress": o.progress,
         **failure(o.failure),
         "created_at": stamp(o.created_at),
         "started_at": iso(o.started_at),
@@ -287,3 +297,22 @@ def environment_accepted(
     env: Env, workloads: Sequence[Workload], ops: Sequence[Operation]
 ) -> dict[str, Any]:
     return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}
+
+
+def backup(b: Backup) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "container_id": b.workload_id,
+        "name": b.name,
+        "status": b.status.value,
+        "size_bytes": b.size_bytes,
+        "checksum": b.checksum,
+        "last_operation": b.last_op,
+        **failure(b.failure),
+        "created_at": stamp(b.created_at),
+        "updated_at": stamp(b.updated_at),
+    }
+
+
+def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
+    return {"backup": backup(b), "operation": operation(o)}

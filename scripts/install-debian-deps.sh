@@ -17,6 +17,8 @@ PACKAGES=(
   procps                 # ps, pkill for humans; pgrep in tests
   curl                   # the README's tour of the API
   ca-certificates        # pip over TLS
+  btrfs-progs            # mkfs.btrfs, btrfs quota: dockerd's data root on a loop image, so storage_mb is enforced
+  docker-registry        # a real local OCI registry for the image-pull tests
   chromium               # the headless browser of the dashboard tests (driven by Playwright)
 )
 

@@ -6,11 +6,19 @@ from __future__ import annotations
 import dataclasses
 
 from services.deps import Deps
-from shared.admin_requests import EggCreate, EggResources, EggUpdate
+from shared.admin_requests import (
+    EggCreate,
+    EggResources,
+    EggUpdate,
+    RegistryAuthBody,
+    check_container_image,
+)
 from shared.capacity import Resources
 from shared.errors import BelowMinimum, Conflict, InvalidInput
+from shared.images import SealedRegistryAuth
 from shared.models import Egg, Engine
 from shared.rules import check_minimums
+from shared.sealing import seal
 from shared.vm import VmBoot
 
 
@@ -35,6 +43,8 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                data_path=body.data_path,
+                registry_auth=self._sealed(body.registry_auth),
             )
         )
         self._repo.eggs.create(egg)
@@ -44,10 +54,19 @@ class EggService:
         if not body.model_fields_set:
             raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
-            exclude_none=True, exclude={"minimum", "defaults", "command", "vm"}
+            exclude_none=True, exclude={"minimum", "defaults", "command", "vm", "registry_auth"}
         )
+        if "registry_auth" in body.model_fields_set:
+            if egg.engine != Engine.DOCKER and body.registry_auth is not None:
+                raise InvalidInput("registry_auth is for docker eggs only.")
+            changes["registry_auth"] = self._sealed(body.registry_auth)
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.image is not None and egg.engine == Engine.DOCKER:
+            try:
+                check_container_image(body.image)
+            except ValueError as exc:
+                raise InvalidInput(f"image: {exc}.") from exc
         if body.vm is not None:
             if egg.engine != Engine.QEMU:
                 raise InvalidInput("vm settings are for qemu eggs only.")
@@ -60,6 +79,17 @@ class EggService:
         )
         self._repo.eggs.replace(updated)
         return updated
+
+    def _sealed(self, auth: RegistryAuthBody | None) -> SealedRegistryAuth | None:
+        if auth is None:
+            return None
+        key = self._deps.settings.secret_key
+        if key is None:
+            raise InvalidInput(
+                "This Corral has no CORRAL_SECRET_KEY, so it cannot store registry_auth; "
+                "the operator must set one."
+            )
+        return SealedRegistryAuth(auth.username, seal(key, auth.password))
 
     def delete(self, egg_id: str) -> None:
         allowing = [c.name for c in self._repo.clusters.list() if egg_id in c.egg_ids]

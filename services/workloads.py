@@ -147,6 +147,11 @@ class WorkloadService:
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         resized = resources != workload.resources
+        if resources.backups < workload.backup_count:
+            raise InvalidInput(
+                f"The container holds {workload.backup_count} backups; delete some before "
+                f"giving it fewer than {workload.backup_count} backups."
+            )
         if resized:
             params = replace(params, resources=resources)
             rules.require_room(cluster, resources - workload.resources)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
+from shared.images import parse_image
 from shared.models import DriverKind, Engine
 from shared.requests import (
     Cores,
@@ -18,6 +19,7 @@ from shared.requests import (
     StorageMb,
     Strict,
 )
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -32,6 +34,26 @@ from shared.vm import (
 )
 
 NonNegative = Annotated[int, Field(ge=0)]
+
+
+def _no_dot_segments(path: str) -> str:
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError("must not contain . or .. segments")
+    return path
+
+
+def _without_trailing_slash(path: object) -> object:
+    return path.rstrip("/") if isinstance(path, str) else path
+
+
+# An egg's data path: absolute, not the root, no `.` or `..`, plain path characters only
+# (a trailing slash is dropped).
+DataPath = Annotated[
+    str,
+    BeforeValidator(_without_trailing_slash),
+    StringConstraints(min_length=2, max_length=255, pattern=r"^(/[A-Za-z0-9._@+-]+)+$"),
+    AfterValidator(_no_dot_segments),
+]
 Text = Annotated[str, StringConstraints(max_length=4096)]
 Label = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:/-]+$")
@@ -110,6 +132,18 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+def check_container_image(image: str) -> None:
+    """A docker egg's image must be a pullable reference (ValueError saying why not)."""
+    parse_image(image)
+
+
+class RegistryAuthBody(Strict):
+    """Credentials for the registry of a docker egg's image. Stored sealed; never shown."""
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
 class EggCreate(Strict):
     name: Name
     description: Text = ""
@@ -121,11 +155,17 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    data_path: DataPath = DEFAULT_DATA_PATH
+    registry_auth: RegistryAuthBody | None = None
 
     @model_validator(mode="after")
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.registry_auth is not None and self.engine != Engine.DOCKER:
+            raise ValueError("registry_auth is for docker eggs only")
+        if self.engine == Engine.DOCKER:
+            check_container_image(self.image)
         return self
 
 
@@ -223,6 +263,35 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    data_path: DataPath | None = None
+    # null removes the credentials; left out keeps them
+    registry_auth: RegistryAuthBody | None = None
+
+
+def _image_reference(image: str) -> str:
+    parse_image(image)
+    return image
+
+
+ImageReferenceText = Annotated[
+    str, StringConstraints(min_length=1, max_length=512), AfterValidator(_image_reference)
+]
+
+
+class ImagePull(Strict):
+    """POST /api/v1/images/pull: pull `image` on `host_ids` (default: every docker host
+    that is not down), with the registry credentials of egg `egg_id` when given."""
+
+    image: ImageReferenceText
+    host_ids: Annotated[list[Id], Field(min_length=1, max_length=200)] | None = None
+    egg_id: Id | None = None
+
+
+class ImageDelete(Strict):
+    """DELETE /api/v1/images: remove `image` from host `host_id`."""
+
+    image: ImageReferenceText
+    host_id: Id
 
 
 class Instantiate(Strict):

@@ -131,6 +131,13 @@ class HostInUse(CorralError):
     default_message = "The host still holds workloads."
 
 
+class ImageInUse(CorralError):
+    """*new*: a workload on the host runs the image the operator asked to remove."""
+
+    code, status = "image_in_use", 409
+    default_message = "A workload on the host uses the image."
+
+
 class NoHostAvailable(CorralError):
     """*new*: no ready host can take the workload; the message says why."""
 

@@ -11,6 +11,8 @@ from typing import Any
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
+from shared.images import SealedRegistryAuth
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.vm import VmBoot, WorkloadVm
 
@@ -92,6 +94,8 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
+    registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
 
 def host_status(health: HostStatus, draining: bool) -> HostStatus:
@@ -153,6 +157,7 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
 
@@ -172,7 +177,9 @@ class OperationParams:
     `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
     `previous` status; `reason` when Corral started it itself (`was`: the status the
     table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption.
+    adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
+    adoption or an image operation, with its `image` (and `egg_id` whose registry
+    credentials a pull uses).
     """
 
     name: str | None = None
@@ -186,6 +193,8 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    backup_id: str | None = None
+    image: str | None = None  # an image operation's image
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set, by their API names (`previous` is `from`)."""
@@ -201,6 +210,8 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "backup_id": self.backup_id,
+            "image": self.image,
         }
         return {
             key: str(value) if isinstance(value, StrEnum) else value
@@ -226,7 +237,14 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            backup_id=data.get("backup_id"),
+            image=data.get("image"),
         )
+
+
+# The cluster id under which operators' operations on hosts (image pulls and deletes)
+# are kept: no cluster has it (cluster ids are UUIDs), so no tenant ever reads them.
+FLEET_OPERATIONS = "fleet"
 
 
 @dataclass(frozen=True)
@@ -244,6 +262,7 @@ class Operation:
     failure: Failure | None = None  # set when the last operation failed
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    progress: str | None = None  # a short text while it runs (an image pull's percent)
 
 
 @dataclass(frozen=True)

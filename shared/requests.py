@@ -239,3 +239,9 @@ def _invalid(errors: list[ErrorDetails]) -> CorralError:
     if all(err["type"] == BELOW_MINIMUM for err in errors):
         return BelowMinimum(f"Request body is below a minimum: {summary}", details=problems)
     return InvalidInput(f"Request body failed validation: {summary}", details=problems)
+
+
+class BackupCreate(Strict):
+    """POST /containers/:id/backups (the body is optional)."""
+
+    name: Name | None = None

@@ -33,6 +33,14 @@ def runtime_name(workload_id: str) -> str:
     return f"corral-{workload_id}"
 
 
+def data_volume_name(workload_id: str) -> str:
+    """The engine-side name of a workload's persistent data volume."""
+    return f"corral-data-{workload_id}"
+
+
+DEFAULT_DATA_PATH = "/data"
+
+
 @dataclass(frozen=True)
 class HostInfo:
     """What a host's health probe reports."""
@@ -53,6 +61,8 @@ class WorkloadSpec:
     environment: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 10
     name: str = ""  # the user's name, kept as a label for adoption; never used by engines
+    # Where the workload's data volume is mounted; it outlives the container until removed.
+    data_path: str = DEFAULT_DATA_PATH
 
     @property
     def runtime_name(self) -> str:

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.sealing import SealingError, check_key
+
 VERSION = "0.1.0"
 
 
@@ -37,6 +39,22 @@ class Settings:
     logs_follow_cap_seconds: float = 60.0
     logs_poll_seconds: float = 1.0
     logs_max_bytes: int = 1024 * 1024
+    # Where backup archives go (see README, "Backups"): "folder" (a directory on the
+    # worker machines, shared by them and the API) or "s3" (an S3-compatible bucket).
+    backup_store: str = "folder"
+    backup_folder: str = ".corral/backups"
+    backup_s3_bucket: str = ""
+    backup_s3_prefix: str = "backups/"
+    backup_s3_endpoint: str | None = None  # None: AWS's own endpoint for the region
+    backup_s3_region: str | None = None  # None: aws_region
+    backup_s3_access_key_id: str | None = None  # None: boto3's usual credential chain
+    backup_s3_secret_access_key: str | None = None
+    # Keep a container's backups when the container is deleted or expires (they stay
+    # listed, downloadable and deletable under its id) instead of deleting them with it.
+    keep_backups: bool = False
+    # Seals what Corral stores to give back to hosts (an egg's registry password);
+    # Fernet key, 32 bytes url-safe base64. Without it, such secrets are refused.
+    secret_key: str | None = field(default=None, repr=False)
     version: str = VERSION
 
     @classmethod
@@ -67,4 +85,24 @@ class Settings:
             logs_follow_cap_seconds=float(
                 env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
             ),
+            backup_store=env.get("CORRAL_BACKUP_STORE", cls.backup_store),
+            backup_folder=env.get("CORRAL_BACKUP_FOLDER", cls.backup_folder),
+            backup_s3_bucket=env.get("CORRAL_BACKUP_S3_BUCKET", cls.backup_s3_bucket),
+            backup_s3_prefix=env.get("CORRAL_BACKUP_S3_PREFIX", cls.backup_s3_prefix),
+            backup_s3_endpoint=env.get("CORRAL_BACKUP_S3_ENDPOINT") or None,
+            backup_s3_region=env.get("CORRAL_BACKUP_S3_REGION") or None,
+            backup_s3_access_key_id=env.get("CORRAL_BACKUP_S3_ACCESS_KEY_ID") or None,
+            backup_s3_secret_access_key=env.get("CORRAL_BACKUP_S3_SECRET_ACCESS_KEY") or None,
+            keep_backups=env.get("CORRAL_KEEP_BACKUPS", "").lower() in ("1", "true", "yes"),
+            secret_key=_secret_key(env.get("CORRAL_SECRET_KEY")),
         )
+
+
+def _secret_key(value: str | None) -> str | None:
+    """A malformed key stops the process at startup with what to do, not later with a 500."""
+    if not value:
+        return None
+    try:
+        return check_key(value)
+    except SealingError as exc:
+        raise SystemExit(f"corral: {exc}") from exc

@@ -38,6 +38,20 @@ class OperationKind(StrEnum):
     DELETE = "delete"
     REPAIR = "repair"  # the reconciler found the host disagreeing with the table
     ADOPT = "adopt"  # the reconciler took back a workload the table did not know
+    BACKUP = "backup"  # archive the data path into the backup store
+    RESTORE = "restore"  # replace the data path's contents with a backup's
+    DELETE_BACKUP = "delete_backup"  # remove a backup's archive and record
+    IMAGE_PULL = "image_pull"  # an operator's pre-pull of an image on one host
+    IMAGE_DELETE = "image_delete"  # an operator's removal of an image from one host
+
+    @property
+    def is_fleet(self) -> bool:
+        """An operator's operation on a host, not on a workload (see FLEET_OPERATIONS)."""
+        return self in (OperationKind.IMAGE_PULL, OperationKind.IMAGE_DELETE)
+
+
+# Operations on a workload's backups: they leave the workload's status as it was.
+BACKUP_KINDS = frozenset({OperationKind.BACKUP, OperationKind.RESTORE, OperationKind.DELETE_BACKUP})
 
 
 class OperationStatus(StrEnum):
@@ -64,6 +78,9 @@ POWER_TRANSITIONS: dict[PowerSignal, tuple[frozenset[WorkloadStatus], WorkloadSt
     _P.RESUME: (frozenset({_S.PAUSED}), _S.RUNNING),
 }
 
+# Statuses a container may be backed up or restored from.
+BACKUPABLE: frozenset[WorkloadStatus] = frozenset({_S.RUNNING, _S.STOPPED, _S.PAUSED})
+
 # Statuses from which a configuration change (rename, resize, egg switch) may start.
 UPDATABLE: frozenset[WorkloadStatus] = frozenset({_S.RUNNING, _S.STOPPED, _S.PAUSED, _S.ERROR})
 DELETABLE: frozenset[WorkloadStatus] = frozenset(
@@ -89,6 +106,11 @@ def power_target(signal: PowerSignal, status: WorkloadStatus) -> WorkloadStatus:
 def check_updatable(status: WorkloadStatus) -> None:
     if status not in UPDATABLE:
         _refuse("update", status, UPDATABLE)
+
+
+def check_backupable(action: str, status: WorkloadStatus) -> None:
+    if status not in BACKUPABLE:
+        _refuse(action, status, BACKUPABLE)
 
 
 def check_deletable(status: WorkloadStatus) -> None:

@@ -3,9 +3,11 @@ import hypothesis
 pytest_plugins = [
     "tests.fixtures.servers",
     "tests.fixtures.dockerd",
+    "tests.fixtures.registry",
     "tests.fixtures.corral",
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",
+    "tests.fixtures.s3",
     "tests.fixtures.live",
 ]
 

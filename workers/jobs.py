@@ -12,14 +12,16 @@ from typing import Any
 
 from rq import get_current_job
 
-from infra.drivers.base import HostDriver, VmDriver
+from infra.archives.store import StoredArchive
+from infra.drivers.base import HostDriver, ImagePuller, VmDriver
+from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
-from shared.states import OperationKind, PowerSignal, WorkloadStatus
+from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import context
+from workers import backups, context, images
 
 log = logging.getLogger("corral.jobs")
 
@@ -50,6 +52,7 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=dict)
     release: bool = False
     host_exists: bool = True
+    archive: StoredArchive | None = None  # a backup's, once stored
 
 
 def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
@@ -63,6 +66,7 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         environment=dict(egg.environment),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        data_path=egg.data_path,
     )
 
 
@@ -70,9 +74,14 @@ def _enforced(observed: Observed) -> dict[str, Any]:
     return {"enforced": dict(observed.enforced)} if observed.enforced else {}
 
 
-def _ensure(driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec) -> Observed:
-    """`driver.ensure`, with the VM options when the workload is a VM."""
+def _ensure(
+    driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec, op: Operation
+) -> Observed:
+    """`driver.ensure`, once the host has the image (pulled, with progress on the
+    operation), or with the VM options when the workload is a VM."""
     if workload.engine != Engine.QEMU:
+        if isinstance(driver, ImagePuller):
+            driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)
@@ -111,7 +120,7 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
 
 
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg))
+    observed = _ensure(driver, workload, egg, spec_for(workload, egg), op)
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
@@ -127,8 +136,8 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
         if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
             observed = driver.apply_resources(spec)
         else:
-            driver.remove(workload.id)
-            observed = _ensure(driver, workload, egg, spec)
+            driver.remove(workload.id, keep_data=True)
+            observed = _ensure(driver, workload, egg, spec, op)
         observed = _restore_power(driver, workload, egg, observed)
     elif op.params.resources is not None:
         observed = driver.apply_resources(spec)
@@ -171,6 +180,26 @@ def delete(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     return Outcome(gone_status(op), release=True)
 
 
+def backup(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    archive = backups.take(context.current(), driver, workload, op)
+    return Outcome(workload.status, archive=archive)
+
+
+def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
+    """Replace the data path's contents with a backup's, the workload stopped around
+    it, and bring it back to the power state it had."""
+    backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
+    observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
+    return Outcome(workload.status, _enforced(observed))
+
+
+def delete_backup(
+    driver: HostDriver | None, workload: Workload, egg: Egg | None, op: Operation
+) -> Outcome:
+    backups.delete(context.current(), op)
+    return Outcome(workload.status)
+
+
 def observe(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     """A repair or an adoption the reconciler began but did not finish (it died, and
     re-queued the operation later): record what the host says now."""
@@ -186,7 +215,8 @@ def gone_status(op: Operation) -> WorkloadStatus:
     return WorkloadStatus.EXPIRED if expired else WorkloadStatus.DELETED
 
 
-Executor = Callable[[HostDriver, Workload, Any, Operation], Outcome]
+# (driver, workload, egg, operation): the driver is None for the kinds in HOSTLESS.
+Executor = Callable[[Any, Workload, Any, Operation], Outcome]
 
 EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.PROVISION: provision,
@@ -195,7 +225,12 @@ EXECUTORS: dict[OperationKind, Executor] = {
     OperationKind.DELETE: delete,
     OperationKind.REPAIR: observe,
     OperationKind.ADOPT: observe,
+    OperationKind.BACKUP: backup,
+    OperationKind.RESTORE: restore,
+    OperationKind.DELETE_BACKUP: delete_backup,
 }
+# What needs no host: a backup's archive is in the backup store.
+HOSTLESS: frozenset[OperationKind] = frozenset({OperationKind.DELETE_BACKUP})
 
 
 def run_operation(cluster_id: str, operation_id: str) -> str:
@@ -209,6 +244,8 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return "missing"
     if op.status.is_finished:
         return op.status.value
+    if op.kind.is_fleet:
+        return images.run_image_operation(ctx, op, retries_left=_retries_left())
     try:
         workload = repo.workloads.get(cluster_id, op.workload_id)
     except NotFound:
@@ -231,13 +268,13 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             "The host did not finish the operation in time. The operator has the details.",
             "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
         )
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), timed_out)
+        return _record(ctx, op, workload, _failed(op, workload), timed_out)
     except HostError as exc:
         if exc.transient and _retries_left() > 0:
             log.info("operation %s: transient host error, will retry: %s", op.id, exc)
             raise
         log.warning("operation %s failed on the host: %s", op.id, exc)
-        return _record(ctx, op, workload, Outcome(WorkloadStatus.ERROR), exc.failure())
+        return _record(ctx, op, workload, _failed(op, workload, exc), exc.failure())
     except Exception as exc:
         if _retries_left() > 0:
             raise
@@ -246,7 +283,7 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
             ctx,
             op,
             workload,
-            Outcome(WorkloadStatus.ERROR),
+            _failed(op, workload),
             Failure(
                 "internal_error",
                 "Corral failed to carry out the operation. The operator has the details.",
@@ -256,7 +293,25 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     return _record(ctx, op, workload, outcome, None)
 
 
+def _failed(op: Operation, workload: Workload, exc: BaseException | None = None) -> Outcome:
+    """What a failed operation leaves: the workload in error, unless the operation never
+    touches it (a backup, a backup's deletion) or was refused before it did."""
+    untouched = op.kind in (OperationKind.BACKUP, OperationKind.DELETE_BACKUP)
+    if untouched or isinstance(exc, BackupRefused):
+        return Outcome(workload.status)
+    return Outcome(WorkloadStatus.ERROR)
+
+
 def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    outcome = _execute_on_host(ctx, workload, op)
+    if op.kind == OperationKind.DELETE:
+        backups.discard_all(ctx, workload)
+    return outcome
+
+
+def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+    if op.kind in HOSTLESS:
+        return EXECUTORS[op.kind](None, workload, None, op)
     try:
         host = ctx.repo.hosts.get(workload.host_id)
     except NotFound:
@@ -300,6 +355,9 @@ def _record(
     status = outcome.status
     if error and op.kind == OperationKind.DELETE:
         status = WorkloadStatus.ERROR
+    also, slots_freed = (
+        backups.closing(ctx, op, outcome.archive, error) if op.kind in BACKUP_KINDS else ((), 0)
+    )
     finished = ctx.repo.finish_operation(
         op,
         workload,
@@ -309,6 +367,8 @@ def _record(
         workload_fields=outcome.fields,
         release=outcome.release and error is None,
         host_exists=outcome.host_exists,
+        also=also,
+        backup_slots_freed=slots_freed,
     )
     final = "failed" if error else "succeeded"
     if finished:

@@ -15,13 +15,13 @@ class EggCollection:
         self._eggs = eggs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.egg(e) for e in self._deps.repo.eggs.list()]
+        resp.media = [views.operator_egg(e) for e in self._deps.repo.eggs.list()]
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, EggCreate, self._deps.settings.max_body_bytes)
         egg = self._eggs.create(body)
         resp.status = falcon.HTTP_201
-        resp.media = views.egg(egg)
+        resp.media = views.operator_egg(egg)
 
 
 class EggItem:
@@ -30,12 +30,12 @@ class EggItem:
         self._eggs = eggs
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
-        resp.media = views.egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
+        resp.media = views.operator_egg(self._deps.repo.eggs.get(path_id(egg_id, "Egg")))
 
     def on_patch(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         egg = self._deps.repo.eggs.get(path_id(egg_id, "Egg"))
         body = body_as(req, EggUpdate, self._deps.settings.max_body_bytes)
-        resp.media = views.egg(self._eggs.update(egg, body))
+        resp.media = views.operator_egg(self._eggs.update(egg, body))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, egg_id: str) -> None:
         self._eggs.delete(path_id(egg_id, "Egg"))

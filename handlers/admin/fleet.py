@@ -1,4 +1,4 @@
-"""Fleet-wide views: capacity and workloads per host, platform stats, images."""
+"""Fleet-wide views: capacity and workloads per host, platform stats."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from handlers import views
 from handlers.body import limit_param
 from services.deps import Deps
 from shared.capacity import Resources
-from shared.clock import iso
 from shared.models import Host, Workload
 
 
@@ -106,32 +105,3 @@ class FleetOperations:
         recent = [o for c in repo.clusters.list() for o in repo.operations.recent(c.id, limit)]
         recent.sort(key=lambda o: o.created_at, reverse=True)
         resp.media = [views.operator_operation(o) for o in recent[:limit]]
-
-
-class FleetImages:
-    """GET /api/v1/images: images across the fleet, as the health check last saw them."""
-
-    def __init__(self, deps: Deps) -> None:
-        self._deps = deps
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        hosts: list[Host] = self._deps.repo.hosts.list()
-        where: dict[str, list[str]] = {}
-        for host in hosts:
-            for image in host.images:
-                where.setdefault(image, []).append(host.id)
-        images: list[dict[str, Any]] = [
-            {"image": image, "hosts": sorted(ids)} for image, ids in sorted(where.items())
-        ]
-        resp.media = {
-            "images": images,
-            "hosts": [
-                {
-                    "id": h.id,
-                    "name": h.name,
-                    "images": list(h.images),
-                    "checked_at": iso(h.last_heartbeat),
-                }
-                for h in hosts
-            ],
-        }

@@ -19,7 +19,7 @@ from shared.requests import ContainerCreate
 
 def template(egg: Egg) -> dict[str, Any]:
     minimum, defaults = egg.minimum.to_api(), egg.defaults.to_api()
-    return views.egg(egg) | {
+    return views.operator_egg(egg) | {
         "parameters": [
             {"name": "cluster_id", "type": "string", "required": True},
             {"name": "name", "type": "string", "required": True},

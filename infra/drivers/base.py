@@ -7,10 +7,11 @@ to the same end state. Library errors are re-raised as `shared.errors.HostError`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from shared.health import LogLine, Stats
+from shared.images import RegistryAuth
 from shared.runtime import HostInfo, Observed, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import VmOptions
@@ -30,8 +31,9 @@ class HostDriver(Protocol):
         """Send a power signal. Reaching the target state already is success."""
         ...
 
-    def remove(self, workload_id: str) -> None:
-        """Destroy the workload and what belongs to it. Missing is success."""
+    def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
+        """Destroy the workload and what belongs to it (with `keep_data`, all but its
+        data volume, to be recreated around it). Missing is success."""
         ...
 
     def inspect(self, workload_id: str) -> Observed:
@@ -64,6 +66,26 @@ class HostDriver(Protocol):
 
 
 @runtime_checkable
+class ImagePuller(Protocol):
+    """A driver whose host fetches images from registries (Docker Engine)."""
+
+    def pull_if_missing(
+        self, image: str, auth: RegistryAuth | None, progress: Callable[[str], None]
+    ) -> bool:
+        """Pull `image` unless the host has it, telling `progress` how far it got;
+        True when it pulled. HostError (tenant-safe) when the registry refuses."""
+        ...
+
+    def remove_image(self, image: str) -> bool:
+        """Remove `image` from the host; False when it was not there."""
+        ...
+
+    def image_in_use(self, image: str) -> bool:
+        """Whether any workload of the host runs (or was made from) `image`."""
+        ...
+
+
+@runtime_checkable
 class VmDriver(HostDriver, Protocol):
     """A driver that runs VMs (`qemu.py`): `ensure` takes the VM options, and the VM's
     forwarded ports and pending shape change can be read back."""
@@ -78,3 +100,18 @@ class VmDriver(HostDriver, Protocol):
     def forwarded_ports(self, workload_id: str) -> dict[int, int]: ...
 
     def restart_needed(self, workload_id: str) -> bool: ...
+
+
+@runtime_checkable
+class DataArchiver(Protocol):
+    """A driver that can archive a workload's data path and put an archive back
+    (`docker/data.py`). The archive is a tar whose first entry is the path itself."""
+
+    def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
+        """The tar stream of `path` in the workload; BackupRefused(no_data) when the
+        workload has no such path."""
+        ...
+
+    def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        """Replace the contents of `path` in the (stopped) workload with the archive."""
+        ...

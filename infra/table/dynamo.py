@@ -310,6 +310,11 @@ class Dynamo:
     ) -> TxEntry:
         return TxEntry({"Update": self._write_request(pk, sk, write)}, on_fail)
 
+    def tx_delete(
+        self, pk: str, sk: str, condition: Expression, *, on_fail: FailureHandler | None = None
+    ) -> TxEntry:
+        return TxEntry({"Delete": self._write_request(pk, sk, condition)}, on_fail)
+
     def _write_request(self, pk: str, sk: str, write: Expression) -> dict[str, Any]:
         """A keyed write's arguments, as a call or as a transaction entry takes them; a
         failed condition returns the item as it was, so the error can say why."""

@@ -8,7 +8,9 @@ from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
+from shared.images import SealedRegistryAuth
 from shared.models import Egg, Engine
+from shared.runtime import DEFAULT_DATA_PATH
 from shared.vm import VmBoot
 
 
@@ -31,11 +33,14 @@ def egg_item(e: Egg) -> Item:
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
+        "data_path": e.data_path,
+        "registry_auth": e.registry_auth.to_json() if e.registry_auth else None,
     }
 
 
 def egg_from(item: Item) -> Egg:
     command = item.get("command")
+    auth = item.get("registry_auth")
     return Egg(
         id=item["id"],
         name=item["name"],
@@ -49,6 +54,8 @@ def egg_from(item: Item) -> Egg:
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
+        data_path=item.get("data_path", DEFAULT_DATA_PATH),
+        registry_auth=SealedRegistryAuth.from_json(auth) if auth else None,
     )
 
 

@@ -68,6 +68,12 @@ class Expression:
         self._sets.append(f"{name} = {name} + {self.value(amount)}")
         return self
 
+    def count(self, path: str, amount: int) -> Expression:
+        """Move a counter that older items may not have yet (absent counts as 0)."""
+        name = self.name(path)
+        self._sets.append(f"{name} = if_not_exists({name}, {self.value(0)}) + {self.value(amount)}")
+        return self
+
     def remove(self, *paths: str) -> Expression:
         self._removes.extend(self.name(path) for path in paths)
         return self
@@ -90,6 +96,10 @@ class Expression:
 
     def when_below(self, path: str, value: Any) -> Expression:
         return self.when(f"{self.name(path)} < {self.value(value)}")
+
+    def when_below_or_absent(self, path: str, value: Any) -> Expression:
+        name = self.name(path)
+        return self.when(f"attribute_not_exists({name}) OR {name} < {self.value(value)}")
 
     def when_at_most(self, path: str, value: Any) -> Expression:
         return self.when(f"{self.name(path)} <= {self.value(value)}")

@@ -31,6 +31,7 @@ def operation_item(o: Operation) -> Item:
         "updated_at": iso(o.updated_at),
         "started_at": iso(o.started_at),
         "finished_at": iso(o.finished_at),
+        "progress": o.progress,
         **(pending_keys(o.id, o.created_at) if not o.status.is_finished else {}),
     }
 
@@ -48,6 +49,7 @@ def operation_from(item: Item) -> Operation:
         updated_at=moment(item["updated_at"]),
         started_at=parse_iso(item.get("started_at")),
         finished_at=parse_iso(item.get("finished_at")),
+        progress=item.get("progress"),
     )
 
 
@@ -96,9 +98,24 @@ class OperationStore:
         )
         return operation_from(item)
 
+    def set_progress(self, operation: Operation, text: str, now: datetime) -> None:
+        """Say how far a running operation got; a finished one keeps its last words."""
+        write = Expression().set("progress", text).set("updated_at", stamp(now))
+        write.when_in("status", (OperationStatus.RUNNING.value,))
+        self.db.update(
+            schema.cluster_pk(operation.cluster_id),
+            schema.operation_sk(operation.id),
+            write,
+            on_fail=lambda _: Conflict("Operation is not running."),
+        )
+
+    def finish(self, operation: Operation, failure: Failure | None, now: datetime) -> None:
+        """Close an operation that no workload waits for (an operator's image operation)."""
+        self.db.transact([self.close(operation, failure, now)])
+
     def fail_orphan(self, operation: Operation, failure: Failure, now: datetime) -> None:
         """Close an operation whose workload is gone (nothing left to converge)."""
-        self.db.transact([self.close(operation, failure, now)])
+        self.finish(operation, failure, now)
 
     # -- transaction entries -----------------------------------------------------
 

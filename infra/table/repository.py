@@ -16,6 +16,7 @@ from datetime import datetime
 from infra.table import schema
 from infra.table.api_keys import AlreadyRevoked, ApiKeyStore
 from infra.table.attributes import Item
+from infra.table.backups import BackupStore
 from infra.table.clusters import ClusterStore, cluster_from
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
@@ -23,12 +24,20 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
-from infra.table.workloads import WorkloadStore
+from infra.table.workloads import WorkloadStore, refuse_busy
+from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
 from shared.envs import Env
-from shared.errors import Conflict, Failure, NotFound
+from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
 from shared.states import WorkloadStatus
+
+
+def no_backup_slot_message(slots: int) -> str:
+    return (
+        f"No backup slot left on this container (backups: {slots}); delete a backup "
+        "or give the container more backups."
+    )
 
 
 class Repository:
@@ -42,6 +51,7 @@ class Repository:
         self.operations = OperationStore(db)
         self.envs = EnvStore(db)
         self.health = HealthStore(db)
+        self.backups = BackupStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
@@ -146,18 +156,30 @@ class Repository:
         workload_fields: Item | None = None,
         release: bool = False,
         host_exists: bool = True,
+        also: Sequence[TxEntry] = (),
+        backup_slots_freed: int = 0,
     ) -> bool:
         """Close `operation` and record the workload's new status in one transaction.
 
         With `release` the workload is gone: its resources go back to its cluster and,
         unless the host record was deleted (`host_exists=False`), to its host; it leaves
-        the expiry index and the table drops it after the retention period.
+        the expiry index and the table drops it after the retention period. `also`: the
+        entries that close what the operation changed besides (a backup's record), and
+        `backup_slots_freed` the workload's backup slots it gave back.
         Returns False when the operation had been closed already (a re-run)."""
         entries = [
             self.workloads.finish(
-                workload, operation.id, status, error, now, fields=workload_fields, gone=release
+                workload,
+                operation.id,
+                status,
+                error,
+                now,
+                fields=workload_fields,
+                gone=release,
+                backup_slots_freed=backup_slots_freed,
             ),
             self.operations.close(operation, error, now),
+            *also,
         ]
         if release:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
@@ -168,6 +190,55 @@ class Repository:
         except Conflict:
             return False
         return True
+
+    # -- backups -------------------------------------------------------------------
+
+    def create_backup(self, workload: Workload, backup: Backup, operation: Operation) -> None:
+        """Write the backup and its operation, and take one of the workload's backup
+        slots with the workload's one change in flight, in one transaction."""
+
+        def refuse(old: Item | None) -> CorralError:
+            if old is not None and not old.get("pending_op"):
+                held, slots = int(old.get("backup_count", 0)), int(old.get("res_backups", 0))
+                if held >= slots:
+                    return CapacityExceeded(no_backup_slot_message(slots))
+            return refuse_busy(old)
+
+        self.db.transact(
+            [
+                self.workloads.begin(
+                    workload,
+                    operation.id,
+                    operation.created_at,
+                    takes_backup_slot=True,
+                    on_fail=refuse,
+                ),
+                self.backups.put_new(backup),
+                self.operations.put_new(operation),
+            ]
+        )
+
+    def begin_backup_operation(
+        self,
+        workload: Workload,
+        backup: Backup,
+        operation: Operation,
+        status: BackupStatus,
+        allowed_from: Sequence[BackupStatus],
+        action: str,
+    ) -> None:
+        """Record `operation` (a restore or a delete of `backup`) as the workload's one
+        change in flight and move the backup into `status`, in one transaction."""
+        now = operation.created_at
+        self.db.transact(
+            [
+                self.workloads.begin(workload, operation.id, now),
+                self.backups.begin(
+                    backup, status, operation.id, now, allowed_from=allowed_from, action=action
+                ),
+                self.operations.put_new(operation),
+            ]
+        )
 
     # -- environments and their VMs --------------------------------------------------
 

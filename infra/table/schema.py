@@ -43,6 +43,11 @@ def operation_sk(operation_id: str) -> str:
     return f"OP#{operation_id}"
 
 
+def backup_sk(workload_id: str, backup_id: str = "") -> str:
+    """A backup, under its cluster; with no backup id, the prefix of a workload's."""
+    return f"BACKUP#{workload_id}#{backup_id}"
+
+
 def egg_pk(egg_id: str) -> str:
     return f"EGG#{egg_id}"
 

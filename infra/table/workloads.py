@@ -56,6 +56,7 @@ def workload_item(w: Workload) -> Item:
         "health": health_attr(w.health),
         "vm": w.vm.to_json() if w.vm is not None else None,
         "restart_needed": w.restart_needed or None,
+        "backup_count": w.backup_count,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
         "version": w.version,
@@ -81,6 +82,7 @@ def workload_from(item: Item) -> Workload:
         health=health_from(item.get("health")),
         vm=WorkloadVm.from_json(item["vm"]) if item.get("vm") else None,
         restart_needed=bool(item.get("restart_needed", False)),
+        backup_count=int(item.get("backup_count", 0)),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
@@ -186,14 +188,19 @@ class WorkloadStore:
         *,
         fields: Item | None = None,
         resources: Resources | None = None,
+        takes_backup_slot: bool = False,
         on_fail: FailureHandler = refuse_busy,
     ) -> TxEntry:
         """Make `operation_id` the workload's one change in flight, if it is idle and
-        unchanged since it was read; `fields` and `resources` change with it."""
+        unchanged since it was read; `fields` and `resources` change with it. With
+        `takes_backup_slot`, one more of its `backups` slots is in use, if one is free."""
         write = Expression().set_all({"pending_op": operation_id, "last_op": operation_id})
         write.add("version", 1).set("updated_at", stamp(now)).set_all(fields or {})
         if resources is not None:
             write.set_all(resources_attrs("res", resources))
+        if takes_backup_slot:
+            write.count("backup_count", 1)
+            write.when_below_or_absent("backup_count", workload.resources.backups)
         write.when_equal("version", workload.version).when_absent("pending_op")
         return self.db.tx_update(
             schema.cluster_pk(workload.cluster_id),
@@ -212,11 +219,14 @@ class WorkloadStore:
         *,
         fields: Item | None = None,
         gone: bool = False,
+        backup_slots_freed: int = 0,
     ) -> TxEntry:
         """Record the outcome of `operation_id`, if it is still the one in flight. A gone
         workload leaves the expiry index and the table drops it after the retention."""
         write = Expression().set("status", status.value).set("updated_at", stamp(now))
         write.add("version", 1).remove("pending_op")
+        if backup_slots_freed:
+            write.count("backup_count", -backup_slots_freed)
         set_failure(write, failure)
         if gone:
             write.set(schema.TTL_ATTRIBUTE, schema.expires_epoch(now)).remove("gsi2pk", "gsi2sk")

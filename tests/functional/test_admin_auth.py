@@ -113,6 +113,7 @@ def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
             "vm_id": created["container"]["id"],
             "container_id": created["container"]["id"],
             "operation_id": created["operation"]["id"],
+            "backup_id": new_id(),  # a route that skipped its key check would answer 404
         },
         "tenant": tenant,
     }
@@ -141,6 +142,8 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         },
         ("POST", "/hosts"): host,
         ("POST", "/nodes"): host,
+        ("POST", "/images/pull"): {"image": "busybox", "host_ids": [ids["host_id"]]},
+        ("DELETE", "/images"): {"image": "busybox", "host_id": ids["host_id"]},
         ("POST", "/envs"): {
             "id": "env-2",
             "cluster_id": ids["cluster_id"],
@@ -287,8 +290,11 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
             failed[(method, template)] = error_of(resp)
 
     # No qemu egg, VM host or env exists here; the docker egg is allowed in the
-    # cluster; and the host was deleted through /hosts before /nodes.
+    # cluster; the host was deleted through /hosts before /nodes and /images; and a
+    # workload's operation is read under its cluster, not among the fleet's.
     assert failed == {
+        ("GET", "/operations/{operation_id}"): (404, "not_found"),
+        ("DELETE", "/images"): (404, "not_found"),
         ("GET", "/envs/{env_id}"): (404, "not_found"),
         ("POST", "/envs"): (400, "egg_not_allowed"),
         ("POST", "/envs/{env_id}/start"): (404, "not_found"),

@@ -18,39 +18,18 @@ import pytest
 from docker.models.containers import Container
 
 from devstack.dockerd import Dockerd
+from devstack.registry import Registry
 from infra.table.expression import Expression
 from services.deps import Deps
 from shared.settings import Settings
-from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from tests.fixtures.corral import Api, Tenant, create_running, make_tenant, run_jobs
 from workers import context
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    return make_tenant(api, dockerd.url)
-
-
 def _container(docker_client: docker.DockerClient, container_id: str) -> Container:
     return docker_client.containers.get(f"corral-{container_id}")
-
-
-def _create_running(live: Tenant, deps: Deps, **fields: Any) -> dict[str, Any]:
-    resp = live.create(**fields)
-    assert resp.status_code == 202, resp.text
-    run_jobs(deps)
-    body: dict[str, Any] = live.api.tenant(
-        "GET", f"/containers/{resp.json['container']['id']}"
-    ).json
-    assert body["status"] == "running", body
-    return body
 
 
 def _counters(api: Api) -> dict[str, Any]:
@@ -61,7 +40,7 @@ def _counters(api: Api) -> dict[str, Any]:
 def test_create_applies_limits_and_labels(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
+    body = create_running(live, deps, name="limits", cpu_cores=0.75, ram_mb=96)
     c = _container(docker_client, body["id"])
     host_config = c.attrs["HostConfig"]
     assert host_config["CpuPeriod"] == 100_000
@@ -71,8 +50,8 @@ def test_create_applies_limits_and_labels(
     assert c.labels["io.corral.cluster"] == live.cluster["id"]
     assert body["enforcement"]["cpu_cores"] == "enforced"
     assert body["enforcement"]["ram_mb"] == "enforced"
-    # overlay2 on ext4 cannot size a root filesystem: the API says it only accounts for it
-    assert body["enforcement"]["storage_mb"] == "accounted"
+    # the session's dockerd runs on btrfs with the volume plugin: sizes are enforced
+    assert body["enforcement"]["storage_mb"] == "enforced"
     op = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
     assert op["status"] == "succeeded"
 
@@ -80,7 +59,7 @@ def test_create_applies_limits_and_labels(
 def test_resize_changes_live_limits(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
+    body = create_running(live, deps, name="resize", cpu_cores=0.5, ram_mb=64)
     resp = live.api.tenant(
         "PATCH", f"/containers/{body['id']}", {"resources": {"cpu_cores": 1.25, "ram_mb": 128}}
     )
@@ -107,7 +86,7 @@ def test_power_signals_reach_the_engine(
     engine_status: str,
     api_status: str,
 ) -> None:
-    body = _create_running(live, deps, name=f"power-{signal_name}")
+    body = create_running(live, deps, name=f"power-{signal_name}")
     resp = live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": signal_name})
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
@@ -123,7 +102,7 @@ def test_power_signals_reach_the_engine(
 def test_restart_starts_a_new_process(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    body = _create_running(live, deps, name="restart")
+    body = create_running(live, deps, name="restart")
     started = _container(docker_client, body["id"]).attrs["State"]["StartedAt"]
     live.api.tenant("POST", f"/containers/{body['id']}/power", {"signal": "restart"})
     run_jobs(deps)
@@ -143,7 +122,7 @@ def test_egg_switch_recreates_from_new_image(
     deps.repo.db.update(
         f"CLUSTER#{cluster_id}", "#META", Expression().set("egg_ids", [live.egg["id"], other["id"]])
     )
-    body = _create_running(live, deps, name="switch")
+    body = create_running(live, deps, name="switch")
     resp = live.api.tenant("PATCH", f"/containers/{body['id']}", {"egg_id": other["id"]})
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
@@ -158,7 +137,7 @@ def test_delete_removes_container_and_frees_capacity(
 ) -> None:
     import docker.errors
 
-    body = _create_running(live, deps, name="gone", ram_mb=64)
+    body = create_running(live, deps, name="gone", ram_mb=64)
     assert _counters(live.api)["ram_mb"] == 64
     resp = live.api.tenant("DELETE", f"/containers/{body['id']}")
     assert resp.status_code == 202 and resp.json["container"]["status"] == "deleting"
@@ -176,9 +155,10 @@ def test_failure_leaves_error_with_reason(
     worker_context: context.WorkerContext,
     dockerd: Dockerd,
     busybox_image: str,
+    registry: Registry,
 ) -> None:
     tenant = make_tenant(api, dockerd.url)
-    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    missing = api.make_egg(name="missing-image", image=f"{registry.address}/corral/nothing:1")
     deps.repo.db.update(
         f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
@@ -187,7 +167,7 @@ def test_failure_leaves_error_with_reason(
     run_jobs(deps)
     body = api.tenant("GET", f"/containers/{resp.json['container']['id']}").json
     assert body["status"] == "error"
-    assert "corral/does-not-exist:1" in body["error"]
+    assert "corral/nothing:1" in body["error"]
     op = api.tenant("GET", f"/operations/{resp.json['operation']['id']}").json
     assert op["status"] == "failed" and op["error"] == body["error"]
 
@@ -367,12 +347,13 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
     worker_context: context.WorkerContext,
     dockerd: Dockerd,
     busybox_image: str,
+    registry: Registry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Issue 12, defect 8: the host's error (naming its address) was copied verbatim
     into what the tenant reads."""
     tenant = make_tenant(api, dockerd.url)
-    missing = api.make_egg(name="missing-image", image="corral/does-not-exist:1")
+    missing = api.make_egg(name="missing-image", image=f"{registry.address}/corral/nothing:1")
     deps.repo.db.update(
         f"CLUSTER#{tenant.cluster['id']}", "#META", Expression().set("egg_ids", [missing["id"]])
     )
@@ -386,7 +367,7 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
     container = api.tenant("GET", f"/containers/{container_id}").json
     op = api.tenant("GET", f"/operations/{operation_id}").json
     for shown in (container, op):
-        assert shown["error_code"] == "image_missing", shown
+        assert shown["error_code"] == "image_not_found", shown
         assert "error_detail" not in shown
         assert dockerd.url not in json.dumps(shown) and "docker host" not in json.dumps(shown)
     cluster = f"/clusters/{tenant.cluster['id']}"
@@ -395,7 +376,7 @@ def test_tenants_get_a_code_and_plain_words_operators_the_hosts_detail(
         api.admin("GET", f"{cluster}/operations/{operation_id}").json,
     ]
     for shown in seen_by_operator:
-        assert shown["error_code"] == "image_missing", shown
+        assert shown["error_code"] == "image_not_found", shown
         assert dockerd.url in shown["error_detail"], shown
     assert dockerd.url in caplog.text  # and the worker log has it
     as_tenant = api.client.simulate_get(

@@ -11,7 +11,6 @@ import docker.errors
 import pytest
 import redis as redis_lib
 
-from devstack.dockerd import Dockerd
 from infra.drivers.docker.driver import DockerDriver
 from infra.table import schema
 from infra.table.expression import Expression
@@ -21,7 +20,7 @@ from services.deps import Deps
 from shared.models import DriverKind, OperationParams, OperationReason, Workload
 from shared.runtime import Observed
 from shared.states import OperationKind
-from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
+from tests.fixtures.corral import Tenant, run_jobs
 from workers import context
 from workers.reconcile import reconcile
 from workers.sweeps import sweep_expired
@@ -55,17 +54,6 @@ class HookedWorkloads(WorkloadStore):
         if hook is not None:
             hook()
         return read
-
-
-@pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    return make_tenant(api, dockerd.url, containers=10)
 
 
 def _running(live: Tenant, deps: Deps, **fields: Any) -> str:
@@ -114,6 +102,10 @@ def test_container_removed_behind_our_back(
 ) -> None:
     lost = _running(live, deps, name="lost")
     kept = _running(live, deps, name="kept", restart_policy="always")
+    wrote = docker_client.containers.get(f"corral-{kept}").exec_run(
+        ["/bin/sh", "-c", "echo before-the-loss > /data/note"]
+    )
+    assert wrote.exit_code == 0, wrote.output
     docker_client.containers.get(f"corral-{lost}").remove(force=True)
     docker_client.containers.get(f"corral-{kept}").remove(force=True)
     report = reconcile()
@@ -125,6 +117,9 @@ def test_container_removed_behind_our_back(
     run_jobs(deps)  # the restart policy re-provisions the other one
     assert docker_client.containers.get(f"corral-{kept}").status == "running"
     assert _get(live, kept)["status"] == "running"
+    # the recreated container has the data volume the lost one had
+    read = docker_client.containers.get(f"corral-{kept}").exec_run(["cat", "/data/note"])
+    assert (read.exit_code, read.output) == (0, b"before-the-loss\n")
 
 
 def test_engine_drift_is_recorded(

@@ -8,5 +8,11 @@ from workers.jobs import EXECUTORS
 
 
 def test_every_operation_kind_has_an_executor() -> None:
+    # Operators' operations on hosts (image pulls and deletes) have one of their own,
+    # workers.images.run_image_operation; every other kind is a workload's.
     for kind in OperationKind:
-        assert kind in EXECUTORS, kind
+        assert (kind in EXECUTORS) != kind.is_fleet, kind
+    assert {k for k in OperationKind if k.is_fleet} == {
+        OperationKind.IMAGE_PULL,
+        OperationKind.IMAGE_DELETE,
+    }

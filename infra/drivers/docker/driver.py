@@ -5,11 +5,18 @@ PEM strings) or `ssh://user@host` (host key checked against known_hosts, unknown
 rejected). Containers are named `corral-<workload id>` and carry Corral's labels; the
 name makes `ensure` idempotent, the labels let `list_managed` find them.
 
+Each container has a named data volume (`corral-data-<workload id>`) mounted at its
+egg's `data_path`: created with the container, kept when only the container is
+recreated (an egg switch, a reconciler's recreate), removed with the workload.
+
 What the engine enforces varies by host: CPU quota and memory are enforced everywhere
-cgroups are; a disk size needs overlay2 on xfs with pquota (or a driver with quotas);
-a block-IO weight needs the kernel's blkio weight support. Each `Observed.enforced`
-says, read back from the container, which limits are enforced and which Corral only
-accounts for.
+cgroups are; a block-IO weight needs the kernel's blkio weight support; `storage_mb`
+is enforced when the storage driver can size a root filesystem (btrfs with quotas,
+overlay2 on xfs with pquota) AND the engine names, in its daemon label
+`io.corral.volume-driver`, a volume driver that takes a `size` option (Corral's dev
+stack runs one over btrfs subvolumes with quota groups: devstack/volumes.py). Each
+`Observed.enforced` says, read back from the container, which limits are enforced and
+which Corral only accounts for.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import shutil
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from types import TracebackType
 from typing import Any, cast
@@ -26,12 +33,15 @@ from typing import Any, cast
 import docker
 import docker.errors
 
+from infra.drivers.docker import data as docker_data
+from infra.drivers.docker import images as docker_images
 from infra.drivers.docker import observe as docker_observe
 from infra.drivers.docker.connect import connect, tls_config
 from infra.drivers.docker.errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
 from shared.errors import HostError
 from shared.health import LogLine, Stats
+from shared.images import RegistryAuth
 from shared.runtime import (
     LABEL_MANAGED,
     LABEL_WORKLOAD,
@@ -39,6 +49,7 @@ from shared.runtime import (
     Observed,
     RuntimeState,
     WorkloadSpec,
+    data_volume_name,
     runtime_name,
 )
 from shared.states import PowerSignal
@@ -70,6 +81,8 @@ _TARGETS: dict[PowerSignal, RuntimeState] = {
 # driver cannot size a container's root filesystem.
 _STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
 _CREATE_ATTEMPTS = 8
+# The daemon label naming the volume driver that limits a data volume's size.
+VOLUME_DRIVER_LABEL = "io.corral.volume-driver"
 _CREATE_BACKOFF_S = 0.02
 
 
@@ -100,6 +113,8 @@ class DockerDriver:
         # What this engine refused or silently discarded; None until first tried.
         self._storage_opt_supported: bool | None = None
         self._blkio_weight_supported: bool | None = None
+        self._sizing_volume_driver: str | None = None  # learned from the daemon's labels
+        self._volume_driver_known = False
 
     # -- HostDriver ---------------------------------------------------------------
 
@@ -107,6 +122,8 @@ class DockerDriver:
         name = spec.runtime_name
         with host_errors(self._address, f"create container {name}", image=spec.image):
             attrs = self._inspect(name)
+            if attrs is None:
+                self._ensure_volume(spec)
             for attempt in range(_CREATE_ATTEMPTS):
                 if attrs is not None:
                     break
@@ -123,7 +140,7 @@ class DockerDriver:
                 raise HostError(f"container {name} kept vanishing while created", transient=True)
         if _labels(attrs).get(LABEL_WORKLOAD) != spec.workload_id:
             raise HostError(f"container name {name} is taken by a container Corral did not create")
-        return _observed(spec.workload_id, attrs)
+        return self._observed(spec.workload_id, attrs)
 
     def apply_resources(self, spec: WorkloadSpec) -> Observed:
         name = spec.runtime_name
@@ -134,7 +151,7 @@ class DockerDriver:
             attrs = self._require(name, spec.workload_id)
             if "blkio_weight" in limits:
                 self._learn_blkio_weight(attrs)
-        return _observed(spec.workload_id, attrs)
+        return self._observed(spec.workload_id, attrs)
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
         name = container_name(workload_id)
@@ -148,27 +165,69 @@ class DockerDriver:
                 if _state(self._require(name, workload_id)) is not _TARGETS[signal]:
                     raise
             attrs = self._require(name, workload_id)
-        return _observed(workload_id, attrs)
+        return self._observed(workload_id, attrs)
 
-    def remove(self, workload_id: str) -> None:
+    def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
         name = container_name(workload_id)
         with host_errors(self._address, f"remove container {name}"):
             try:
                 self._api().remove_container(name, v=True, force=True)
             except docker.errors.NotFound:
-                return
+                pass
             except docker.errors.APIError as exc:
                 if exc.status_code != 409 or "in progress" not in _explanation(exc):
                     raise
                 self._wait_gone(name)
+            if not keep_data:
+                with suppress(docker.errors.NotFound):
+                    self._api().remove_volume(data_volume_name(workload_id))
+
+    def has_data(self, workload_id: str) -> bool:
+        """Whether the workload's data volume exists on the engine."""
+        with host_errors(self._address, "inspect volume"):
+            try:
+                self._api().inspect_volume(data_volume_name(workload_id))
+            except docker.errors.NotFound:
+                return False
+        return True
+
+    # -- images ---------------------------------------------------------------------
+
+    def pull_if_missing(
+        self,
+        image: str,
+        auth: RegistryAuth | None,
+        progress: docker_images.ProgressSink,
+    ) -> bool:
+        """Pull `image` unless the engine has it; True when it pulled."""
+        with host_errors(self._address, f"pull image {image}"):
+            if docker_images.has_image(self._api(), image):
+                return False
+            docker_images.pull(
+                self._api(), image, auth, progress, where=f"docker host {self._address}"
+            )
+        return True
+
+    def remove_image(self, image: str) -> bool:
+        """Remove `image` from the engine; False when it was not there."""
+        with host_errors(self._address, f"remove image {image}"):
+            return docker_images.remove(self._api(), image)
+
+    def image_in_use(self, image: str) -> bool:
+        """Whether any container of the engine (Corral's or not) was created from the
+        reference `image`. (The engine's `ancestor` filter would also count containers of
+        other tags of the same image, which removing this tag leaves alone.)"""
+        with host_errors(self._address, "list containers"):
+            containers = self._api().containers(all=True)
+        return any(summary.get("Image") == image for summary in containers)
 
     def inspect(self, workload_id: str) -> Observed:
         name = container_name(workload_id)
         with host_errors(self._address, f"inspect container {name}"):
             attrs = self._inspect(name)
-        if attrs is None:
-            return Observed(workload_id=workload_id, state=RuntimeState.MISSING)
-        return _observed(workload_id, attrs)
+            if attrs is None:
+                return Observed(workload_id=workload_id, state=RuntimeState.MISSING)
+            return self._observed(workload_id, attrs)
 
     def list_managed(self) -> list[Observed]:
         found: list[Observed] = []
@@ -179,7 +238,7 @@ class DockerDriver:
                 if attrs is None:  # removed between the listing and now
                     continue
                 workload_id = _labels(attrs).get(LABEL_WORKLOAD) or _name(attrs)
-                found.append(_observed(workload_id, attrs))
+                found.append(self._observed(workload_id, attrs))
         return found
 
     def probe(self) -> HostInfo:
@@ -206,6 +265,22 @@ class DockerDriver:
         name = container_name(workload_id)
         with host_errors(self._address, f"read the logs of container {name}"):
             return docker_observe.logs(self._api(), name, tail, since_ns)
+
+    # -- DataArchiver (see docker_data) -------------------------------------------
+
+    def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
+        name = container_name(workload_id)
+        action = f"archive {path} of container {name}"
+        with host_errors(self._address, action):
+            chunks = docker_data.archive(self._api(), name, path)
+        with host_errors(self._address, action):
+            yield from chunks
+
+    def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        name = container_name(workload_id)
+        with host_errors(self._address, f"restore {path} of container {name}"):
+            attrs = self._require(name, workload_id)
+            docker_data.replace(self._api(), name, path, chunks, attrs)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -263,8 +338,39 @@ class DockerDriver:
                 return
         self._create_container(spec, limits)
 
+    def _volume_driver(self) -> str | None:
+        """The engine's size-limiting volume driver (its daemon label), or None."""
+        if not self._volume_driver_known:
+            labels = self._api().info().get("Labels") or []
+            named = [label.partition("=")[2] for label in labels if "=" in label]
+            keys = [label.partition("=")[0] for label in labels]
+            if VOLUME_DRIVER_LABEL in keys:
+                self._sizing_volume_driver = named[keys.index(VOLUME_DRIVER_LABEL)] or None
+            self._volume_driver_known = True
+        return self._sizing_volume_driver
+
+    def _ensure_volume(self, spec: WorkloadSpec) -> None:
+        """The data volume, sized to `storage_mb` where the engine can; one that exists is
+        kept as it is (even of another driver: an engine that got its plugin later)."""
+        name = data_volume_name(spec.workload_id)
+        try:
+            self._api().inspect_volume(name)
+        except docker.errors.NotFound:
+            pass
+        else:
+            return
+        driver = self._volume_driver()
+        sized = driver is not None and spec.resources.storage_mb > 0
+        self._api().create_volume(
+            name,
+            driver=driver or "local",
+            driver_opts={"size": f"{spec.resources.storage_mb}M"} if sized else None,
+            labels={LABEL_MANAGED: "true", LABEL_WORKLOAD: spec.workload_id},
+        )
+
     def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
         api = self._api()
+        volume = {data_volume_name(spec.workload_id): {"bind": spec.data_path, "mode": "rw"}}
         created = api.create_container(
             spec.image,
             command=list(spec.command) if spec.command else None,
@@ -272,14 +378,39 @@ class DockerDriver:
             labels=spec.labels(),
             environment=dict(spec.environment) or None,
             stop_timeout=spec.stop_timeout,
-            host_config=api.create_host_config(**limits),
+            host_config=api.create_host_config(binds=volume, **limits),
         )
         if "blkio_weight" in limits:
             self._learn_blkio_weight(api.inspect_container(created["Id"]))
 
     def _learn_blkio_weight(self, attrs: Mapping[str, Any]) -> None:
         # Kernels without blkio weight make the engine drop it with a mere warning.
-        self._blkio_weight_supported = _enforced(attrs.get("HostConfig") or {})["io"]
+        self._blkio_weight_supported = (attrs.get("HostConfig") or {}).get("BlkioWeight", 0) > 0
+
+    def _observed(self, workload_id: str, attrs: Mapping[str, Any]) -> Observed:
+        return Observed(
+            workload_id=workload_id,
+            state=_state(attrs),
+            runtime_id=attrs.get("Id"),
+            image=(attrs.get("Config") or {}).get("Image"),
+            enforced=self._enforced(attrs),
+            labels=_labels(attrs),
+        )
+
+    def _enforced(self, attrs: Mapping[str, Any]) -> dict[str, bool]:
+        """Which limits the engine holds, read back: it drops what the kernel cannot do.
+        Storage counts as enforced only when both the root filesystem and the data
+        volume are sized."""
+        host_config = attrs.get("HostConfig") or {}
+        data = [m for m in attrs.get("Mounts") or [] if m.get("Type") == "volume"]
+        sized_driver = self._volume_driver()
+        data_sized = sized_driver is not None and all(m.get("Driver") == sized_driver for m in data)
+        return {
+            "cpu_cores": (host_config.get("CpuQuota") or 0) > 0,
+            "ram_mb": (host_config.get("Memory") or 0) > 0,
+            "storage_mb": "size" in (host_config.get("StorageOpt") or {}) and data_sized,
+            "io": (host_config.get("BlkioWeight") or 0) > 0,
+        }
 
     def _limits(self, resources: Resources) -> dict[str, Any]:
         """Engine limits for `resources`, on create and on update alike. A zero sets no
@@ -365,24 +496,3 @@ def _labels(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 def _name(attrs: Mapping[str, Any]) -> str:
     return str(attrs.get("Name", "")).lstrip("/").removeprefix("corral-")
-
-
-def _enforced(host_config: Mapping[str, Any]) -> dict[str, bool]:
-    """Which limits the engine holds, read back: it drops what the kernel cannot do."""
-    return {
-        "cpu_cores": (host_config.get("CpuQuota") or 0) > 0,
-        "ram_mb": (host_config.get("Memory") or 0) > 0,
-        "storage_mb": "size" in (host_config.get("StorageOpt") or {}),
-        "io": (host_config.get("BlkioWeight") or 0) > 0,
-    }
-
-
-def _observed(workload_id: str, attrs: Mapping[str, Any]) -> Observed:
-    return Observed(
-        workload_id=workload_id,
-        state=_state(attrs),
-        runtime_id=attrs.get("Id"),
-        image=(attrs.get("Config") or {}).get("Image"),
-        enforced=_enforced(attrs.get("HostConfig") or {}),
-        labels=_labels(attrs),
-    )

@@ -199,7 +199,9 @@ class QemuDriver:
             self._switch(workload_id, "cont", "running")
         return self.inspect(workload_id)
 
-    def remove(self, workload_id: str) -> None:
+    def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
+        # A VM's disk is made from its image each time it is created: there is no data
+        # apart from the VM to keep, so `keep_data` changes nothing here.
         self._kill(workload_id)
         self._ssh.check(["rm", "-rf", "--", self.workload_dir(workload_id)])
 
