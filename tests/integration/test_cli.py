@@ -169,7 +169,8 @@ def test_operator_commands(live_corral: LiveCorral) -> None:
 
 
 def test_a_failed_operation_exits_3_with_its_reason(live_corral: LiveCorral) -> None:
-    """An egg whose image no host has: the create is accepted, its provision fails."""
+    """An egg whose image no host has and no registry serves (nothing listens on
+    127.0.0.1:9): the create is accepted, its provision fails."""
     admin = httpx.Client(
         base_url=f"{live_corral.url}/api/v1",
         headers={"Authorization": f"Bearer {live_corral.operator_key}"},
@@ -177,7 +178,7 @@ def test_a_failed_operation_exits_3_with_its_reason(live_corral: LiveCorral) -> 
     with admin:
         body = {
             "name": "missing",
-            "image": "corral/missing:none",
+            "image": "127.0.0.1:9/corral/missing:none",
             "defaults": {"cpu_cores": 0.1, "ram_mb": 32},
         }
         egg = admin.post("/eggs", json=body)
@@ -188,4 +189,4 @@ def test_a_failed_operation_exits_3_with_its_reason(live_corral: LiveCorral) -> 
     failed = corral(
         live_corral, "containers", "create", "doomed", "--egg", egg.json()["id"], "--wait", code=3
     )
-    assert "provision failed" in failed and "[image_missing]" in failed
+    assert "provision failed" in failed and "[registry_unreachable]" in failed, failed
