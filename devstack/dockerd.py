@@ -2,8 +2,11 @@
 the integration tests and the benchmarks.
 
 Debian's `dockerd` runs with every path of its own (data root, exec root, pidfile,
-socket, config file) and no networking of its own (`--bridge=none`, no iptables), so
-several can run side by side and none touches the host's Docker. Each starts a private
+socket, config file) inside a network namespace of its own (devstack/netns.py), where
+it has the bridge networks and iptables rules a production engine has: published ports
+answer at `Dockerd.public_address` (the namespace's end of its link) and one cluster's
+network is cut off from another's. Several can run side by side and none touches the
+host's Docker or the machine's own network. Each starts a private
 containerd under its exec root. Sockets, the exec root and the pidfile live in a short
 directory in /tmp, because unix socket paths are limited to 108 bytes and containerd
 puts its own a few levels below the exec root.
@@ -12,7 +15,7 @@ With `enforce_storage=True` its data root is a btrfs image with quota groups and
 volumes come from a plugin over it (devstack.volumes), so `storage_mb` is enforced on
 both a container's root filesystem and its data volume.
 
-With `tls=True` it also listens on `tcp://127.0.0.1:<port>` with mutual TLS, from a
+With `tls=True` it also listens on `tcp://<public address>:<port>` with mutual TLS, from a
 throwaway CA; `Dockerd.tls` holds the client's PEM strings in the shape a host record
 (and `DockerDriver(tls=...)`) takes them.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -38,10 +42,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from devstack.netns import Netns, create_netns, netns_named
 from devstack.processes import Child, StartupError, free_port
 from devstack.volumes import DEFAULT_SIZE_MB, EnforcedStorage
 
 START_TIMEOUT_S = 30.0
+# Every cluster gets a bridge network of its own: Docker's default pools hold about 30,
+# so networks take /24s of 172.16.0.0/12 instead (4096 of them; the engine's namespace
+# is its own, so they clash with nothing of the machine's).
+DAEMON_CONFIG = {"default-address-pools": [{"base": "172.16.0.0/12", "size": 24}]}
 STOP_TIMEOUT_S = 20.0
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
@@ -59,6 +68,7 @@ class Dockerd:
         child: Child,
         data_root: Path,
         run_dir: Path,
+        netns: Netns,
         *,
         keep_data: bool,
         tcp_url: str | None,
@@ -69,8 +79,11 @@ class Dockerd:
         self.data_root = data_root
         self.run_dir = run_dir
         self.keep_data = keep_data
+        self.netns = netns
         self.url = f"unix://{run_dir / 'docker.sock'}"
-        self.tcp_url = tcp_url  # tcp://127.0.0.1:<port>, mutual TLS
+        # Where the engine's published ports answer (a host record's public_address).
+        self.public_address = netns.address
+        self.tcp_url = tcp_url  # tcp://<public address>:<port>, mutual TLS
         self.tls = tls  # PEM strings: ca_cert, client_cert, client_key
         self.storage = storage  # set when sizes are enforced (btrfs and the volume plugin)
         self._stopped = False
@@ -120,7 +133,7 @@ class Dockerd:
         self.child.stop()
         if self.storage is not None:
             self.storage.stop(keep_data=self.keep_data)
-        _clean_up(self.run_dir, self.data_root)
+        _clean_up(self.run_dir, self.data_root)  # the network namespace goes too
         if not self.keep_data:
             shutil.rmtree(self.data_root, ignore_errors=True)
 
@@ -168,24 +181,26 @@ def start_dockerd(
     data_root.mkdir(parents=True, exist_ok=True)
     storage = enforced_storage(workdir, data_root, run_dir) if enforce_storage else None
     config = run_dir / "daemon.json"
-    config.write_text("{}\n")  # never read /etc/docker/daemon.json
+    # never read /etc/docker/daemon.json
+    config.write_text(json.dumps(DAEMON_CONFIG, indent=2) + "\n")
+    netns = create_netns()
+    (run_dir / _NETNS_FILE).write_text(netns.name)
     command = [
+        *netns.enter(),
         binary,
         "--config-file", str(config),
         "--data-root", str(data_root),
         "--exec-root", str(_exec_root(run_dir)),
         "--pidfile", str(run_dir / "dockerd.pid"),
         "-H", f"unix://{run_dir / 'docker.sock'}",
-        "--bridge=none",
-        "--iptables=false",
         "--ip6tables=false",
     ]  # fmt: skip
     if storage is not None:
         command += storage.dockerd_args()
     tcp_url, client_tls = None, None
     if tls:
-        server_files, client_tls = _write_tls_material(run_dir)
-        tcp_url = f"tcp://127.0.0.1:{free_port()}"
+        server_files, client_tls = _write_tls_material(run_dir, netns.address)
+        tcp_url = f"tcp://{netns.address}:{free_port()}"
         command += [
             "-H", tcp_url,
             "--tlsverify",
@@ -204,6 +219,7 @@ def start_dockerd(
         child,
         data_root,
         run_dir,
+        netns,
         keep_data=keep_data,
         tcp_url=tcp_url,
         tls=client_tls,
@@ -215,6 +231,9 @@ def start_dockerd(
         dockerd.stop()
         raise
     return dockerd
+
+
+_NETNS_FILE = "netns"
 
 
 def enforced_storage(workdir: Path, data_root: Path, run_dir: Path) -> EnforcedStorage:
@@ -245,6 +264,10 @@ def _clear_leftovers(run_dir: Path, data_root: Path) -> None:
 def _clean_up(run_dir: Path, data_root: Path) -> None:
     _kill_leftovers(_exec_root(run_dir))
     _unmount_under(data_root, run_dir)
+    with contextlib.suppress(OSError):
+        left = netns_named((run_dir / _NETNS_FILE).read_text().strip())
+        if left is not None:
+            left.delete()
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -296,8 +319,8 @@ def _unmount_under(*roots: Path) -> None:
         subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
-def _write_tls_material(directory: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate.
+def _write_tls_material(directory: Path, address: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A throwaway CA, a server certificate for `address` and a client certificate.
 
     Returns the server's file paths (for dockerd) and the client's PEM strings.
     """
@@ -316,7 +339,7 @@ def _write_tls_material(directory: Path) -> tuple[dict[str, str], dict[str, str]
             x509.ExtendedKeyUsage([usage]), critical=False
         )
         if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-            names = [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+            names = [x509.IPAddress(IPv4Address(address)), x509.DNSName("localhost")]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(ca_key, hashes.SHA256())
         key_pem = key.private_bytes(

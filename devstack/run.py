@@ -34,13 +34,17 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from botocore.exceptions import ClientError
+
 from devstack.corral import BIN, rq_env, start_api, worker_command
+from devstack.databases import DatabaseServer, start_postgres
 from devstack.dockerd import Dockerd, start_dockerd
 from devstack.image import import_busybox
 from devstack.processes import REPO, Child, Server, StartupError, listening, stop_recorded
@@ -52,6 +56,7 @@ from devstack.seed import (
     ApiError,
     Demo,
     VmDemo,
+    register_database_host,
     seed,
     seed_vm_host,
     wait_for_image,
@@ -63,8 +68,10 @@ from infra.jobs import CRON_QUEUE
 from infra.table.repository import Repository
 from services.keys import mint_key
 from shared.clock import new_id, utc_now
+from shared.errors import CorralError
 from shared.sealing import new_key
 from shared.settings import Settings
+from shared.states import WorkloadStatus
 
 STATE_DIR = REPO / ".corral"
 TABLE = "corral"
@@ -106,7 +113,9 @@ class Launcher:
         self.components: list[Component] = []
         self.dockerd: Dockerd | None = None
         self.vm_host: VmHost | None = None
+        self.postgres: DatabaseServer | None = None
         self.env = _base_env()
+        self.served: ServedUrls | None = None
 
     # -- start ----------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class Launcher:
             start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
         )
         self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
+        self.postgres = self._start_postgres()
         kept_in = self.kept_table_dir if self.persist else None
         self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
             start_table_server(self.env, self.logs / "table.log", kept_in)
@@ -141,6 +151,7 @@ class Launcher:
         self._write_local_json(settings, operator_key, demo, docker_url, vm)
         vm_address = self.vm_host.namespace.address if self.vm_host else None
         print_banner(self.url, demo, docker_url, kept_in, self.state_dir, vm, vm_address)
+        self.served = ServedUrls(repo, demo.cluster_id)
 
     def _seed(
         self, repo: Repository, docker_url: str | None, kept: bool
@@ -157,7 +168,10 @@ class Launcher:
         api = ApiClient(self.url, operator_key)
         try:
             if demo is None:
-                demo = seed(api, docker_url, self.state_dir)
+                public_address = self.dockerd.public_address if self.dockerd else None
+                demo = seed(api, docker_url, self.state_dir, public_address)
+                if self.postgres is not None:
+                    register_database_host(api, self.postgres)
             if self.vm_host is None:
                 vm = None  # the kept run had a VM host; this one has none
             elif vm is None:
@@ -207,6 +221,20 @@ class Launcher:
         finally:
             client.close()
         return dockerd.url
+
+    def _start_postgres(self) -> DatabaseServer | None:
+        """The local PostgreSQL that the demo registers as a database host; without it
+        (not installed) Corral runs, and managed databases get no_host_available."""
+        try:
+            server = start_postgres(
+                self.state_dir / "postgres", self.logs / "postgres.log", keep=self.persist
+            )
+        except StartupError as exc:
+            log.warning("no database host: %s", exc)
+            return None
+        self._keep(server.server)
+        log.info("PostgreSQL answers on 127.0.0.1:%d", server.port)
+        return server
 
     def _start_vm_host(self) -> VmHost | None:
         try:
@@ -314,6 +342,7 @@ class Launcher:
             "cluster_id": demo.cluster_id,
             "api_key": demo.api_key,
             "egg_id": demo.egg_id,
+            "http_egg_id": demo.http_egg_id,
             "host_id": demo.host_id,
             "docker_host": docker_url,
             "vm_egg_id": vm.egg_id if vm else None,
@@ -356,6 +385,8 @@ class Launcher:
                 return
             for component in self.components:
                 component.check()
+            if self.served is not None:
+                self.served.announce()
             time.sleep(0.5)
 
 
@@ -411,10 +442,25 @@ def print_banner(
         "",
         f'  curl -s "{base}/operations/<operation id>/wait?timeout=25" {auth}',
         "",
+        *_http_lines(base, auth, demo.http_egg_id),
     ]
     if vm is not None and vm_address is not None:
         lines += _vm_examples(url, demo, vm, state_dir)
     print("\n".join(lines), flush=True)
+
+
+def _http_lines(base: str, auth: str, http_egg_id: str | None) -> list[str]:
+    if http_egg_id is None:
+        return []
+    body = _compact({"name": "web", "egg_id": http_egg_id})
+    return [
+        "Or a web server of its /data folder on its allocated port (the `http` egg);",
+        "once it runs, the address to open in a browser is printed here:",
+        "",
+        f"  curl -s -X POST {base}/containers {auth} \\",
+        f"    -H 'Content-Type: application/json' -d '{body}'",
+        "",
+    ]
 
 
 def _vm_examples(url: str, demo: Demo, vm: VmDemo, state_dir: Path) -> list[str]:
@@ -467,7 +513,42 @@ def _vm_examples(url: str, demo: Demo, vm: VmDemo, state_dir: Path) -> list[str]
         f"  curl -s -X POST {url}{ADMIN}/envs {operator_auth} \\",
         f"    -H 'Content-Type: application/json' -d '{env_body}'",
         "",
+        f"(003's own path {url}/api/envs takes the same body without cluster_id: the",
+        "platform's default cluster, the demo cluster here.)",
+        "",
     ]
+
+
+class ServedUrls:
+    """Prints where each running container of the demo cluster is reached (its
+    primary allocation, as a URL) the first time it is seen running."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, repo: Repository, cluster_id: str) -> None:
+        self._repo = repo
+        self._cluster_id = cluster_id
+        self._shown: set[tuple[str, int]] = set()
+        self._next = 0.0
+
+    def announce(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.EVERY_S
+        try:
+            workloads = self._repo.workloads.in_cluster(self._cluster_id)
+        except (ClientError, CorralError) as exc:  # a table hiccup must not stop the launcher
+            log.debug("could not list the demo cluster's containers: %s", exc)
+            return
+        for workload in workloads:
+            if workload.status != WorkloadStatus.RUNNING or not workload.allocations:
+                continue
+            primary = workload.allocations[0]
+            if (workload.id, primary.port) in self._shown:
+                continue
+            self._shown.add((workload.id, primary.port))
+            url = f"http://{primary.ip}:{primary.port}/"
+            print(f"container {workload.name!r} ({workload.id}) runs: open {url}", flush=True)
 
 
 def _compact(body: object) -> str:
@@ -492,6 +573,8 @@ def _base_env() -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    # 004's token exchange signs with it; a new one each run (tokens are short-lived).
+    env.setdefault("CORRAL_TOKEN_SECRET", secrets.token_urlsafe(32))
     return env
 
 
@@ -530,6 +613,7 @@ def _earlier_run(local_json: Path) -> tuple[str, Demo, VmDemo | None] | None:
             cluster_id=earlier["cluster_id"],
             api_key=earlier["api_key"],
             host_id=earlier["host_id"],
+            http_egg_id=earlier.get("http_egg_id"),
         )
         vm = None
         if earlier.get("vm_host_id"):

@@ -1,5 +1,6 @@
-"""Seeding a fresh local Corral through its own operator API: a demo egg, this
-machine's docker host, a demo cluster allowed that egg, and one API key for it
+"""Seeding a fresh local Corral through its own operator API: two demo eggs (an idle
+busybox shell, and `http`, a web server of its data folder on its allocated port),
+this machine's docker host, a demo cluster allowed both, and one API key for it
 (`seed`); then, when `make run` has a VM host, that host, a demo qemu egg and the
 cluster allowed it too (`seed_vm_host`)."""
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.databases import DatabaseServer
 from devstack.guest_images import INITRD_NAME, KERNEL_NAME
 from devstack.image import BUSYBOX_REPOSITORY, BUSYBOX_TAG, IDLE_COMMAND
 from devstack.vmhost import ACCEL, DEMO_IMAGE, PORT_RANGE, VmHost
@@ -35,6 +37,7 @@ DEMO_PLAN: dict[str, Any] = {
     "storage_mb": 65536,
     "io": 1000,
     "ports": 10,
+    "databases": 5,
     "containers": 5,
 }
 
@@ -49,6 +52,7 @@ class Demo:
     cluster_id: str
     api_key: str
     host_id: str | None
+    http_egg_id: str | None = None  # the demo egg that serves HTTP on its allocation
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,16 @@ def _memory_mb() -> int:
     raise RuntimeError("no MemTotal in /proc/meminfo")
 
 
-def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
-    """Create the demo egg, host (only with a docker engine), cluster and key."""
+def seed(
+    api: ApiClient,
+    docker_url: str | None,
+    storage_dir: Path,
+    public_address: str | None = None,
+) -> Demo:
+    """Create the demo eggs, host (only with a docker engine; its published ports
+    answer at `public_address`), cluster and key."""
     egg = api.post(f"{ADMIN}/eggs", demo_egg())
+    web = api.post(f"{ADMIN}/eggs", http_egg())
     host_id = None
     if docker_url is not None:
         host = api.post(
@@ -121,15 +132,34 @@ def seed(api: ApiClient, docker_url: str | None, storage_dir: Path) -> Demo:
                 "driver": "docker",
                 "address": docker_url,
                 "capacity": demo_host_capacity(storage_dir),
-                "labels": {"origin": "make-run"},
+                # 002's example region, so that its `POST /api/instances` works verbatim
+                "labels": {"origin": "make-run", "region": "us-east-1"},
+                **({"public_address": public_address} if public_address else {}),
             },
         )
         host_id = host["id"]
     cluster = api.post(
-        f"{ADMIN}/clusters", {"name": "demo", "plan": DEMO_PLAN, "egg_ids": [egg["id"]]}
+        f"{ADMIN}/clusters",
+        {
+            "name": "demo",
+            "plan": DEMO_PLAN,
+            "egg_ids": [egg["id"], web["id"]],
+            "type": "local",
+            "description": "The demo cluster of make run.",
+            # 002's instances name no egg: they get this one
+            "config": {"default_egg_id": egg["id"]},
+        },
     )
+    # 003's environments name no cluster: they go to this one
+    api.call("PATCH", f"{ADMIN}/platform/settings", {"default_cluster_id": cluster["id"]})
     key = api.post(f"{ADMIN}/clusters/{cluster['id']}/keys", {"name": "demo"})
-    return Demo(egg_id=egg["id"], cluster_id=cluster["id"], api_key=key["secret"], host_id=host_id)
+    return Demo(
+        egg_id=egg["id"],
+        cluster_id=cluster["id"],
+        api_key=key["secret"],
+        host_id=host_id,
+        http_egg_id=web["id"],
+    )
 
 
 # The idle shell, saying hello first: a new user's first `logs` shows a line.
@@ -145,6 +175,34 @@ def demo_egg() -> dict[str, Any]:
         "command": list(DEMO_COMMAND),
         "minimum": {"cpu_cores": 0.1, "ram_mb": 16},
         "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256},
+        "stop_timeout": 5,
+    }
+
+
+def register_database_host(api: ApiClient, server: DatabaseServer) -> str:
+    """Register the local PostgreSQL as a database host serving every cluster."""
+    return str(api.post(f"{ADMIN}/database-hosts", server.host_body("local-postgres"))["id"])
+# Serves its data folder over HTTP on its primary allocation ($SERVER_PORT), with a page
+# of its own when the folder has none; exits at once on SIGTERM (httpd as PID 1 would not).
+HTTP_COMMAND: tuple[str, ...] = (
+    "/bin/sh",
+    "-c",
+    'mkdir -p /data && [ -e /data/index.html ] || echo "<h1>Hello from Corral</h1>'
+    '<p>Container $HOSTNAME serves /data on port $SERVER_PORT.</p>" > /data/index.html; '
+    '/bin/busybox httpd -f -p "$SERVER_PORT" -h /data & '
+    "trap 'kill $! 2>/dev/null; exit 0' TERM; wait $!",
+)
+
+
+def http_egg() -> dict[str, Any]:
+    return {
+        "name": "http",
+        "description": "busybox httpd serving the container's /data on its allocated port.",
+        "engine": "docker",
+        "image": f"{BUSYBOX_REPOSITORY}:{BUSYBOX_TAG}",
+        "command": list(HTTP_COMMAND),
+        "minimum": {"cpu_cores": 0.1, "ram_mb": 16, "ports": 1},
+        "defaults": {"cpu_cores": 0.25, "ram_mb": 32, "storage_mb": 64, "ports": 1},
         "stop_timeout": 5,
     }
 
@@ -178,7 +236,8 @@ def seed_vm_host(api: ApiClient, demo: Demo, vm_host: VmHost, storage_dir: Path)
             "port_range": list(PORT_RANGE),
         },
     )
-    api.call("PATCH", f"{ADMIN}/clusters/{demo.cluster_id}", {"egg_ids": [demo.egg_id, egg["id"]]})
+    docker_eggs = [demo.egg_id, *([demo.http_egg_id] if demo.http_egg_id else [])]
+    api.call("PATCH", f"{ADMIN}/clusters/{demo.cluster_id}", {"egg_ids": [*docker_eggs, egg["id"]]})
     return VmDemo(egg_id=egg["id"], host_id=host["id"], image=DEMO_IMAGE)
 
 

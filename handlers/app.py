@@ -16,14 +16,24 @@ from handlers.admin.clusters import (
     ClusterOperationItem,
     ClusterStatusChange,
 )
+from handlers.admin.databases import (
+    DatabaseHostCollection,
+    DatabaseHostItem,
+    ManagedDatabaseBind,
+    ManagedDatabaseCollection,
+    ManagedDatabaseItem,
+)
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
 from handlers.admin.fleet import FleetOperations, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
+from handlers.admin.platform import PlatformConfig, PlatformSettingsResource
 from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
 from handlers.auth import Authenticator, AuthMiddleware
+from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
+from handlers.compat import add_routes as add_compat_routes
 from handlers.health import HealthResource
 from handlers.public.backups import (
     BackupCollection,
@@ -38,6 +48,11 @@ from handlers.public.containers import (
     ContainerLease,
     ContainerPower,
 )
+from handlers.public.databases import (
+    ContainerDatabaseCollection,
+    ContainerDatabaseItem,
+    ContainerDatabaseRotate,
+)
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationCollection, OperationItem, OperationWait
 from handlers.web import Dashboard
@@ -46,11 +61,13 @@ from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
 from services.backups import BackupService
 from services.clusters import ClusterService
+from services.databases import DatabaseHostService, DatabaseService, TenantDatabaseService
 from services.deps import Deps
 from services.eggs import EggService
 from services.envs import EnvService
 from services.hosts import HostService
 from services.images import ImageService
+from services.platform import PlatformService
 from services.workloads import WorkloadService
 from shared.settings import Settings
 
@@ -83,6 +100,11 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
     app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
     app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
+    tenant_databases = TenantDatabaseService(deps)
+    app.add_route(f"{item}/databases", ContainerDatabaseCollection(deps, tenant_databases))
+    database = f"{item}/databases/{{database_id}}"
+    app.add_route(database, ContainerDatabaseItem(deps, tenant_databases))
+    app.add_route(f"{database}/rotate-password", ContainerDatabaseRotate(deps, tenant_databases))
     backups = BackupService(deps)
     backup = f"{item}/backups/{{backup_id}}"
     app.add_route(f"{item}/backups", BackupCollection(deps, backups))
@@ -94,6 +116,7 @@ def create_app(deps: Deps) -> falcon.App[falcon.Request, falcon.Response]:
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
     _add_admin_routes(app, deps, authenticator, workloads)
+    add_compat_routes(app, deps, authenticator, workloads)
     return app
 
 
@@ -131,7 +154,7 @@ def _add_admin_routes(
         f"{base}/templates/{{template_id}}/instantiate", TemplateInstantiate(deps, workloads)
     )
     host_service = HostService(deps)
-    hosts, host = HostCollection(deps, host_service), HostItem(deps)
+    hosts, host = HostCollection(deps, host_service), HostItem(deps, host_service)
     drain = HostDrain(host_service, draining=True)
     undrain = HostDrain(host_service, draining=False)
     for noun in ("hosts", "nodes"):
@@ -153,6 +176,19 @@ def _add_admin_routes(
     for action in EnvPower.ACTIONS:
         app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
     app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))
+    app.add_route(
+        f"{base}/platform/settings", PlatformSettingsResource(deps, PlatformService(deps))
+    )
+    base_paths = {"public": PUBLIC_BASE, "admin": ADMIN_BASE, **COMPAT_BASE_PATHS}
+    app.add_route(f"{base}/platform/config", PlatformConfig(deps, base_paths))
+    database_hosts = DatabaseHostService(deps)
+    app.add_route(f"{base}/database-hosts", DatabaseHostCollection(deps, database_hosts))
+    app.add_route(f"{base}/database-hosts/{{host_id}}", DatabaseHostItem(deps, database_hosts))
+    databases = DatabaseService(deps)
+    app.add_route(f"{base}/managed-databases", ManagedDatabaseCollection(deps, databases))
+    managed = f"{base}/managed-databases/{{database_id}}"
+    app.add_route(managed, ManagedDatabaseItem(deps, databases))
+    app.add_route(f"{managed}/bind", ManagedDatabaseBind(deps, databases))
 
 
 def deps_from(settings: Settings) -> Deps:

@@ -1,4 +1,6 @@
-"""Bearer-key authentication. Keys are looked up by hash; a short-lived cache in
+"""Authentication: an API key, or a token exchanged for one (shared/tokens.py), as a
+bearer (`Authorization: Bearer ...`) or in `X-API-Key` (002's header). Keys are looked
+up by hash, and a token by the hash of the key it stands for; a short-lived cache in
 Redis spares the table a read on every request, and revocation or a cluster
 status change drops the cached entry *before* it writes the table, so it takes
 effect at once: when Redis fails at that moment the change fails with nothing
@@ -18,12 +20,17 @@ from services.deps import Deps
 from shared.errors import InvalidCluster, ServiceUnavailable, Unauthorized
 from shared.keys import hash_secret
 from shared.models import ClusterStatus
+from shared.tokens import TokenClaims, looks_like_token
+from shared.tokens import sign as sign_token
+from shared.tokens import verify as verify_token
 
 log = logging.getLogger("corral.auth")
 
 TENANT = "tenant"
 OPERATOR = "operator"
 PUBLIC = "public"
+ANY_KEY = "any_key"  # a tenant's or an operator's
+MAX_CREDENTIAL_LENGTH = 1024
 
 CACHE_PREFIX = "corral:auth:"
 # Marks a principal just changed: not cached until it expires (it must outlast the
@@ -71,14 +78,43 @@ class Authenticator:
         self._deps = deps
         self._lookup = deps.redis.register_script(LOOKUP_SCRIPT)
 
-    def principal(self, header: str | None) -> Principal:
-        scheme, _, secret = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
-            raise Unauthorized()
-        secret = secret.strip()
-        if not secret or len(secret) > 200:
-            raise Unauthorized()
-        key_hash = hash_secret(secret)
+    def principal(self, authorization: str | None, api_key: str | None = None) -> Principal:
+        """Who presents these headers: the bearer, else X-API-Key; a key or a token."""
+        credential = credential_of(authorization, api_key)
+        if looks_like_token(credential):
+            claims = self.claims(credential)
+            principal = self.key_principal(claims.key_hash)
+            if principal.key_id != claims.key_id:
+                raise Unauthorized()
+            return principal
+        return self.key_principal(hash_secret(credential))
+
+    def claims(self, token: str) -> TokenClaims:
+        secret = self._deps.settings.token_secret
+        if secret is None:
+            raise Unauthorized("Token login is not enabled here; use an API key.")
+        return verify_token(token, secret, int(self._deps.clock().timestamp()))
+
+    def login(self, api_key: str) -> tuple[str, Principal, TokenClaims]:
+        """A token for a valid key (never for a token: a token cannot outlive its own
+        expiry by being exchanged again)."""
+        secret = self._deps.settings.token_secret
+        if secret is None:
+            raise ServiceUnavailable("Token login is not enabled here (CORRAL_TOKEN_SECRET).")
+        if looks_like_token(api_key) or not api_key or len(api_key) > MAX_CREDENTIAL_LENGTH:
+            raise Unauthorized("api_key must be an API key.")
+        key_hash = hash_secret(api_key)
+        principal = self.key_principal(key_hash)
+        now = int(self._deps.clock().timestamp())
+        claims = TokenClaims(
+            key_id=principal.key_id,
+            key_hash=key_hash,
+            issued_at=now,
+            expires_at=now + self._deps.settings.token_ttl_seconds,
+        )
+        return sign_token(claims, secret), principal, claims
+
+    def key_principal(self, key_hash: str) -> Principal:
         cached, first_use = self._cached(key_hash)
         if cached is None:
             principal = self._load(key_hash)
@@ -154,8 +190,22 @@ class Authenticator:
             return False
 
 
+def credential_of(authorization: str | None, api_key: str | None) -> str:
+    if authorization is not None:
+        scheme, _, credential = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
+            raise Unauthorized()
+    else:
+        credential = api_key or ""
+    credential = credential.strip()
+    if not credential or len(credential) > MAX_CREDENTIAL_LENGTH:
+        raise Unauthorized()
+    return credential
+
+
 class AuthMiddleware:
-    """Resources declare `auth = TENANT | OPERATOR | PUBLIC`; default is OPERATOR."""
+    """Resources declare `auth = TENANT | OPERATOR | ANY_KEY | PUBLIC`; default is
+    OPERATOR."""
 
     def __init__(self, authenticator: Authenticator) -> None:
         self._auth = authenticator
@@ -168,12 +218,14 @@ class AuthMiddleware:
         scope = getattr(resource, "auth", OPERATOR)
         if scope == PUBLIC:
             return
-        principal = self._auth.principal(req.get_header("Authorization"))
+        principal = self._auth.principal(
+            req.get_header("Authorization"), req.get_header("X-API-Key")
+        )
         if scope == TENANT:
             if principal.is_operator:
                 raise Unauthorized("This route takes a cluster API key.")
             if principal.cluster_status != ClusterStatus.ACTIVE.value:
                 raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
-        elif not principal.is_operator:
+        elif scope != ANY_KEY and not principal.is_operator:
             raise Unauthorized("This route takes an operator key.")
         req.context.principal = principal

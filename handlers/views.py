@@ -9,6 +9,7 @@ from typing import Any
 from shared.backups import Backup
 from shared.capacity import Resources
 from shared.clock import iso, stamp, utc_now
+from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env, shown_status
 from shared.errors import Failure
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
@@ -71,6 +72,8 @@ def egg(e: Egg) -> dict[str, Any]:
         "minimum": resources(e.minimum),
         "defaults": resources(e.defaults),
         "stop_timeout": e.stop_timeout,
+        "variables": [v.to_json() for v in e.variables],
+        "container_ports": list(e.container_ports),
         "data_path": e.data_path,
         "created_at": stamp(e.created_at),
         **({"vm": e.vm.to_json()} if e.engine == Engine.QEMU else {"data_path": e.data_path}),
@@ -95,6 +98,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         "engine": w.engine.value,
         "status": w.status.value,
         "resources": resources(w.resources),
+        "allocations": [a.to_json() for a in w.allocations],
         "enforcement": {
             name: ("enforced" if w.enforced[name] else "accounted")
             for name in ENFORCEMENT_FIELDS
@@ -105,6 +109,7 @@ def container(w: Workload, now: datetime | None = None) -> dict[str, Any]:
         **failure(w.failure),
         "expires_at": iso(w.expires_at),
         "restart_policy": w.restart_policy.value,
+        "environment": dict(w.environment),
         "health": health(w.health, now),
         "created_at": stamp(w.created_at),
         "updated_at": stamp(w.updated_at),
@@ -186,6 +191,7 @@ def host(h: Host, now: datetime | None = None) -> dict[str, Any]:
         "draining": h.draining,
         "labels": dict(h.labels),
         "port_range": list(h.port_range) if h.port_range else None,
+        "public_address": h.public_address,
         "capacity": resources(h.capacity),
         "used": resources(h.used),
         "free": resources(h.capacity - h.used),
@@ -299,6 +305,69 @@ def environment_accepted(
     return environment(env, workloads) | {"operations": [operator_operation(o) for o in ops]}
 
 
+def database_host(h: DatabaseHost) -> dict[str, Any]:
+    """A database host as operators see it: never its password."""
+    return {
+        "id": h.id,
+        "name": h.name,
+        "engine": h.engine.value,
+        "host": h.host,
+        "port": h.port,
+        "username": h.username,
+        "max_databases": h.max_databases,
+        "database_count": h.database_count,
+        "cluster_ids": list(h.cluster_ids),
+        "version": h.server_version,
+        "health": h.health.value,
+        "health_error": h.health_error,
+        "checked_at": iso(h.checked_at),
+        "created_at": stamp(h.created_at),
+        "updated_at": stamp(h.updated_at),
+    }
+
+
+def managed_database(d: ManagedDatabase) -> dict[str, Any]:
+    """001's record, exactly; a failed one adds `error` (plain words). No password."""
+    return {
+        "id": d.id,
+        "cluster_id": d.cluster_id,
+        "name": d.name,
+        "engine": d.engine.value,
+        "version": d.version,
+        "status": d.status.value,
+        "connection_host": d.connection_host,
+        "connection_port": d.connection_port,
+        "connection_user": d.connection_user,
+        "connection_database": d.connection_database,
+        "app_id": d.app_id,
+        "created_at": stamp(d.created_at),
+        "updated_at": stamp(d.updated_at),
+        **({"error": d.failure.message} if d.failure else {}),
+    }
+
+
+def binding(d: ManagedDatabase, o: Operation) -> dict[str, Any]:
+    return {"database": managed_database(d), "operation": operation(o)}
+
+
+def tenant_database(d: ManagedDatabase, password: str | None = None) -> dict[str, Any]:
+    """A container's database as its tenant sees it; `password` only when just made or
+    rotated (it is shown once)."""
+    shown = {
+        "id": d.id,
+        "name": d.name,
+        "engine": d.engine.value,
+        "version": d.version,
+        "status": d.status.value,
+        "connection_host": d.connection_host,
+        "connection_port": d.connection_port,
+        "connection_user": d.connection_user,
+        "connection_database": d.connection_database,
+        "error": d.failure.message if d.failure else None,
+        "created_at": stamp(d.created_at),
+        "updated_at": stamp(d.updated_at),
+    }
+    return shown | ({"password": password} if password is not None else {})
 def backup(b: Backup) -> dict[str, Any]:
     return {
         "id": b.id,

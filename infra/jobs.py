@@ -60,6 +60,10 @@ class Schedule:
 
 RUN_OPERATION = Job("workers.jobs.run_operation", Lane.OPERATIONS)
 FETCH_LOGS = Job("workers.logs.fetch_logs", Lane.PRIORITY)
+SCAN_HOST_KEY = Job("workers.hosts.scan_key", Lane.PRIORITY)
+# Managed databases: the server's side of a create or a delete (the record is the truth).
+CREATE_DATABASE = Job("workers.databases.create_database", Lane.OPERATIONS)
+DELETE_DATABASE = Job("workers.databases.delete_database", Lane.OPERATIONS)
 
 SCHEDULES = (
     Schedule("sweep", Job("workers.sweeps.sweep_expired", Lane.OPERATIONS), 10, 120),
@@ -74,7 +78,14 @@ SCHEDULES = (
     ),
 )
 
-JOBS = (RUN_OPERATION, FETCH_LOGS, *(schedule.job for schedule in SCHEDULES))
+JOBS = (
+    RUN_OPERATION,
+    FETCH_LOGS,
+    SCAN_HOST_KEY,
+    CREATE_DATABASE,
+    DELETE_DATABASE,
+    *(schedule.job for schedule in SCHEDULES),
+)
 
 # rq cron enqueues with rq's default serializer (it has no other), so without
 # Lambda the periodic jobs go to this queue, served by a worker started without the

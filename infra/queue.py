@@ -66,6 +66,13 @@ class JobQueue:
             result_ttl=3600,
         )
 
+    def enqueue_job(self, job: Job, args: list[Any], *, job_id: str) -> bool:
+        """Enqueue a one-off job under a deterministic id (a second enqueue while it
+        exists is a no-op). Returns True when this call enqueued it."""
+        return self._enqueue(
+            job, args, job_id=job_id, job_timeout=self.settings.job_timeout_seconds, result_ttl=3600
+        )
+
     def enqueue_periodic(self, schedule: Schedule, job_id: str) -> bool:
         """Enqueue `schedule`'s job as job `job_id` (its tick) unless a job with that
         id exists already. Returns True when this call enqueued it."""

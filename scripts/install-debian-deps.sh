@@ -10,13 +10,16 @@ PACKAGES=(
   redis-server           # the job queue
   docker.io              # dockerd, containerd, runc: the container host
   busybox-static         # the rootfs of the local corral/busybox image
-  iproute2               # ip netns, for the VM and network tests
+  iproute2               # ip netns: the private dockerd's and the VM tests' namespaces
+  iptables               # dockerd's bridge networks: published ports, clusters cut off from each other
   openssh-server openssh-client  # sshd hosts for the ssh driver
   qemu-system-x86 qemu-utils     # VMs under TCG
   openjdk-17-jre-headless  # runs DynamoDB Local, the local table server (npm: amplify-dynamodb-simulator)
   procps                 # ps, pkill for humans; pgrep in tests
   curl                   # the README's tour of the API
   ca-certificates        # pip over TLS
+  postgresql             # database hosts: make run's local PostgreSQL, and the tests'
+  mariadb-server         # database hosts: the tests' MySQL-compatible server
   btrfs-progs            # mkfs.btrfs, btrfs quota: dockerd's data root on a loop image, so storage_mb is enforced
   docker-registry        # a real local OCI registry for the image-pull tests
   chromium               # the headless browser of the dashboard tests (driven by Playwright)

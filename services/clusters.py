@@ -29,6 +29,7 @@ class ClusterService:
 
     def create(self, body: ClusterCreate) -> Cluster:
         self._require_eggs(body.egg_ids)
+        _require_default_allowed(body.config.default_egg_id, body.egg_ids)
         now = self._deps.clock()
         cluster = Cluster(
             id=self._deps.new_id(),
@@ -41,21 +42,34 @@ class ClusterService:
             key_count=0,
             created_at=now,
             updated_at=now,
+            type=body.type,
+            description=body.description,
+            config=body.config.config(),
         )
         self._repo.clusters.create(cluster)
         return cluster
 
     def update(self, cluster_id: str, body: ClusterUpdate) -> Cluster:
-        if body.name is None and body.plan is None and body.egg_ids is None:
-            raise InvalidInput("Nothing to change: give name, plan and/or egg_ids.")
+        if body.is_empty():
+            raise InvalidInput(
+                "Nothing to change: give name, plan, egg_ids, type, description and/or config."
+            )
         if body.egg_ids is not None:
             self._require_eggs(body.egg_ids)
+        if body.egg_ids is not None or body.config is not None:
+            current = self._repo.clusters.get(cluster_id)
+            config = body.config.config() if body.config else current.config
+            allowed = body.egg_ids if body.egg_ids is not None else current.egg_ids
+            _require_default_allowed(config.default_egg_id, allowed)
         return self._repo.clusters.update(
             cluster_id,
             self._deps.clock(),
             name=body.name,
             plan=plan_of(body.plan) if body.plan else None,
             egg_ids=tuple(dict.fromkeys(body.egg_ids)) if body.egg_ids is not None else None,
+            cluster_type=body.type,
+            description=body.description,
+            config=body.config.config() if body.config else None,
         )
 
     def set_status(
@@ -77,3 +91,10 @@ class ClusterService:
         unknown = [egg_id for egg_id in egg_ids if egg_id not in known]
         if unknown:
             raise InvalidInput(f"Unknown egg ids: {', '.join(unknown)}.")
+
+
+def _require_default_allowed(default_egg_id: str | None, egg_ids: Sequence[str]) -> None:
+    if default_egg_id is not None and default_egg_id not in egg_ids:
+        raise InvalidInput(
+            f"config.default_egg_id: egg {default_egg_id} is not in the cluster's egg_ids."
+        )

@@ -43,6 +43,8 @@ class EggService:
                 stop_timeout=body.stop_timeout,
                 created_at=self._deps.clock(),
                 vm=body.vm.boot() if body.vm else VmBoot(),
+                variables=body.declared(),
+                container_ports=tuple(body.container_ports),
                 data_path=body.data_path,
                 registry_auth=self._sealed(body.registry_auth),
             )
@@ -54,14 +56,30 @@ class EggService:
         if not body.model_fields_set:
             raise InvalidInput("Nothing to change: give at least one field.")
         changes = body.model_dump(
-            exclude_none=True, exclude={"minimum", "defaults", "command", "vm", "registry_auth"}
+            exclude_none=True,
+            exclude={
+                "minimum",
+                "defaults",
+                "command",
+                "vm",
+                "container_ports",
+                "registry_auth",
+                "variables",
+            },
         )
+        declared = body.declared()
+        if declared is not None:
+            if declared and egg.engine != Engine.DOCKER:
+                raise InvalidInput("variables are for docker eggs only.")
+            changes["variables"] = declared
         if "registry_auth" in body.model_fields_set:
             if egg.engine != Engine.DOCKER and body.registry_auth is not None:
                 raise InvalidInput("registry_auth is for docker eggs only.")
             changes["registry_auth"] = self._sealed(body.registry_auth)
         if body.command is not None:
             changes["command"] = tuple(body.command)
+        if body.container_ports is not None:
+            changes["container_ports"] = tuple(body.container_ports)
         if body.image is not None and egg.engine == Engine.DOCKER:
             try:
                 check_container_image(body.image)

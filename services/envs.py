@@ -1,5 +1,6 @@
 """What a change to an environment means: validate, place every VM, write intent in one
-transaction, enqueue the jobs. Used by the operator routes in `handlers/admin/envs.py`.
+transaction, enqueue the jobs. Used by the operator routes in `handlers/admin/envs.py`
+(and 003's own paths, `handlers/compat/`).
 
 An env is a named group of VMs of one cluster (Corral requires `cluster_id`: the VMs
 count against that cluster's plan), created together with shared ssh keys and one
@@ -18,6 +19,7 @@ from datetime import datetime
 from infra.table.envs import EnvExists
 from services import operations
 from services.deps import Deps
+from services.platform import PlatformService
 from shared import rules
 from shared.capacity import Resources
 from shared.env_requests import ENGINES_003, CreateEnvReq, VmSpec
@@ -89,7 +91,8 @@ class EnvService:
 
     def create(self, body: CreateEnvReq) -> tuple[Env, list[Workload], list[Operation]]:
         _check_engines(body.vms)
-        cluster = self._repo.clusters.get(body.cluster_id)
+        cluster_id = PlatformService(self._deps).cluster_for(body.cluster_id)
+        cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
         eggs = self._eggs_for(cluster, body.vms)
         needs = [
@@ -155,7 +158,7 @@ class EnvService:
                 # A host or the cluster changed since it was read: place again.
                 if attempt == ATTEMPTS - 1:
                     raise
-                cluster = self._repo.clusters.get(body.cluster_id)
+                cluster = self._repo.clusters.get(cluster_id)
                 rules.require_active(cluster)
                 continue
             for _, operation in pairs:

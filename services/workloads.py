@@ -5,18 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
+from infra.table.ports import PortTaken
+from infra.table.repository import PortChange
+from infra.table.workloads import allocations_attr
 from services import operations
 from services.deps import Deps
 from shared import rules
+from shared.allocations import Allocation, allocations_for, pick_ports
 from shared.errors import (
     Conflict,
     InvalidInput,
     NoHostAvailable,
     NotFound,
 )
-from shared.models import Egg, Engine, Operation, OperationParams, Workload
-from shared.placement import candidates
+from shared.models import Cluster, Egg, Engine, Host, Operation, OperationParams, Workload
+from shared.placement import allocated_range, candidates
 from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest
 from shared.states import (
     OperationKind,
@@ -27,8 +32,10 @@ from shared.states import (
     operation_in_flight,
     power_target,
 )
+from shared.variables import tenant_values
 
 ATTEMPTS = 3
+PORT_ATTEMPTS = 5
 
 
 class WorkloadService:
@@ -60,10 +67,12 @@ class WorkloadService:
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = found_egg or rules.egg_or_not_allowed({}, body.egg_id)
         vm = rules.vm_request(egg, body.vm_given())
+        environment = tenant_values(egg.variables, body.environment or {})
         resources = rules.resources_for_create(body.given(), egg)
         if vm is not None:
             resources = rules.vm_resources(resources, vm)
         image = egg.image if vm is not None else None
+        refused: NoHostAvailable | None = None
         for attempt in range(ATTEMPTS):
             rules.require_room(cluster, resources, new_containers=1)
             hosts = candidates(
@@ -81,7 +90,7 @@ class WorkloadService:
                 now,
             )
             for host in hosts[:ATTEMPTS]:
-                workload = Workload(
+                unplaced = Workload(
                     id=workload_id,
                     cluster_id=cluster.id,
                     name=body.name,
@@ -97,10 +106,12 @@ class WorkloadService:
                     expires_at=expires_at,
                     restart_policy=body.restart_policy,
                     vm=vm,
+                    environment=environment,
                 )
                 try:
-                    self._repo.create_workload(workload, operation, cluster, host)
-                except NoHostAvailable:
+                    workload = self._place(unplaced, operation, cluster, host, egg)
+                except NoHostAvailable as exc:
+                    refused = exc
                     continue  # that host filled up meanwhile: try the next best
                 except Conflict:
                     break
@@ -109,7 +120,30 @@ class WorkloadService:
             if attempt < ATTEMPTS - 1:
                 cluster = self._repo.clusters.get(cluster_id)
                 rules.require_active(cluster)
+        if refused is not None:
+            raise refused
         raise Conflict("The cluster or its hosts kept changing; retry.")
+
+    def _place(
+        self, workload: Workload, operation: Operation, cluster: Cluster, host: Host, egg: Egg
+    ) -> Workload:
+        """Write `workload` on `host` with its allocations: ports nobody holds, drawn
+        at random; when a racing placement took one of them first, draw again."""
+        port_range = allocated_range(host)
+        count = workload.resources.ports if port_range is not None else 0
+        for _ in range(PORT_ATTEMPTS):
+            ports: list[int] = []
+            if port_range is not None and count:
+                held = self._repo.ports.held(host.id)
+                ports = pick_ports(port_range, held, count, host.name)
+            allocations = allocations_for(host.reached_at, ports, egg.container_ports)
+            placed = replace(workload, allocations=allocations)
+            try:
+                self._repo.create_workload(placed, operation, cluster, host)
+            except PortTaken:
+                continue
+            return placed
+        raise Conflict("The host's ports kept being taken by other containers; retry.")
 
     # -- changes ------------------------------------------------------------------
 
@@ -117,13 +151,15 @@ class WorkloadService:
         self, cluster_id: str, workload_id: str, body: ContainerUpdate
     ) -> tuple[Workload, Operation]:
         if body.is_empty():
-            raise InvalidInput("Nothing to change: give name, egg_id and/or resources.")
+            raise InvalidInput(
+                "Nothing to change: give name, egg_id, resources and/or environment."
+            )
         workload = self._idle(cluster_id, workload_id)
         check_updatable(workload.status)
         cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
         egg: Egg | None = self._current_egg(workload.egg_id)
-        fields: dict[str, str] = {}
+        fields: dict[str, Any] = {}
         params = OperationParams()
         if body.name is not None and body.name != workload.name:
             fields["name"] = body.name
@@ -138,6 +174,13 @@ class WorkloadService:
                 )
             fields["egg_id"] = egg.id
             params = replace(params, egg_id=egg.id, recreate=True)
+        if body.environment or "egg_id" in fields:
+            if egg is None:
+                raise InvalidInput("The container's egg was deleted: its variables are gone.")
+            values = tenant_values(egg.variables, body.environment or {}, workload.environment)
+            if values != workload.environment:
+                fields["environment"] = values
+                params = replace(params, environment=values, recreate=True)
         given = body.resources.given() if body.resources else {}
         resources = workload.resources.merged(given)
         if given or "egg_id" in fields:
@@ -146,6 +189,11 @@ class WorkloadService:
             resources = rules.vm_resources(resources, workload.vm)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
+        if resources.databases < workload.database_count:
+            raise InvalidInput(
+                f"The container holds {workload.database_count} databases: its databases "
+                "allocation cannot go below that; delete some first."
+            )
         resized = resources != workload.resources
         if resources.backups < workload.backup_count:
             raise InvalidInput(
@@ -157,24 +205,48 @@ class WorkloadService:
             rules.require_room(cluster, resources - workload.resources)
         if not fields and not resized:
             raise InvalidInput("Nothing to change: the values given are the current ones.")
-        operation = self._operation(workload, OperationKind.UPDATE, params)
-        host = self._repo.hosts.get(workload.host_id) if resized else None
-        self._repo.begin_operation(
-            workload,
-            operation,
-            set_fields=fields,
-            resources=resources if resized else None,
-            cluster=cluster,
-            host=host,
+        reallocate = workload.engine == Engine.DOCKER and (
+            resources.ports != workload.resources.ports or "egg_id" in fields
         )
+        if resources.ports != workload.resources.ports and reallocate:
+            params = replace(params, recreate=True)  # new ports are published on a new container
+        operation = self._operation(workload, OperationKind.UPDATE, params)
+        allocations = workload.allocations
+        for _ in range(PORT_ATTEMPTS):
+            host = self._repo.hosts.get(workload.host_id) if resized or reallocate else None
+            change = None
+            if host is not None and reallocate:
+                allocations, change = self._reallocate(workload, host, resources.ports, egg)
+                fields["allocations"] = allocations_attr(allocations)
+            try:
+                self._repo.begin_operation(
+                    workload,
+                    operation,
+                    set_fields=fields,
+                    resources=resources if resized else None,
+                    cluster=cluster,
+                    host=host,
+                    ports=change,
+                )
+            except PortTaken:
+                continue
+            break
+        else:
+            raise Conflict("The host's ports kept being taken by other containers; retry.")
         operations.enqueue(self._deps.jobs, operation)
         changed = replace(
-            workload, resources=resources, pending_op=operation.id, last_op=operation.id
+            workload,
+            resources=resources,
+            allocations=allocations,
+            pending_op=operation.id,
+            last_op=operation.id,
         )
         if "name" in fields:
             changed = replace(changed, name=fields["name"])
         if "egg_id" in fields:
             changed = replace(changed, egg_id=fields["egg_id"])
+        if "environment" in fields:
+            changed = replace(changed, environment=fields["environment"])
         return changed, operation
 
     def power(
@@ -214,6 +286,23 @@ class WorkloadService:
         return self._repo.workloads.set_lease(workload, expires_at, now)
 
     # -- helpers ------------------------------------------------------------------
+
+    def _reallocate(
+        self, workload: Workload, host: Host, count: int, egg: Egg | None
+    ) -> tuple[tuple[Allocation, ...], PortChange]:
+        """The allocations after a resize of `ports` to `count` (the first ones kept, the
+        primary among them; new ones drawn among the free ones; the last ones given back)
+        or a switch of egg (its `container_ports` mapped anew)."""
+        current = [a.port for a in workload.allocations]
+        kept, freed = current[:count], current[count:]
+        taken: list[int] = []
+        port_range = allocated_range(host)
+        if count > len(current) and port_range is not None:
+            held = self._repo.ports.held(host.id)
+            taken = pick_ports(port_range, held, count - len(current), host.name)
+        container_ports = egg.container_ports if egg is not None else ()
+        allocations = allocations_for(host.reached_at, kept + taken, container_ports)
+        return allocations, PortChange(taken=tuple(taken), freed=tuple(freed))
 
     def _idle(self, cluster_id: str, workload_id: str) -> Workload:
         workload = self.live(cluster_id, workload_id)

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
+from shared.databases import DatabaseEngine
 from shared.images import parse_image
-from shared.models import DriverKind, Engine
+from shared.models import ClusterConfig, ClusterType, DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
@@ -18,8 +19,19 @@ from shared.requests import (
     SmallCount,
     StorageMb,
     Strict,
+    visible_text,
 )
 from shared.runtime import DEFAULT_DATA_PATH
+from shared.variables import (
+    INTEGER_LIMIT,
+    MAX_PATTERN_LENGTH,
+    MAX_VALUE_LENGTH,
+    MAX_VARIABLES,
+    EggVariable,
+    VariableRules,
+    VariableType,
+    check_declaration,
+)
 from shared.vm import (
     LABEL_ACCEL,
     LABEL_BASE_DIR,
@@ -84,10 +96,25 @@ class PlanLimits(Strict):
         return self
 
 
+class ClusterSettings(Strict):
+    """001's cluster `config`: what Corral reads from it."""
+
+    default_egg_id: Id | None = None
+
+    def config(self) -> ClusterConfig:
+        return ClusterConfig(default_egg_id=self.default_egg_id)
+
+
+Description = Annotated[str, StringConstraints(max_length=1024)]
+
+
 class ClusterCreate(Strict):
     name: Name
     plan: PlanLimits
     egg_ids: Annotated[list[Id], Field(max_length=200)] = []
+    type: ClusterType = ClusterType.MANAGED
+    description: Description | None = None
+    config: ClusterSettings = ClusterSettings()
 
 
 class KeyCreate(Strict):
@@ -132,6 +159,83 @@ class EggVm(Strict):
         return VmBoot(kernel=self.kernel, initrd=self.initrd, kernel_args=self.kernel_args)
 
 
+class VariableRulesBody(Strict):
+    type: VariableType = VariableType.STRING
+    required: bool = False
+    pattern: (
+        Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)] | None
+    ) = None
+    min: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    max: Annotated[int, Field(ge=-INTEGER_LIMIT, le=INTEGER_LIMIT)] | None = None
+    choices: Annotated[
+        list[Annotated[str, StringConstraints(max_length=256)]], Field(max_length=100)
+    ] = []
+
+    def rules(self) -> VariableRules:
+        return VariableRules(
+            type=self.type,
+            required=self.required,
+            pattern=self.pattern,
+            min=self.min,
+            max=self.max,
+            choices=tuple(self.choices),
+        )
+
+
+class VariableBody(Strict):
+    """One egg variable (Pterodactyl's startup variable)."""
+
+    name: Name
+    env: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    description: Text = ""
+    default: Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)] = ""
+    user_editable: bool = True
+    rules: VariableRulesBody = VariableRulesBody()
+
+    def variable(self) -> EggVariable:
+        return EggVariable(
+            name=self.name,
+            env=self.env,
+            default=self.default,
+            description=self.description,
+            user_editable=self.user_editable,
+            rules=self.rules.rules(),
+        )
+
+
+def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None:
+    """The variables of a body, checked together (ValueError names the variable)."""
+    if body is None:
+        return None
+    variables = tuple(v.variable() for v in body)
+    check_declaration(variables)
+    return variables
+
+
+Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
+def _distinct(ports: list[int]) -> list[int]:
+    if len(set(ports)) != len(ports):
+        raise ValueError("must not repeat a port")
+    return ports
+
+
+# Fixed ports an egg's image listens on, mapped to a container's allocations in order.
+ContainerPorts = Annotated[
+    list[Annotated[int, Field(ge=1, le=65535)]], Field(max_length=64), AfterValidator(_distinct)
+]
+PortNumber = Annotated[int, Field(ge=1024, le=65535)]
+PortRange = Annotated[list[PortNumber], Field(min_length=2, max_length=2)]
+# The IP or DNS name clients reach a host's published ports on.
+PublicAddress = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")
+]
+
+
+def _checked_range(port_range: list[int] | None) -> None:
+    if port_range and port_range[0] > port_range[1]:
+        raise ValueError("port_range must be [low, high] with low <= high")
+
+
 def check_container_image(image: str) -> None:
     """A docker egg's image must be a pullable reference (ValueError saying why not)."""
     parse_image(image)
@@ -155,6 +259,8 @@ class EggCreate(Strict):
     defaults: EggResources = EggResources()
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] = 10
     vm: EggVm | None = None
+    variables: Variables = []
+    container_ports: ContainerPorts = []
     data_path: DataPath = DEFAULT_DATA_PATH
     registry_auth: RegistryAuthBody | None = None
 
@@ -162,15 +268,24 @@ class EggCreate(Strict):
     def _vm_only_for_qemu(self) -> EggCreate:
         if self.vm is not None and self.engine != Engine.QEMU:
             raise ValueError("vm settings are for qemu eggs only")
+        if self.variables and self.engine != Engine.DOCKER:
+            raise ValueError("variables are for docker eggs only")
+        _declared(self.variables)
+        if self.container_ports and self.engine != Engine.DOCKER:
+            raise ValueError("container_ports are for docker eggs only (VMs have guest_ports)")
         if self.registry_auth is not None and self.engine != Engine.DOCKER:
             raise ValueError("registry_auth is for docker eggs only")
         if self.engine == Engine.DOCKER:
             check_container_image(self.image)
         return self
 
+    def declared(self) -> tuple[EggVariable, ...]:
+        return _declared(self.variables) or ()
+
 
 TlsField = Annotated[str, StringConstraints(pattern=r"^(ca_cert|client_cert|client_key)$")]
 Pem = Annotated[str, StringConstraints(max_length=16384)]
+HostKey = Annotated[str, StringConstraints(max_length=16384)]
 # The engine each driver speaks: Docker Engine for containers, QEMU over SSH for VMs.
 DRIVER_ENGINES: dict[DriverKind, Engine] = {
     DriverKind.DOCKER: Engine.DOCKER,
@@ -196,12 +311,10 @@ class HostCreate(Strict):
     capacity: HostCapacity
     labels: Annotated[dict[Label, Label], Field(max_length=64)] = {}
     tls: Annotated[dict[TlsField, Pem], Field(max_length=3)] = {}
-    ssh_host_key: Annotated[str, StringConstraints(max_length=16384)] | None = None
+    ssh_host_key: HostKey | None = None
     ssh_private_key: Pem | None = None
-    port_range: (
-        Annotated[list[Annotated[int, Field(ge=1024, le=65535)]], Field(min_length=2, max_length=2)]
-        | None
-    ) = None
+    port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -242,8 +355,19 @@ class HostCreate(Strict):
                 raise ValueError(
                     f"labels.{LABEL_VM_OUTGOING} is {VM_OUTGOING_ALLOWED!r} or left out"
                 )
-        if self.port_range and self.port_range[0] > self.port_range[1]:
-            raise ValueError("port_range must be [low, high]")
+        _checked_range(self.port_range)
+        return self
+
+
+class HostUpdate(Strict):
+    """PATCH /api/v1/hosts/:id: where the host's workloads are reached."""
+
+    port_range: PortRange | None = None
+    public_address: PublicAddress | None = None
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> HostUpdate:
+        _checked_range(self.port_range)
         return self
 
 
@@ -251,6 +375,13 @@ class ClusterUpdate(Strict):
     name: Name | None = None
     plan: PlanLimits | None = None
     egg_ids: Annotated[list[Id], Field(max_length=200)] | None = None
+    type: ClusterType | None = None
+    description: Description | None = None
+    config: ClusterSettings | None = None
+
+    def is_empty(self) -> bool:
+        """Nothing to change: every field left out or null."""
+        return all(getattr(self, name) is None for name in type(self).model_fields)
 
 
 class EggUpdate(Strict):
@@ -263,6 +394,16 @@ class EggUpdate(Strict):
     defaults: EggResources | None = None
     stop_timeout: Annotated[int, Field(ge=0, le=3600)] | None = None
     vm: EggVm | None = None
+    variables: Variables | None = None
+
+    @model_validator(mode="after")
+    def _variables_declared(self) -> EggUpdate:
+        _declared(self.variables)
+        return self
+
+    def declared(self) -> tuple[EggVariable, ...] | None:
+        return _declared(self.variables)
+    container_ports: ContainerPorts | None = None
     data_path: DataPath | None = None
     # null removes the credentials; left out keeps them
     registry_auth: RegistryAuthBody | None = None
@@ -301,3 +442,71 @@ class Instantiate(Strict):
     name: Name
     resources: EggResources = EggResources()
     constraints: Annotated[dict[Label, Label], Field(max_length=16)] = {}
+
+
+class PlatformSettingsUpdate(Strict):
+    """PATCH /api/v1/platform/settings."""
+
+    default_cluster_id: Id | None = None
+# -- databases ---------------------------------------------------------------------
+
+DatabaseHostName = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$")
+]
+DatabaseUser = Annotated[
+    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+]
+DatabasePassword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ClusterIds = Annotated[list[Id], Field(max_length=200)]
+
+
+class DatabaseHostCreate(Strict):
+    """POST /api/v1/database-hosts: a server Corral may create databases on."""
+
+    name: Name
+    engine: DatabaseEngine
+    host: DatabaseHostName
+    port: Annotated[int, Field(ge=1, le=65535)]
+    username: DatabaseUser
+    password: DatabasePassword
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] = 100
+    cluster_ids: ClusterIds = []
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostCreate:
+        visible_text(self.password)
+        return self
+
+
+class DatabaseHostUpdate(Strict):
+    name: Name | None = None
+    host: DatabaseHostName | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    username: DatabaseUser | None = None
+    password: DatabasePassword | None = None
+    max_databases: Annotated[int, Field(ge=0, le=100_000)] | None = None
+    cluster_ids: ClusterIds | None = None
+
+    @model_validator(mode="after")
+    def _visible_password(self) -> DatabaseHostUpdate:
+        if self.password is not None:
+            visible_text(self.password)
+        return self
+
+
+DatabaseVersion = Annotated[
+    str, StringConstraints(min_length=1, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)*$")
+]
+
+
+class ManagedDatabaseCreate(Strict):
+    """POST /api/v1/managed-databases (001)."""
+
+    cluster_id: Id
+    name: Name
+    engine: DatabaseEngine = DatabaseEngine.POSTGRES
+    version: DatabaseVersion | None = None
+
+
+class BindRequest(Strict):
+    app_id: Id

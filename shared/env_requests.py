@@ -1,8 +1,9 @@
 """Operator request bodies for environments: 003's CreateEnvReq and VmSpec, strict like
 every other body.
 
-Corral's one addition is `cluster_id` (required): an environment belongs to a cluster,
-its VMs are that cluster's workloads and count against its plan.
+Corral's one addition is `cluster_id`: an environment belongs to a cluster, its VMs are
+that cluster's workloads and count against its plan. Left out (as 003's clients do), it
+is the platform's `default_cluster_id`.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class CreateEnvReq(Strict):
     """POST /api/v1/envs."""
 
     id: EnvId
-    cluster_id: Id
+    cluster_id: Id | None = None
     owner: Owner = ""
     ssh_keys: SshKeys
     vms: Annotated[list[VmSpec], Field(min_length=1, max_length=MAX_VMS_PER_ENV)]

@@ -131,6 +131,14 @@ class HostInUse(CorralError):
     default_message = "The host still holds workloads."
 
 
+class PortRangeConflict(CorralError):
+    """*new*: a host's port range overlaps another's at the same public address, or a
+    change of it would leave out ports that workloads hold."""
+
+    code, status = "port_range_conflict", 409
+    default_message = "The port range conflicts with ports in use."
+
+
 class ImageInUse(CorralError):
     """*new*: a workload on the host runs the image the operator asked to remove."""
 
@@ -158,6 +166,14 @@ class HostTimeout(CorralError):
 
     code, status = "host_timeout", 504
     default_message = "The container's host did not answer in time. Retry later."
+
+
+class HostUnreachable(CorralError):
+    """*new*: a host being registered did not answer (003's POST /api/hosts with
+    trust_on_first_use reads its SSH host key first)."""
+
+    code, status = "host_unreachable", 502
+    default_message = "The host did not answer."
 
 
 class TooManyRequests(CorralError):

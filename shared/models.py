@@ -8,12 +8,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.allocations import LOCAL_ADDRESS, Allocation
 from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
 from shared.images import SealedRegistryAuth
 from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
+from shared.variables import EggVariable
 from shared.vm import VmBoot, WorkloadVm
 
 
@@ -21,6 +23,34 @@ class ClusterStatus(StrEnum):
     ACTIVE = "active"
     SUSPENDED = "suspended"
     EXPIRED = "expired"
+
+
+class ClusterType(StrEnum):
+    """001's cluster types, a label the operator gives (Corral schedules them alike)."""
+
+    MANAGED = "managed"
+    SELF_MANAGED = "self_managed"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """A cluster's settings beyond its plan (001's `config`). `default_egg_id` is the egg
+    002's instances are created from (they name no egg); it must be allowed."""
+
+    default_egg_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"default_egg_id": self.default_egg_id}
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """What the operator sets for the whole platform: the cluster that 003's environments
+    go to when their request names none."""
+
+    default_cluster_id: str | None = None
+    updated_at: datetime | None = None
 
 
 class HostStatus(StrEnum):
@@ -73,6 +103,9 @@ class Cluster:
     key_count: int
     created_at: datetime
     updated_at: datetime
+    type: ClusterType = ClusterType.MANAGED
+    description: str | None = None
+    config: ClusterConfig = field(default_factory=ClusterConfig)
     version: int = 1
 
     @property
@@ -94,6 +127,8 @@ class Egg:
     created_at: datetime
     description: str = ""
     vm: VmBoot = field(default_factory=VmBoot)  # qemu eggs: how their VMs boot
+    variables: tuple[EggVariable, ...] = ()  # what tenants may (or operators do) set
+    container_ports: tuple[int, ...] = ()  # fixed ports its image listens on, mapped in order
     data_path: str = DEFAULT_DATA_PATH  # where a container's data volume is mounted (and backed up)
     registry_auth: SealedRegistryAuth | None = None  # credentials for the image's registry
 
@@ -129,9 +164,15 @@ class Host:
     draining: bool = False
     images: tuple[str, ...] = ()
     ssh: dict[str, str] = field(default_factory=dict)
-    port_range: tuple[int, int] | None = None
+    port_range: tuple[int, int] | None = None  # where its workloads' ports come from
+    public_address: str | None = None  # the IP or name clients reach its ports on
     load: HostLoad | None = None  # what its workloads use, as the collector last summed it
     version: int = 1
+
+    @property
+    def reached_at(self) -> str:
+        """The address of its allocations: `public_address`, else this machine."""
+        return self.public_address or LOCAL_ADDRESS
 
 
 @dataclass(frozen=True)
@@ -157,6 +198,12 @@ class Workload:
     health: Health | None = None  # the collector's last measurement (None: never measured)
     vm: WorkloadVm | None = None  # VMs (engine qemu) only
     restart_needed: bool = False  # new memory or vCPUs wait for the running VM to restart
+    # the tenant's values of its egg's user-editable variables (env name -> value)
+    environment: dict[str, str] = field(default_factory=dict)
+    # managed databases bound to it (their connection variables are in its environment)
+    databases: tuple[str, ...] = ()
+    database_count: int = 0  # tenant databases it holds, within its `databases` allocation
+    allocations: tuple[Allocation, ...] = ()  # host ports held (containers), primary first
     backup_count: int = 0  # backups holding one of its `backups` slots (see shared.backups)
     version: int = 1
 
@@ -173,13 +220,13 @@ class OperationReason(StrEnum):
 class OperationParams:
     """What an operation carries to its job beyond its kind; shown to clients as `params`.
 
-    Which fields are set depends on the kind: an update's new `name`, `egg_id` (then
-    `recreate`) and `resources`; a power change's `signal` and `target`; a delete's
-    `previous` status; `reason` when Corral started it itself (`was`: the status the
-    table had before a repair); `env_id` when it is one of an env's; `host_id` of an
-    adoption; `backup_id` of a backup's operation (backup, restore, delete_backup).
-    adoption or an image operation, with its `image` (and `egg_id` whose registry
-    credentials a pull uses).
+    Which fields are set depends on the kind: an update's new `name`, `egg_id` or
+    `environment` (then `recreate`) and `resources`; a power change's `signal` and
+    `target`; a delete's `previous` status; `reason` when Corral started it itself
+    (`was`: the status the table had before a repair); `env_id` when it is one of an
+    env's; `host_id` of an adoption or an image operation, with its `image` (and
+    `egg_id` whose registry credentials a pull uses); `backup_id` of a backup's
+    operation (backup, restore, delete_backup); `database_id` of a tenant database's.
     """
 
     name: str | None = None
@@ -193,6 +240,8 @@ class OperationParams:
     was: WorkloadStatus | None = None
     env_id: str | None = None
     host_id: str | None = None
+    environment: dict[str, str] | None = None  # an update's new variable values
+    database_id: str | None = None  # a tenant database made, rotated or dropped first
     backup_id: str | None = None
     image: str | None = None  # an image operation's image
 
@@ -210,6 +259,8 @@ class OperationParams:
             "was": self.was,
             "env_id": self.env_id,
             "host_id": self.host_id,
+            "environment": self.environment,
+            "database_id": self.database_id,
             "backup_id": self.backup_id,
             "image": self.image,
         }
@@ -237,6 +288,8 @@ class OperationParams:
             was=status("was"),
             env_id=data.get("env_id"),
             host_id=data.get("host_id"),
+            environment=dict(data["environment"]) if data.get("environment") else None,
+            database_id=data.get("database_id"),
             backup_id=data.get("backup_id"),
             image=data.get("image"),
         )

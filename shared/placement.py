@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from shared.allocations import DEFAULT_PORT_RANGE, PortRange, no_free_ports, range_size
 from shared.capacity import Resources, shortfall
 from shared.errors import NoHostAvailable
-from shared.models import Engine, Host, HostStatus
+from shared.models import DriverKind, Engine, Host, HostStatus
 
 # Host dimensions that hosts actually limit; the rest are pooled per cluster only.
 HOST_DIMENSIONS = ("cpu_centi", "ram_mb", "storage_mb")
+
+
+def allocated_range(host: Host) -> PortRange | None:
+    """The range Corral's table hands the host's ports out of: a Docker host's (the
+    default one unless its operator gave one); None for a VM host, whose QEMU driver
+    picks its forwarded ports itself."""
+    if host.driver != DriverKind.DOCKER:
+        return None
+    return host.port_range or DEFAULT_PORT_RANGE
+
+
+def free_ports(host: Host) -> int:
+    """How many ports of its range no workload holds (0 when the table does not count)."""
+    port_range = allocated_range(host)
+    return 0 if port_range is None else range_size(port_range) - host.used.ports
 
 
 def _host_view(res: Resources) -> Resources:
@@ -39,6 +55,7 @@ def candidates(
 
     With `image`, a host whose health check recorded its images must hold that image
     (a host not checked yet, with no list, is not ruled out)."""
+    needed_ports = needed.ports if engine == Engine.DOCKER else 0
     needed = _host_view(needed)
     pool = [h for h in hosts if engine in h.engines]
     if not pool:
@@ -61,4 +78,14 @@ def candidates(
     ]
     if not fitting:
         raise NoHostAvailable("No ready host has enough free capacity for it.")
+    if needed_ports > 0:
+        with_ports = [h for h in fitting if free_ports(h) >= needed_ports]
+        if not with_ports:
+            only, only_range = fitting[0], allocated_range(fitting[0])
+            raise NoHostAvailable(
+                no_free_ports(only.name, only_range, free_ports(only), needed_ports)
+                if len(fitting) == 1 and only_range is not None
+                else f"No ready host has {needed_ports} free port(s) left in its port range."
+            )
+        fitting = with_ports
     return sorted(fitting, key=lambda h: free_score(h, needed))

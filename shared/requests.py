@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from shared.databases import DatabaseEngine
 from shared.errors import BelowMinimum, CorralError, InvalidInput
 from shared.models import RestartPolicy
 from shared.states import PowerSignal
@@ -150,9 +151,17 @@ class LeaseFields(Strict):
         return self
 
 
+# A tenant's values of its egg's variables: the rules check each against the egg
+# (shared/variables.py); here only the shape (env names, JSON strings, integers, booleans).
+EnvName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+EnvValue = Annotated[str, StringConstraints(max_length=4096)] | int | bool
+Environment = Annotated[dict[EnvName, EnvValue], Field(max_length=64)]
+
+
 class ContainerCreate(ResourceFields, LeaseFields):
     name: Name
     egg_id: Id
+    environment: Environment | None = None
     restart_policy: RestartPolicy = RestartPolicy.NEVER
     # qemu eggs only (`ports` is the pooled resource count, so guest ports have their own name)
     ssh_keys: SshKeys | None = None
@@ -189,13 +198,22 @@ class ContainerUpdate(Strict):
     name: Name | None = None
     egg_id: Id | None = None
     resources: ResourceFields | None = None
+    environment: Environment | None = None
 
     def is_empty(self) -> bool:
         return (
             self.name is None
             and self.egg_id is None
             and not (self.resources and self.resources.given())
+            and not self.environment
         )
+
+
+class TenantDatabaseCreate(Strict):
+    """POST /containers/:id/databases."""
+
+    name: Name
+    engine: DatabaseEngine = DatabaseEngine.POSTGRES
 
 
 class PowerRequest(Strict):

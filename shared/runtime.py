@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from shared.allocations import Allocation
 from shared.capacity import Resources
 
 
@@ -26,11 +28,36 @@ LABEL_MANAGED = "io.corral.managed"
 # What the reconciler needs to adopt a workload the table lost: its name and resources.
 LABEL_NAME = "io.corral.name"
 LABEL_RESOURCES = "io.corral.resources"
+# A digest of what a container is made from (egg, image, command, environment): an update
+# recreates the container when it differs, and only then.
+LABEL_CONFIG = "io.corral.config"
+# The published ports, `host:container,...`: a change of them needs a new container.
+LABEL_PORTS = "io.corral.ports"
 
 
 def runtime_name(workload_id: str) -> str:
     """The engine-side name of a workload: derived from its id, never from the user's name."""
     return f"corral-{workload_id}"
+
+
+def cluster_network(cluster_id: str) -> str:
+    """The engine-side network of a cluster's workloads on a host (one per host)."""
+    return f"corral-net-{cluster_id}"
+
+
+def published_ports(allocations: tuple[Allocation, ...]) -> str:
+    """What LABEL_PORTS holds for these allocations."""
+    return ",".join(f"{a.port}:{a.container_port}" for a in allocations)
+
+
+def allocations_published(label: str, ip: str) -> tuple[Allocation, ...]:
+    """The allocations LABEL_PORTS says a container publishes (to adopt it back); a
+    label that is not `published_ports`' gives ValueError."""
+    pairs = [part.split(":") for part in label.split(",") if part]
+    return tuple(
+        Allocation(ip=ip, port=int(host), container_port=int(inside), primary=i == 0)
+        for i, (host, inside) in enumerate(pairs)
+    )
 
 
 def data_volume_name(workload_id: str) -> str:
@@ -61,6 +88,7 @@ class WorkloadSpec:
     environment: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 10
     name: str = ""  # the user's name, kept as a label for adoption; never used by engines
+    allocations: tuple[Allocation, ...] = ()  # host ports published, primary first
     # Where the workload's data volume is mounted; it outlives the container until removed.
     data_path: str = DEFAULT_DATA_PATH
 
@@ -76,7 +104,14 @@ class WorkloadSpec:
             LABEL_EGG: self.egg_id,
             LABEL_NAME: self.name,
             LABEL_RESOURCES: json.dumps(dict(self.resources.items()), sort_keys=True),
+            LABEL_CONFIG: self.config_digest,
+            LABEL_PORTS: published_ports(self.allocations),
         }
+
+    @property
+    def config_digest(self) -> str:
+        made_of = [self.egg_id, self.image, self.command, sorted(self.environment.items())]
+        return hashlib.sha256(json.dumps(made_of).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

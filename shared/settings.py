@@ -39,6 +39,10 @@ class Settings:
     logs_follow_cap_seconds: float = 60.0
     logs_poll_seconds: float = 1.0
     logs_max_bytes: int = 1024 * 1024
+    # 004's token exchange: tokens are signed with this secret (unset: login is off) and
+    # live this long.
+    token_secret: str | None = None
+    token_ttl_seconds: int = 3600
     # Where backup archives go (see README, "Backups"): "folder" (a directory on the
     # worker machines, shared by them and the API) or "s3" (an S3-compatible bucket).
     backup_store: str = "folder"
@@ -85,6 +89,8 @@ class Settings:
             logs_follow_cap_seconds=float(
                 env.get("CORRAL_LOGS_FOLLOW_CAP_SECONDS", cls.logs_follow_cap_seconds)
             ),
+            token_secret=env.get("CORRAL_TOKEN_SECRET") or None,
+            token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
             backup_store=env.get("CORRAL_BACKUP_STORE", cls.backup_store),
             backup_folder=env.get("CORRAL_BACKUP_FOLDER", cls.backup_folder),
             backup_s3_bucket=env.get("CORRAL_BACKUP_S3_BUCKET", cls.backup_s3_bucket),

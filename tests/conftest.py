@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.corral",
     "tests.fixtures.netns",
     "tests.fixtures.vm_images",
+    "tests.fixtures.databases",
     "tests.fixtures.s3",
     "tests.fixtures.live",
 ]

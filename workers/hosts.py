@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from infra.drivers.ssh.keys import scan_host_key
+from infra.host_calls import past_deadline, reply
 from shared.errors import Conflict, HostError, NotFound
 from shared.models import Host, HostStatus
 from workers import context
+from workers.databases import check_database_hosts
 
 log = logging.getLogger("corral.hosts")
 
@@ -49,7 +52,8 @@ def _record(
 
 
 def check_hosts() -> dict[str, str]:
-    """RQ job (scheduled): check every host once. Returns host id -> status."""
+    """RQ job (scheduled): check every host and every database host once. Returns
+    host id -> status."""
     ctx = context.current()
     results: dict[str, str] = {}
     for host in ctx.repo.hosts.list():
@@ -57,4 +61,18 @@ def check_hosts() -> dict[str, str]:
             results[host.id] = check_host(ctx, host).status.value
         except NotFound:
             continue  # deleted while we looked
-    return results
+    return results | check_database_hosts(ctx)
+
+
+def scan_key(reply_to: str, deadline: float, address: str, port: int) -> str:
+    """RQ entry point (priority lane, for a waiting request): the SSH host key that
+    `address:port` presents, for an operator who registers it trusting it on first use.
+    Replies {"host_key": "ssh-ed25519 AAAA..."} or {"error": message}."""
+    if past_deadline(deadline):
+        return "expired"
+    try:
+        answer = {"host_key": scan_host_key(address, port, timeout=5.0)}
+    except HostError as exc:
+        answer = {"error": str(exc)}
+    reply(context.current().jobs.redis, reply_to, answer)
+    return "error" if "error" in answer else "ok"

@@ -6,7 +6,7 @@ condition that the operation is still the workload's pending one."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,12 +16,23 @@ from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.backups import BackupRefused
 from shared.capacity import Resources
+from shared.environment import container_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
-from shared.runtime import LABEL_EGG, Observed, RuntimeState, WorkloadSpec
+from shared.runtime import (
+    LABEL_CONFIG,
+    LABEL_EGG,
+    LABEL_PORTS,
+    Observed,
+    RuntimeState,
+    WorkloadSpec,
+    published_ports,
+)
 from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
 from workers import backups, context, images
+from workers.databases import connections, drop_owned
+from workers.databases import converge as databases_converge
 
 log = logging.getLogger("corral.jobs")
 
@@ -55,7 +66,12 @@ class Outcome:
     archive: StoredArchive | None = None  # a backup's, once stored
 
 
-def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -> WorkloadSpec:
+def spec_for(
+    workload: Workload,
+    egg: Egg,
+    resources: Resources | None = None,
+    databases: Sequence[Mapping[str, str]] = (),
+) -> WorkloadSpec:
     return WorkloadSpec(
         workload_id=workload.id,
         cluster_id=workload.cluster_id,
@@ -63,9 +79,10 @@ def spec_for(workload: Workload, egg: Egg, resources: Resources | None = None) -
         image=egg.image,
         resources=resources or workload.resources,
         command=egg.command,
-        environment=dict(egg.environment),
+        environment=container_environment(egg, workload, databases),
         stop_timeout=egg.stop_timeout,
         name=workload.name,
+        allocations=workload.allocations,
         data_path=egg.data_path,
     )
 
@@ -119,21 +136,33 @@ def _vm_fields(driver: HostDriver, workload: Workload, made_from: Egg | None) ->
     return fields
 
 
+def _spec(workload: Workload, egg: Egg) -> WorkloadSpec:
+    """The spec of a container made now: with the connection variables of the
+    databases bound to it."""
+    return spec_for(workload, egg, databases=connections(context.current(), workload))
+
+
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    observed = _ensure(driver, workload, egg, spec_for(workload, egg), op)
+    observed = _ensure(driver, workload, egg, _spec(workload, egg), op)
     observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
 
 
 def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
-    """Rename, resize and/or switch egg. The table already holds the new values;
-    the host is brought to them. An egg switch recreates the container from the
-    new image and brings it back to the power state it had."""
-    spec = spec_for(workload, egg)
+    """Rename, resize, switch egg and/or change variables. The table already holds the
+    new values; the host is brought to them. An egg switch or new variables recreate
+    the container (unless a previous run did already) and bring it back to the power
+    state it had."""
+    spec = _spec(workload, egg)
     if op.params.recreate:
         before = driver.inspect(workload.id)
-        if before.state != RuntimeState.MISSING and before.labels.get(LABEL_EGG) == egg.id:
+        made = before.labels.get(LABEL_CONFIG)
+        if (
+            before.state != RuntimeState.MISSING
+            and made == spec.config_digest
+            and _same_container(before, spec)
+        ):
             observed = driver.apply_resources(spec)
         else:
             driver.remove(workload.id, keep_data=True)
@@ -146,6 +175,15 @@ def update(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> O
     remade = egg if op.params.recreate else None
     fields = _enforced(observed) | _vm_fields(driver, workload, remade)
     return Outcome(_status_of(observed, workload.status), fields)
+
+
+def _same_container(observed: Observed, spec: WorkloadSpec) -> bool:
+    """Whether the container on the host is already made from the spec's egg with its
+    published ports (a re-run of an update that recreated it)."""
+    labels = observed.labels
+    return labels.get(LABEL_EGG) == spec.egg_id and labels.get(LABEL_PORTS, "") == (
+        published_ports(spec.allocations)
+    )
 
 
 def _restore_power(
@@ -306,6 +344,7 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
     outcome = _execute_on_host(ctx, workload, op)
     if op.kind == OperationKind.DELETE:
         backups.discard_all(ctx, workload)
+        drop_owned(ctx, workload)
     return outcome
 
 
@@ -323,6 +362,8 @@ def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operati
     except NotFound:
         egg = _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
+    if op.params.database_id:  # a tenant database first: made, rotated or dropped
+        databases_converge(ctx, workload.cluster_id, op.params.database_id)
     return EXECUTORS[op.kind](driver, workload, egg, op)
 
 

@@ -37,9 +37,11 @@ from shared.runtime import (
     LABEL_CLUSTER,
     LABEL_EGG,
     LABEL_NAME,
+    LABEL_PORTS,
     LABEL_RESOURCES,
     Observed,
     RuntimeState,
+    allocations_published,
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
 from workers import context
@@ -284,6 +286,8 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         created_at=now,
         updated_at=now,
         enforced=dict(seen.enforced),
+        # its published ports are held again (refused if another took one meanwhile)
+        allocations=allocations_published(labels.get(LABEL_PORTS, ""), host.reached_at),
     )
     op = _operation(ctx, workload, OperationKind.ADOPT, OperationParams(host_id=host.id))
     done = replace(op, status=OperationStatus.SUCCEEDED, started_at=now, finished_at=now)

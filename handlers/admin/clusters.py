@@ -16,9 +16,13 @@ from shared.states import WorkloadStatus
 
 
 def cluster_with_totals(c: Cluster, workloads: list[Workload]) -> dict[str, Any]:
-    """The operator's view: the tenant view plus node_count and running_tasks (as in 001)."""
+    """The operator's view: the tenant view plus 001's type, description, config,
+    node_count and running_tasks."""
     live = [w for w in workloads if not w.status.is_gone]
     return views.cluster(c) | {
+        "type": c.type.value,
+        "description": c.description,
+        "config": c.config.to_json(),
         "node_count": len({w.host_id for w in live}),
         "running_tasks": sum(1 for w in live if w.status == WorkloadStatus.RUNNING),
     }

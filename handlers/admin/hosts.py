@@ -6,7 +6,7 @@ from handlers import views
 from handlers.body import body_as, path_id
 from services.deps import Deps
 from services.hosts import HostService
-from shared.admin_requests import HostCreate
+from shared.admin_requests import HostCreate, HostUpdate
 
 
 class HostCollection:
@@ -28,11 +28,17 @@ class HostCollection:
 
 
 class HostItem:
-    def __init__(self, deps: Deps) -> None:
+    def __init__(self, deps: Deps, hosts: HostService) -> None:
         self._deps = deps
+        self._hosts = hosts
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
         host = self._deps.repo.hosts.get(path_id(host_id, "Host"))
+        resp.media = views.host(host, self._deps.clock())
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        body = body_as(req, HostUpdate, self._deps.settings.max_body_bytes)
+        host = self._hosts.update(path_id(host_id, "Host"), body)
         resp.media = views.host(host, self._deps.clock())
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:

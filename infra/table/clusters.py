@@ -33,7 +33,14 @@ from shared.errors import (
     NotFound,
     PlanBelowUsage,
 )
-from shared.models import MAX_KEYS_PER_CLUSTER, Cluster, ClusterStatus, Plan
+from shared.models import (
+    MAX_KEYS_PER_CLUSTER,
+    Cluster,
+    ClusterConfig,
+    ClusterStatus,
+    ClusterType,
+    Plan,
+)
 
 
 def cluster_item(c: Cluster) -> Item:
@@ -55,6 +62,9 @@ def cluster_item(c: Cluster) -> Item:
         "container_count": c.container_count,
         "egg_ids": list(c.egg_ids),
         "key_count": c.key_count,
+        "cluster_type": c.type.value,
+        "description": c.description,
+        "default_egg_id": c.config.default_egg_id,
         "created_at": iso(c.created_at),
         "updated_at": iso(c.updated_at),
         "version": c.version,
@@ -77,6 +87,9 @@ def cluster_from(item: Item) -> Cluster:
         container_count=int(item["container_count"]),
         egg_ids=tuple(item.get("egg_ids", [])),
         key_count=int(item.get("key_count", 0)),
+        type=ClusterType(item.get("cluster_type", ClusterType.MANAGED.value)),
+        description=item.get("description"),
+        config=ClusterConfig(default_egg_id=item.get("default_egg_id")),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
@@ -123,12 +136,25 @@ class ClusterStore:
         name: str | None = None,
         plan: Plan | None = None,
         egg_ids: tuple[str, ...] | None = None,
+        cluster_type: ClusterType | None = None,
+        description: str | None = None,
+        config: ClusterConfig | None = None,
     ) -> Cluster:
-        """Change name, plan and/or allow-list. A plan may not drop below current use:
-        the condition compares every used counter with the new limit atomically."""
+        """Change name, plan, allow-list, type, description and/or config. A plan may not
+        drop below current use: the condition compares every used counter with the new
+        limit atomically."""
         write = Expression().set("updated_at", stamp(now)).add("version", 1).when_exists()
         if name is not None:
             write.set("name", name)
+        if cluster_type is not None:
+            write.set("cluster_type", cluster_type.value)
+        if description is not None:
+            write.set("description", description)
+        if config is not None:
+            if config.default_egg_id is None:
+                write.remove("default_egg_id")
+            else:
+                write.set("default_egg_id", config.default_egg_id)
         if egg_ids is not None:
             write.set("egg_ids", list(egg_ids))
         if plan is not None:
@@ -220,6 +246,12 @@ class ClusterStore:
     def release(self, cluster_id: str, resources: Resources, now: datetime) -> TxEntry:
         """Give one gone workload's resources back."""
         write = move_used(Expression(), Resources() - resources, "container_count", -1)
+        write.set("updated_at", stamp(now))
+        return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)
+
+    def release_resources(self, cluster_id: str, resources: Resources, now: datetime) -> TxEntry:
+        """Give back resources held by something other than a workload (a database)."""
+        write = move_used(Expression(), Resources() - resources, "container_count", 0)
         write.set("updated_at", stamp(now))
         return self.db.tx_update(schema.cluster_pk(cluster_id), schema.META, write)
 

@@ -11,6 +11,7 @@ from shared.errors import Conflict, NotFound
 from shared.images import SealedRegistryAuth
 from shared.models import Egg, Engine
 from shared.runtime import DEFAULT_DATA_PATH
+from shared.variables import EggVariable
 from shared.vm import VmBoot
 
 
@@ -33,6 +34,8 @@ def egg_item(e: Egg) -> Item:
         "stop_timeout": e.stop_timeout,
         "created_at": iso(e.created_at),
         "vm": e.vm.to_json() or None,
+        "variables": [v.to_json() for v in e.variables] or None,
+        "container_ports": list(e.container_ports) or None,
         "data_path": e.data_path,
         "registry_auth": e.registry_auth.to_json() if e.registry_auth else None,
     }
@@ -54,6 +57,8 @@ def egg_from(item: Item) -> Egg:
         stop_timeout=int(item.get("stop_timeout", 10)),
         created_at=moment(item["created_at"]),
         vm=VmBoot.from_json(item.get("vm") or {}),
+        variables=tuple(EggVariable.from_json(v) for v in item.get("variables") or ()),
+        container_ports=tuple(int(p) for p in item.get("container_ports") or ()),
         data_path=item.get("data_path", DEFAULT_DATA_PATH),
         registry_auth=SealedRegistryAuth.from_json(auth) if auth else None,
     )

@@ -12,11 +12,12 @@ from infra.table.clusters import move_used
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import load_attr, load_from
+from shared.allocations import no_free_ports, range_size
 from shared.capacity import Resources, below_zero, shortfall, shortfall_message
 from shared.clock import iso, parse_iso, stamp
 from shared.errors import Conflict, CorralError, HostInUse, NoHostAvailable, NotFound
 from shared.models import DriverKind, Engine, Host, HostStatus, host_status
-from shared.placement import HOST_DIMENSIONS
+from shared.placement import HOST_DIMENSIONS, allocated_range
 
 
 def host_item(h: Host) -> Item:
@@ -45,6 +46,7 @@ def host_item(h: Host) -> Item:
         "images": list(h.images),
         "ssh": dict(h.ssh),
         "port_range": list(h.port_range) if h.port_range else None,
+        "public_address": h.public_address,
         "load": load_attr(h.load),
         "version": h.version,
     }
@@ -71,6 +73,7 @@ def host_from(item: Item) -> Host:
         images=tuple(item.get("images", [])),
         ssh=dict(item.get("ssh", {})),
         port_range=_port_range(item.get("port_range")),
+        public_address=item.get("public_address"),
         load=load_from(item.get("load")),
         version=int(item.get("version", 1)),
     )
@@ -107,6 +110,19 @@ class HostStore:
         )
         write.when_equal("health", host.health.value)
         return self._update_as_read(host, write, "The host's health changed; retry.")
+
+    def set_reach(self, host: Host, changed: Host, now: datetime) -> Host:
+        """Store `changed`'s public address and port range, if the host is as read
+        (a placement or release meanwhile bumps its version: Conflict, retry)."""
+        write = Expression().set_all(
+            {
+                "public_address": changed.public_address,
+                "port_range": list(changed.port_range) if changed.port_range else None,
+                "updated_at": stamp(now),
+            }
+        )
+        write.add("version", 1).when_equal("version", host.version)
+        return self._update_as_read(host, write, "The host changed meanwhile; retry.")
 
     def record_health(
         self,
@@ -173,6 +189,15 @@ class HostStore:
         for name in growing:
             write.when_at_most(f"used_{name}", getattr(host.capacity, name) - getattr(delta, name))
             write.when_equal(f"cap_{name}", getattr(host.capacity, name))
+        ports_range = allocated_range(host)
+        if delta.ports > 0 and ports_range is not None:
+            # The held ports (items of their own) are checked one by one; this keeps the
+            # count within the range as it was read, and the range as it was read.
+            write.when_at_most("used_ports", range_size(ports_range) - delta.ports)
+            if host.port_range is None:
+                write.when_absent("port_range")
+            else:
+                write.when_equal("port_range", list(host.port_range))
 
         def refuse(old: Item | None) -> CorralError:
             if old is None:
@@ -180,6 +205,14 @@ class HostStore:
             current = host_from(old)
             if current.status != HostStatus.READY:
                 return NoHostAvailable(f"Host {current.name} is {current.status.value}; retry.")
+            if ports_range is not None and current.port_range != host.port_range:
+                return NoHostAvailable(f"Host {current.name}'s port range changed; retry.")
+            if ports_range is not None and delta.ports > 0:
+                free = range_size(ports_range) - current.used.ports
+                if free < delta.ports:
+                    return NoHostAvailable(
+                        no_free_ports(current.name, ports_range, free, delta.ports)
+                    )
             short = shortfall(current.capacity, current.used, delta.positive_part())
             if short:
                 return NoHostAvailable(shortfall_message(short, f"host {current.name}"))

@@ -11,6 +11,7 @@ Invariants carried by conditions, never by read-then-write:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from infra.table import schema
@@ -18,19 +19,31 @@ from infra.table.api_keys import AlreadyRevoked, ApiKeyStore
 from infra.table.attributes import Item
 from infra.table.backups import BackupStore
 from infra.table.clusters import ClusterStore, cluster_from
+from infra.table.databases import DatabaseHostStore, DatabaseStore
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
-from infra.table.workloads import WorkloadStore, refuse_busy
+from infra.table.platform import PlatformStore
+from infra.table.ports import PortStore
+from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
+from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env
 from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
 from shared.states import WorkloadStatus
+
+
+@dataclass(frozen=True)
+class PortChange:
+    """The host ports a resize of `ports` takes and gives back."""
+
+    taken: tuple[int, ...] = ()
+    freed: tuple[int, ...] = ()
 
 
 def no_backup_slot_message(slots: int) -> str:
@@ -51,6 +64,10 @@ class Repository:
         self.operations = OperationStore(db)
         self.envs = EnvStore(db)
         self.health = HealthStore(db)
+        self.platform = PlatformStore(db)
+        self.database_hosts = DatabaseHostStore(db)
+        self.databases = DatabaseStore(db)
+        self.ports = PortStore(db)
         self.backups = BackupStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
@@ -95,7 +112,8 @@ class Repository:
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
     ) -> None:
-        """Write the workload and its first operation, and raise the cluster's and the
+        """Write the workload and its first operation, take its allocations' ports (each
+        only if nobody holds it: `PortTaken` otherwise), and raise the cluster's and the
         host's counters, in one transaction."""
         self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
 
@@ -110,6 +128,7 @@ class Repository:
             self.operations.put_new(operation),
             self.clusters.reserve(cluster, workload.resources, 1, now),
             self.hosts.reserve(host, workload.resources, 1, now),
+            *self.ports.hold(workload, (a.port for a in workload.allocations)),
         ]
 
     def begin_operation(
@@ -121,13 +140,20 @@ class Repository:
         resources: Resources | None = None,
         cluster: Cluster | None = None,
         host: Host | None = None,
+        also: Sequence[TxEntry] = (),
+        ports: PortChange | None = None,
     ) -> None:
-        """Record `operation` as the workload's one change in flight.
+        """Record `operation` as the workload's one change in flight (and `also`, the
+        entries of what changes with it, in the same transaction).
 
         With `resources`, the workload's desired resources change now and the
-        counters move by the difference (growth checked against the limits)."""
+        counters move by the difference (growth checked against the limits); with
+        `ports`, the ports it takes and gives back move in the same transaction."""
         now = operation.created_at
         counters: list[TxEntry] = []
+        if ports is not None:
+            counters += self.ports.hold(workload, ports.taken)
+            counters += self.ports.free(workload.host_id, ports.freed)
         if resources is not None:
             delta = resources - workload.resources
             if cluster is None or host is None:
@@ -142,6 +168,7 @@ class Repository:
                 ),
                 self.operations.put_new(operation),
                 *counters,
+                *also,
             ]
         )
 
@@ -185,11 +212,54 @@ class Repository:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
+            entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
         try:
             self.db.transact(entries)
         except Conflict:
             return False
         return True
+
+    # -- managed databases and the counters they move ----------------------------------
+
+    def create_database(
+        self, database: ManagedDatabase, host: DatabaseHost, cluster: Cluster, now: datetime
+    ) -> None:
+        """Write the record and its name's guard, take one of the database host's slots
+        and one of the cluster's `databases`, in one transaction."""
+        self.db.transact(
+            [
+                *self.databases.put_new(database),
+                self.database_hosts.take_slot(host, now),
+                self.clusters.reserve(cluster, Resources(databases=1), 0, now),
+            ]
+        )
+
+    def create_tenant_database(
+        self,
+        database: ManagedDatabase,
+        host: DatabaseHost,
+        workload: Workload,
+        operation: Operation,
+    ) -> None:
+        """Write a container's database, its name's guard and the container's operation
+        that makes it and injects it; take one of the database host's slots and one of
+        the container's `databases`, in one transaction."""
+        now = database.created_at
+        self.db.transact(
+            [
+                *self.databases.put_new(database),
+                self.database_hosts.take_slot(host, now),
+                self.workloads.begin(
+                    workload,
+                    operation.id,
+                    now,
+                    fields={"databases": [*workload.databases, database.id]},
+                    on_fail=refuse_database,
+                    take_database=True,
+                ),
+                self.operations.put_new(operation),
+            ]
+        )
 
     # -- backups -------------------------------------------------------------------
 
@@ -239,6 +309,28 @@ class Repository:
                 self.operations.put_new(operation),
             ]
         )
+
+    def remove_database(self, database: ManagedDatabase, now: datetime) -> bool:
+        """Drop the record (it must be `deleting`) and give back what it held: a slot on
+        its host, and one `databases` of its container (a tenant's) or of its cluster (an
+        operator's). False when a previous run removed it already."""
+        held_by = (
+            give_database(database.cluster_id, database.owner_id, self.db)
+            if database.owner_id
+            else self.clusters.release_resources(
+                database.cluster_id, Resources(databases=1), now
+            )
+        )
+        entries = [
+            *self.databases.remove(database),
+            self.database_hosts.give_slot(database.host_id, now),
+            held_by,
+        ]
+        try:
+            self.db.transact(entries)
+        except Conflict:
+            return False
+        return True
 
     # -- environments and their VMs --------------------------------------------------
 

@@ -11,7 +11,12 @@ META = "#META"
 ALL_CLUSTERS = "CLUSTERS"
 ALL_EGGS = "EGGS"
 ALL_HOSTS = "HOSTS"
+ALL_DATABASE_HOSTS = "DBHOSTS"
+ALL_DATABASES = "DATABASES"
 GSI1 = "gsi1"
+# The platform's own settings: one item.
+PLATFORM_PK = "PLATFORM"
+SETTINGS_SK = "#SETTINGS"
 # GSI2 is sparse: only workloads with an expiry (pk EXPIRY#<shard>, sk <expires_at>#<id>)
 # and operations not finished yet (pk PENDING#<shard>, sk <created_at>#<id>) carry its
 # keys, so a sweep reads what is due, not the fleet.
@@ -54,6 +59,26 @@ def egg_pk(egg_id: str) -> str:
 
 def host_pk(host_id: str) -> str:
     return f"HOST#{host_id}"
+
+
+def database_host_pk(host_id: str) -> str:
+    return f"DBHOST#{host_id}"
+
+
+def database_sk(database_id: str) -> str:
+    """A managed database, under its cluster."""
+    return f"DATABASE#{database_id}"
+
+
+def database_name_sk(name: str) -> str:
+    """The guard that keeps database names unique in a cluster."""
+    return f"DBNAME#{name}"
+def port_sk(port: int) -> str:
+    """A host port held by a workload, under its host's partition (`HOST#<id>`)."""
+    return f"{PORT_PREFIX}{port:05d}"
+
+
+PORT_PREFIX = "PORT#"
 
 
 def key_pk(key_hash: str) -> str:

@@ -21,9 +21,17 @@ from infra.table.attributes import (
 from infra.table.dynamo import Dynamo, FailureHandler, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import health_attr, health_from
+from shared.allocations import Allocation
 from shared.capacity import Resources
 from shared.clock import iso, parse_iso, sortable, stamp
-from shared.errors import ActionNotAllowed, Conflict, CorralError, Failure, NotFound
+from shared.errors import (
+    ActionNotAllowed,
+    CapacityExceeded,
+    Conflict,
+    CorralError,
+    Failure,
+    NotFound,
+)
 from shared.models import Engine, Host, RestartPolicy, Workload
 from shared.states import WorkloadStatus, operation_in_flight
 from shared.vm import WorkloadVm
@@ -56,6 +64,10 @@ def workload_item(w: Workload) -> Item:
         "health": health_attr(w.health),
         "vm": w.vm.to_json() if w.vm is not None else None,
         "restart_needed": w.restart_needed or None,
+        "environment": dict(w.environment) or None,
+        "databases": list(w.databases) or None,
+        "db_count": w.database_count,
+        "allocations": allocations_attr(w.allocations),
         "backup_count": w.backup_count,
         "created_at": iso(w.created_at),
         "updated_at": iso(w.updated_at),
@@ -82,11 +94,19 @@ def workload_from(item: Item) -> Workload:
         health=health_from(item.get("health")),
         vm=WorkloadVm.from_json(item["vm"]) if item.get("vm") else None,
         restart_needed=bool(item.get("restart_needed", False)),
+        environment=dict(item.get("environment") or {}),
+        databases=tuple(item.get("databases") or ()),
+        database_count=int(item.get("db_count", 0)),
+        allocations=tuple(Allocation.from_json(a) for a in item.get("allocations") or ()),
         backup_count=int(item.get("backup_count", 0)),
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
     )
+
+
+def allocations_attr(allocations: Sequence[Allocation]) -> list[Item] | None:
+    return [a.to_json() for a in allocations] or None
 
 
 def expiry_keys(workload_id: str, expires_at: datetime | None) -> Item:
@@ -190,14 +210,27 @@ class WorkloadStore:
         resources: Resources | None = None,
         takes_backup_slot: bool = False,
         on_fail: FailureHandler = refuse_busy,
+        take_database: bool = False,
     ) -> TxEntry:
         """Make `operation_id` the workload's one change in flight, if it is idle and
         unchanged since it was read; `fields` and `resources` change with it. With
-        `takes_backup_slot`, one more of its `backups` slots is in use, if one is free."""
+        `takes_backup_slot`, one more of its `backups` slots is in use, if one is free;
+        with `take_database` it holds one more tenant database, within its allocation."""
         write = Expression().set_all({"pending_op": operation_id, "last_op": operation_id})
         write.add("version", 1).set("updated_at", stamp(now)).set_all(fields or {})
         if resources is not None:
             write.set_all(resources_attrs("res", resources))
+            # never below the tenant databases it holds (they count against it)
+            held = write.name("db_count")
+            write.when(
+                f"attribute_not_exists({held}) OR {held} <= {write.value(resources.databases)}"
+            )
+        if take_database:
+            held, allowed = write.name("db_count"), write.name("res_databases")
+            write.count("db_count", 1).when(
+                f"attribute_not_exists({held}) AND {allowed} > {write.value(0)}"
+                f" OR {held} < {allowed}"
+            )
         if takes_backup_slot:
             write.count("backup_count", 1)
             write.when_below_or_absent("backup_count", workload.resources.backups)
@@ -237,6 +270,23 @@ class WorkloadStore:
             write,
             on_fail=lambda _: Conflict("already finished"),
         )
+
+
+def refuse_database(old: Item | None) -> CorralError:
+    """Why a tenant database was refused its container: busy, full, or changed."""
+    if old is not None and not old.get("pending_op"):
+        held, allowed = int(old.get("db_count", 0)), int(old.get("res_databases", 0))
+        if held >= allowed:
+            return CapacityExceeded(
+                f"The container holds {held} of its {allowed} databases; resize its "
+                "databases allocation (within the cluster's limit) to add one."
+            )
+    return refuse_busy(old)
+
+
+def give_database(cluster_id: str, workload_id: str, db: Dynamo) -> TxEntry:
+    write = Expression().add("db_count", -1).when_at_least("db_count", 1)
+    return db.tx_update(schema.cluster_pk(cluster_id), schema.workload_sk(workload_id), write)
 
 
 def _lease(workload: Workload, expires_at: datetime, now: datetime) -> Expression:

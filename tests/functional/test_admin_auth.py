@@ -13,7 +13,7 @@ import falcon.testing
 import pytest
 
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
-from handlers.auth import Authenticator
+from handlers.auth import OPERATOR, Authenticator
 from infra.table.api_keys import ApiKeyStore
 from infra.table.clusters import ClusterStore
 from infra.table.dynamo import Dynamo
@@ -54,6 +54,7 @@ EXPECTED_OPERATOR_ROUTES = {
             ("GET", f"/{noun}"),
             ("POST", f"/{noun}"),
             ("GET", f"/{noun}/{{host_id}}"),
+            ("PATCH", f"/{noun}/{{host_id}}"),
             ("DELETE", f"/{noun}/{{host_id}}"),
             ("POST", f"/{noun}/{{host_id}}/drain"),
             ("POST", f"/{noun}/{{host_id}}/undrain"),
@@ -71,11 +72,27 @@ EXPECTED_OPERATOR_ROUTES = {
     ("POST", "/envs/{env_id}/start"),
     ("POST", "/envs/{env_id}/lease"),
     ("GET", "/vms/{vm_id}"),
+    ("GET", "/platform/settings"),
+    ("PATCH", "/platform/settings"),
+    ("GET", "/database-hosts"),
+    ("POST", "/database-hosts"),
+    ("GET", "/database-hosts/{host_id}"),
+    ("PATCH", "/database-hosts/{host_id}"),
+    ("DELETE", "/database-hosts/{host_id}"),
+    ("GET", "/managed-databases"),
+    ("POST", "/managed-databases"),
+    ("GET", "/managed-databases/{database_id}"),
+    ("DELETE", "/managed-databases/{database_id}"),
+    ("POST", "/managed-databases/{database_id}/bind"),
+    ("DELETE", "/managed-databases/{database_id}/bind"),
 }
 
 
-def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[str, str]]:
-    """(method, uri template) for every responder the app's router holds."""
+def routes(
+    app: falcon.App[falcon.Request, falcon.Response], scope: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """(method, uri template) for every responder the app's router holds (of resources
+    that take `scope`'s keys, when given)."""
     nodes = list(app._router._roots)
     while nodes:
         node = nodes.pop()
@@ -83,6 +100,8 @@ def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[s
         if node.resource is None:
             continue
         assert node.uri_template is not None  # a node that holds a resource has its route
+        if scope is not None and getattr(node.resource, "auth", OPERATOR) != scope:
+            continue
         for method in falcon.COMBINED_METHODS:
             if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
                 yield method, node.uri_template
@@ -91,7 +110,7 @@ def routes(app: falcon.App[falcon.Request, falcon.Response]) -> Iterator[tuple[s
 def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:
     return {
         (method, template[len(ADMIN_BASE) :])
-        for method, template in routes(app)
+        for method, template in routes(app, OPERATOR)
         if template.startswith(ADMIN_BASE + "/")
     }
 
@@ -113,6 +132,7 @@ def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
             "vm_id": created["container"]["id"],
             "container_id": created["container"]["id"],
             "operation_id": created["operation"]["id"],
+            "database_id": "db-1",
             "backup_id": new_id(),  # a route that skipped its key check would answer 404
         },
         "tenant": tenant,
@@ -142,14 +162,28 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         },
         ("POST", "/hosts"): host,
         ("POST", "/nodes"): host,
+        ("PATCH", "/hosts/{host_id}"): {"port_range": [30000, 30999]},
+        ("PATCH", "/nodes/{host_id}"): {"public_address": "203.0.113.7"},
         ("POST", "/images/pull"): {"image": "busybox", "host_ids": [ids["host_id"]]},
         ("DELETE", "/images"): {"image": "busybox", "host_id": ids["host_id"]},
+        ("PATCH", "/platform/settings"): {"default_cluster_id": ids["cluster_id"]},
         ("POST", "/envs"): {
             "id": "env-2",
             "cluster_id": ids["cluster_id"],
             "ssh_keys": [ENV_KEY],
             "vms": [{"image": "base.qcow2"}],
         },
+        ("POST", "/database-hosts"): {
+            "name": "pg",
+            "engine": "postgres",
+            "host": "db.internal",
+            "port": 5432,
+            "username": "corral",
+            "password": "admin-password",
+        },
+        ("PATCH", "/database-hosts/{host_id}"): {"max_databases": 1},
+        ("POST", "/managed-databases"): {"cluster_id": ids["cluster_id"], "name": "db"},
+        ("POST", "/managed-databases/{database_id}/bind"): {"app_id": ids["container_id"]},
     }
 
 
@@ -164,6 +198,8 @@ def snapshot(api: Api, cluster_id: str) -> dict[str, Any]:
             "/eggs",
             "/hosts",
             "/envs",
+            "/database-hosts",
+            "/managed-databases",
         )
     }
 
@@ -304,6 +340,14 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
         ("GET", "/vms/{vm_id}"): (404, "not_found"),
         ("DELETE", "/eggs/{egg_id}"): (409, "conflict"),
         ("DELETE", "/nodes/{host_id}"): (404, "not_found"),
+        # the database routes, given the docker host's id and a database id that is not
+        ("GET", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("PATCH", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("DELETE", "/database-hosts/{host_id}"): (404, "not_found"),
+        ("GET", "/managed-databases/{database_id}"): (404, "not_found"),
+        ("DELETE", "/managed-databases/{database_id}"): (404, "not_found"),
+        ("POST", "/managed-databases/{database_id}/bind"): (404, "not_found"),
+        ("DELETE", "/managed-databases/{database_id}/bind"): (404, "not_found"),
     }
 
 

@@ -22,7 +22,7 @@ import falcon.testing
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.clock import utc_now
-from shared.states import WorkloadStatus
+from shared.states import OperationKind, WorkloadStatus
 from tests.fixtures.corral import Api, Tenant, make_tenant
 
 THREADS = 24
@@ -72,13 +72,20 @@ def assert_counters_match_containers(api: Api, tenant: Tenant) -> list[dict[str,
 
 
 def settle_all(deps: Deps, cluster_id: str) -> None:
-    """Record every pending operation as succeeded, as the worker would."""
+    """Record every pending operation as succeeded, as the worker would (a delete
+    gives the container's resources and ports back)."""
     repo = deps.repo
     for workload in repo.workloads.in_cluster(cluster_id):
         if workload.pending_op:
             op = repo.operations.get(cluster_id, workload.pending_op)
+            gone = op.kind is OperationKind.DELETE
             assert repo.finish_operation(
-                op, workload, status=WorkloadStatus.RUNNING, error=None, now=utc_now()
+                op,
+                workload,
+                status=WorkloadStatus.DELETED if gone else WorkloadStatus.RUNNING,
+                error=None,
+                now=utc_now(),
+                release=gone,
             )
 
 

@@ -104,10 +104,12 @@ def _exec(docker_client: docker.DockerClient, container_id: str, script: str) ->
 
 def _sums_when_written(docker_client: docker.DockerClient, container_id: str) -> str:
     """The data's checksums once the process has written all of it (blob.bin last)."""
+    container = docker_client.containers.get(f"corral-{container_id}")
     for _ in range(100):
-        sums = _exec(docker_client, container_id, LIST_SUMS)
-        if "blob.bin" in sums:
-            return sums
+        # while the writer renames .blob to blob.bin, a listing may fail: look again
+        code, output = container.exec_run(["/bin/sh", "-c", LIST_SUMS])
+        if code == 0 and isinstance(output, bytes) and b"blob.bin" in output:
+            return output.decode()
         threading.Event().wait(0.1)
     raise AssertionError("the container's process did not write its data within 10 s")
 

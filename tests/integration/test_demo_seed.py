@@ -81,3 +81,31 @@ def test_the_reference_examples_run_verbatim_on_the_demo(
     assert deleted.status_code == 202, deleted.text
     run_jobs(deps)
     assert api.tenant("GET", "/capacity").json["used"]["ram_mb"] == 0
+
+
+def test_002s_create_and_003s_default_cluster_are_set_on_the_demo(
+    api: Api, deps: Deps, demo: Demo
+) -> None:
+    # curl -X POST http://localhost:3000/api/instances -H "X-API-Key: your-key"
+    #   -H "Content-Type: application/json" -d '{"name": "my-bot", "region": "us-east-1"}'
+    assert api.tenant_key is not None
+    created = api.client.simulate_post(
+        "/api/instances",
+        headers={"X-API-Key": api.tenant_key, "Content-Type": "application/json"},
+        body='{"name": "my-bot", "region": "us-east-1"}',
+    )
+    assert created.status_code == 201, created.text
+    assert (created.json["status"], created.json["region"]) == ("creating", "us-east-1")
+    run_jobs(deps)
+    got = api.client.simulate_get(
+        f"/api/instances/{created.json['id']}", headers={"X-API-Key": api.tenant_key}
+    )
+    assert got.json["status"] == "running"
+    deleted = api.client.simulate_delete(
+        f"/api/instances/{created.json['id']}", headers={"X-API-Key": api.tenant_key}
+    )
+    assert deleted.status_code == 204
+    run_jobs(deps)
+    # 003's environments name no cluster: they go to the demo's
+    settings = api.admin("GET", "/platform/settings").json
+    assert settings["default_cluster_id"] == demo.cluster_id

@@ -11,11 +11,14 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,10 +85,15 @@ class Run:
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    runs_dir = tmp_path / "corral"
+def state_dir() -> Iterator[Path]:
+    # Under /tmp, open to others: make run's PostgreSQL runs as the postgres user, which
+    # must reach its folder (pytest's temporary root is private to root).
+    parent = Path(tempfile.mkdtemp(prefix="corral-run-"))
+    parent.chmod(0o755)
+    runs_dir = parent / "corral"
     yield runs_dir
     stop_recorded(runs_dir / "pids")  # whatever a failing test left running
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 def _path_without_qemu(bin_dir: Path) -> dict[str, str]:
@@ -118,6 +126,8 @@ def test_a_killed_worker_is_started_again_and_jobs_still_run(
         assert run.process.poll() is None, run.text()
         assert "worker-1 (rq) (pid" in run.text() and "started again" in run.text()
         _create_and_see_running(local, "after-kill")
+        _managed_database_ready(local)
+        _open_the_printed_url(run, local)
     finally:
         assert run.stop() == 0, run.text()
     assert not list((state_dir / "pids").glob("*.pid"))
@@ -206,6 +216,31 @@ def _create_and_see_running(local: dict[str, Any], name: str) -> None:
         return bool(last["status"] == "running")
 
     _wait_for(running, 60, last)
+
+
+def _managed_database_ready(local: dict[str, Any]) -> None:
+    """make run registers its PostgreSQL: a managed database on the demo cluster works."""
+    body = {"cluster_id": local["cluster_id"], "name": "demo-db"}
+    admin = {"base": "/api/v1", "key": local["operator_key"]}
+    made = _call(local, "POST", "/managed-databases", body, **admin)
+    last: dict[str, Any] = {}
+
+    def ready() -> bool:
+        last.update(_call(local, "GET", f"/managed-databases/{made['id']}", **admin))
+        return bool(last["status"] == "ready")
+
+    _wait_for(ready, 60, last)
+def _open_the_printed_url(run: Run, local: dict[str, Any]) -> None:
+    """The README's first steps: create a container of the demo `http` egg, and open
+    the URL that `make run` prints for it once it runs."""
+    body = {"name": "web", "egg_id": local["http_egg_id"]}
+    web_id = _call(local, "POST", "/containers", body)["container"]["id"]
+    printed = re.compile(rf"\({web_id}\) runs: open (http://\S+)")
+    _wait_for(lambda: printed.search(run.text()) is not None, 60, run)
+    match = printed.search(run.text())
+    assert match is not None
+    with urllib.request.urlopen(match.group(1), timeout=10) as page:
+        assert b"Hello from Corral" in page.read()
 
 
 def _call(

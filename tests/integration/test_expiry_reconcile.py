@@ -151,16 +151,18 @@ def test_redis_flushed_with_operations_in_flight(
 def test_workload_the_table_lost_is_adopted(
     live: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    cid = _running(live, deps, name="adoptee", ram_mb=96)
-    # the table forgets it (as an in-memory table does across restarts), counters too
-    deps.repo.db.client.delete_item(
-        TableName=deps.settings.table_name,
-        Key={
-            "pk": {"S": schema.cluster_pk(live.cluster["id"])},
-            "sk": {"S": schema.workload_sk(cid)},
-        },
-    )
-    used = ("used_ram_mb", "used_cpu_centi", "used_storage_mb", "used_io")
+    cid = _running(live, deps, name="adoptee", ram_mb=96, ports=1)
+    [allocation] = _get(live, cid)["allocations"]
+    # the table forgets it and its port (as an in-memory table does across restarts),
+    # counters too
+    for pk, sk in (
+        (schema.cluster_pk(live.cluster["id"]), schema.workload_sk(cid)),
+        (schema.host_pk(live.host["id"]), schema.port_sk(allocation["port"])),
+    ):
+        deps.repo.db.client.delete_item(
+            TableName=deps.settings.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}
+        )
+    used = ("used_ram_mb", "used_cpu_centi", "used_storage_mb", "used_io", "used_ports")
     deps.repo.db.update(
         schema.cluster_pk(live.cluster["id"]),
         schema.META,
@@ -175,6 +177,8 @@ def test_workload_the_table_lost_is_adopted(
     body = _get(live, cid)
     assert body["status"] == "running" and body["name"] == "adoptee"
     assert body["resources"]["ram_mb"] == 96
+    assert body["allocations"] == [allocation]  # read back from the container's labels
+    assert deps.repo.ports.held(live.host["id"]) == {allocation["port"]}
     assert live.api.tenant("GET", "/capacity").json["used"]["ram_mb"] == 96
     adopt = live.api.tenant("GET", f"/operations/{body['last_operation']}").json
     assert adopt["kind"] == "adopt" and adopt["status"] == "succeeded"

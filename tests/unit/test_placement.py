@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -91,9 +92,23 @@ def test_hosts_without_room_are_left_out() -> None:
 
 
 def test_only_host_dimensions_count_on_a_host() -> None:
-    # io, ports, databases and backups are pooled per cluster; hosts do not limit them.
+    # io, databases and backups are pooled per cluster; hosts do not limit them (and a
+    # Docker host's default port range has room for 50 ports).
     needed = SMALL + Resources(io=1000, ports=50, databases=3, backups=3)
     assert names(candidates([host("h")], Engine.DOCKER, needed)) == ["h"]
+
+
+def test_a_docker_host_needs_free_ports_in_its_range() -> None:
+    tight = replace(host("tight"), port_range=(20000, 20009), used=Resources(ports=9))
+    roomy = replace(host("roomy"), port_range=(21000, 21009), used=Resources(ports=5))
+    two_ports = SMALL + Resources(ports=2)
+    assert names(candidates([tight, roomy], Engine.DOCKER, two_ports)) == ["roomy"]
+    with pytest.raises(NoHostAvailable) as caught:
+        candidates([tight], Engine.DOCKER, two_ports)
+    assert "1 free port(s) left in its range 20000-20009" in caught.value.message
+    # a VM host's forwarded ports are its QEMU driver's to pick
+    vm = replace(host("vm", engines=(Engine.QEMU,)), driver=DriverKind.SSH, port_range=(1, 1))
+    assert names(candidates([vm], Engine.QEMU, two_ports)) == ["vm"]
 
 
 def test_hosts_of_another_engine_are_left_out() -> None:

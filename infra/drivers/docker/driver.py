@@ -5,6 +5,10 @@ PEM strings) or `ssh://user@host` (host key checked against known_hosts, unknown
 rejected). Containers are named `corral-<workload id>` and carry Corral's labels; the
 name makes `ensure` idempotent, the labels let `list_managed` find them.
 
+Each cluster has a bridge network of its own on the host, `corral-net-<cluster id>`
+(see `networks`): made on its first container, removed with its last. A container
+publishes each of its allocations on the host as tcp and udp.
+
 Each container has a named data volume (`corral-data-<workload id>`) mounted at its
 egg's `data_path`: created with the container, kept when only the container is
 recreated (an egg switch, a reconciler's recreate), removed with the workload.
@@ -35,6 +39,7 @@ import docker.errors
 
 from infra.drivers.docker import data as docker_data
 from infra.drivers.docker import images as docker_images
+from infra.drivers.docker import networks
 from infra.drivers.docker import observe as docker_observe
 from infra.drivers.docker.connect import connect, tls_config
 from infra.drivers.docker.errors import LIBRARY_ERRORS, host_errors
@@ -43,6 +48,7 @@ from shared.errors import HostError
 from shared.health import LogLine, Stats
 from shared.images import RegistryAuth
 from shared.runtime import (
+    LABEL_CLUSTER,
     LABEL_MANAGED,
     LABEL_WORKLOAD,
     HostInfo,
@@ -170,14 +176,19 @@ class DockerDriver:
     def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
         name = container_name(workload_id)
         with host_errors(self._address, f"remove container {name}"):
-            try:
-                self._api().remove_container(name, v=True, force=True)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as exc:
-                if exc.status_code != 409 or "in progress" not in _explanation(exc):
-                    raise
-                self._wait_gone(name)
+            attrs = self._inspect(name)
+            if attrs is not None:
+                try:
+                    self._api().remove_container(name, v=True, force=True)
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409 or "in progress" not in _explanation(exc):
+                        raise
+                    self._wait_gone(name)
+                cluster_id = _labels(attrs).get(LABEL_CLUSTER)
+                if cluster_id:
+                    networks.drop_if_unused(self._api(), cluster_id)
             if not keep_data:
                 with suppress(docker.errors.NotFound):
                     self._api().remove_volume(data_volume_name(workload_id))
@@ -371,15 +382,30 @@ class DockerDriver:
     def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
         api = self._api()
         volume = {data_volume_name(spec.workload_id): {"bind": spec.data_path, "mode": "rw"}}
-        created = api.create_container(
-            spec.image,
-            command=list(spec.command) if spec.command else None,
-            name=spec.runtime_name,
-            labels=spec.labels(),
-            environment=dict(spec.environment) or None,
-            stop_timeout=spec.stop_timeout,
-            host_config=api.create_host_config(binds=volume, **limits),
-        )
+        for attempt in range(2):
+            network_id = networks.ensure(api, spec.cluster_id)
+            try:
+                created = api.create_container(
+                    spec.image,
+                    command=list(spec.command) if spec.command else None,
+                    name=spec.runtime_name,
+                    labels=spec.labels(),
+                    environment=dict(spec.environment) or None,
+                    stop_timeout=spec.stop_timeout,
+                    ports=networks.exposed_ports(spec.allocations),
+                    host_config=api.create_host_config(
+                        binds=volume,
+                        **limits,
+                        port_bindings=networks.port_bindings(spec.allocations),
+                        network_mode=network_id,
+                    ),
+                    networking_config=networks.attachment(api, network_id, spec.name),
+                )
+                break
+            except docker.errors.NotFound as exc:
+                # The cluster's last container elsewhere took its network away meanwhile.
+                if attempt == 1 or "network" not in _explanation(exc):
+                    raise
         if "blkio_weight" in limits:
             self._learn_blkio_weight(api.inspect_container(created["Id"]))
 

@@ -1,0 +1,106 @@
+"""Operator routes for database hosts and managed databases (001)."""
+
+from __future__ import annotations
+
+import falcon
+
+from handlers import views
+from handlers.body import body_as, path_id
+from services.databases import DatabaseHostService, DatabaseService
+from services.deps import Deps
+from shared.admin_requests import (
+    BindRequest,
+    DatabaseHostCreate,
+    DatabaseHostUpdate,
+    ManagedDatabaseCreate,
+)
+
+
+class DatabaseHostCollection:
+    """/api/v1/database-hosts"""
+
+    def __init__(self, deps: Deps, hosts: DatabaseHostService) -> None:
+        self._deps = deps
+        self._hosts = hosts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = [views.database_host(h) for h in self._deps.repo.database_hosts.list()]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = body_as(req, DatabaseHostCreate, self._deps.settings.max_body_bytes)
+        resp.status = falcon.HTTP_201
+        resp.media = views.database_host(self._hosts.create(body))
+
+
+class DatabaseHostItem:
+    """/api/v1/database-hosts/{id}"""
+
+    def __init__(self, deps: Deps, hosts: DatabaseHostService) -> None:
+        self._deps = deps
+        self._hosts = hosts
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        host = self._deps.repo.database_hosts.get(path_id(host_id, "Database host"))
+        resp.media = views.database_host(host)
+
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        path_id(host_id, "Database host")
+        body = body_as(req, DatabaseHostUpdate, self._deps.settings.max_body_bytes)
+        resp.media = views.database_host(self._hosts.update(host_id, body))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, host_id: str) -> None:
+        self._hosts.delete(path_id(host_id, "Database host"))
+        resp.status = falcon.HTTP_204
+
+
+class ManagedDatabaseCollection:
+    """/api/v1/managed-databases"""
+
+    def __init__(self, deps: Deps, databases: DatabaseService) -> None:
+        self._deps = deps
+        self._databases = databases
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        listed = self._deps.repo.databases.every()
+        resp.media = [views.managed_database(d) for d in listed if d.owner_id is None]
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = body_as(req, ManagedDatabaseCreate, self._deps.settings.max_body_bytes)
+        resp.status = falcon.HTTP_201
+        resp.media = views.managed_database(self._databases.create(body))
+
+
+class ManagedDatabaseItem:
+    """/api/v1/managed-databases/{id}"""
+
+    def __init__(self, deps: Deps, databases: DatabaseService) -> None:
+        self._deps = deps
+        self._databases = databases
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
+        found = self._databases.get(path_id(database_id, "Database"))
+        resp.media = views.managed_database(found)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
+        self._databases.delete(path_id(database_id, "Database"))
+        resp.status = falcon.HTTP_204
+
+
+class ManagedDatabaseBind:
+    """/api/v1/managed-databases/{id}/bind: POST binds to a container, DELETE unbinds;
+    both answer 202 with the database and the container's operation."""
+
+    def __init__(self, deps: Deps, databases: DatabaseService) -> None:
+        self._deps = deps
+        self._databases = databases
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
+        path_id(database_id, "Database")
+        body = body_as(req, BindRequest, self._deps.settings.max_body_bytes)
+        resp.status = falcon.HTTP_202
+        resp.media = views.binding(*self._databases.bind(database_id, body))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
+        path_id(database_id, "Database")
+        resp.status = falcon.HTTP_202
+        resp.media = views.binding(*self._databases.unbind(database_id))
