@@ -78,7 +78,10 @@ def test_tenant_creates_runs_stops_and_reads_logs(page: Page, live_corral: LiveC
     expect(page.get_by_test_id("who")).to_contain_text("cluster demo")
 
     page.get_by_test_id("create-name").fill("from-browser")
-    expect(page.get_by_test_id("create-egg")).to_have_value(live_corral.demo.egg_id)
+    # the demo cluster allows two eggs (busybox and http): the form offers both
+    egg_choice = page.get_by_test_id("create-egg")
+    expect(egg_choice.locator("option")).to_have_count(2)
+    egg_choice.select_option(live_corral.demo.egg_id)
     page.get_by_test_id("create").click()
     row = page.locator("tr[data-container='from-browser']")
     expect(row.get_by_test_id("status")).to_have_text("running", timeout=STATE_TIMEOUT_MS)
