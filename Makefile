@@ -48,7 +48,7 @@ test: deps lint
 
 lint: deps
 	$(BIN)/ruff check .
-	$(BIN)/mypy shared infra services handlers workers devstack bench tests gunicorn.conf.py
+	$(BIN)/mypy shared infra services handlers workers devstack cli bench tests gunicorn.conf.py
 
 bench: deps
 	@if [ ! -f bench/__main__.py ]; then \

@@ -44,13 +44,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from devstack.netns import Netns, create_netns, netns_named
 from devstack.processes import Child, StartupError, free_port
-from devstack.volumes import DEFAULT_SIZE_MB, EnforcedStorage
+from devstack.volumes import DEFAULT_SIZE_MB, PLUGIN_DIR, EnforcedStorage
 
 START_TIMEOUT_S = 30.0
 # Every cluster gets a bridge network of its own: Docker's default pools hold about 30,
 # so networks take /24s of 172.16.0.0/12 instead (4096 of them; the engine's namespace
 # is its own, so they clash with nothing of the machine's).
-DAEMON_CONFIG = {"default-address-pools": [{"base": "172.16.0.0/12", "size": 24}]}
+DAEMON_CONFIG = {
+    "default-address-pools": [{"base": "172.16.0.0/12", "size": 24}],
+    # the machine's ends of the private dockerds' links (devstack/netns.py), where the
+    # tests' local registry listens over plain HTTP
+    "insecure-registries": ["10.214.0.0/16"],
+}
 STOP_TIMEOUT_S = 20.0
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.RequestException)
 
@@ -91,9 +96,9 @@ class Dockerd:
     @property
     def machine_address(self) -> str:
         """Where this engine reaches servers of the machine it runs on (a local registry
-        listens there). It shares the machine's network: loopback, which the engine
-        also takes as an insecure (plain HTTP) registry address by default."""
-        return "127.0.0.1"
+        listens there): the machine's end of its namespace's link, in a range the
+        engine takes as insecure (plain HTTP) registries (DAEMON_CONFIG)."""
+        return self.netns.peer_address
 
     @property
     def pid(self) -> int:
@@ -179,6 +184,8 @@ def start_dockerd(
         _clear_leftovers(run_dir, data_root)
         run_dir.mkdir(mode=0o700, parents=True)
     data_root.mkdir(parents=True, exist_ok=True)
+    plugin_dir = run_dir / "plugins"
+    plugin_dir.mkdir(exist_ok=True)
     storage = enforced_storage(workdir, data_root, run_dir) if enforce_storage else None
     config = run_dir / "daemon.json"
     # never read /etc/docker/daemon.json
@@ -187,6 +194,7 @@ def start_dockerd(
     (run_dir / _NETNS_FILE).write_text(netns.name)
     command = [
         *netns.enter(),
+        *_own_plugin_dir(plugin_dir),
         binary,
         "--config-file", str(config),
         "--data-root", str(data_root),
@@ -240,9 +248,23 @@ def enforced_storage(workdir: Path, data_root: Path, run_dir: Path) -> EnforcedS
     """Mount the btrfs data root and start the volume plugin, named after `run_dir` so
     that dockerds side by side (make run, test sessions) each use their own."""
     tag = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    storage = EnforcedStorage(workdir, data_root, f"corral-btrfs-{tag}", DEFAULT_SIZE_MB)
+    storage = EnforcedStorage(
+        workdir, data_root, f"corral-btrfs-{tag}", run_dir / "plugins", DEFAULT_SIZE_MB
+    )
     storage.start()
     return storage
+
+
+def _own_plugin_dir(plugin_dir: Path) -> list[str]:
+    """The prefix that runs dockerd in a mount namespace of its own where `plugin_dir`
+    is mounted over /run/docker/plugins: it sees its own volume plugin and no other
+    dockerd's (devstack/volumes.py, PLUGIN_DIR, says why that matters)."""
+    PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
+    return [
+        "unshare", "--mount", "--propagation", "private", "--",
+        "/bin/sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"',
+        "sh", str(plugin_dir), str(PLUGIN_DIR),
+    ]  # fmt: skip
 
 
 def _exec_root(run_dir: Path) -> Path:

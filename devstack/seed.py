@@ -162,13 +162,17 @@ def seed(
     )
 
 
+# The idle shell, saying hello first: a new user's first `logs` shows a line.
+DEMO_COMMAND = (*IDLE_COMMAND[:2], f"echo 'hello from a Corral demo container'; {IDLE_COMMAND[2]}")
+
+
 def demo_egg() -> dict[str, Any]:
     return {
         "name": "busybox",
         "description": "A busybox shell that idles until stopped (imported locally).",
         "engine": "docker",
         "image": f"{BUSYBOX_REPOSITORY}:{BUSYBOX_TAG}",
-        "command": list(IDLE_COMMAND),
+        "command": list(DEMO_COMMAND),
         "minimum": {"cpu_cores": 0.1, "ram_mb": 16},
         "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256},
         "stop_timeout": 5,

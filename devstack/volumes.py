@@ -26,6 +26,11 @@ from typing import Any
 
 from devstack.processes import StartupError
 
+# Where dockerd looks for plugin sockets. Every dockerd on a machine scans it, and keeps
+# retrying (with backoff, for each lookup of a volume it does not know) any plugin it saw
+# there that has gone since: so each private dockerd gets a directory of its own mounted
+# over this path in a mount namespace of its own (devstack/dockerd.py), and its plugin's
+# socket lives in that directory.
 PLUGIN_DIR = Path("/run/docker/plugins")
 # Corral's Docker driver reads this daemon label (infra.drivers.docker.driver, which the
 # dev stack must not import for one constant: it is the documented name).
@@ -90,16 +95,17 @@ class VolumePlugin:
     """Docker's volume plugin protocol over a unix socket: volumes are btrfs subvolumes
     under `root`, limited to their `size` option (`512M`, `2G`) by a quota group."""
 
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: Path, plugin_dir: Path) -> None:
         self.name = name
         self.root = root
-        self.socket = PLUGIN_DIR / f"{name}.sock"
+        self.plugin_dir = plugin_dir
+        self.socket = plugin_dir / f"{name}.sock"
         self._server: socketserver.ThreadingUnixStreamServer | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        PLUGIN_DIR.mkdir(parents=True, exist_ok=True)
+        self.plugin_dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         plugin = self
 
@@ -192,9 +198,11 @@ class EnforcedStorage:
     """A dockerd's storage that enforces sizes: its data root on a btrfs image, and the
     volume plugin over it. `dockerd_args` are what dockerd then runs with."""
 
-    def __init__(self, workdir: Path, data_root: Path, plugin_name: str, size_mb: int) -> None:
+    def __init__(
+        self, workdir: Path, data_root: Path, plugin_name: str, plugin_dir: Path, size_mb: int
+    ) -> None:
         self.root = BtrfsRoot(workdir / "storage.btrfs", data_root, size_mb)
-        self.plugin = VolumePlugin(plugin_name, data_root / "corral-volumes")
+        self.plugin = VolumePlugin(plugin_name, data_root / "corral-volumes", plugin_dir)
 
     def start(self) -> None:
         self.root.mount()

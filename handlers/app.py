@@ -26,7 +26,7 @@ from handlers.admin.databases import (
 from handlers.admin.eggs import EggCollection as AdminEggCollection
 from handlers.admin.eggs import EggItem as AdminEggItem
 from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
-from handlers.admin.fleet import FleetStats, FleetStatus
+from handlers.admin.fleet import FleetOperations, FleetStats, FleetStatus
 from handlers.admin.hosts import HostCollection, HostDrain, HostItem
 from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
 from handlers.admin.platform import PlatformConfig, PlatformSettingsResource
@@ -54,9 +54,10 @@ from handlers.public.databases import (
     ContainerDatabaseRotate,
 )
 from handlers.public.observe import ContainerHealth, ContainerLogs
-from handlers.public.operations import OperationItem, OperationWait
+from handlers.public.operations import OperationCollection, OperationItem, OperationWait
 from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
 from handlers.telemetry import MetricsResource, Recorder, Telemetry
+from handlers.web import Dashboard
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -94,6 +95,9 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
 
     workloads = WorkloadService(deps)
     app.add_route("/health", HealthResource(deps))
+    dashboard = Dashboard()
+    app.add_route("/", dashboard)
+    app.add_route("/web/{name}", dashboard)
 
     app.add_route(f"{PUBLIC_BASE}/cluster", ClusterResource(deps))
     app.add_route(f"{PUBLIC_BASE}/capacity", CapacityResource(deps))
@@ -116,6 +120,7 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     app.add_route(backup, BackupItem(deps, backups))
     app.add_route(f"{backup}/restore", BackupRestore(deps, backups))
     app.add_route(f"{backup}/download", BackupDownload(deps, backups))
+    app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
 
@@ -177,6 +182,7 @@ def _add_admin_routes(
     app.add_route(f"{base}/images", ImageCollection(deps, images))
     app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
     app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
+    app.add_route(f"{base}/operations", FleetOperations(deps))
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

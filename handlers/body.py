@@ -7,6 +7,7 @@ from typing import TypeVar
 import falcon
 from pydantic import BaseModel
 
+from handlers.declare import Query
 from shared.clock import looks_like_id
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.requests import parse
@@ -53,3 +54,20 @@ def float_param(
     if not low <= value <= high:  # also rejects NaN
         raise InvalidInput(f"Query parameter {name} must be between {low} and {high}.")
     return value
+
+
+LIMIT_QUERY = Query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": 100},
+    "How many records to return, newest first (20 when left out).",
+)
+
+
+def limit_param(req: falcon.Request, default: int = 20, high: int = 100) -> int:
+    """`?limit=N`: how many records a listing returns, a whole number from 1 to `high`."""
+    raw = req.get_param("limit")
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= high):
+        raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
+    return int(raw)

@@ -22,6 +22,7 @@ PACKAGES=(
   mariadb-server         # database hosts: the tests' MySQL-compatible server
   btrfs-progs            # mkfs.btrfs, btrfs quota: dockerd's data root on a loop image, so storage_mb is enforced
   docker-registry        # a real local OCI registry for the image-pull tests
+  chromium               # the headless browser of the dashboard tests (driven by Playwright)
 )
 
 missing_packages() {

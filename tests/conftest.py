@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.fixtures.vm_images",
     "tests.fixtures.databases",
     "tests.fixtures.s3",
+    "tests.fixtures.live",
 ]
 
 # Property tests explore the same examples on every run: CI stays reproducible, and a

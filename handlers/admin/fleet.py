@@ -9,6 +9,7 @@ from typing import Any
 import falcon
 
 from handlers import shapes, views
+from handlers.body import LIMIT_QUERY, limit_param
 from handlers.declare import responds
 from services.deps import Deps
 from shared.capacity import Resources
@@ -93,3 +94,18 @@ def _measured_load(hosts: list[Host], now: datetime) -> dict[str, Any]:
             "hosts_measured": len(fresh),
         },
     }
+
+
+class FleetOperations:
+    """GET /api/v1/operations?limit=N: recent operations across clusters, newest first."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    @responds(200, list[shapes.OperatorOperationView], query=(LIMIT_QUERY,))
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        limit = limit_param(req)
+        repo = self._deps.repo
+        recent = [o for c in repo.clusters.list() for o in repo.operations.recent(c.id, limit)]
+        recent.sort(key=lambda o: o.created_at, reverse=True)
+        resp.media = [views.operator_operation(o) for o in recent[:limit]]

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from handlers import shapes, views
 from handlers.auth import TENANT
-from handlers.body import float_param, path_id
+from handlers.body import LIMIT_QUERY, float_param, limit_param, path_id
 from handlers.declare import Query, responds
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
@@ -32,6 +32,20 @@ WAIT_TIMEOUT = Query(
     {"type": "number", "minimum": 0, "maximum": 3600},
     "Seconds to wait at most (capped by the server's wait cap).",
 )
+
+
+class OperationCollection:
+    """GET /operations?limit=N: the cluster's recent operations, newest first."""
+
+    auth = TENANT
+
+    def __init__(self, deps: Deps) -> None:
+        self._repo = deps.repo
+
+    @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY,))
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        recent = self._repo.operations.recent(req.context.principal.cluster_id, limit_param(req))
+        resp.media = [views.operation(o) for o in recent]
 
 
 class OperationItem:

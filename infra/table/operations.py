@@ -61,6 +61,10 @@ def pending_keys(operation_id: str, created_at: datetime) -> Item:
     }
 
 
+def _created(operation: Operation) -> datetime:
+    return operation.created_at
+
+
 class OperationStore:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
@@ -70,6 +74,13 @@ class OperationStore:
         if item is None:
             raise NotFound("Operation not found.")
         return operation_from(item)
+
+    def recent(self, cluster_id: str, limit: int) -> list[Operation]:
+        """The cluster's latest `limit` operations, newest first. Ids are random, so this
+        reads the cluster's operations (finished ones age out after the retention)."""
+        items = self.db.query(schema.cluster_pk(cluster_id), sk_prefix="OP#")
+        newest = sorted((operation_from(i) for i in items), key=_created, reverse=True)
+        return newest[:limit]
 
     def pending(self, older_than: datetime, limit: int) -> list[tuple[str, str]]:
         """(cluster id, operation id) of unfinished operations created before `older_than`."""

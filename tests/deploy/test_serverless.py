@@ -293,11 +293,14 @@ def test_artifact_serves_and_schedules_on_its_own(
         "from handlers import lambda_http, lambda_schedule\n"
         f"resp = lambda_http.handler({http_api_v2(Request('GET', '/health'))!r}, None)\n"
         f"docs = lambda_http.handler({http_api_v2(Request('GET', DOCS_ASSET))!r}, None)\n"
+        f"page = lambda_http.handler({http_api_v2(Request('GET', '/'))!r}, None)\n"
         f"tick = lambda_schedule.sweep({scheduled_event('2026-03-01T12:34:00Z')!r}, None)\n"
         "heavy = [m for m in ('docker', 'paramiko', 'workers', 'infra.drivers', 'devstack')\n"
         "         if m in sys.modules]\n"
         "print(json.dumps({'status': resp['statusCode'], 'body': json.loads(resp['body']),\n"
-        "    'tick': tick, 'heavy': heavy, 'docs': docs['statusCode']}))\n"
+        "    'tick': tick, 'heavy': heavy, 'docs': docs['statusCode'],\n"
+        "    'page': [page['statusCode'],\n"
+        "    page['headers']['content-type'], '/web/app.js' in page['body']]}))\n"
     )
     result = run_in_lambda_layout(unpacked, code, env)
     assert result["status"] == 200, result
@@ -305,6 +308,8 @@ def test_artifact_serves_and_schedules_on_its_own(
     assert result["tick"]["enqueued"] is True
     assert result["heavy"] == []
     assert result["docs"] == 200  # /docs's assets ride in the zip
+    # The dashboard's files ship in the artifact (handlers/web/).
+    assert result["page"] == [200, "text/html; charset=utf-8", True], result
     assert list(deps.jobs.queue.get_job_ids()) == ["sweep-202603011234"]
 
 

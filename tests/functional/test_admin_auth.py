@@ -64,6 +64,7 @@ EXPECTED_OPERATOR_ROUTES = {
     ("GET", "/status"),
     ("GET", "/stats"),
     ("GET", "/images"),
+    ("GET", "/operations"),
     ("GET", "/envs"),
     ("POST", "/envs"),
     ("GET", "/envs/{env_id}"),
@@ -222,8 +223,9 @@ def test_the_router_holds_every_documented_operator_route(api: Api) -> None:
 
     assert found >= EXPECTED_OPERATOR_ROUTES, EXPECTED_OPERATOR_ROUTES - found
     outside = {t for _, t in routes(api.client.app) if not t.startswith(("/api/", "/health"))}
-    # The API's own reference, public by design (handlers/reference.py).
-    assert outside == {"/openapi.json", "/docs", "/docs/{name}"}
+    # The API's own reference (handlers/reference.py) and the dashboard's files
+    # (handlers/web.py), public by design.
+    assert outside == {"/openapi.json", "/docs", "/docs/{name}", "/", "/web/{name}"}
 
 
 def test_every_operator_route_refuses_a_tenant_key(api: Api, world: dict[str, Any]) -> None:

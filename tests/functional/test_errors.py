@@ -79,7 +79,7 @@ def test_unknown_tenant_routes_are_not_found(tenant: Tenant, api: Api) -> None:
         "/nope",
         "/containers/a/b",
         "/containers/a/power/b",
-        "/operations",
+        "/operation",
         "/operations/a/b",
         "/clusters",
         "/cluster/x",
@@ -88,7 +88,12 @@ def test_unknown_tenant_routes_are_not_found(tenant: Tenant, api: Api) -> None:
 
 
 def test_unknown_routes_are_not_found_without_a_key(api: Api) -> None:
-    for path in ("/", "/api", "/api/public/clusters/v2/cluster", "/api/public/clusters/cluster"):
+    for path in (
+        "/index.html",
+        "/api",
+        "/api/public/clusters/v2/cluster",
+        "/api/public/clusters/cluster",
+    ):
         resp = api.client.simulate_get(path)
         assert error_of(resp) == (404, "not_found"), path
         assert resp.json["error"]["message"] == "Route does not exist."

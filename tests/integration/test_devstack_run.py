@@ -230,6 +230,8 @@ def _managed_database_ready(local: dict[str, Any]) -> None:
         return bool(last["status"] == "ready")
 
     _wait_for(ready, 60, last)
+
+
 def _open_the_printed_url(run: Run, local: dict[str, Any]) -> None:
     """The README's first steps: create a container of the demo `http` egg, and open
     the URL that `make run` prints for it once it runs."""

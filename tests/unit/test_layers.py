@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ("shared", "infra", "services", "handlers", "workers", "devstack")
+PROJECT = ("shared", "infra", "services", "handlers", "workers", "devstack", "cli")
 
 # What each production package may import of the project. The drivers (docker, paramiko,
 # QEMU over SSH) are for the workers alone: handlers and services run in the Lambda
@@ -21,6 +21,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "services": ("shared", "infra", "services"),
     "handlers": ("shared", "infra", "services", "handlers"),
     "workers": ("shared", "infra", "services", "workers"),
+    # The command line reaches Corral over HTTP only, as any client does.
+    "cli": ("cli",),
 }
 NEVER: dict[str, tuple[str, ...]] = {
     "services": ("infra.drivers",),

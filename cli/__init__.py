@@ -1,0 +1,1 @@
+"""`corral`: the command line of Corral's tenant and operator APIs (cli.main)."""
