@@ -15,7 +15,14 @@ from shared.admin_requests import (
     DatabaseHostUpdate,
     ManagedDatabaseCreate,
 )
-from shared.errors import ActionNotAllowed, HostInUse, NoHostAvailable, NotFound
+from shared.errors import (
+    ActionNotAllowed,
+    CapacityExceeded,
+    Conflict,
+    HostInUse,
+    NoHostAvailable,
+    NotFound,
+)
 
 
 class DatabaseHostCollection:
@@ -76,7 +83,7 @@ class ManagedDatabaseCollection:
         201,
         shapes.ManagedDatabaseView,
         body=ManagedDatabaseCreate,
-        errors=(NoHostAvailable, NotFound),
+        errors=(NoHostAvailable, CapacityExceeded, Conflict, NotFound),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ManagedDatabaseCreate, self._deps.settings.max_body_bytes)
