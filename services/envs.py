@@ -119,7 +119,7 @@ class EnvService:
         for attempt in range(ATTEMPTS):
             total = sum((n.resources for n in needs), start=Resources())
             rules.require_room(cluster, total, len(needs), "the pool for the environment's VMs")
-            hosts = place_all(self._repo.hosts.list(), needs)
+            hosts = place_all(self._repo.placement.hosts(consistent=attempt > 0), needs)
             pairs = []
             for need, spec, egg, host, vm_id, op_id in zip(
                 needs, body.vms, eggs, hosts, vm_ids, op_ids, strict=True

@@ -75,9 +75,10 @@ class WorkloadService:
         refused: NoHostAvailable | None = None
         for attempt in range(ATTEMPTS):
             rules.require_room(cluster, resources, new_containers=1)
-            hosts = candidates(
-                self._repo.hosts.list(), egg.engine, resources, constraints, image=image
-            )
+            # The summary, not every host; a retry reads it strongly consistent, since a
+            # lagging copy may be why the hosts it offered refused.
+            summary = self._repo.placement.hosts(consistent=attempt > 0)
+            hosts = candidates(summary, egg.engine, resources, constraints, image=image)
             now = self._deps.clock()
             expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
             workload_id = self._deps.new_id()

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from infra.drivers.ssh.keys import scan_host_key
 from infra.host_calls import past_deadline, reply
+from infra.table.placement import lags
 from shared.errors import Conflict, HostError, NotFound
 from shared.models import Host, HostStatus
 from workers import context
@@ -31,8 +32,23 @@ def check_host(ctx: context.WorkerContext, host: Host) -> Host:
     except HostError as exc:
         health = health_after_failure(host, now)
         log.warning("host %s (%s) did not answer: %s -> %s", host.name, host.id, exc, health.value)
-        return _record(ctx, host, health, now, heartbeat=None, images=None)
-    return _record(ctx, host, HostStatus.READY, now, heartbeat=now, images=info.images)
+        recorded = _record(ctx, host, health, now, heartbeat=None, images=None)
+    else:
+        recorded = _record(ctx, host, HostStatus.READY, now, heartbeat=now, images=info.images)
+    repair_placement_summary(ctx, recorded)
+    return recorded
+
+
+def repair_placement_summary(ctx: context.WorkerContext, host: Host) -> bool:
+    """Copy `host` into the placement summary when the summary's copy differs (a host
+    registered before the summary existed, or any drift): one read per check, a write
+    only when repaired. True when it was repaired."""
+    if not lags(ctx.repo.placement.entry(host.id), host):
+        return False
+    repaired = ctx.repo.hosts.sync_placement(host)
+    if repaired:
+        log.info("placement summary of host %s (%s) repaired", host.name, host.id)
+    return repaired
 
 
 def _record(

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 # sends in all, the pause before the n-th resend drawn from [0, BACKOFF * 2**(n-1)) s
 # (full jitter, so that two contenders do not collide again in step).
 TRANSACT_ATTEMPTS = 4
+# DynamoDB's limit on the items of one transaction.
+MAX_TRANSACTION_ITEMS = 100
 TRANSACT_BACKOFF_S = 0.01
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
@@ -134,13 +136,15 @@ class Dynamo:
         wire = response.get("Item")
         return from_wire(wire) if wire else None
 
-    def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Item]:
-        """Several items (strongly consistent) in one round trip, by (pk, sk); absent
-        items are absent from the answer. At most 100 keys (one BatchGetItem)."""
+    def get_many(
+        self, keys: list[tuple[str, str]], *, consistent: bool = True
+    ) -> dict[tuple[str, str], Item]:
+        """Several items (strongly consistent unless told) in one round trip, by (pk, sk);
+        absent items are absent from the answer. At most 100 keys (one BatchGetItem)."""
         request: dict[str, Any] = {
             self.table: {
                 "Keys": [wire_values({"pk": pk, "sk": sk}) for pk, sk in keys],
-                "ConsistentRead": True,
+                "ConsistentRead": consistent,
             }
         }
         found: dict[tuple[str, str], Item] = {}
@@ -314,6 +318,12 @@ class Dynamo:
         self, pk: str, sk: str, condition: Expression, *, on_fail: FailureHandler | None = None
     ) -> TxEntry:
         return TxEntry({"Delete": self._write_request(pk, sk, condition)}, on_fail)
+
+    def tx_check(
+        self, pk: str, sk: str, condition: Expression, *, on_fail: FailureHandler | None = None
+    ) -> TxEntry:
+        """A condition on an item the transaction does not write."""
+        return TxEntry({"ConditionCheck": self._write_request(pk, sk, condition)}, on_fail)
 
     def _write_request(self, pk: str, sk: str, write: Expression) -> dict[str, Any]:
         """A keyed write's arguments, as a call or as a transaction entry takes them; a

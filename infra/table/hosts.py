@@ -4,6 +4,7 @@ the workloads placed on it. The `load` map is the collector's (see `health`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from infra.table import schema
@@ -12,6 +13,7 @@ from infra.table.clusters import move_used
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import load_attr, load_from
+from infra.table.placement import PlacementStore, unchanged_refusal
 from shared.allocations import no_free_ports, range_size
 from shared.capacity import Resources, below_zero, shortfall, shortfall_message
 from shared.clock import iso, parse_iso, stamp
@@ -84,8 +86,12 @@ def _port_range(value: list[int] | None) -> tuple[int, int] | None:
 
 
 class HostStore:
-    def __init__(self, db: Dynamo) -> None:
+    """Hosts, and their copy in the placement summary: every write that changes what the
+    summary copies writes the summary in the same transaction (`_with_summary`)."""
+
+    def __init__(self, db: Dynamo, placement: PlacementStore) -> None:
         self.db = db
+        self.placement = placement
 
     def get(self, host_id: str) -> Host:
         item = self.db.get(schema.host_pk(host_id), schema.META)
@@ -97,7 +103,12 @@ class HostStore:
         return [host_from(i) for i in self.db.query(schema.ALL_HOSTS, index=schema.GSI1)]
 
     def create(self, host: Host) -> None:
-        self.db.put_new(host_item(host), Conflict("Host already exists."))
+        put = self.db.tx_put(
+            host_item(host),
+            Expression().when_absent(),
+            on_fail=lambda _: Conflict("Host already exists."),
+        )
+        self.db.transact([put, self.placement.describe(host, with_counters=True)])
 
     def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
         """Drain or undrain, conditioned on the health that was read."""
@@ -109,7 +120,8 @@ class HostStore:
             }
         )
         write.when_equal("health", host.health.value)
-        return self._update_as_read(host, write, "The host's health changed; retry.")
+        changed = replace(host, draining=draining, status=host_status(host.health, draining))
+        return self._with_summary(host, changed, write, "The host's health changed; retry.")
 
     def set_reach(self, host: Host, changed: Host, now: datetime) -> Host:
         """Store `changed`'s public address and port range, if the host is as read
@@ -122,7 +134,7 @@ class HostStore:
             }
         )
         write.add("version", 1).when_equal("version", host.version)
-        return self._update_as_read(host, write, "The host changed meanwhile; retry.")
+        return self._with_summary(host, changed, write, "The host changed meanwhile; retry.")
 
     def record_health(
         self,
@@ -146,7 +158,40 @@ class HostStore:
         if images is not None:
             write.set("images", list(images))
         write.when_equal("draining", host.draining)
-        return self._update_as_read(host, write, "The host's drain flag changed; retry.")
+        measured = replace(
+            host,
+            health=health,
+            status=host_status(health, host.draining),
+            images=host.images if images is None else tuple(images),
+        )
+        changed = "The host's drain flag changed; retry."
+        if (measured.status, measured.images) == (host.status, host.images):
+            return self._update_as_read(host, write, changed)  # the summary holds neither
+        return self._with_summary(host, measured, write, changed)
+
+    def sync_placement(self, host: Host) -> bool:
+        """Make the placement summary's copy of `host` exact, if the host is still as
+        read (its version, status and images): the host check's repair of a summary
+        that lags. False when the host changed meanwhile."""
+        unchanged = Expression().when_equal("version", host.version)
+        unchanged.when_equal("status", host.status.value)
+        unchanged.when_equal("images", list(host.images))
+        check = self.db.tx_check(
+            schema.host_pk(host.id), schema.META, unchanged, on_fail=unchanged_refusal
+        )
+        return self.placement.sync(host, check)
+
+    def _with_summary(self, host: Host, changed: Host, write: Expression, refusal: str) -> Host:
+        """`_update_as_read`, and copy `changed` (the host as `write` leaves it) into the
+        placement summary in the same transaction."""
+        update = self.db.tx_update(
+            schema.host_pk(host.id),
+            schema.META,
+            write.when_exists(),
+            on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(refusal),
+        )
+        self.db.transact([update, self.placement.describe(changed)])
+        return self.get(host.id)
 
     def _update_as_read(self, host: Host, write: Expression, changed: str) -> Host:
         """Apply `write` if the host exists and `write`'s condition on what was read
@@ -172,7 +217,8 @@ class HostStore:
         condition = Expression().when_exists()
         if not force:
             condition.when_equal("workload_count", 0)
-        self.db.delete(schema.host_pk(host_id), schema.META, condition, on_fail=refuse)
+        remove = self.db.tx_delete(schema.host_pk(host_id), schema.META, condition, on_fail=refuse)
+        self.db.transact([remove, self.placement.forget(host_id)])
 
     # -- transaction entries -----------------------------------------------------
 

@@ -20,12 +20,13 @@ from infra.table.attributes import Item
 from infra.table.backups import BackupStore
 from infra.table.clusters import ClusterStore, cluster_from
 from infra.table.databases import DatabaseHostStore, DatabaseStore
-from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.dynamo import MAX_TRANSACTION_ITEMS, Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
+from infra.table.placement import PlacementStore
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
 from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
@@ -57,7 +58,8 @@ class Repository:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
         self.clusters = ClusterStore(db)
-        self.hosts = HostStore(db)
+        self.placement = PlacementStore(db)
+        self.hosts = HostStore(db, self.placement)
         self.eggs = EggStore(db)
         self.keys = ApiKeyStore(db)
         self.workloads = WorkloadStore(db)
@@ -128,6 +130,7 @@ class Repository:
             self.operations.put_new(operation),
             self.clusters.reserve(cluster, workload.resources, 1, now),
             self.hosts.reserve(host, workload.resources, 1, now),
+            *self.placement.moves({host.id: (workload.resources, 1)}),
             *self.ports.hold(workload, (a.port for a in workload.allocations)),
         ]
 
@@ -161,6 +164,7 @@ class Repository:
             if any(v != 0 for _, v in delta.items()):
                 counters.append(self.clusters.reserve(cluster, delta, 0, now))
                 counters.append(self.hosts.reserve(host, delta, 0, now))
+                counters += self.placement.moves({host.id: (delta, 0)})
         self.db.transact(
             [
                 self.workloads.begin(
@@ -212,6 +216,8 @@ class Repository:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
+                gone = Resources() - workload.resources
+                entries += self.placement.moves({workload.host_id: (gone, -1)})
             entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
         try:
             self.db.transact(entries)
@@ -317,9 +323,7 @@ class Repository:
         held_by = (
             give_database(database.cluster_id, database.owner_id, self.db)
             if database.owner_id
-            else self.clusters.release_resources(
-                database.cluster_id, Resources(databases=1), now
-            )
+            else self.clusters.release_resources(database.cluster_id, Resources(databases=1), now)
         )
         entries = [
             *self.databases.remove(database),
@@ -357,7 +361,20 @@ class Repository:
         entries.append(self.clusters.reserve(cluster, total, len(vms), now))
         for host_id, (held, count) in per_host.items():
             entries.append(self.hosts.reserve(hosts[host_id], held, count, now))
+        self._transact_with_summary(entries, self.placement.moves(per_host))
+
+    def _transact_with_summary(self, entries: list[TxEntry], summary: list[TxEntry]) -> None:
+        """Commit `entries` with the placement summary's moves of the same hosts, in one
+        transaction when they fit in one. The widest env does not (its 32 hosts may
+        touch every shard): its summary moves follow the transaction, and a crash
+        between the two leaves a summary that lags, which the host check repairs (the
+        hosts' own counters, which guard every reservation, are exact either way)."""
+        if len(entries) + len(summary) <= MAX_TRANSACTION_ITEMS:
+            self.db.transact(entries + summary)
+            return
         self.db.transact(entries)
+        for move in summary:
+            self.db.transact([move])
 
     def set_env_lease(
         self, env: Env, vms: Sequence[Workload], expires_at: datetime, now: datetime

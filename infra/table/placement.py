@@ -1,0 +1,192 @@
+"""The placement summary: what choosing a host reads instead of every host.
+
+A few shard items, `PLACEMENT` / `SHARD#<n>` (a host lives in the shard its id hashes
+to). For each host a shard holds `host:<id>`, a map of what placement filters and sorts
+on (engines, status, labels, images, capacity, port range, where it is reached), and its
+counters `used:<id>:<dimension>` and `count:<id>`. The counters move in the same
+transactions that move the host's own (see `moves`), and the map is rewritten in the same
+transactions that change what it copies (see `describe`), so a create reads a fixed
+number of items whatever the size of the fleet.
+
+The summary chooses; it does not guard. A host's reservation still checks the host's own
+counters, capacity and status, so a summary that lags (a host registered before it
+existed, a drift repaired by the host check's `sync`) costs a retry on another host,
+never an over-commit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from infra.table.attributes import Item, moment, resources_attrs, resources_from
+from infra.table.dynamo import Dynamo, TxEntry
+from infra.table.expression import Expression
+from shared.capacity import Resources
+from shared.clock import iso
+from shared.errors import Conflict, CorralError
+from shared.models import DriverKind, Engine, Host, HostStatus
+from shared.placement import HOST_DIMENSIONS
+
+PLACEMENT_PK = "PLACEMENT"
+# Shards spread the writes of concurrent placements over as many items (two creates on
+# hosts of different shards never contend) and keep each item far below DynamoDB's
+# 400 KB: about 70 hosts per shard at 1,000 hosts.
+PLACEMENT_SHARDS = 16
+# The counters the summary carries: the host dimensions, and the ports of its range.
+COUNTED = (*HOST_DIMENSIONS, "ports")
+
+# What one host moves by: resources and number of workloads.
+Move = tuple[Resources, int]
+
+
+def shard_sk(shard: int) -> str:
+    return f"SHARD#{shard:02d}"
+
+
+def shard_of_host(host_id: str) -> int:
+    return sum(host_id.encode()) % PLACEMENT_SHARDS
+
+
+def _info_attr(host_id: str) -> str:
+    return f"host:{host_id}"
+
+
+def _used_attr(host_id: str, dimension: str) -> str:
+    return f"used:{host_id}:{dimension}"
+
+
+def _count_attr(host_id: str) -> str:
+    return f"count:{host_id}"
+
+
+def placement_info(host: Host) -> Item:
+    """What the summary copies of a host (all but its counters)."""
+    return {
+        "id": host.id,
+        "name": host.name,
+        "driver": host.driver.value,
+        "address": host.address,
+        "public_address": host.public_address,
+        "engines": [e.value for e in host.engines],
+        **resources_attrs("cap", host.capacity),
+        "status": host.status.value,
+        "labels": dict(host.labels),
+        "images": list(host.images),
+        "port_range": list(host.port_range) if host.port_range else None,
+        "created_at": iso(host.created_at),
+    }
+
+
+def _host_from(info: Item, item: Item) -> Host:
+    """A host as the summary knows it: enough to choose it and to reserve on it (its
+    reservation checks the host item itself), not to connect to it."""
+    host_id = info["id"]
+    used = Resources(
+        **{name: int(item.get(_used_attr(host_id, name), 0)) for name in COUNTED},
+    )
+    created_at = moment(info["created_at"])
+    port_range = info.get("port_range")
+    return Host(
+        id=host_id,
+        name=info["name"],
+        driver=DriverKind(info["driver"]),
+        address=info["address"],
+        public_address=info.get("public_address"),
+        engines=tuple(Engine(e) for e in info.get("engines", [])),
+        capacity=resources_from("cap", info),
+        used=used,
+        workload_count=int(item.get(_count_attr(host_id), 0)),
+        status=HostStatus(info["status"]),
+        labels=dict(info.get("labels", {})),
+        images=tuple(info.get("images", [])),
+        port_range=(int(port_range[0]), int(port_range[1])) if port_range else None,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+
+
+class PlacementStore:
+    def __init__(self, db: Dynamo) -> None:
+        self.db = db
+
+    def hosts(self, *, consistent: bool = False) -> list[Host]:
+        """Every host of the summary, in one round trip of `PLACEMENT_SHARDS` items. An
+        eventually consistent read is enough to choose (the reservation checks the
+        host); `consistent` when a choice by a lagging read was just refused."""
+        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
+        found = self.db.get_many(keys, consistent=consistent)
+        hosts = []
+        for item in found.values():
+            for name, value in item.items():
+                if name.startswith("host:"):
+                    hosts.append(_host_from(value, item))
+        return sorted(hosts, key=lambda h: h.id)
+
+    def entry(self, host_id: str) -> Host | None:
+        """One host as the summary has it (None when it has none)."""
+        item = self.db.get(PLACEMENT_PK, shard_sk(shard_of_host(host_id)), consistent=False)
+        info = (item or {}).get(_info_attr(host_id))
+        return None if item is None or info is None else _host_from(info, item)
+
+    # -- transaction entries -------------------------------------------------------
+
+    def moves(self, moves: Mapping[str, Move]) -> list[TxEntry]:
+        """Move the counters of each host of `moves` (host id -> resources and number
+        of workloads), one entry per shard touched (a transaction may touch an item
+        once). Goes with the hosts' own counters, in their transaction."""
+        writes: dict[int, Expression] = {}
+        for host_id, (delta, count) in moves.items():
+            write = writes.setdefault(shard_of_host(host_id), Expression())
+            for name in COUNTED:
+                amount = getattr(delta, name)
+                if amount:
+                    write.count(_used_attr(host_id, name), amount)
+            if count:
+                write.count(_count_attr(host_id), count)
+        return [
+            self.db.tx_update(PLACEMENT_PK, shard_sk(shard), write)
+            for shard, write in sorted(writes.items())
+            if write.arguments()
+        ]
+
+    def describe(self, host: Host, *, with_counters: bool = False) -> TxEntry:
+        """Copy `host` (as it is once the transaction this goes with commits) into the
+        summary; `with_counters` copies its counters too (a new host, or a `sync`)."""
+        write = Expression().set(_info_attr(host.id), placement_info(host))
+        if with_counters:
+            for name in COUNTED:
+                write.set(_used_attr(host.id, name), getattr(host.used, name))
+            write.set(_count_attr(host.id), host.workload_count)
+        return self.db.tx_update(PLACEMENT_PK, shard_sk(shard_of_host(host.id)), write)
+
+    def forget(self, host_id: str) -> TxEntry:
+        """Drop a deleted host from the summary."""
+        names = [_info_attr(host_id), _count_attr(host_id)]
+        names += [_used_attr(host_id, name) for name in COUNTED]
+        return self.db.tx_update(
+            PLACEMENT_PK, shard_sk(shard_of_host(host_id)), Expression().remove(*names)
+        )
+
+    def sync(self, host: Host, host_unchanged: TxEntry) -> bool:
+        """Make the summary's entry of `host` exactly the host as read, provided the
+        host is still as read (`host_unchanged`, a check of its version): the repair of
+        a summary that lags. False when the host changed meanwhile (the next check
+        repairs it)."""
+        try:
+            self.db.transact([host_unchanged, self.describe(host, with_counters=True)])
+        except Conflict:
+            return False
+        return True
+
+
+def lags(summary: Host | None, host: Host) -> bool:
+    """Whether the summary's copy of `host` differs from the host as read."""
+    if summary is None:
+        return True
+    return placement_info(summary) != placement_info(host) or (
+        summary.workload_count,
+        [getattr(summary.used, n) for n in COUNTED],
+    ) != (host.workload_count, [getattr(host.used, n) for n in COUNTED])
+
+
+def unchanged_refusal(_: Item | None) -> CorralError:
+    return Conflict("The host changed meanwhile.")

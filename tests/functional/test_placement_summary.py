@@ -1,0 +1,124 @@
+"""Placement reads the placement summary, not the fleet: a create reads as many items
+with thirty hosts as with three; a summary that lags never over-commits a host, and
+the host check repairs it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import falcon.testing
+
+from bench.meter import TableMeter
+from infra.table.expression import Expression
+from infra.table.placement import PLACEMENT_PK, PLACEMENT_SHARDS, shard_of_host, shard_sk
+from services.deps import Deps
+from tests.fixtures.corral import Api, make_tenant
+from workers import context
+from workers.hosts import repair_placement_summary
+
+
+def _small_host(api: Api, name: str, ram_mb: int) -> dict[str, Any]:
+    capacity = {"cpu_cores": 8, "ram_mb": ram_mb, "storage_mb": 100000}
+    return api.make_host(name=name, capacity=capacity)
+
+
+def _reads_of_a_create(api: Api, meter: TableMeter, name: str) -> tuple[int, dict[str, int]]:
+    """(items read, calls by operation) of one tenant create."""
+    meter.reset()
+    resp = api.tenant("POST", "/containers", {"name": name, "egg_id": _egg_of(api)})
+    assert resp.status_code == 202, resp.text
+    return meter.reading.items_read, dict(meter.reading.calls)
+
+
+def _egg_of(api: Api) -> str:
+    return str(api.admin("GET", "/eggs").json[0]["id"])
+
+
+def test_a_create_reads_at_most_the_summary_shards_whatever_the_hosts(api: Api, deps: Deps) -> None:
+    make_tenant(api, ram_mb=100000, containers=50)
+    for i in range(2):
+        _small_host(api, f"few-{i}", 8192)
+    meter = TableMeter(deps.repo.db.client)
+    _reads_of_a_create(api, meter, "warm")  # the key's first use is cached after it
+    with_three, calls_with_three = _reads_of_a_create(api, meter, "a")
+    shards_with_three = len(deps.repo.db.get_many(_shard_keys()))
+    for i in range(37):
+        _small_host(api, f"many-{i}", 8192)
+    with_forty, calls_with_forty = _reads_of_a_create(api, meter, "b")
+    shards_with_forty = len(deps.repo.db.get_many(_shard_keys()))
+    assert len(deps.repo.hosts.list()) == 40
+    assert calls_with_forty == calls_with_three
+    assert calls_with_forty["query"] == 1  # the chosen host's held ports; no listing
+    # the same reads but for the shard items that exist (a shard is absent until a host
+    # hashes to it): never more than PLACEMENT_SHARDS, whatever the number of hosts
+    assert with_forty - shards_with_forty == with_three - shards_with_three
+    assert shards_with_three <= 3 and shards_with_forty <= PLACEMENT_SHARDS
+
+
+def _shard_keys() -> list[tuple[str, str]]:
+    return [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
+
+
+def _set_summary_counter(deps: Deps, host_id: str, dimension: str, value: int) -> None:
+    """Make the summary lag the way a drift would: its copy of a counter is wrong."""
+    write = Expression().set(f"used:{host_id}:{dimension}", value)
+    deps.repo.db.update(PLACEMENT_PK, shard_sk(shard_of_host(host_id)), write)
+
+
+def test_a_stale_summary_never_over_commits_a_host(
+    api: Api, deps: Deps, worker_context: context.WorkerContext
+) -> None:
+    tenant = make_tenant(api, cpu_cores=100, ram_mb=100000, containers=100)
+    api.admin("DELETE", f"/hosts/{tenant.host['id']}")
+    hosts = [_small_host(api, f"h{i}", 512) for i in range(2)]
+    for i in range(8):
+        assert tenant.create(name=f"fill{i}", ram_mb=128, cpu_cores=0.1).status_code == 202
+    for host in hosts:  # both are full; the summary now says both are empty
+        _set_summary_counter(deps, host["id"], "ram_mb", 0)
+    assert all(h.used.ram_mb == 0 for h in deps.repo.placement.hosts())
+
+    def create(i: int) -> falcon.testing.Result:
+        return tenant.create(name=f"c{i}", ram_mb=128, cpu_cores=0.1)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(create, range(8)))
+    assert {r.status_code for r in results} == {409}
+    assert {r.json["error"]["code"] for r in results} == {"no_host_available"}
+    for host in hosts:
+        record = deps.repo.hosts.get(host["id"])
+        placed = [w for w in deps.repo.workloads.on_host(host["id"]) if not w.status.is_gone]
+        assert record.used.ram_mb == sum(w.resources.ram_mb for w in placed) == 512
+        assert record.workload_count == len(placed) == 4
+        # the host check puts the summary right
+        assert repair_placement_summary(worker_context, record)
+        assert not repair_placement_summary(worker_context, deps.repo.hosts.get(host["id"]))
+    assert {h.used.ram_mb for h in deps.repo.placement.hosts()} == {512}
+
+
+def test_a_host_the_summary_does_not_hold_is_placed_on_once_repaired(
+    api: Api, deps: Deps, worker_context: context.WorkerContext
+) -> None:
+    tenant = make_tenant(api, ram_mb=100000, containers=50)
+    # a host registered before the summary existed: it is not in the summary
+    deps.repo.db.transact([deps.repo.placement.forget(tenant.host["id"])])
+    refused = tenant.create(name="x")
+    assert refused.status_code == 409 and refused.json["error"]["code"] == "no_host_available"
+    host = deps.repo.hosts.get(tenant.host["id"])
+    assert repair_placement_summary(worker_context, host)
+    placed = tenant.create(name="y")
+    assert placed.status_code == 202, placed.text
+    [copy] = deps.repo.placement.hosts()
+    record = deps.repo.hosts.get(tenant.host["id"])
+    assert (copy.used.ram_mb, copy.workload_count) == (record.used.ram_mb, 1)
+
+
+def test_drain_and_delete_reach_the_summary(api: Api, deps: Deps) -> None:
+    tenant = make_tenant(api)
+    host_id = tenant.host["id"]
+    api.admin("POST", f"/hosts/{host_id}/drain")
+    assert [h.status.value for h in deps.repo.placement.hosts()] == ["draining"]
+    api.admin("POST", f"/hosts/{host_id}/undrain")
+    assert [h.status.value for h in deps.repo.placement.hosts()] == ["ready"]
+    assert api.admin("DELETE", f"/hosts/{host_id}").status_code == 204
+    assert deps.repo.placement.hosts() == []
