@@ -65,14 +65,22 @@ SCAN_HOST_KEY = Job("workers.hosts.scan_key", Lane.PRIORITY)
 CREATE_DATABASE = Job("workers.databases.create_database", Lane.OPERATIONS)
 DELETE_DATABASE = Job("workers.databases.delete_database", Lane.OPERATIONS)
 
+# One host's share of a periodic pass (argument: the host id), enqueued by the pass's
+# scheduled job (workers/fleet.py): a pass over 1,000 hosts is 1,000 small jobs that
+# the workers share, and a slow or dead host delays only its own.
+RECONCILE_HOST = Job("workers.reconcile.reconcile_one_host", Lane.OPERATIONS)
+CHECK_HOST = Job("workers.hosts.check_one_host", Lane.OPERATIONS)
+COLLECT_HOST = Job("workers.collector.collect_one_host", Lane.OPERATIONS)
+HOST_JOBS = (RECONCILE_HOST, CHECK_HOST, COLLECT_HOST)
+
 SCHEDULES = (
     Schedule("sweep", Job("workers.sweeps.sweep_expired", Lane.OPERATIONS), 10, 120),
-    Schedule("reconcile", Job("workers.reconcile.reconcile", Lane.OPERATIONS), 60, 300),
-    Schedule("check-hosts", Job("workers.hosts.check_hosts", Lane.OPERATIONS), 30, 120),
+    Schedule("reconcile", Job("workers.fleet.reconcile_fleet", Lane.OPERATIONS), 60, 300),
+    Schedule("check-hosts", Job("workers.fleet.check_fleet", Lane.OPERATIONS), 30, 120),
     # A health measurement is stale after Settings.health_stale_seconds (3 passes).
     Schedule(
         "collect-health",
-        Job("workers.collector.collect_health", Lane.OPERATIONS),
+        Job("workers.fleet.collect_fleet", Lane.OPERATIONS),
         Settings.collect_interval_seconds,
         120,
     ),
@@ -84,6 +92,7 @@ JOBS = (
     SCAN_HOST_KEY,
     CREATE_DATABASE,
     DELETE_DATABASE,
+    *HOST_JOBS,
     *(schedule.job for schedule in SCHEDULES),
 )
 

@@ -25,6 +25,8 @@ TICK_STALE_AFTER_SECONDS = 600
 # A finished tick's job is kept this long, and while it exists the same tick cannot
 # be enqueued again (Lambda retries an asynchronous invocation within minutes).
 TICK_KEPT_SECONDS = 3600
+# A host's failed share of a pass is kept (and blocks that host's next one) this long.
+HOST_JOB_FAILED_KEPT_SECONDS = 60
 # The job meta field holding the id of the request that enqueued it (shared.trace).
 REQUEST_ID_META = "request_id"
 
@@ -90,6 +92,20 @@ class JobQueue:
             result_ttl=TICK_KEPT_SECONDS,
         )
 
+    def enqueue_host_job(self, job: Job, host_id: str, *, timeout_seconds: int) -> bool:
+        """Enqueue one host's share of a periodic pass, as job `<job>-<host id>`, unless
+        that host's previous one is still waiting or running (a slow host skips a pass
+        rather than piling up). Returns True when this call enqueued it."""
+        return self._enqueue(
+            job,
+            [host_id],
+            job_id=host_job_id(job, host_id),
+            ttl=TICK_STALE_AFTER_SECONDS,
+            job_timeout=timeout_seconds,
+            result_ttl=0,  # done: the next pass may enqueue it again
+            failure_ttl=HOST_JOB_FAILED_KEPT_SECONDS,
+        )
+
     def _enqueue(self, job: Job, args: list[Any], *, job_id: str, **options: Any) -> bool:
         from rq.exceptions import DuplicateJobError
 
@@ -103,7 +119,7 @@ class JobQueue:
                 *args,
                 job_id=job_id,
                 unique=True,
-                failure_ttl=FAILED_KEPT_SECONDS,
+                failure_ttl=options.pop("failure_ttl", FAILED_KEPT_SECONDS),
                 # The worker logs under the id of the request that asked for the job.
                 meta={REQUEST_ID_META: request_id} if request_id else None,
                 **options,
@@ -147,6 +163,10 @@ class JobQueue:
             self.redis.publish(operation_channel(operation_id), status)
         except RedisError:
             return  # a missed notification only makes a waiter re-read a little later
+
+
+def host_job_id(job: Job, host_id: str) -> str:
+    return f"{job.function.rsplit('.', 1)[1]}-{host_id}"
 
 
 def operation_channel(operation_id: str) -> str:

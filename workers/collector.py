@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from infra.drivers.base import HostDriver
 from shared import health as h
-from shared.errors import CorralError, HostError
+from shared.errors import CorralError, HostError, NotFound
 from shared.health import Health, Stats, UnknownReason
 from shared.models import Host, HostStatus, Workload
 from shared.states import WorkloadStatus
@@ -90,8 +90,27 @@ def _mark_unknown(ctx: context.WorkerContext, workload: Workload, reason: Unknow
     ctx.repo.health.record_workload(workload.cluster_id, workload.id, h.unknown(previous, reason))
 
 
+def collect_one_host(host_id: str) -> dict[str, object]:
+    """RQ job (one host's share of the scheduled collection): sample the host's
+    workloads. Returns a summary, as `collect_health` does for every host."""
+    ctx = context.current()
+    try:
+        host = ctx.repo.hosts.get(host_id)
+    except NotFound:
+        return {"hosts": 0, "measured": 0, "unknown": {}}
+    try:
+        driver: HostDriver | None = ctx.drivers.for_host(host)
+    except HostError as exc:
+        log.warning("no driver for host %s (%s): %s", host.name, host.id, exc)
+        driver = None
+    report = collect_host(ctx, host, driver, ctx.clock())
+    return {"hosts": 1, "measured": report.measured, "unknown": report.unknown}
+
+
 def collect_health() -> dict[str, object]:
-    """RQ job (scheduled): one pass over every host. Returns a summary."""
+    """A whole pass in this one process (a small install, the tests): every host,
+    sampled by a few threads. The scheduled collection spreads the hosts over jobs
+    instead (workers.fleet.collect_fleet). Returns a summary."""
     ctx = context.current()
     now = ctx.clock()
     hosts = ctx.repo.hosts.list()

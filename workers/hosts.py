@@ -68,8 +68,9 @@ def _record(
 
 
 def check_hosts() -> dict[str, str]:
-    """RQ job (scheduled): check every host and every database host once. Returns
-    host id -> status."""
+    """A whole check in this one process (a small install, the tests): every host and
+    every database host, one after the other. The scheduled check spreads the hosts
+    over jobs instead (workers.fleet.check_fleet). Returns host id -> status."""
     ctx = context.current()
     results: dict[str, str] = {}
     for host in ctx.repo.hosts.list():
@@ -78,6 +79,16 @@ def check_hosts() -> dict[str, str]:
         except NotFound:
             continue  # deleted while we looked
     return results | check_database_hosts(ctx)
+
+
+def check_one_host(host_id: str) -> str:
+    """RQ job (one host's share of the scheduled check): check the host. Returns its
+    status, or "gone" when it was deleted since the check listed it."""
+    ctx = context.current()
+    try:
+        return check_host(ctx, ctx.repo.hosts.get(host_id)).status.value
+    except NotFound:
+        return "gone"
 
 
 def scan_key(reply_to: str, deadline: float, address: str, port: int) -> str:

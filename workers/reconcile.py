@@ -80,20 +80,40 @@ class Report:
 
 
 def reconcile() -> dict[str, list[str]]:
-    """RQ job (scheduled). Returns what it did, by kind. One host, one workload or one
-    operation that fails (a tenant's request racing this pass, a host error) is logged
-    and skipped, never the rest of the pass."""
+    """A whole pass in this one process (a small install, the tests): the lost
+    operations, then every host that is not down, one after the other. The scheduled
+    pass spreads the hosts over jobs instead (workers.fleet.reconcile_fleet). Returns
+    what it did, by kind. One host, one workload or one operation that fails (a
+    tenant's request racing this pass, a host error) is logged and skipped, never the
+    rest of the pass."""
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
     for host in ctx.repo.hosts.list():
-        if host.status == HostStatus.DOWN:
-            continue
-        try:
-            reconcile_host(ctx, host, report)
-        except Exception:
-            log.exception("reconcile: host %s skipped this pass", host.name)
+        if host.status != HostStatus.DOWN:
+            _reconcile_isolated(ctx, host, report)
     return report.as_dict()
+
+
+def reconcile_one_host(host_id: str) -> dict[str, list[str]]:
+    """RQ job (one host's share of the scheduled pass): reconcile the host, unless it is
+    down or gone. Returns what it did, by kind."""
+    ctx = context.current()
+    report = Report()
+    try:
+        host = ctx.repo.hosts.get(host_id)
+    except NotFound:
+        return report.as_dict()  # deleted since the pass listed it
+    if host.status != HostStatus.DOWN:
+        _reconcile_isolated(ctx, host, report)
+    return report.as_dict()
+
+
+def _reconcile_isolated(ctx: context.WorkerContext, host: Host, report: Report) -> None:
+    try:
+        reconcile_host(ctx, host, report)
+    except Exception:
+        log.exception("reconcile: host %s skipped this pass", host.name)
 
 
 # -- operations -------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_each_tick_and_each_schedule_gets_its_own_job(deps: Deps) -> None:
         "sweep-202603011235",
     ]
     job = Job.fetch("reconcile-202603011235", connection=deps.redis, serializer=JSONSerializer)
-    assert job.func_name == "workers.reconcile.reconcile"
+    assert job.func_name == "workers.fleet.reconcile_fleet"
 
 
 def test_a_finished_tick_is_not_enqueued_again(deps: Deps) -> None:
