@@ -22,6 +22,7 @@ from bench import (
     parked_waits,
     power,
     provisioning,
+    scale,
     sweep,
     table_cost,
 )
@@ -41,10 +42,11 @@ BENCHMARKS: dict[str, ModuleType] = {
     "power": power,
     "sweep": sweep,
     "waits": parked_waits,
+    "scale": scale,
 }
 NEEDS_NO_STACK = {"cold"}
 # Report order: as in the issues that asked for each figure.
-ORDER = ["api", "cost", "provision", "power", "sweep", "cold", "waits"]
+ORDER = ["api", "cost", "provision", "power", "sweep", "cold", "waits", "scale"]
 
 
 class Stop(BaseException):

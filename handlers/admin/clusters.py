@@ -8,26 +8,32 @@ from handlers import shapes, views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from infra.table.clusters import WorkloadCounts
 from services.clusters import ClusterService
 from services.deps import Deps
 from services.keys import mint_key
 from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
 from shared.errors import Conflict, KeyLimitReached, PlanBelowUsage
-from shared.models import Cluster, ClusterStatus, Workload
-from shared.states import WorkloadStatus
+from shared.models import Cluster, ClusterStatus
 
 
-def cluster_with_totals(c: Cluster, workloads: list[Workload]) -> dict[str, Any]:
+def cluster_with_totals(c: Cluster, counts: WorkloadCounts) -> dict[str, Any]:
     """The operator's view: the tenant view plus 001's type, description, config,
-    node_count and running_tasks."""
-    live = [w for w in workloads if not w.status.is_gone]
+    node_count and running_tasks (from the cluster's workload counts: one item read,
+    whatever its workloads)."""
     return views.cluster(c) | {
         "type": c.type.value,
         "description": c.description,
         "config": c.config.to_json(),
-        "node_count": len({w.host_id for w in live}),
-        "running_tasks": sum(1 for w in live if w.status == WorkloadStatus.RUNNING),
+        "node_count": counts.node_count,
+        "running_tasks": counts.running_tasks,
     }
+
+
+def _with_totals(deps: Deps, cluster: Cluster) -> dict[str, Any]:
+    return cluster_with_totals(
+        cluster, deps.repo.clusters.workload_counts([cluster.id])[cluster.id]
+    )
 
 
 class ClusterCollection:
@@ -37,17 +43,16 @@ class ClusterCollection:
 
     @responds(200, list[shapes.OperatorClusterView])
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        repo = self._deps.repo
-        resp.media = [
-            cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
-        ]
+        clusters = self._deps.repo.clusters.list()
+        counts = self._deps.repo.clusters.workload_counts(c.id for c in clusters)
+        resp.media = [cluster_with_totals(c, counts[c.id]) for c in clusters]
 
     @responds(201, shapes.OperatorClusterView, body=ClusterCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ClusterCreate, self._deps.settings.max_body_bytes)
         cluster = self._clusters.create(body)
         resp.status = falcon.HTTP_201
-        resp.media = cluster_with_totals(cluster, [])
+        resp.media = cluster_with_totals(cluster, WorkloadCounts())
 
 
 class ClusterItem:
@@ -58,7 +63,7 @@ class ClusterItem:
     @responds(200, shapes.OperatorClusterView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         cluster = self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
-        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
+        resp.media = _with_totals(self._deps, cluster)
 
     @responds(
         200, shapes.OperatorClusterView, body=ClusterUpdate, errors=(PlanBelowUsage, Conflict)
@@ -67,7 +72,7 @@ class ClusterItem:
         path_id(cluster_id, "Cluster")
         body = body_as(req, ClusterUpdate, self._deps.settings.max_body_bytes)
         cluster = self._clusters.update(cluster_id, body)
-        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
+        resp.media = _with_totals(self._deps, cluster)
 
 
 class ClusterStatusChange:
@@ -94,7 +99,7 @@ class ClusterStatusChange:
         cluster = self._clusters.set_status(
             path_id(cluster_id, "Cluster"), self._target, self._auth.forget
         )
-        resp.media = cluster_with_totals(cluster, self._deps.repo.workloads.in_cluster(cluster.id))
+        resp.media = _with_totals(self._deps, cluster)
 
 
 class ClusterKeyCollection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -13,15 +14,22 @@ from handlers.body import LIMIT_QUERY, limit_param
 from handlers.declare import responds
 from services.deps import Deps
 from shared.capacity import Resources
-from shared.models import Host, Workload
+from shared.models import Host
+from shared.states import WorkloadStatus
 
 
-def _by_status(workloads: list[Workload]) -> dict[str, int]:
-    return dict(Counter(w.status.value for w in workloads))
+def _sum_by_status(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for by_status in counts:
+        total.update(by_status)
+    return {status: count for status, count in total.items() if count > 0}
 
 
 class FleetStatus:
-    """GET /api/v1/status: per-host and total capacity, used, free, workloads by status."""
+    """GET /api/v1/status: per-host and total capacity, used, free, workloads by status.
+    The workloads are counted by the placement summary's counters (moved in the same
+    transactions as the statuses they count): the hosts and a fixed number of items are
+    read, whatever the number of workloads."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
@@ -30,14 +38,13 @@ class FleetStatus:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
         hosts = repo.hosts.list()
+        by_host = repo.placement.workloads_by_status()
         per_host = []
         capacity, used = Resources(), Resources()
-        everything: list[Workload] = []
         for host in hosts:
-            workloads = [w for w in repo.workloads.on_host(host.id) if not w.status.is_gone]
-            everything += workloads
             capacity, used = capacity + host.capacity, used + host.used
-            per_host.append(views.host(host) | {"workloads": _by_status(workloads)})
+            workloads = _sum_by_status([by_host.get(host.id, {})])
+            per_host.append(views.host(host) | {"workloads": workloads})
         resp.media = {
             "hosts": per_host,
             "totals": {
@@ -45,13 +52,14 @@ class FleetStatus:
                 "capacity": views.resources(capacity),
                 "used": views.resources(used),
                 "free": views.resources(capacity - used),
-                "workloads": _by_status(everything),
+                "workloads": _sum_by_status(by_host.get(h.id, {}) for h in hosts),
             },
         }
 
 
 class FleetStats:
-    """GET /api/v1/stats: platform-wide totals."""
+    """GET /api/v1/stats: platform-wide totals. Containers are counted by the placement
+    summary's counters (those of deleted hosts too): no workload is read."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
@@ -61,18 +69,16 @@ class FleetStats:
         repo = self._deps.repo
         clusters = repo.clusters.list()
         hosts = repo.hosts.list()
-        workloads = [
-            w for c in clusters for w in repo.workloads.in_cluster(c.id) if not w.status.is_gone
-        ]
+        by_status = _sum_by_status(repo.placement.workloads_by_status().values())
         resp.media = {
             "clusters": len(clusters),
             "clusters_by_status": dict(Counter(c.status.value for c in clusters)),
             "nodes": len(hosts),
             "nodes_by_status": dict(Counter(h.status.value for h in hosts)),
             "eggs": len(repo.eggs.list()),
-            "containers": len(workloads),
-            "containers_by_status": _by_status(workloads),
-            "running_tasks": sum(1 for w in workloads if w.status.value == "running"),
+            "containers": sum(by_status.values()),
+            "containers_by_status": by_status,
+            "running_tasks": by_status.get(WorkloadStatus.RUNNING.value, 0),
             **_measured_load(hosts, self._deps.clock()),
         }
 

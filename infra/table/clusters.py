@@ -8,12 +8,15 @@ failed guard is explained from the item as it was."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from infra.table import schema
 from infra.table.attributes import Item, int_or_none, moment, resources_attrs, resources_from
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
+from infra.table.placement import HostMove
 from shared.capacity import (
     HUMAN_NAMES,
     Resources,
@@ -93,6 +96,29 @@ def cluster_from(item: Item) -> Cluster:
         created_at=moment(item["created_at"]),
         updated_at=moment(item["updated_at"]),
         version=int(item["version"]),
+    )
+
+
+# The cluster's workload counters: `status:<status>` (its workloads in each status,
+# the gone ones left out) and `on:<host id>` (its live workloads on each host), in an
+# item of their own beside the cluster's (`CLUSTER#<id>` / `#COUNTS`), moved in the
+# transactions that change the statuses they count.
+COUNTS_SK = "#COUNTS"
+
+
+@dataclass(frozen=True)
+class WorkloadCounts:
+    """What the operator's cluster view counts of its workloads."""
+
+    node_count: int = 0  # hosts holding at least one of its live workloads
+    running_tasks: int = 0
+
+
+def counts_from(item: Item | None) -> WorkloadCounts:
+    item = item or {}
+    return WorkloadCounts(
+        node_count=sum(1 for k, v in item.items() if k.startswith("on:") and int(v) > 0),
+        running_tasks=int(item.get("status:running", 0)),
     )
 
 
@@ -201,7 +227,32 @@ class ClusterStore:
         )
         return cluster_from(item)
 
+    def workload_counts(self, cluster_ids: Iterable[str]) -> dict[str, WorkloadCounts]:
+        """Each cluster's workload counts: one item per cluster, whatever its workloads."""
+        ids = list(dict.fromkeys(cluster_ids))
+        found: dict[tuple[str, str], Item] = {}
+        for start in range(0, len(ids), 100):  # a BatchGetItem takes 100 keys
+            chunk = ids[start : start + 100]
+            found |= self.db.get_many([(schema.cluster_pk(c), COUNTS_SK) for c in chunk])
+        return {c: counts_from(found.get((schema.cluster_pk(c), COUNTS_SK))) for c in ids}
+
     # -- transaction entries -----------------------------------------------------
+
+    def count_moves(self, cluster_id: str, moves: Mapping[str, HostMove]) -> tuple[TxEntry, ...]:
+        """Move the cluster's workload counts by the status changes of `moves` (host id
+        -> what moves there); no entry when no status changes."""
+        write = Expression()
+        total = sum(moves.values(), HostMove())
+        for status, amount in sorted(total.statuses.items()):
+            if amount:
+                write.count(f"status:{status}", amount)
+        for host_id, move in sorted(moves.items()):
+            live = sum(move.statuses.values())  # +1 placed, -1 gone, 0 a transition
+            if live:
+                write.count(f"on:{host_id}", live)
+        if not write.arguments():
+            return ()
+        return (self.db.tx_update(schema.cluster_pk(cluster_id), COUNTS_SK, write),)
 
     def reserve(self, cluster: Cluster, delta: Resources, count: int, now: datetime) -> TxEntry:
         """Move the counters by `delta` and `count` workloads; growth is checked against

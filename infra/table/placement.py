@@ -16,6 +16,7 @@ never an over-commit."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from infra.table.attributes import Item, moment, resources_attrs, resources_from
 from infra.table.dynamo import Dynamo, TxEntry
@@ -25,6 +26,7 @@ from shared.clock import iso
 from shared.errors import Conflict, CorralError
 from shared.models import DriverKind, Engine, Host, HostStatus
 from shared.placement import HOST_DIMENSIONS
+from shared.states import WorkloadStatus
 
 PLACEMENT_PK = "PLACEMENT"
 # Shards spread the writes of concurrent placements over as many items (two creates on
@@ -34,8 +36,39 @@ PLACEMENT_SHARDS = 16
 # The counters the summary carries: the host dimensions, and the ports of its range.
 COUNTED = (*HOST_DIMENSIONS, "ports")
 
-# What one host moves by: resources and number of workloads.
-Move = tuple[Resources, int]
+
+@dataclass(frozen=True)
+class HostMove:
+    """What one transaction moves on one host: its resources and number of workloads
+    (the host's counters), and its workloads by status (workloads entering a status
+    count +1, leaving it -1; the gone ones are not counted)."""
+
+    resources: Resources = field(default_factory=Resources)
+    workloads: int = 0
+    statuses: Mapping[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: HostMove) -> HostMove:
+        statuses = dict(self.statuses)
+        for status, count in other.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+        return HostMove(
+            self.resources + other.resources, self.workloads + other.workloads, statuses
+        )
+
+
+def status_change(
+    leaving: WorkloadStatus | None, entering: WorkloadStatus | None, count: int = 1
+) -> HostMove:
+    """`count` workloads leave `leaving` (None: they are new) for `entering` (None: they
+    are gone); a gone status is not counted, nor a status a workload stays in."""
+    if leaving == entering:
+        return HostMove()
+    statuses: dict[str, int] = {}
+    if leaving is not None and not leaving.is_gone:
+        statuses[leaving.value] = -count
+    if entering is not None and not entering.is_gone:
+        statuses[entering.value] = count
+    return HostMove(statuses=statuses)
 
 
 def shard_sk(shard: int) -> str:
@@ -56,6 +89,15 @@ def _used_attr(host_id: str, dimension: str) -> str:
 
 def _count_attr(host_id: str) -> str:
     return f"count:{host_id}"
+
+
+STATUS_PREFIX = "status:"
+
+
+def _status_attr(host_id: str, status: str) -> str:
+    """The number of a host's workloads in `status`. Kept when the host is deleted
+    (its workloads may outlive it, until they are deleted)."""
+    return f"{STATUS_PREFIX}{host_id}:{status}"
 
 
 def placement_info(host: Host) -> Item:
@@ -129,19 +171,35 @@ class PlacementStore:
 
     # -- transaction entries -------------------------------------------------------
 
-    def moves(self, moves: Mapping[str, Move]) -> list[TxEntry]:
-        """Move the counters of each host of `moves` (host id -> resources and number
-        of workloads), one entry per shard touched (a transaction may touch an item
-        once). Goes with the hosts' own counters, in their transaction."""
+    def workloads_by_status(self) -> dict[str, dict[str, int]]:
+        """Host id -> status -> number of its workloads in that status (gone ones left
+        out), for every host that ever held one, deleted hosts included: the same
+        `PLACEMENT_SHARDS` items, whatever the number of workloads."""
+        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
+        counts: dict[str, dict[str, int]] = {}
+        for item in self.db.get_many(keys, consistent=True).values():
+            for name, value in item.items():
+                if name.startswith(STATUS_PREFIX) and int(value) > 0:
+                    host_id, status = name[len(STATUS_PREFIX) :].rsplit(":", 1)
+                    counts.setdefault(host_id, {})[status] = int(value)
+        return counts
+
+    def moves(self, moves: Mapping[str, HostMove]) -> list[TxEntry]:
+        """Move the counters of each host of `moves`, one entry per shard touched (a
+        transaction may touch an item once). Goes with the hosts' own counters and the
+        workloads' statuses, in their transaction."""
         writes: dict[int, Expression] = {}
-        for host_id, (delta, count) in moves.items():
+        for host_id, move in moves.items():
             write = writes.setdefault(shard_of_host(host_id), Expression())
             for name in COUNTED:
-                amount = getattr(delta, name)
+                amount = getattr(move.resources, name)
                 if amount:
                     write.count(_used_attr(host_id, name), amount)
-            if count:
-                write.count(_count_attr(host_id), count)
+            if move.workloads:
+                write.count(_count_attr(host_id), move.workloads)
+            for status, amount in sorted(move.statuses.items()):
+                if amount:
+                    write.count(_status_attr(host_id, status), amount)
         return [
             self.db.tx_update(PLACEMENT_PK, shard_sk(shard), write)
             for shard, write in sorted(writes.items())

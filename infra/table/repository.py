@@ -26,7 +26,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
-from infra.table.placement import PlacementStore
+from infra.table.placement import HostMove, PlacementStore, status_change
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
 from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
@@ -45,6 +45,11 @@ class PortChange:
 
     taken: tuple[int, ...] = ()
     freed: tuple[int, ...] = ()
+
+
+def _placed(workload: Workload) -> HostMove:
+    """What placing `workload` moves on its host."""
+    return HostMove(workload.resources, 1) + status_change(None, workload.status)
 
 
 def no_backup_slot_message(slots: int) -> str:
@@ -130,7 +135,7 @@ class Repository:
             self.operations.put_new(operation),
             self.clusters.reserve(cluster, workload.resources, 1, now),
             self.hosts.reserve(host, workload.resources, 1, now),
-            *self.placement.moves({host.id: (workload.resources, 1)}),
+            *self._counted(workload.cluster_id, {host.id: _placed(workload)}),
             *self.ports.hold(workload, (a.port for a in workload.allocations)),
         ]
 
@@ -154,6 +159,10 @@ class Repository:
         `ports`, the ports it takes and gives back move in the same transaction."""
         now = operation.created_at
         counters: list[TxEntry] = []
+        entering = (set_fields or {}).get("status")
+        summary = status_change(
+            workload.status, WorkloadStatus(entering) if entering else workload.status
+        )
         if ports is not None:
             counters += self.ports.hold(workload, ports.taken)
             counters += self.ports.free(workload.host_id, ports.freed)
@@ -164,7 +173,8 @@ class Repository:
             if any(v != 0 for _, v in delta.items()):
                 counters.append(self.clusters.reserve(cluster, delta, 0, now))
                 counters.append(self.hosts.reserve(host, delta, 0, now))
-                counters += self.placement.moves({host.id: (delta, 0)})
+                summary += HostMove(resources=delta)
+        counters += self._counted(workload.cluster_id, {workload.host_id: summary})
         self.db.transact(
             [
                 self.workloads.begin(
@@ -212,13 +222,15 @@ class Repository:
             self.operations.close(operation, error, now),
             *also,
         ]
+        # a deleted host's summary keeps only its workloads by status, until they go
+        summary = status_change(workload.status, status)
         if release:
             entries.append(self.clusters.release(workload.cluster_id, workload.resources, now))
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
-                gone = Resources() - workload.resources
-                entries += self.placement.moves({workload.host_id: (gone, -1)})
+                summary += HostMove(Resources() - workload.resources, -1)
             entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
+        entries += self._counted(workload.cluster_id, {workload.host_id: summary})
         try:
             self.db.transact(entries)
         except Conflict:
@@ -351,17 +363,28 @@ class Repository:
         now = env.created_at
         entries: list[TxEntry] = [self.envs.put_new(env)]
         total = Resources()
-        per_host: dict[str, tuple[Resources, int]] = {}
+        per_host: dict[str, HostMove] = {}
         for workload, operation in vms:
             entries.append(self.workloads.put_new(workload, Conflict("A VM id is taken; retry.")))
             entries.append(self.operations.put_new(operation))
             total = total + workload.resources
-            held, count = per_host.get(workload.host_id, (Resources(), 0))
-            per_host[workload.host_id] = (held + workload.resources, count + 1)
+            per_host[workload.host_id] = per_host.get(workload.host_id, HostMove()) + _placed(
+                workload
+            )
         entries.append(self.clusters.reserve(cluster, total, len(vms), now))
-        for host_id, (held, count) in per_host.items():
-            entries.append(self.hosts.reserve(hosts[host_id], held, count, now))
-        self._transact_with_summary(entries, self.placement.moves(per_host))
+        for host_id, move in per_host.items():
+            entries.append(self.hosts.reserve(hosts[host_id], move.resources, move.workloads, now))
+        self._transact_with_summary(entries, self._counted(cluster.id, per_host))
+
+    def _counted(self, cluster_id: str, per_host: Mapping[str, HostMove]) -> list[TxEntry]:
+        """The entries that count what a change of workloads moves besides their own
+        records and the hosts' and the cluster's capacity counters: the placement
+        summary (per host: its counters, its workloads by status) and the cluster's
+        workload counts. They go in the change's own transaction."""
+        return [
+            *self.placement.moves(per_host),
+            *self.clusters.count_moves(cluster_id, per_host),
+        ]
 
     def _transact_with_summary(self, entries: list[TxEntry], summary: list[TxEntry]) -> None:
         """Commit `entries` with the placement summary's moves of the same hosts, in one
@@ -396,7 +419,11 @@ class Repository:
         one transaction; with `deleting`, the VMs become `deleting` and so does the env."""
         fields = {"status": WorkloadStatus.DELETING.value} if deleting else None
         entries: list[TxEntry] = []
+        per_host: dict[str, HostMove] = {}
         for workload, operation in changes:
+            if deleting:
+                change = status_change(workload.status, WorkloadStatus.DELETING)
+                per_host[workload.host_id] = per_host.get(workload.host_id, HostMove()) + change
             entries.append(
                 self.workloads.begin(
                     workload, operation.id, now, fields=fields, on_fail=refuse_vm_change(workload)
@@ -406,4 +433,4 @@ class Repository:
         if deleting:
             entries.append(self.envs.mark_deleting(env, now))
         if entries:
-            self.db.transact(entries)
+            self._transact_with_summary(entries, self._counted(env.cluster_id, per_host))

@@ -11,6 +11,7 @@ host at the end."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from infra.table.placement import lags
 from services.deps import Deps
 from services.operations import queued
 from shared.capacity import RESOURCE_FIELDS
@@ -183,6 +185,19 @@ def tenancy(api: Api, deps: Deps) -> type[RuleBasedStateMachine]:
                 assert value >= 0, (field, host)
             for field in HOST_CAPACITY:
                 assert host["used"][field] <= host["capacity"][field], (field, host)
+
+        @invariant()
+        def fleet_views_count_what_the_table_holds(self) -> None:
+            """The placement summary's copy of the host, and its workloads by status in
+            /status, agree with the host and its workloads themselves."""
+            record = deps.repo.hosts.get(self.host)
+            [copy] = [h for h in deps.repo.placement.hosts() if h.id == self.host]
+            assert not lags(copy, record), (copy, record)
+            live = [w for w in deps.repo.workloads.on_host(self.host) if not w.status.is_gone]
+            counted = dict(Counter(w.status.value for w in live))
+            status = api.admin("GET", "/status").json
+            [shown] = [h for h in status["hosts"] if h["id"] == self.host]
+            assert shown["workloads"] == counted, (shown["workloads"], counted)
 
         def teardown(self) -> None:
             # The next example places on its own host only, so each replays the same.
