@@ -23,6 +23,8 @@ from shared.states import WorkloadStatus
 
 BATCH = 25  # batch_write_item's limit
 LOADERS = 4  # concurrent batch writers
+# Hosts whose counters one transaction moves: an update expression holds 4 KB.
+COUNTED_TOGETHER = 10
 # What each loaded workload holds.
 WORKLOAD = Resources(cpu_centi=1, ram_mb=16, storage_mb=16)
 
@@ -97,7 +99,11 @@ def load(repo: Repository, cluster_id: str, egg_id: str, hosts: list[Host], per_
         )
     cluster_write = _moved(times(held, len(hosts)), len(items), "container_count")
     repo.db.update(schema.cluster_pk(cluster_id), schema.META, cluster_write)
-    repo.db.transact([*repo.placement.moves(moves), *repo.clusters.count_moves(cluster_id, moves)])
+    ids = list(moves)
+    for start in range(0, len(ids), COUNTED_TOGETHER):
+        chunk = {host_id: moves[host_id] for host_id in ids[start : start + COUNTED_TOGETHER]}
+        counts = [*repo.placement.moves(chunk), *repo.clusters.count_moves(cluster_id, chunk)]
+        repo.db.transact(counts)
     return len(items)
 
 

@@ -19,7 +19,7 @@ from bench import fleet
 from bench.meter import TableMeter
 from bench.report import Row, Section, median, ms, number, percentile, ratio, table
 from bench.stack import Stack
-from bench.world import ADMIN, InProcessApi, expect, seed
+from bench.world import ADMIN, BIG_PLAN, InProcessApi, expect, seed
 from handlers.app import create_app
 from infra.queue import JobQueue
 from services.deps import Deps
@@ -37,13 +37,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
         deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
         api = InProcessApi(create_app(deps))
         world = seed(api, repo, stack.docker_url)
-        plan = {
-            "name": "scale",
-            "cpu_cores": 100_000,
-            "ram_mb": 100_000_000,
-            "storage_mb": 1_000_000_000,
-            "containers": workloads + 10 * SAMPLES,
-        }
+        plan = BIG_PLAN | {"containers": workloads + 3 * SAMPLES}
         path = f"{ADMIN}/clusters/{world.cluster_id}"
         expect(api, "PATCH", path, world.operator_key, {"plan": plan}, 200)
         per_host = workloads // hosts
@@ -67,7 +61,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
 
         try:
             world.create("warm")
-            counter = iter(range(10 * SAMPLES))
+            counter = iter(range(SAMPLES))
             create = measure(lambda: world.create(f"c{next(counter)}"), SAMPLES)
             get = measure(lambda: world.tenant("GET", f"/containers/{some}"), SAMPLES)
             views = {
