@@ -1,6 +1,6 @@
 """A simulated Docker Engine for many hosts in one process: each host is a port on
 127.0.0.1 answering the part of the Engine API that Corral's periodic passes read
-(version negotiation, image list, container list with label filters, inspect,
+(version negotiation, info, image list, container list with label filters, inspect,
 one-shot stats), its containers kept as records. Each answer waits `latency_s`; a
 failing host (`failing`) answers every call with a 500. For the benchmarks of the
 fleet at scale (bench/scale), never for production: the real-dockerd tests keep
@@ -105,6 +105,8 @@ class SimulatedEngine:
         containers = self.containers[host]
         if parts in (["version"], ["_ping"]):
             return 200, {"ApiVersion": API_VERSION, "Version": "simulated", "Os": "linux"}
+        if parts == ["info"]:
+            return 200, {"Name": f"simulated-{host}", "Labels": [], "Containers": len(containers)}
         if parts == ["images", "json"]:
             return 200, [{"Id": "sha256:0", "RepoTags": ["corral/busybox:latest"]}]
         if parts == ["containers", "json"]:

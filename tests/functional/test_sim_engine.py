@@ -11,7 +11,7 @@ import pytest
 from devstack.sim_engine import SimulatedContainer, SimulatedEngine
 from services.deps import Deps
 from shared.models import HostStatus
-from shared.runtime import LABEL_MANAGED, LABEL_WORKLOAD
+from shared.runtime import LABEL_CLUSTER, LABEL_MANAGED, LABEL_WORKLOAD
 from tests.fixtures.corral import Api, make_tenant, run_jobs
 from workers import context
 from workers.fleet import check_fleet, collect_fleet
@@ -51,6 +51,6 @@ def test_the_passes_run_against_simulated_hosts(
     assert health is not None and health.reason is None
     assert health.memory_mb == 7  # usage less the inactive page cache
     # the reconcile of a host lists and inspects its containers through the engine
-    calls = engine.calls
-    assert reconcile_one_host(workload.host_id)["orphans"] == []
-    assert engine.calls > calls
+    stray = {LABEL_MANAGED: "true", LABEL_WORKLOAD: "stray-1", LABEL_CLUSTER: "gone"}
+    engine.put(where, SimulatedContainer("c-stray-1", "corral-stray-1", stray))
+    assert reconcile_one_host(workload.host_id)["orphans"] == ["stray-1"]
