@@ -6,6 +6,7 @@ the fleet is there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -36,10 +37,13 @@ def register(
     *,
     address: str = "unix:///nonexistent.sock",
     first: int = 0,
+    addresses: Sequence[str] = (),
 ) -> list[Host]:
-    """Register `count` ready Docker hosts of `capacity`, named from `first` on."""
+    """Register `count` ready Docker hosts of `capacity`, named from `first` on, at
+    `address` (or each at its own of `addresses`)."""
     now = utc_now()
-    hosts = [host(f"fleet-{first + i:04d}", address, capacity, now) for i in range(count)]
+    where = list(addresses) or [address] * count
+    hosts = [host(f"fleet-{first + i:04d}", where[i], capacity, now) for i in range(count)]
     for record in hosts:
         repo.hosts.create(record)
     return hosts
@@ -62,31 +66,38 @@ def host(name: str, address: str, capacity: Resources, now: datetime) -> Host:
     )
 
 
-def load(repo: Repository, cluster_id: str, egg_id: str, hosts: list[Host], per_host: int) -> int:
+def load(
+    repo: Repository,
+    cluster_id: str,
+    egg_id: str,
+    hosts: list[Host],
+    per_host: int,
+    placed: Callable[[int, Workload], None] | None = None,
+) -> int:
     """Put `per_host` running workloads of `cluster_id` (each holding `WORKLOAD`) on
-    each of `hosts`, and move every counter as their creates would have. The hosts
-    and the cluster's plan must have room for them. Returns how many were loaded."""
+    each of `hosts`, and move every counter as their creates would have; `placed` is
+    told each one (with its host's index), to start it on a simulated engine. The
+    hosts and the cluster's plan must have room for them. Returns how many were
+    loaded."""
     now = utc_now()
-    items = [
-        to_wire(
-            workload_item(
-                Workload(
-                    id=new_id(),
-                    cluster_id=cluster_id,
-                    name=f"{record.name}-{n}",
-                    egg_id=egg_id,
-                    engine=Engine.DOCKER,
-                    host_id=record.id,
-                    resources=WORKLOAD,
-                    status=WorkloadStatus.RUNNING,
-                    created_at=now,
-                    updated_at=now,
-                )
+    items = []
+    for index, record in enumerate(hosts):
+        for n in range(per_host):
+            workload = Workload(
+                id=new_id(),
+                cluster_id=cluster_id,
+                name=f"{record.name}-{n}",
+                egg_id=egg_id,
+                engine=Engine.DOCKER,
+                host_id=record.id,
+                resources=WORKLOAD,
+                status=WorkloadStatus.RUNNING,
+                created_at=now,
+                updated_at=now,
             )
-        )
-        for record in hosts
-        for n in range(per_host)
-    ]
+            items.append(to_wire(workload_item(workload)))
+            if placed is not None:
+                placed(index, workload)
     _write(repo, items)
     held = times(WORKLOAD, per_host)
     moves = {
