@@ -38,7 +38,7 @@ SAMPLES = 30
 # Simulated hosts: each engine call waits this long; one reconcile and one collection
 # round are measured on this many of them (the failing ones among them).
 ENGINE_LATENCY_S = 0.002
-ROUND_HOSTS = 100
+ROUND_HOSTS = 30
 HEADROOM = Resources(cpu_centi=10_000, ram_mb=1_000_000, storage_mb=10_000_000)
 
 
