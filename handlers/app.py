@@ -35,6 +35,7 @@ from handlers.auth import Authenticator, AuthMiddleware
 from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
 from handlers.compat import add_routes as add_compat_routes
 from handlers.health import HealthResource
+from handlers.idempotency import IdempotencyMiddleware
 from handlers.public.backups import (
     BackupCollection,
     BackupDownload,
@@ -86,7 +87,11 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
         from infra.metrics import observe_request
 
         record = observe_request
-    middleware: list[Any] = [Telemetry(record), AuthMiddleware(authenticator)]
+    middleware: list[Any] = [
+        Telemetry(record),
+        AuthMiddleware(authenticator),
+        IdempotencyMiddleware(deps),
+    ]
     if deps.settings.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(deps.settings.cors_origins)))
     app = falcon.App(middleware=middleware)

@@ -18,13 +18,19 @@ from pydantic import TypeAdapter
 
 from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import JSON, Declaration, declaration_of
+from handlers.idempotency import HEADER as IDEMPOTENCY_HEADER
+from handlers.idempotency import MAX_KEY_LENGTH, WRITE_METHODS
 from shared.errors import (
+    Conflict,
     CorralError,
+    Forbidden,
+    IdempotencyKeyReused,
     InvalidCluster,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -47,6 +53,16 @@ SECURITY_SCHEMES = {
         "description": "An operator key (`Authorization: Bearer <key>`); operator "
         "routes under /api/v1 only.",
     },
+}
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    "description": "Makes the write safe to retry: a repeat with the same key and body "
+    "(within 24 hours, from the same API key) answers the first answer, marked "
+    "`Idempotent-Replayed: true`, without acting again; the same key with another "
+    "method, path or body answers 409 `idempotency_key_reused`.",
 }
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
@@ -167,6 +183,8 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
          "description": q.description}
         for q in declared.query
     ]  # fmt: skip
+    if route.auth != PUBLIC and route.method in WRITE_METHODS:
+        parameters.append(IDEMPOTENCY_PARAMETER)
     if parameters:
         operation["parameters"] = parameters
     if declared.body is not None:
@@ -207,7 +225,9 @@ def _json_answer(status: int, shape: Any, schemas: Schemas) -> dict[str, Any]:
 def _errors(route: Route, declared: Declaration) -> dict[int, set[str]]:
     kinds: list[type[CorralError]] = list(declared.errors)
     if route.auth != PUBLIC:
-        kinds += [Unauthorized, ServiceUnavailable]
+        kinds += [Unauthorized, ServiceUnavailable, Forbidden, TooManyRequests]
+        if route.method in WRITE_METHODS:
+            kinds += [IdempotencyKeyReused, Conflict, InvalidInput]
     if route.auth == TENANT:
         kinds.append(InvalidCluster)
     if route.path_params:

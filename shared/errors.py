@@ -110,6 +110,15 @@ class Conflict(CorralError):
     default_message = "The resource changed or already exists."
 
 
+class IdempotencyKeyReused(CorralError):
+    """*new*: the Idempotency-Key was sent before with another method, path or body."""
+
+    code, status = "idempotency_key_reused", 409
+    default_message = (
+        "This Idempotency-Key was used for a different request; use a new key for a new request."
+    )
+
+
 class KeyLimitReached(CorralError):
     """*new*: the cluster already holds its maximum number of API keys."""
 

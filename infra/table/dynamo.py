@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.table import schema
+from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
 from infra.table.expression import Expression
 from shared.errors import Conflict, CorralError, ServiceUnavailable
@@ -155,6 +155,9 @@ class Dynamo:
         return found
 
     def put_new(self, item: Item, on_exists: CorralError) -> None:
+        if idempotency.riding() is not None:
+            self.transact([self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)])
+            return
         try:
             self._call(
                 "put_item",
@@ -172,6 +175,9 @@ class Dynamo:
     ) -> Item:
         """Apply `write` and return the item as it is now; a failed condition raises
         `on_fail(item as it was)`."""
+        if idempotency.riding() is not None:
+            self.transact([self.tx_update(pk, sk, write, on_fail=on_fail)])
+            return self.get(pk, sk) or {}
         request = self._write_request(pk, sk, write)
         try:
             response = self._call("update_item", ReturnValues="ALL_NEW", **request)
@@ -190,6 +196,9 @@ class Dynamo:
         *,
         on_fail: FailureHandler | None = None,
     ) -> None:
+        if idempotency.riding() is not None:
+            self.transact([self.tx_delete(pk, sk, condition or Expression(), on_fail=on_fail)])
+            return
         try:
             self._call("delete_item", **self._write_request(pk, sk, condition or Expression()))
         except ClientError as exc:
@@ -262,16 +271,24 @@ class Dynamo:
         conditions were not the cause, so it is sent again, up to `TRANSACT_ATTEMPTS`
         times after a short jittered pause: the retry re-checks every condition
         against the items as the other transaction left them. Only when the
-        conflicts outlast the attempts does the caller see `conflict` (409)."""
+        conflicts outlast the attempts does the caller see `conflict` (409).
+
+        A request with an Idempotency-Key has its claim ride on its first write
+        (infra/table/idempotency.py): the claim goes first, so that when it fails the
+        caller learns the key was taken before any other condition's error."""
+        claim = idempotency.riding()
+        if claim is not None:
+            entries = [claim.entry, *entries]
         request = [entry.request for entry in entries]
         for attempt in range(TRANSACT_ATTEMPTS):
             try:
                 self._call("transact_write_items", TransactItems=request)
-                return
             except ClientError as exc:
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or []
+                if claim is not None and reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    raise idempotency.ClaimTaken() from exc
                 for entry, reason in zip(entries, reasons, strict=False):
                     if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
                         old = reason.get("Item")
@@ -283,6 +300,10 @@ class Dynamo:
                 if attempt == TRANSACT_ATTEMPTS - 1:
                     raise Conflict("A concurrent change touched the same records; retry.") from exc
                 time.sleep(random.uniform(0, TRANSACT_BACKOFF_S * 2**attempt))
+            else:
+                if claim is not None:
+                    claim.written = True
+                return
 
     def _reread(self, entry: TxEntry) -> Item | None:
         body = next(iter(entry.request.values()))
