@@ -78,7 +78,9 @@ class IdempotencyMiddleware:
         if found is not None:
             self._answer(resp, self._settled(found, principal.key_id, idempotency_key, fingerprint))
             return
-        claim = self._store.claim(principal.key_id, idempotency_key, fingerprint, self._deps.clock())
+        claim = self._store.claim(
+            principal.key_id, idempotency_key, fingerprint, self._deps.clock()
+        )
         req.context.idempotency = _Pending(
             principal.key_id, idempotency_key, fingerprint, claim, ride(claim)
         )
@@ -159,4 +161,3 @@ class IdempotencyMiddleware:
             resp.content_type = record.content_type
         resp.set_header(REPLAYED_HEADER, "true")
         resp.complete = True
-

@@ -186,8 +186,9 @@ class HostUnreachable(CorralError):
 
 
 class TooManyRequests(CorralError):
-    """*new*: the API key already holds as many waits and log follows open as it may;
-    `Retry-After` says when one of them ends at the latest."""
+    """*new*: the API key made more requests than its rate limit allows, or already
+    holds as many waits and log follows open as it may; `Retry-After` says when to
+    try again."""
 
     code, status = "too_many_requests", 429
     default_message = "This API key holds too many waits and log follows open at once."

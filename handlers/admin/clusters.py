@@ -7,12 +7,13 @@ import falcon
 from handlers import shapes, views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
-from handlers.declare import responds
+from handlers.declare import Query, responds
+from handlers.public.containers import CONTAINER_QUERIES, list_containers
+from handlers.public.keys import create_key
 from services.clusters import ClusterService
 from services.deps import Deps
-from services.keys import mint_key
 from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
-from shared.errors import Conflict, KeyLimitReached, PlanBelowUsage
+from shared.errors import Conflict, Forbidden, KeyLimitReached, PlanBelowUsage
 from shared.models import Cluster, ClusterStatus, Workload
 from shared.states import WorkloadStatus
 
@@ -111,21 +112,12 @@ class ClusterKeyCollection:
         shapes.ApiKeyView,
         body=KeyCreate,
         body_optional=True,
-        errors=(KeyLimitReached, Conflict),
+        errors=(KeyLimitReached, Conflict, Forbidden),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        path_id(cluster_id, "Cluster")
-        # Every field has a default, so the body may be left out.
-        body = (
-            body_as(req, KeyCreate, self._deps.settings.max_body_bytes)
-            if req.content_length
-            else KeyCreate()
-        )
-        key, secret = mint_key(
-            self._deps.repo, cluster_id, body.name, self._deps.clock(), self._deps.new_id
-        )
-        resp.status = falcon.HTTP_201
-        resp.media = views.api_key(key, secret)
+        """A new key of the cluster (its secret shown once), optionally narrowed to
+        `verbs`, `container_ids`, `egg_ids` and an `expires_at`."""
+        create_key(req, resp, self._deps, path_id(cluster_id, "Cluster"))
 
 
 class ClusterKeyItem:
@@ -151,6 +143,27 @@ class ClusterKeyItem:
         self._auth.forget([key.key_hash])
         self._deps.repo.revoke_key(key, self._deps.clock())
         resp.status = falcon.HTTP_204
+
+
+class ClusterContainerCollection:
+    """GET /clusters/:id/containers: the cluster's containers as operators see them."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    @responds(
+        200,
+        list[shapes.OperatorContainerView],
+        query=(
+            *CONTAINER_QUERIES,
+            Query("host_id", {"type": "string"}, "Only those on this host."),
+        ),
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
+        self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        now = self._deps.clock()
+        listed = list_containers(req, resp, self._deps, cluster_id)
+        resp.media = [views.operator_container(w, now) for w in listed]
 
 
 class ClusterContainerItem:

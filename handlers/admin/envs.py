@@ -18,6 +18,7 @@ from services.deps import Deps
 from services.envs import ENV_SIGNALS, EnvService
 from shared.env_requests import CreateEnvReq
 from shared.errors import ActionNotAllowed, Conflict, InvalidCluster, NotFound
+from shared.keys import POWER
 from shared.models import Engine, Workload
 from shared.requests import LeaseRequest
 
@@ -92,6 +93,7 @@ class EnvPower:
     """POST /api/v1/envs/{env_id}/stop and .../start."""
 
     ACTIONS = tuple(ENV_SIGNALS)
+    verb = POWER
 
     def __init__(self, deps: Deps, envs: EnvService, action: str) -> None:
         self._deps = deps

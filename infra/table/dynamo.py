@@ -156,7 +156,9 @@ class Dynamo:
 
     def put_new(self, item: Item, on_exists: CorralError) -> None:
         if idempotency.riding() is not None:
-            self.transact([self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)])
+            self.transact(
+                [self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)]
+            )
             return
         try:
             self._call(
@@ -248,6 +250,40 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def page(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str,
+        limit: int,
+        start: Item | None = None,
+        keep: Callable[[Item], bool] = lambda _: True,
+        consistent: bool = False,
+    ) -> tuple[list[Item], Item | None]:
+        """Up to `limit` items of partition `pk` whose sort key begins with `sk_prefix`
+        and that `keep` keeps, from after the key `start`; and the key to start the next
+        page from (None when there is no more). Each query asks for no more items than
+        the page still lacks, so the key returned is exactly the last item evaluated."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": wire_values({":pk": pk, ":prefix": sk_prefix}),
+            "ConsistentRead": consistent,
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = wire_values(start)
+        found: list[Item] = []
+        while True:
+            kwargs["Limit"] = limit - len(found)
+            response = self._call("query", **kwargs)
+            found.extend(i for i in map(from_wire, response.get("Items", [])) if keep(i))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return found, None
+            if len(found) >= limit:
+                return found, from_wire(last)
+            kwargs["ExclusiveStartKey"] = last
+
     def sharded_index_keys(
         self, partition: Callable[[int], str], sk_at_most: str, limit: int
     ) -> list[tuple[str, str]]:
@@ -287,7 +323,11 @@ class Dynamo:
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or []
-                if claim is not None and reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                if (
+                    claim is not None
+                    and reasons
+                    and reasons[0].get("Code") == "ConditionalCheckFailed"
+                ):
                     raise idempotency.ClaimTaken() from exc
                 for entry, reason in zip(entries, reasons, strict=False):
                     if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:

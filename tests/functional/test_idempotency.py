@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from wsgiref import simple_server
 
+import falcon.testing
 import pytest
 
 from handlers.app import create_app
@@ -30,15 +31,15 @@ def test_concurrent_retries_of_a_create_make_one_container(
     body = {"name": "once", "egg_id": tenant.egg["id"]}
     headers = {"Authorization": f"Bearer {api.tenant_key}", "Idempotency-Key": key}
 
-    def create() -> object:
+    def create() -> falcon.testing.Result:
         return api.client.simulate_post(f"{PUBLIC}/containers", json=body, headers=headers)
 
     answers = race([create] * RETRIES)
-    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]  # type: ignore[attr-defined]
-    operation_ids = {a.json["operation"]["id"] for a in answers}  # type: ignore[attr-defined]
-    container_ids = {a.json["container"]["id"] for a in answers}  # type: ignore[attr-defined]
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    operation_ids = {a.json["operation"]["id"] for a in answers}
+    container_ids = {a.json["container"]["id"] for a in answers}
     assert len(operation_ids) == 1 and len(container_ids) == 1
-    replayed = [a for a in answers if a.headers.get("Idempotent-Replayed") == "true"]  # type: ignore[attr-defined]
+    replayed = [a for a in answers if a.headers.get("Idempotent-Replayed") == "true"]
     assert len(replayed) == RETRIES - 1
     listed = api.tenant("GET", "/containers").json
     assert [c["id"] for c in listed] == list(container_ids)
@@ -171,7 +172,7 @@ def test_a_lost_answer_retried_is_the_same_operation(api: Api, tenant: Tenant, d
     with served(deps) as address:
         conn = http.client.HTTPConnection(address, timeout=10)
         conn.request("POST", f"{PUBLIC}/containers", body=json.dumps(body), headers=headers)
-        conn.sock.close()  # type: ignore[union-attr]  # hang up, the answer unread
+        conn.sock.close()  # hang up, the answer unread
         conn.close()
         deadline = time.monotonic() + 20
         while not deps.repo.workloads.in_cluster(tenant.cluster["id"]):
