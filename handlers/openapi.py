@@ -19,7 +19,8 @@ from pydantic import TypeAdapter
 from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import JSON, Declaration, declaration_of
 from handlers.idempotency import HEADER as IDEMPOTENCY_HEADER
-from handlers.idempotency import MAX_KEY_LENGTH, WRITE_METHODS
+from handlers.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, WRITE_METHODS
+from handlers.pages import NEXT_CURSOR_HEADER
 from shared.errors import (
     Conflict,
     CorralError,
@@ -193,12 +194,44 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
             "content": {JSON: {"schema": schemas.request(declared.body)}},
         }
     responses = {str(declared.status): _answer(declared.status, declared, schemas)}
+    headers = _headers(route, declared)
+    if headers:
+        responses[str(declared.status)]["headers"] = headers
     for status, shape in declared.also.items():
         responses[str(status)] = _json_answer(status, shape, schemas)
     for status, codes in sorted(_errors(route, declared).items()):
         responses[str(status)] = _error_answer(status, codes)
     operation["responses"] = responses
     return operation
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "Requests a minute this API key may make.",
+    "RateLimit-Remaining": "Requests it may make now.",
+    "RateLimit-Reset": "Seconds until its allowance is whole again.",
+}
+
+
+def _headers(route: Route, declared: Declaration) -> dict[str, Any]:
+    """The headers a success answer may carry: rate limits on every keyed route, the
+    replay mark on writes, the next page's cursor on listings."""
+    headers: dict[str, Any] = {}
+    integer = {"type": "integer", "minimum": 0}
+    if route.auth != PUBLIC:
+        for name, description in RATE_LIMIT_HEADERS.items():
+            headers[name] = {"description": description, "schema": integer}
+        if route.method in WRITE_METHODS:
+            headers[REPLAYED_HEADER] = {
+                "description": "`true` when this is the stored answer to an earlier "
+                "request with the same Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+    if any(q.name == "cursor" for q in declared.query):
+        headers[NEXT_CURSOR_HEADER] = {
+            "description": "The cursor of the next page, while more remain.",
+            "schema": {"type": "string"},
+        }
+    return headers
 
 
 def _answer(status: int, declared: Declaration, schemas: Schemas) -> dict[str, Any]:

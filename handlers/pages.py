@@ -18,7 +18,7 @@ import hmac
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import falcon
 
@@ -26,7 +26,18 @@ from handlers.declare import Query
 from shared.errors import InvalidInput
 from shared.settings import Settings
 
-T = TypeVar("T")
+
+class Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Identified)
+
+
+def by_id(record: Identified) -> str:
+    return record.id
+
 
 NEXT_CURSOR_HEADER = "Next-Cursor"
 DEFAULT_LIMIT = 100
@@ -133,17 +144,27 @@ def set_next(
         resp.set_header(NEXT_CURSOR_HEADER, encode_cursor(settings, req.path, after))
 
 
+def status_query(values: Iterable[str]) -> Query:
+    return Query(
+        "status", {"type": "string", "enum": sorted(values)}, "Only records in this status."
+    )
+
+
 def paged(
     req: falcon.Request,
     resp: falcon.Response,
     settings: Settings,
     records: Iterable[T],
-    order: Callable[[T], str],
+    order: Callable[[T], str] = by_id,
     *,
     newest_first: bool = False,
+    name_of: Callable[[T], str] | None = None,
+    status_of: Callable[[T], str] | None = None,
 ) -> list[T]:
     """A listing read whole, answered whole or a page of it in the order of `order`
-    (a unique string per record: its id, or its time and id)."""
+    (a unique string per record: its id by default), filtered by `name_prefix` and
+    `status` when the listing has `name_of` and `status_of`."""
+    records = _filtered(req, records, name_of, status_of)
     page = page_of(req, settings)
     if page is None:
         return list(records)
@@ -157,6 +178,21 @@ def paged(
     if len(ordered) > page.limit:
         set_next(req, resp, settings, {"after": order(chosen[-1])})
     return chosen
+
+
+def _filtered(
+    req: falcon.Request,
+    records: Iterable[T],
+    name_of: Callable[[T], str] | None,
+    status_of: Callable[[T], str] | None,
+) -> Iterable[T]:
+    prefix = name_prefix_of(req) if name_of is not None else None
+    status = req.get_param("status") if status_of is not None else None
+    if prefix is not None and name_of is not None:
+        records = [r for r in records if name_of(r).startswith(prefix)]
+    if status is not None and status_of is not None:
+        records = [r for r in records if status_of(r) == status]
+    return records
 
 
 def name_prefix_of(req: falcon.Request) -> str | None:

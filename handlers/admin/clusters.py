@@ -8,6 +8,7 @@ from handlers import shapes, views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged, status_query
 from handlers.public.containers import CONTAINER_QUERIES, list_containers
 from handlers.public.keys import create_key
 from services.clusters import ClusterService
@@ -36,12 +37,22 @@ class ClusterCollection:
         self._deps = deps
         self._clusters = clusters
 
-    @responds(200, list[shapes.OperatorClusterView])
+    @responds(
+        200,
+        list[shapes.OperatorClusterView],
+        query=(*PAGE_QUERIES, NAME_PREFIX_QUERY, status_query(s.value for s in ClusterStatus)),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        resp.media = [
-            cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
-        ]
+        listed = paged(
+            req,
+            resp,
+            self._deps.settings,
+            repo.clusters.list(),
+            name_of=lambda c: c.name,
+            status_of=lambda c: c.status.value,
+        )
+        resp.media = [cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in listed]
 
     @responds(201, shapes.OperatorClusterView, body=ClusterCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -102,10 +113,12 @@ class ClusterKeyCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(200, list[shapes.ApiKeyView])
+    @responds(200, list[shapes.ApiKeyView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
-        resp.media = [views.api_key(k) for k in self._deps.repo.keys.list(cluster_id)]
+        keys = self._deps.repo.keys.list(cluster_id)
+        listed = paged(req, resp, self._deps.settings, keys, name_of=lambda k: k.name)
+        resp.media = [views.api_key(k) for k in listed]
 
     @responds(
         201,

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 # (full jitter, so that two contenders do not collide again in step).
 TRANSACT_ATTEMPTS = 4
 TRANSACT_BACKOFF_S = 0.01
+# Items a page query reads at a time (at least), however few a page keeps.
+PAGE_READ = 200
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -261,27 +263,27 @@ class Dynamo:
         consistent: bool = False,
     ) -> tuple[list[Item], Item | None]:
         """Up to `limit` items of partition `pk` whose sort key begins with `sk_prefix`
-        and that `keep` keeps, from after the key `start`; and the key to start the next
-        page from (None when there is no more). Each query asks for no more items than
-        the page still lacks, so the key returned is exactly the last item evaluated."""
+        and that `keep` keeps, from after the key `start`; and the key (pk, sk) to start
+        the next page after: the last item's, or None when there is no more."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
             "ExpressionAttributeValues": wire_values({":pk": pk, ":prefix": sk_prefix}),
             "ConsistentRead": consistent,
+            # A filter may keep few of the items read: read a good many at a time.
+            "Limit": max(limit + 1, PAGE_READ),
         }
         if start is not None:
             kwargs["ExclusiveStartKey"] = wire_values(start)
         found: list[Item] = []
         while True:
-            kwargs["Limit"] = limit - len(found)
             response = self._call("query", **kwargs)
             found.extend(i for i in map(from_wire, response.get("Items", [])) if keep(i))
             last = response.get("LastEvaluatedKey")
+            if len(found) > limit or (len(found) == limit and last):
+                return found[:limit], {"pk": found[limit - 1]["pk"], "sk": found[limit - 1]["sk"]}
             if not last:
                 return found, None
-            if len(found) >= limit:
-                return found, from_wire(last)
             kwargs["ExclusiveStartKey"] = last
 
     def sharded_index_keys(
