@@ -10,11 +10,11 @@ from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
 from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged, status_query
 from handlers.public.containers import CONTAINER_QUERIES, list_containers
-from handlers.public.keys import create_key
+from handlers.public.keys import create_key, responds_with_new_key
 from services.clusters import ClusterService
 from services.deps import Deps
-from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
-from shared.errors import Conflict, Forbidden, KeyLimitReached, PlanBelowUsage
+from shared.admin_requests import ClusterCreate, ClusterUpdate
+from shared.errors import Conflict, PlanBelowUsage
 from shared.models import Cluster, ClusterStatus, Workload
 from shared.states import WorkloadStatus
 
@@ -120,13 +120,7 @@ class ClusterKeyCollection:
         listed = paged(req, resp, self._deps.settings, keys, name_of=lambda k: k.name)
         resp.media = [views.api_key(k) for k in listed]
 
-    @responds(
-        201,
-        shapes.ApiKeyView,
-        body=KeyCreate,
-        body_optional=True,
-        errors=(KeyLimitReached, Conflict, Forbidden),
-    )
+    @responds_with_new_key
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         """A new key of the cluster (its secret shown once), optionally narrowed to
         `verbs`, `container_ids`, `egg_ids` and an `expires_at`."""

@@ -14,6 +14,15 @@ from services.keys import mint_key, scope_for
 from shared.admin_requests import KeyCreate
 from shared.errors import Conflict, Forbidden, KeyLimitReached
 
+# What creating a key answers, on the tenant's route and the operator's.
+responds_with_new_key = responds(
+    201,
+    shapes.ApiKeyView,
+    body=KeyCreate,
+    body_optional=True,
+    errors=(KeyLimitReached, Conflict, Forbidden),
+)
+
 
 def create_key(req: falcon.Request, resp: falcon.Response, deps: Deps, cluster_id: str) -> None:
     """Mint a key of `cluster_id` for the body (which may be left out) within the scope
@@ -33,13 +42,7 @@ class KeyCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(
-        201,
-        shapes.ApiKeyView,
-        body=KeyCreate,
-        body_optional=True,
-        errors=(KeyLimitReached, Conflict, Forbidden),
-    )
+    @responds_with_new_key
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """A new key of this cluster (shown once), narrowed to `verbs`, `container_ids`,
         `egg_ids` and `expires_at` where given and otherwise as narrow as the key that
