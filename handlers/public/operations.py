@@ -19,7 +19,7 @@ from handlers.declare import Query, responds
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
-from shared.errors import TooManyRequests
+from shared.errors import Forbidden, TooManyRequests
 from shared.models import Operation
 from shared.settings import Settings
 
@@ -44,8 +44,10 @@ class OperationCollection:
 
     @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY,))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        recent = self._repo.operations.recent(req.context.principal.cluster_id, limit_param(req))
-        resp.media = [views.operation(o) for o in recent]
+        principal = req.context.principal
+        recent = self._repo.operations.recent(principal.cluster_id, limit_param(req))
+        seen = [o for o in recent if principal.scope.allows_container(o.workload_id)]
+        resp.media = [views.operation(o) for o in seen]
 
 
 class OperationItem:
@@ -56,9 +58,10 @@ class OperationItem:
 
     @responds(200, shapes.OperationView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
-        op = self._repo.operations.get(
-            req.context.principal.cluster_id, path_id(operation_id, "Operation")
-        )
+        principal = req.context.principal
+        op = self._repo.operations.get(principal.cluster_id, path_id(operation_id, "Operation"))
+        if not principal.scope.allows_container(op.workload_id):
+            raise Forbidden("This key is not allowed this operation's container.")
         resp.media = views.operation(op)
 
 

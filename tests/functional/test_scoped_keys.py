@@ -82,13 +82,18 @@ def test_scope_is_reported_and_never_widened(api: Api, tenant: Tenant) -> None:
 
 def test_a_key_narrowed_to_containers_and_eggs(api: Api, tenant: Tenant) -> None:
     mine = tenant.create(name="mine").json["container"]["id"]
-    other = tenant.create(name="other").json["container"]["id"]
+    other_created = tenant.create(name="other").json
+    other = other_created["container"]["id"]
     narrow = secret_of(mint(api, {"name": "n", "container_ids": [mine]}))
     listed = api.tenant("GET", "/containers", key=narrow).json
     assert [c["id"] for c in listed] == [mine]
     assert api.tenant("GET", f"/containers/{mine}", key=narrow).status_code == 200
     refused = api.tenant("GET", f"/containers/{other}", key=narrow)
     assert refused.status_code == 403 and refused.json["error"]["code"] == "forbidden"
+    other_op = api.tenant("GET", f"/operations/{other_created['operation']['id']}", key=narrow)
+    assert other_op.status_code == 403, other_op.text
+    operations = api.tenant("GET", "/operations", key=narrow).json
+    assert {o["container_id"] for o in operations} == {mine}
     created = api.tenant(
         "POST", "/containers", {"name": "x", "egg_id": tenant.egg["id"]}, key=narrow
     )
