@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from wsgiref import simple_server
 
 import falcon.testing
-import pytest
 
 from handlers.app import create_app
 from services.deps import Deps
@@ -113,14 +112,15 @@ def test_operator_writes_take_keys_too(api: Api) -> None:
     assert [e["id"] for e in api.admin("GET", "/eggs").json] == [first.json["id"]]
 
 
-@pytest.mark.parametrize("value", ["", "x" * 256, "caf\u00e9"])
-def test_malformed_keys_are_refused(api: Api, tenant: Tenant, value: str) -> None:
-    headers = {"Authorization": f"Bearer {api.tenant_key}", "Idempotency-Key": value}
-    resp = api.client.simulate_post(
-        f"{PUBLIC}/containers", json={"name": "a", "egg_id": tenant.egg["id"]}, headers=headers
-    )
-    assert resp.status_code == 400, resp.text
-    assert resp.json["error"]["code"] == "invalid_input"
+def test_malformed_keys_are_refused(api: Api, tenant: Tenant) -> None:
+    for value in ("", "x" * 256, "caf\u00e9"):
+        headers = {"Authorization": f"Bearer {api.tenant_key}", "Idempotency-Key": value}
+        resp = api.client.simulate_post(
+            f"{PUBLIC}/containers", json={"name": "a", "egg_id": tenant.egg["id"]}, headers=headers
+        )
+        assert resp.status_code == 400, resp.text
+        assert resp.json["error"]["code"] == "invalid_input"
+    assert api.tenant("GET", "/containers").json == []
 
 
 @contextlib.contextmanager
