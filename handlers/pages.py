@@ -18,11 +18,13 @@ import hmac
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import falcon
 
 from handlers.declare import Query
+from shared.clock import stamp
 from shared.errors import InvalidInput
 from shared.settings import Settings
 
@@ -37,6 +39,16 @@ T = TypeVar("T", bound=Identified)
 
 def by_id(record: Identified) -> str:
     return record.id
+
+
+class Timed(Identified, Protocol):
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def by_time(record: Timed) -> str:
+    """Newest-first listings' order: the creation time, then the id."""
+    return f"{stamp(record.created_at)}#{record.id}"
 
 
 NEXT_CURSOR_HEADER = "Next-Cursor"
@@ -59,6 +71,7 @@ PAGE_QUERIES = (
         "(opaque; an altered cursor answers 400).",
     ),
 )
+CURSOR_QUERY = PAGE_QUERIES[1]
 NAME_PREFIX_QUERY = Query(
     "name_prefix", {"type": "string", "maxLength": 64}, "Only records whose name begins so."
 )
@@ -112,17 +125,21 @@ def decode_cursor(settings: Settings, path: str, cursor: str) -> dict[str, Any]:
     return after
 
 
-def page_of(req: falcon.Request, settings: Settings) -> Page | None:
-    """The page asked for, or None for the whole listing."""
+def page_of(
+    req: falcon.Request,
+    settings: Settings,
+    default_limit: int | None = None,
+    high: int = MAX_LIMIT,
+) -> Page | None:
+    """The page asked for; None for the whole listing (when neither `limit` nor
+    `cursor` is given and the listing has no `default_limit`)."""
     raw_limit, cursor = req.get_param("limit"), req.get_param("cursor")
-    if raw_limit is None and cursor is None:
+    if raw_limit is None and cursor is None and default_limit is None:
         return None
-    limit = DEFAULT_LIMIT
+    limit = default_limit or DEFAULT_LIMIT
     if raw_limit is not None:
-        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= MAX_LIMIT):
-            raise InvalidInput(
-                f"Query parameter limit must be a whole number from 1 to {MAX_LIMIT}."
-            )
+        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= high):
+            raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
         limit = int(raw_limit)
     after = decode_cursor(settings, req.path, cursor) if cursor is not None else None
     return Page(limit, after)
@@ -160,12 +177,14 @@ def paged(
     newest_first: bool = False,
     name_of: Callable[[T], str] | None = None,
     status_of: Callable[[T], str] | None = None,
+    default_limit: int | None = None,
+    high: int = MAX_LIMIT,
 ) -> list[T]:
     """A listing read whole, answered whole or a page of it in the order of `order`
     (a unique string per record: its id by default), filtered by `name_prefix` and
     `status` when the listing has `name_of` and `status_of`."""
     records = _filtered(req, records, name_of, status_of)
-    page = page_of(req, settings)
+    page = page_of(req, settings, default_limit, high)
     if page is None:
         return list(records)
     ordered = sorted(records, key=order, reverse=newest_first)

@@ -14,8 +14,9 @@ from redis.exceptions import RedisError
 
 from handlers import shapes, views
 from handlers.auth import TENANT
-from handlers.body import LIMIT_QUERY, float_param, limit_param, path_id
+from handlers.body import LIMIT_QUERY, float_param, path_id
 from handlers.declare import Query, responds
+from handlers.pages import CURSOR_QUERY, by_time, paged
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
@@ -41,13 +42,17 @@ class OperationCollection:
 
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
+        self._settings = deps.settings
 
-    @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY,))
+    @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY, CURSOR_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = req.context.principal
-        recent = self._repo.operations.recent(principal.cluster_id, limit_param(req))
-        seen = [o for o in recent if principal.scope.allows_container(o.workload_id)]
-        resp.media = [views.operation(o) for o in seen]
+        kept = self._repo.operations.in_cluster(principal.cluster_id)
+        seen = [o for o in kept if principal.scope.allows_container(o.workload_id)]
+        recent = paged(
+            req, resp, self._settings, seen, by_time, newest_first=True, default_limit=20, high=100
+        )
+        resp.media = [views.operation(o) for o in recent]
 
 
 class OperationItem:

@@ -148,3 +148,11 @@ def test_the_rate_limit_answers_429_with_headers_and_recovers(api: Api, tenant: 
     recovered = api.tenant("GET", "/capacity", key=key)
     assert recovered.status_code == 200, recovered.text
     assert "RateLimit-Remaining" in recovered.headers
+
+
+def test_operations_page_newest_first(api: Api, tenant: Tenant) -> None:
+    made = [tenant.create(name=f"op{n}").json["operation"]["id"] for n in range(3)]
+    listed, pages = walk(api, "/operations", 1)
+    assert [o["id"] for o in listed] == made[::-1] and pages == 3
+    # Without a cursor, the newest 20 as before.
+    assert [o["id"] for o in api.tenant("GET", "/operations").json] == made[::-1]
