@@ -229,7 +229,7 @@ def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> 
     it, and bring it back to the power state it had."""
     backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
     observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
-    return Outcome(workload.status, _enforced(observed))
+    return Outcome(workload.status, _enforced(observed) | _vm_fields(driver, workload, None))
 
 
 def delete_backup(

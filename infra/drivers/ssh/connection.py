@@ -18,7 +18,7 @@ import shlex
 import stat
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import NamedTuple
 
@@ -28,6 +28,7 @@ from infra.drivers.ssh.keys import parse_private_key, parse_public_key
 from shared.errors import HostError
 
 _READ_CHUNK = 65536
+_STDERR_KEPT = 4096  # of a streaming command's stderr: the end, for its error message
 UNTRUSTED_HOST = "The host's SSH host key is not the pinned one; refusing to connect."
 
 
@@ -280,6 +281,78 @@ class SshConnection:
             raise HostError(f"{argv[0]} exited {result.exit_status} on {self.host}: {detail}")
         return result.stdout
 
+    def read_stream(self, argv: Sequence[str], timeout: float | None = None) -> Iterator[bytes]:
+        """Run `argv` and yield its stdout chunk by chunk as it comes, never holding it
+        whole (each read bounded by `timeout`); a HostError with its stderr when it
+        exits non-zero. Closing the iterator early closes the channel."""
+        limit = self.command_timeout if timeout is None else timeout
+        channel = self._open_session(argv)
+        stderr = bytearray()
+        try:
+            channel.shutdown_write()
+            channel.settimeout(limit)
+            while True:
+                chunk = channel.recv(_READ_CHUNK)
+                _keep_stderr(channel, stderr)
+                if not chunk:
+                    break
+                yield chunk
+            self._exited(channel, argv, limit, stderr)
+        except TimeoutError as exc:
+            raise HostError(
+                f"command {argv[0]!r} on {self._where} sent nothing for {limit:g}s", transient=True
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostError(f"command on {self._where} failed: {exc}", transient=True) from exc
+        finally:
+            channel.close()
+
+    def feed(
+        self, argv: Sequence[str], chunks: Iterable[bytes], timeout: float | None = None
+    ) -> None:
+        """Run `argv` with `chunks` streamed to its stdin (each write bounded by
+        `timeout`); a HostError with its stderr when it exits non-zero."""
+        limit = self.command_timeout if timeout is None else timeout
+        channel = self._open_session(argv)
+        stderr = bytearray()
+        try:
+            channel.settimeout(limit)
+            for chunk in chunks:
+                try:
+                    channel.sendall(chunk)
+                except OSError:
+                    if channel.exit_status_ready():  # it stopped reading: say why
+                        self._exited(channel, argv, limit, stderr)
+                    raise
+                _keep_stderr(channel, stderr)
+            channel.shutdown_write()
+            self._exited(channel, argv, limit, stderr)
+        except TimeoutError as exc:
+            raise HostError(
+                f"command {argv[0]!r} on {self._where} took no input for {limit:g}s",
+                transient=True,
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostError(f"command on {self._where} failed: {exc}", transient=True) from exc
+        finally:
+            channel.close()
+
+    def _exited(
+        self, channel: paramiko.Channel, argv: Sequence[str], limit: float, stderr: bytearray
+    ) -> None:
+        """Wait for a streaming command's exit; a HostError with its stderr unless 0."""
+        if not channel.status_event.wait(limit):
+            raise HostError(
+                f"command {argv[0]!r} on {self._where} gave no exit status", transient=True
+            )
+        status = channel.recv_exit_status()
+        _keep_stderr(channel, stderr)
+        if status != 0:
+            detail = stderr.decode(errors="replace").strip()[-500:]
+            raise HostError(f"{argv[0]} exited {status} on {self.host}: {detail}")
+
     def stream(self, argv: Sequence[str], timeout: float | None = None) -> RemoteStream:
         """Start `argv` and talk to it line by line (each read bounded by `timeout`)."""
         channel = self._open_session(argv)
@@ -393,3 +466,11 @@ class SshConnection:
             return None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._sftp_error("stat", remote_path, exc) from exc
+
+
+def _keep_stderr(channel: paramiko.Channel, kept: bytearray) -> None:
+    """Read what stderr has now (a command blocked on a full stderr would stall), and
+    keep its end."""
+    while channel.recv_stderr_ready():
+        kept += channel.recv_stderr(_READ_CHUNK)
+    del kept[:-_STDERR_KEPT]
