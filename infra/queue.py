@@ -115,30 +115,44 @@ class JobQueue:
         return True
 
     def requeue_operation(self, operation: Operation, *, replace_started: bool = True) -> bool:
-        """Enqueue `operation` again after its job was lost or its worker died.
+        """Enqueue `operation` again after its job was lost or its worker died (see
+        `_make_way`). Returns True when a job was enqueued."""
+        if not self._make_way(operation.id, replace_started=replace_started):
+            return False
+        self.enqueue_operation(operation)
+        return True
 
-        A job still waiting in the queue is left alone, and so is a started one unless
+    def requeue_job(
+        self, job: Job, args: list[Any], *, job_id: str, replace_started: bool
+    ) -> bool:
+        """Enqueue one-off job `job_id` again after it was lost or its worker died (see
+        `_make_way`). Returns True when a job was enqueued."""
+        if not self._make_way(job_id, replace_started=replace_started):
+            return False
+        return self.enqueue_job(job, args, job_id=job_id)
+
+    def _make_way(self, job_id: str, *, replace_started: bool) -> bool:
+        """Whether job `job_id` may be enqueued again, removing what is left of it: a
+        job still waiting in the queue is left alone, and so is a started one unless
         `replace_started` (its worker is known dead); a job in any other state (failed,
-        stopped, or gone with a flushed Redis) is replaced. Returns True when a job was
-        enqueued."""
+        stopped, or gone with a flushed Redis) is replaced."""
         from rq.exceptions import NoSuchJobError
-        from rq.job import Job, JobStatus
+        from rq.job import Job as RqJob
+        from rq.job import JobStatus
         from rq.serializers import JSONSerializer
 
         try:
-            job = Job.fetch(operation.id, connection=self.redis, serializer=JSONSerializer)
+            job = RqJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
-            job = None
+            return True
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
-        if job is not None:
-            waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-            if not replace_started:
-                waiting.add(JobStatus.STARTED)
-            if job.get_status() in waiting:
-                return False
-            job.delete()
-        self.enqueue_operation(operation)
+        waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+        if not replace_started:
+            waiting.add(JobStatus.STARTED)
+        if job.get_status() in waiting:
+            return False
+        job.delete()
         return True
 
     def notify_finished(self, operation_id: str, status: str) -> None:

@@ -1,7 +1,9 @@
 """The reconciler: keeps the table and the hosts in agreement.
 
 - An operation the table says is unfinished but Redis no longer holds (or whose
-  worker died) is enqueued again: losing Redis loses no work.
+  worker died) is enqueued again: losing Redis loses no work. So is the job of an
+  operator's database left `creating` or `deleting` (a tenant's database, and a
+  backup, change by an operation of their container: the line above).
 - A workload the table says exists but its host lost is recreated (restart policy
   `always`) or marked error (`never`).
 - A workload whose engine state drifted (it stopped on its own) is recorded as it is.
@@ -21,8 +23,10 @@ from typing import ParamSpec
 
 from infra.drivers.base import HostDriver
 from services import operations
+from services.databases import ChangeJob
 from shared import rules
 from shared.capacity import Resources
+from shared.databases import DatabaseStatus
 from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import (
     Host,
@@ -58,6 +62,7 @@ RUNNING_GRACE = timedelta(seconds=60)
 ORPHAN_GRACE = timedelta(minutes=10)
 BATCH = 500
 
+_DATABASE_IN_FLIGHT = {DatabaseStatus.CREATING, DatabaseStatus.DELETING}
 _SETTLED = {WorkloadStatus.RUNNING, WorkloadStatus.STOPPED, WorkloadStatus.PAUSED}
 _ENGINE_STATUS = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
@@ -86,6 +91,7 @@ def reconcile() -> dict[str, list[str]]:
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
+    requeue_lost_database_jobs(ctx, report)
     for host in ctx.repo.hosts.list():
         if host.status == HostStatus.DOWN:
             continue
@@ -116,6 +122,28 @@ def requeue_lost_operations(ctx: context.WorkerContext, report: Report) -> None:
             continue
         except Exception:
             log.exception("reconcile: operation %s not re-queued this pass", operation_id)
+
+
+def requeue_lost_database_jobs(ctx: context.WorkerContext, report: Report) -> None:
+    """An operator's database still `creating` or `deleting` past the grace: its job is
+    enqueued again unless it waits in the queue (or runs, while its worker may still be
+    alive). The job converges from the record, so a second run changes nothing."""
+    now = ctx.clock()
+    stale_running = timedelta(seconds=ctx.settings.job_timeout_seconds) + RUNNING_GRACE
+    for database in ctx.repo.databases.every():
+        if database.owner_id is not None or database.status not in _DATABASE_IN_FLIGHT:
+            continue
+        if now - database.updated_at < QUEUED_GRACE:
+            continue
+        change = ChangeJob.of(database)
+        worker_dead = now - database.updated_at > stale_running
+        try:
+            if ctx.jobs.requeue_job(
+                change.job, change.args, job_id=change.job_id, replace_started=worker_dead
+            ):
+                report.requeued.append(change.job_id)
+        except Exception:
+            log.exception("reconcile: database %s not re-queued this pass", database.id)
 
 
 # -- hosts ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ dockerd for the containers they are bound to."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from services.deps import Deps
 from tests.fixtures.corral import Api, error_of, run_jobs
 from workers import context
 from workers.hosts import check_hosts
+from workers.reconcile import reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +323,50 @@ def test_deleting_a_container_drops_its_databases(
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(**where).close()
     assert api.tenant("GET", "/capacity").json["used"]["databases"] == 0
+
+
+def _on_server(server: DatabaseServer, database: str) -> bool:
+    """Whether PostgreSQL `server` holds `database` (asked with its admin login)."""
+    with psycopg.connect(
+        host=server.host,
+        port=server.port,
+        user=server.username,
+        password=server.password,
+        dbname="postgres",
+        connect_timeout=5,
+    ) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        return found.fetchone() is not None
+
+
+def test_a_database_whose_job_was_lost_is_converged_by_the_reconciler(
+    api: Api,
+    deps: Deps,
+    world: dict[str, Any],
+    worker_context: context.WorkerContext,
+    postgres_server: DatabaseServer,
+) -> None:
+    cluster_id = world["cluster"]["id"]
+    made = _create(api, cluster_id, "stuck", engine="postgres").json
+    deps.jobs.queue.empty()  # its job is lost: Redis flushed, or never reached
+    assert made["id"] not in str(reconcile()["requeued"])  # too young: it may be on its way
+    worker_context.clock = lambda: datetime.now(UTC) + timedelta(minutes=2)
+    assert reconcile()["requeued"] == [f"db-create-{made['id']}"]
+    assert reconcile()["requeued"] == []  # its job waits now: not enqueued twice
+    run_jobs(deps)
+    got = api.admin("GET", f"/managed-databases/{made['id']}").json
+    assert got["status"] == "ready", got
+    assert _on_server(postgres_server, got["connection_database"])
+    assert api.admin("GET", f"/clusters/{cluster_id}").json["used"]["databases"] == 1
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 1
+    assert reconcile()["requeued"] == []  # nothing left in flight
+
+    assert api.admin("DELETE", f"/managed-databases/{made['id']}").status_code == 204
+    deps.jobs.queue.empty()
+    worker_context.clock = lambda: datetime.now(UTC) + timedelta(minutes=2)
+    assert reconcile()["requeued"] == [f"db-delete-{made['id']}"]
+    run_jobs(deps)
+    assert error_of(api.admin("GET", f"/managed-databases/{made['id']}")) == (404, "not_found")
+    assert not _on_server(postgres_server, got["connection_database"])
+    assert api.admin("GET", f"/clusters/{cluster_id}").json["used"]["databases"] == 0
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 0
