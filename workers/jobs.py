@@ -85,6 +85,7 @@ def spec_for(
         name=workload.name,
         allocations=workload.allocations,
         data_path=egg.data_path,
+        restart_policy=workload.restart_policy.value,
     )
 
 

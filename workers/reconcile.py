@@ -27,6 +27,7 @@ from services.databases import ChangeJob
 from shared import rules
 from shared.capacity import Resources
 from shared.databases import DatabaseStatus
+from shared.environment import variable_values
 from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import (
     Host,
@@ -39,17 +40,20 @@ from shared.models import (
 )
 from shared.runtime import (
     LABEL_CLUSTER,
+    LABEL_CONFIG,
     LABEL_EGG,
     LABEL_NAME,
     LABEL_PORTS,
     LABEL_RESOURCES,
+    LABEL_RESTART,
     Observed,
     RuntimeState,
     allocations_published,
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
 from workers import context
-from workers.jobs import LOST_MESSAGE
+from workers.databases import connections
+from workers.jobs import LOST_MESSAGE, spec_for
 
 log = logging.getLogger("corral.reconcile")
 Params = ParamSpec("Params")
@@ -301,6 +305,7 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         pass
     egg = ctx.repo.eggs.get(labels[LABEL_EGG])
     resources = Resources(**json.loads(labels[LABEL_RESOURCES]))
+    databases = ctx.repo.databases.in_cluster(cluster.id)
     now = ctx.clock()
     workload = Workload(
         id=seen.workload_id,
@@ -313,10 +318,30 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         status=_ENGINE_STATUS.get(seen.state, WorkloadStatus.STOPPED),
         created_at=now,
         updated_at=now,
+        restart_policy=RestartPolicy(labels.get(LABEL_RESTART, RestartPolicy.NEVER.value)),
         enforced=dict(seen.enforced),
         # its published ports are held again (refused if another took one meanwhile)
         allocations=allocations_published(labels.get(LABEL_PORTS, ""), host.reached_at),
+        # what it was made with: its variables' values, read back from its environment,
+        # and the databases the table still binds to it (in the order they were bound)
+        environment=variable_values(egg, seen.environment),
+        databases=tuple(
+            d.id
+            for d in sorted(databases, key=lambda d: d.updated_at)
+            if d.app_id == seen.workload_id and d.status != DatabaseStatus.DELETING
+        ),
+        database_count=sum(1 for d in databases if d.owner_id == seen.workload_id),
+        backup_count=sum(
+            1 for b in ctx.repo.backups.of_workload(cluster.id, seen.workload_id) if b.holds_slot
+        ),
     )
+    made = spec_for(workload, egg, databases=connections(ctx, workload))  # its environment
+    if made.config_digest != labels.get(LABEL_CONFIG):
+        log.warning(
+            "reconcile: adopting %s, whose environment is not what its record composes "
+            "(its egg or databases changed since?): its next recreate takes the record's",
+            seen.workload_id,
+        )
     op = _operation(ctx, workload, OperationKind.ADOPT, OperationParams(host_id=host.id))
     done = replace(op, status=OperationStatus.SUCCEEDED, started_at=now, finished_at=now)
     workload = replace(workload, last_op=done.id)

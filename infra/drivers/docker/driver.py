@@ -421,6 +421,7 @@ class DockerDriver:
             image=(attrs.get("Config") or {}).get("Image"),
             enforced=self._enforced(attrs),
             labels=_labels(attrs),
+            environment=_environment(attrs),
         )
 
     def _enforced(self, attrs: Mapping[str, Any]) -> dict[str, bool]:
@@ -522,3 +523,9 @@ def _labels(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 def _name(attrs: Mapping[str, Any]) -> str:
     return str(attrs.get("Name", "")).lstrip("/").removeprefix("corral-")
+
+
+def _environment(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The container's environment, `NAME=value` entries as a mapping."""
+    entries = (attrs.get("Config") or {}).get("Env") or []
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)

@@ -365,6 +365,7 @@ class QemuDriver:
             image=record.spec.image,
             enforced=dict(ENFORCED),
             labels=record.spec.labels(),
+            environment=dict(record.spec.environment),
         )
 
     def _start(self, record: VmRecord) -> None:
