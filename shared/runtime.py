@@ -134,4 +134,4 @@ class Observed:
     enforced: dict[str, bool] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     # what its process runs with (read back to adopt it): the operator's to see only
-    environment: dict[str, str] = field(default_factory=dict, repr=False)
+    environment: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
