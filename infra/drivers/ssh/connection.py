@@ -19,7 +19,7 @@ import stat
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from typing import NamedTuple
 
 import paramiko
@@ -286,27 +286,13 @@ class SshConnection:
         whole (each read bounded by `timeout`); a HostError with its stderr when it
         exits non-zero. Closing the iterator early closes the channel."""
         limit = self.command_timeout if timeout is None else timeout
-        channel = self._open_session(argv)
         stderr = bytearray()
-        try:
+        with self._streaming(argv, limit, "sent nothing") as channel:
             channel.shutdown_write()
-            channel.settimeout(limit)
-            while True:
-                chunk = channel.recv(_READ_CHUNK)
+            while chunk := channel.recv(_READ_CHUNK):
                 _keep_stderr(channel, stderr)
-                if not chunk:
-                    break
                 yield chunk
             self._exited(channel, argv, limit, stderr)
-        except TimeoutError as exc:
-            raise HostError(
-                f"command {argv[0]!r} on {self._where} sent nothing for {limit:g}s", transient=True
-            ) from exc
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise HostError(f"command on {self._where} failed: {exc}", transient=True) from exc
-        finally:
-            channel.close()
 
     def feed(
         self, argv: Sequence[str], chunks: Iterable[bytes], timeout: float | None = None
@@ -314,10 +300,8 @@ class SshConnection:
         """Run `argv` with `chunks` streamed to its stdin (each write bounded by
         `timeout`); a HostError with its stderr when it exits non-zero."""
         limit = self.command_timeout if timeout is None else timeout
-        channel = self._open_session(argv)
         stderr = bytearray()
-        try:
-            channel.settimeout(limit)
+        with self._streaming(argv, limit, "took no input") as channel:
             for chunk in chunks:
                 try:
                     channel.sendall(chunk)
@@ -328,10 +312,20 @@ class SshConnection:
                 _keep_stderr(channel, stderr)
             channel.shutdown_write()
             self._exited(channel, argv, limit, stderr)
+
+    @contextmanager
+    def _streaming(
+        self, argv: Sequence[str], limit: float, stalled: str
+    ) -> Iterator[paramiko.Channel]:
+        """A channel running `argv` whose reads and writes wait at most `limit`; its
+        failures as transient HostErrors (`stalled` says what a timeout means)."""
+        channel = self._open_session(argv)
+        try:
+            channel.settimeout(limit)
+            yield channel
         except TimeoutError as exc:
             raise HostError(
-                f"command {argv[0]!r} on {self._where} took no input for {limit:g}s",
-                transient=True,
+                f"command {argv[0]!r} on {self._where} {stalled} for {limit:g}s", transient=True
             ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self.close()

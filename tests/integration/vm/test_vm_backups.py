@@ -25,8 +25,8 @@ from infra.drivers.qemu.record import workload_dir_name
 from shared.runtime import RuntimeState
 from tests.fixtures.corral import Api, Stack, module_stack
 from tests.fixtures.netns import SshHost
-from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
-from tests.integration.vm.conftest import settle
+from tests.fixtures.vm_images import VmImages
+from tests.integration.vm.conftest import make_vm_egg, settle
 from workers.hosts import check_hosts
 
 pytestmark = pytest.mark.integration
@@ -101,16 +101,8 @@ def world(
         )
         assert host.status_code == 201, host.text
         assert set(check_hosts().values()) == {"ready"}  # records the host's images
-        egg = api.make_egg(
-            name="tiny-vm",
-            engine="qemu",
-            image="base.qcow2",
-            command=None,
-            minimum={"cpu_cores": 1, "ram_mb": 64, "storage_mb": 32},
-            defaults={"cpu_cores": 1, "ram_mb": 128, "storage_mb": 64},
-            stop_timeout=0,  # the guest need not boot: a stop is QEMU's `quit` at once
-            vm={"kernel": KERNEL_NAME, "initrd": INITRD_NAME, "kernel_args": "console=ttyS0"},
-        )
+        # the guest need not boot: a stop is QEMU's `quit` at once
+        egg = make_vm_egg(api, "console=ttyS0", stop_timeout=0)
         cluster = api.make_cluster([egg["id"]], backups=2, cpu_cores=2, ram_mb=512)
         api.tenant_key = api.make_key(cluster["id"])
         world = World(stack, base_dir, backups, egg["id"], cluster["id"])
