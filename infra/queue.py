@@ -122,9 +122,7 @@ class JobQueue:
         self.enqueue_operation(operation)
         return True
 
-    def requeue_job(
-        self, job: Job, args: list[Any], *, job_id: str, replace_started: bool
-    ) -> bool:
+    def requeue_job(self, job: Job, args: list[Any], *, job_id: str, replace_started: bool) -> bool:
         """Enqueue one-off job `job_id` again after it was lost or its worker died (see
         `_make_way`). Returns True when a job was enqueued."""
         if not self._make_way(job_id, replace_started=replace_started):
