@@ -17,6 +17,7 @@ from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
 from shared.backups import BackupRefused
 from shared.capacity import Resources
+from shared.deadline import JobTimedOut, passed
 from shared.environment import container_environment
 from shared.errors import Failure, HostError, NotFound
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
@@ -31,7 +32,7 @@ from shared.runtime import (
 )
 from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import backups, context, images
+from workers import backups, context, images, locks
 from workers.databases import connections, drop_owned
 from workers.databases import converge as databases_converge
 
@@ -49,13 +50,6 @@ _RUNNING_STATES = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
     RuntimeState.PAUSED: WorkloadStatus.PAUSED,
 }
-
-
-class JobTimedOut(BaseException):
-    """Raised inside a job by Corral's worker when the job runs past its timeout. A
-    BaseException, like KeyboardInterrupt, so that no library's `except Exception`
-    turns it into something else (the docker SDK wraps any error of its version
-    probe in a DockerException, which the driver reports as a host error)."""
 
 
 @dataclass(frozen=True)
@@ -285,8 +279,19 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return op.status.value
     if op.kind.is_fleet:
         return images.run_image_operation(ctx, op, retries_left=_retries_left())
+    with locks.workload_job(ctx.jobs.redis, op.workload_id, op.id) as waited:
+        if waited:  # the job before it may have finished this very operation
+            op = repo.operations.get(cluster_id, operation_id)
+            if op.status.is_finished:
+                return op.status.value
+        return _run_on_workload(ctx, op)
+
+
+def _run_on_workload(ctx: context.WorkerContext, op: Operation) -> str:
+    """The operation of one workload, its lock held."""
+    repo = ctx.repo
     try:
-        workload = repo.workloads.get(cluster_id, op.workload_id)
+        workload = repo.workloads.get(op.cluster_id, op.workload_id)
     except NotFound:
         gone = Failure("container_gone", "The container no longer exists.")
         repo.operations.fail_orphan(op, gone, ctx.clock())
@@ -299,37 +304,45 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     try:
         outcome = _execute(ctx, workload, op)
     except JobTimedOut:
-        # Stopped by the worker past the job's timeout: a hang would hang again, so no retry;
-        # the workload takes its next change (a retry, a delete) from here.
-        log.warning("operation %s: stopped past its job timeout", op.id)
-        timed_out = Failure(
-            "timed_out",
-            "The host did not finish the operation in time. The operator has the details.",
-            "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
-        )
-        return _record(ctx, op, workload, _failed(op, workload), timed_out)
-    except HostError as exc:
-        if exc.transient and _retries_left() > 0:
-            log.info("operation %s: transient host error, will retry: %s", op.id, exc)
-            raise
+        return _record_timed_out(ctx, op, workload)
+    except Exception as exc:
+        if passed():  # a host call cut short by the job's deadline
+            return _record_timed_out(ctx, op, workload)
+        return _record_error(ctx, op, workload, exc)
+    return _record(ctx, op, workload, outcome, None)
+
+
+def _record_timed_out(ctx: context.WorkerContext, op: Operation, workload: Workload) -> str:
+    """Stopped past the job's timeout: a hang would hang again, so no retry; the workload
+    takes its next change (a retry, a delete) from here."""
+    log.warning("operation %s: stopped past its job timeout", op.id)
+    timed_out = Failure(
+        "timed_out",
+        "The host did not finish the operation in time. The operator has the details.",
+        "the worker stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
+    )
+    return _record(ctx, op, workload, _failed(op, workload), timed_out)
+
+
+def _record_error(
+    ctx: context.WorkerContext, op: Operation, workload: Workload, exc: Exception
+) -> str:
+    """The job's failure recorded, or raised again for rq to retry while retries are left
+    (for a host error, only a transient one)."""
+    retry = _retries_left() > 0 and (not isinstance(exc, HostError) or exc.transient)
+    if retry:
+        log.info("operation %s: will retry: %s", op.id, exc)
+        raise exc
+    if isinstance(exc, HostError):
         log.warning("operation %s failed on the host: %s", op.id, exc)
         return _record(ctx, op, workload, _failed(op, workload, exc), exc.failure())
-    except Exception as exc:
-        if _retries_left() > 0:
-            raise
-        log.exception("operation %s failed", op.id)
-        return _record(
-            ctx,
-            op,
-            workload,
-            _failed(op, workload),
-            Failure(
-                "internal_error",
-                "Corral failed to carry out the operation. The operator has the details.",
-                f"{type(exc).__name__}: {exc}",
-            ),
-        )
-    return _record(ctx, op, workload, outcome, None)
+    log.error("operation %s failed", op.id, exc_info=exc)
+    internal = Failure(
+        "internal_error",
+        "Corral failed to carry out the operation. The operator has the details.",
+        f"{type(exc).__name__}: {exc}",
+    )
+    return _record(ctx, op, workload, _failed(op, workload), internal)
 
 
 def _failed(op: Operation, workload: Workload, exc: BaseException | None = None) -> Outcome:
