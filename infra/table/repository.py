@@ -317,7 +317,9 @@ class Repository:
         held_by = (
             give_database(database.cluster_id, database.owner_id, self.db)
             if database.owner_id
-            else self.clusters.release_resources(database.cluster_id, Resources(databases=1), now)
+            else self.clusters.release_resources(
+                database.cluster_id, Resources(databases=1), now
+            )
         )
         entries = [
             *self.databases.remove(database),
