@@ -64,7 +64,8 @@ class JobQueue:
             trace.operation_id.set(operation.id)
         self._enqueue(
             RUN_OPERATION,
-            [operation.cluster_id, operation.id],
+            # The workload's id lets the job read the operation and the workload at once.
+            [operation.cluster_id, operation.id, operation.workload_id],
             job_id=operation.id,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             job_timeout=self.settings.job_timeout_seconds,

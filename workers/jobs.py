@@ -19,7 +19,7 @@ from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.deadline import JobTimedOut, passed
 from shared.environment import container_environment
-from shared.errors import Failure, HostError, NotFound
+from shared.errors import Failure, HostError
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import (
     LABEL_CONFIG,
@@ -202,9 +202,7 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
     target = op.params.target
     if signal is None or target is None:
         raise ValueError(f"power operation {op.id} has no signal and target")
-    if driver.inspect(workload.id).state == RuntimeState.MISSING:
-        raise plain_error("missing", "The container is missing on its host.")
-    driver.power(workload.id, signal, egg.stop_timeout)
+    driver.power(workload.id, signal, egg.stop_timeout)  # HostError "missing" if it is
     return Outcome(target, _vm_fields(driver, workload, None))
 
 
@@ -266,13 +264,13 @@ EXECUTORS: dict[OperationKind, Executor] = {
 HOSTLESS: frozenset[OperationKind] = frozenset({OperationKind.DELETE_BACKUP})
 
 
-def run_operation(cluster_id: str, operation_id: str) -> str:
-    """RQ entry point. Returns the operation's final status."""
+def run_operation(cluster_id: str, operation_id: str, workload_id: str | None = None) -> str:
+    """RQ entry point. Returns the operation's final status. With `workload_id` (jobs
+    enqueued since issue 14 carry it) the operation and its workload are read at once."""
     ctx = context.current()
     repo = ctx.repo
-    try:
-        op = repo.operations.get(cluster_id, operation_id)
-    except NotFound:
+    op, workload = repo.operation_and_workload(cluster_id, operation_id, workload_id)
+    if op is None:
         log.warning("operation %s not in the table; nothing to do", operation_id)
         return "missing"
     if op.status.is_finished:
@@ -280,19 +278,19 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     if op.kind.is_fleet:
         return images.run_image_operation(ctx, op, retries_left=_retries_left())
     with locks.workload_job(ctx.jobs.redis, op.workload_id, op.id) as waited:
-        if waited:  # the job before it may have finished this very operation
-            op = repo.operations.get(cluster_id, operation_id)
+        if waited or workload_id is None:  # read what is true now, the workload too
+            op, workload = repo.operation_and_workload(cluster_id, operation_id, op.workload_id)
+            if op is None:
+                return "missing"
             if op.status.is_finished:
                 return op.status.value
-        return _run_on_workload(ctx, op)
+        return _run_on_workload(ctx, op, workload)
 
 
-def _run_on_workload(ctx: context.WorkerContext, op: Operation) -> str:
-    """The operation of one workload, its lock held."""
+def _run_on_workload(ctx: context.WorkerContext, op: Operation, workload: Workload | None) -> str:
+    """The operation of one workload (None: not in the table), its lock held."""
     repo = ctx.repo
-    try:
-        workload = repo.workloads.get(op.cluster_id, op.workload_id)
-    except NotFound:
+    if workload is None:
         gone = Failure("container_gone", "The container no longer exists.")
         repo.operations.fail_orphan(op, gone, ctx.clock())
         return "failed"
@@ -365,16 +363,12 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
 def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
     if op.kind in HOSTLESS:
         return EXECUTORS[op.kind](None, workload, None, op)
-    try:
-        host = ctx.repo.hosts.get(workload.host_id)
-    except NotFound:
+    host, found_egg = ctx.repo.host_and_egg(workload.host_id, workload.egg_id)
+    if host is None:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
             return Outcome(gone_status(op), release=True, host_exists=False)
-        raise plain_error("host_removed", "The container's host was removed from Corral.") from None
-    try:
-        egg = ctx.repo.eggs.get(workload.egg_id)
-    except NotFound:
-        egg = _deleted_egg(workload, op)
+        raise plain_error("host_removed", "The container's host was removed from Corral.")
+    egg = found_egg or _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
     if op.params.database_id:  # a tenant database first: made, rotated or dropped
         databases_converge(ctx, workload.cluster_id, op.params.database_id)
