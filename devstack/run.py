@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"keep the table in {_short(STATE_DIR)}/table/ and go on from it next time",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="Corral worker processes (each runs CORRAL_WORKER_CONCURRENCY jobs at once)"
+        "--workers", type=int, default=2, help="Corral worker processes (several jobs at once each)"
     )
     parser.add_argument(
         "--vm-images",

@@ -58,6 +58,7 @@ HARD_GRACE_S = 30.0
 EXIT_STUCK = 70
 EXIT_COLD = 1
 WATCH_EVERY_S = 1.0
+HEARTBEAT_EVERY_S = 60.0  # rq forgets a worker silent for its worker_ttl (420 s)
 
 log = logging.getLogger("corral.worker")
 
@@ -147,8 +148,11 @@ class CorralWorker(SimpleWorker):
     ) -> tuple[Job, Queue] | None:
         """A job once a thread is free to run it (None: the queues stayed empty)."""
         self.set_state(WorkerStatus.IDLE)  # a stop request now ends the wait at once
+        alive_at = time.monotonic()
         while not self._free.acquire(timeout=WATCH_EVERY_S):
-            pass
+            if time.monotonic() - alive_at > HEARTBEAT_EVERY_S:  # every thread busy, long
+                self.heartbeat()
+                alive_at = time.monotonic()
         if self._stop_requested:
             self._free.release()
             raise StopRequested()
