@@ -15,6 +15,7 @@ from rq import get_current_job
 from infra import metrics
 from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
+from infra.queue import WORKLOAD_ID_META
 from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.deadline import JobTimedOut, passed
@@ -264,11 +265,14 @@ EXECUTORS: dict[OperationKind, Executor] = {
 HOSTLESS: frozenset[OperationKind] = frozenset({OperationKind.DELETE_BACKUP})
 
 
-def run_operation(cluster_id: str, operation_id: str, workload_id: str | None = None) -> str:
-    """RQ entry point. Returns the operation's final status. With `workload_id` (jobs
-    enqueued since issue 14 carry it) the operation and its workload are read at once."""
+def run_operation(cluster_id: str, operation_id: str) -> str:
+    """RQ entry point. Returns the operation's final status."""
     ctx = context.current()
     repo = ctx.repo
+    # Jobs carry their workload's id (infra.queue): the operation and the workload are
+    # read at once. Without it (a job of an older release), the operation first.
+    job = get_current_job()
+    workload_id = (job.meta or {}).get(WORKLOAD_ID_META) if job is not None else None
     op, workload = repo.operation_and_workload(cluster_id, operation_id, workload_id)
     if op is None:
         log.warning("operation %s not in the table; nothing to do", operation_id)
