@@ -235,10 +235,11 @@ def run(stack: Stack, quick: bool) -> Section:
         "quick: it exits on SIGTERM (no stop timeout is waited out).",
         f"Throughput: {jobs} restart jobs, one per container (a container takes one change "
         "at a time), queued through the API as fast as it answers while the workers serve "
-        "them. Each worker runs its jobs in its own process with their context made once "
-        "(see 3.); the workers' CPU per job is what a job costs them (before issue 14, "
-        "with a work horse forked per job: 174-180 ms). A second worker overlaps its "
-        "jobs with the dockerd, Redis and the table server on the same 2 CPUs.",
+        "them. Each worker runs up to CORRAL_WORKER_CONCURRENCY (4) jobs at once in its own "
+        "process, with their context made once (see 3.); the workers' CPU per job is what "
+        "a job costs them. Everything (the dockerd, Redis, the table server, the API, the "
+        "workers) shares the same 2 CPUs. With `--compare-with DIR`, the whole section "
+        "runs again through DIR's API and workers (`before`), on a table of its own.",
         f"With {rounds} samples, p99 is the slowest run.",
     ]
     return section

@@ -216,11 +216,12 @@ def run(stack: Stack, quick: bool) -> Section:
     ]  # fmt: skip
     section.notes = [
         "One `rq worker --with-scheduler --worker-class workers.worker.CorralWorker` "
-        "with the JSON serializer, as `make run` starts it. It runs jobs in its own "
-        "process, with the job's modules and its worker context (table client, Redis "
-        "connection, docker client) made once: the job's time should match the same "
-        "job run in this process, where they are ready too (before issue 14, rq's "
-        "forked work horse built them for every job: 623 ms against 305 ms).",
+        "with the JSON serializer, as `make run` starts it: jobs run in its own process "
+        "(up to CORRAL_WORKER_CONCURRENCY at once, one per thread), with the job's modules "
+        "and its worker context (table client, Redis connection, docker client) made once, "
+        "so the job's time should match the same job run in this process. With "
+        "`--compare-with DIR`, the same runs go through DIR's API and worker too (`before`), "
+        "each side against its own raw SDK runs taken beside it.",
         "The client long-polls /operations/:id/wait, woken by the job's Redis "
         "notification; then it inspects the container on the dockerd itself.",
         f"With {runs} samples, p99 is the slowest run.",
