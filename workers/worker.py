@@ -38,7 +38,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import boto3
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
@@ -50,6 +49,7 @@ from rq.worker import SimpleWorker, WorkerStatus
 from infra import logs, metrics
 from infra.jobs import JOBS, RUN_OPERATION
 from infra.queue import REQUEST_ID_META
+from infra.table.dynamo import table_session
 from shared import deadline, trace
 from shared.settings import Settings
 
@@ -65,9 +65,9 @@ log = logging.getLogger("corral.worker")
 # Every registered job, imported before the first job runs.
 PRELOADED = tuple(import_attribute(job.function) for job in JOBS)
 
-# Building one client loads and caches the DynamoDB service model in boto3's default
-# session. It makes no network call.
-boto3.client("dynamodb", region_name="us-east-1")
+# Building one client loads and caches the DynamoDB service model in the session of
+# the table's clients (infra.table.dynamo). It makes no network call.
+table_session().client("dynamodb", region_name="us-east-1")
 
 
 class Watchdog:

@@ -3,6 +3,7 @@ condition failed, and a counter of calls and consumed capacity (the bill)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -11,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 
-from infra.table import schema
+from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
 from infra.table.expression import Expression
 from shared.errors import Conflict, CorralError, ServiceUnavailable
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 # (full jitter, so that two contenders do not collide again in step).
 TRANSACT_ATTEMPTS = 4
 TRANSACT_BACKOFF_S = 0.01
+# Items a page query reads at a time (at least), however few a page keeps.
+PAGE_READ = 200
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -75,12 +80,60 @@ class TxEntry:
     on_fail: FailureHandler | None = None
 
 
+# The members of DynamoDB's AttributeValue that botocore's parser returns as they came:
+# all but the binary ones (base64 on the wire, bytes once parsed).
+_PLAIN_ATTRIBUTE_TYPES = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
+
+
+def _plain_attribute(value: Any) -> bool:
+    """Whether this typed value parses to itself: no binary, no unknown type, at any depth."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind == "M":
+        return isinstance(inner, dict) and all(_plain_attribute(v) for v in inner.values())
+    if kind == "L":
+        return isinstance(inner, list) and all(_plain_attribute(v) for v in inner)
+    return kind in _PLAIN_ATTRIBUTE_TYPES
+
+
+class _AttributeValueParser(JSONParser):
+    """botocore's JSON parser, less its walk of DynamoDB's typed values: it visits every
+    member of the AttributeValue shape for every attribute, nested ones included (most
+    of an item read's CPU in the client), to build the very dict the service sent. A
+    value holding a binary (or a type this botocore does not know) is parsed as usual."""
+
+    def _handle_structure(self, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue" and _plain_attribute(value):
+            return value
+        # (a method of botocore's JSON parser that its type stubs leave out)
+        return super()._handle_structure(shape, value)  # type: ignore[misc]
+
+
+class _ParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> ResponseParser:
+        if protocol_name == "json":
+            return _AttributeValueParser(**getattr(self, "_defaults", {}))
+        parser: ResponseParser = super().create_parser(protocol_name)
+        return parser
+
+
+@functools.cache
+def table_session() -> boto3.session.Session:
+    """The boto3 session of Corral's DynamoDB clients: botocore's own, with the parser
+    above (a botocore component). One per process, so its clients share the loaded
+    service model."""
+    session = botocore.session.get_session()
+    session.register_component("response_parser_factory", _ParserFactory())
+    return boto3.session.Session(botocore_session=session)
+
+
 def make_client(settings: Settings) -> DynamoDBClient:
     """The one DynamoDB client of a process (thread-safe, built once by the app or the
     worker context). Requests are built by our own typed code and the service checks
     every parameter again, so botocore's client-side validation is switched off: it
     costs a walk of every request's shape on the hot path and catches nothing else."""
-    return boto3.client(
+    return table_session().client(
         "dynamodb",
         region_name=settings.aws_region,
         endpoint_url=settings.dynamodb_endpoint,
@@ -155,6 +208,11 @@ class Dynamo:
         return found
 
     def put_new(self, item: Item, on_exists: CorralError) -> None:
+        if idempotency.riding() is not None:
+            self.transact(
+                [self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)]
+            )
+            return
         try:
             self._call(
                 "put_item",
@@ -172,6 +230,9 @@ class Dynamo:
     ) -> Item:
         """Apply `write` and return the item as it is now; a failed condition raises
         `on_fail(item as it was)`."""
+        if idempotency.riding() is not None:
+            self.transact([self.tx_update(pk, sk, write, on_fail=on_fail)])
+            return self.get(pk, sk) or {}
         request = self._write_request(pk, sk, write)
         try:
             response = self._call("update_item", ReturnValues="ALL_NEW", **request)
@@ -190,6 +251,9 @@ class Dynamo:
         *,
         on_fail: FailureHandler | None = None,
     ) -> None:
+        if idempotency.riding() is not None:
+            self.transact([self.tx_delete(pk, sk, condition or Expression(), on_fail=on_fail)])
+            return
         try:
             self._call("delete_item", **self._write_request(pk, sk, condition or Expression()))
         except ClientError as exc:
@@ -239,6 +303,40 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def page(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str,
+        limit: int,
+        start: Item | None = None,
+        keep: Callable[[Item], bool] = lambda _: True,
+        consistent: bool = False,
+    ) -> tuple[list[Item], Item | None]:
+        """Up to `limit` items of partition `pk` whose sort key begins with `sk_prefix`
+        and that `keep` keeps, from after the key `start`; and the key (pk, sk) to start
+        the next page after: the last item's, or None when there is no more."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": wire_values({":pk": pk, ":prefix": sk_prefix}),
+            "ConsistentRead": consistent,
+            # A filter may keep few of the items read: read a good many at a time.
+            "Limit": max(limit + 1, PAGE_READ),
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = wire_values(start)
+        found: list[Item] = []
+        while True:
+            response = self._call("query", **kwargs)
+            found.extend(i for i in map(from_wire, response.get("Items", [])) if keep(i))
+            last = response.get("LastEvaluatedKey")
+            if len(found) > limit or (len(found) == limit and last):
+                return found[:limit], {"pk": found[limit - 1]["pk"], "sk": found[limit - 1]["sk"]}
+            if not last:
+                return found, None
+            kwargs["ExclusiveStartKey"] = last
+
     def sharded_index_keys(
         self, partition: Callable[[int], str], sk_at_most: str, limit: int
     ) -> list[tuple[str, str]]:
@@ -262,16 +360,28 @@ class Dynamo:
         conditions were not the cause, so it is sent again, up to `TRANSACT_ATTEMPTS`
         times after a short jittered pause: the retry re-checks every condition
         against the items as the other transaction left them. Only when the
-        conflicts outlast the attempts does the caller see `conflict` (409)."""
+        conflicts outlast the attempts does the caller see `conflict` (409).
+
+        A request with an Idempotency-Key has its claim ride on its first write
+        (infra/table/idempotency.py): the claim goes first, so that when it fails the
+        caller learns the key was taken before any other condition's error."""
+        claim = idempotency.riding()
+        if claim is not None:
+            entries = [claim.entry, *entries]
         request = [entry.request for entry in entries]
         for attempt in range(TRANSACT_ATTEMPTS):
             try:
                 self._call("transact_write_items", TransactItems=request)
-                return
             except ClientError as exc:
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or []
+                if (
+                    claim is not None
+                    and reasons
+                    and reasons[0].get("Code") == "ConditionalCheckFailed"
+                ):
+                    raise idempotency.ClaimTaken() from exc
                 for entry, reason in zip(entries, reasons, strict=False):
                     if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
                         old = reason.get("Item")
@@ -283,6 +393,10 @@ class Dynamo:
                 if attempt == TRANSACT_ATTEMPTS - 1:
                     raise Conflict("A concurrent change touched the same records; retry.") from exc
                 time.sleep(random.uniform(0, TRANSACT_BACKOFF_S * 2**attempt))
+            else:
+                if claim is not None:
+                    claim.written = True
+                return
 
     def _reread(self, entry: TxEntry) -> Item | None:
         body = next(iter(entry.request.values()))

@@ -73,6 +73,8 @@ def database_sk(database_id: str) -> str:
 def database_name_sk(name: str) -> str:
     """The guard that keeps database names unique in a cluster."""
     return f"DBNAME#{name}"
+
+
 def port_sk(port: int) -> str:
     """A host port held by a workload, under its host's partition (`HOST#<id>`)."""
     return f"{PORT_PREFIX}{port:05d}"
@@ -83,6 +85,11 @@ PORT_PREFIX = "PORT#"
 
 def key_pk(key_hash: str) -> str:
     return f"KEY#{key_hash}"
+
+
+def idempotency_pk(key_id: str) -> str:
+    """The partition of an API key's idempotency records (infra/table/idempotency.py)."""
+    return f"IDEM#{key_id}"
 
 
 def keys_of(cluster_id: str | None) -> str:
