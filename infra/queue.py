@@ -27,6 +27,8 @@ TICK_STALE_AFTER_SECONDS = 600
 TICK_KEPT_SECONDS = 3600
 # The job meta field holding the id of the request that enqueued it (shared.trace).
 REQUEST_ID_META = "request_id"
+# The job meta field holding the id of an operation's workload.
+WORKLOAD_ID_META = "workload_id"
 
 
 def make_redis(settings: Settings) -> Redis[bytes]:
@@ -65,6 +67,9 @@ class JobQueue:
         self._enqueue(
             RUN_OPERATION,
             [operation.cluster_id, operation.id],
+            # Lets the job read the operation and its workload at once. In the meta, not
+            # the arguments: a worker of an older release runs the job all the same.
+            meta={WORKLOAD_ID_META: operation.workload_id},
             job_id=operation.id,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             job_timeout=self.settings.job_timeout_seconds,
@@ -90,13 +95,24 @@ class JobQueue:
             result_ttl=TICK_KEPT_SECONDS,
         )
 
-    def _enqueue(self, job: Job, args: list[Any], *, job_id: str, **options: Any) -> bool:
+    def _enqueue(
+        self,
+        job: Job,
+        args: list[Any],
+        *,
+        job_id: str,
+        meta: dict[str, str] | None = None,
+        **options: Any,
+    ) -> bool:
         from rq.exceptions import DuplicateJobError
 
         # Only the operations lane is served here; priority jobs go through
         # infra.host_calls, which waits for their answer.
         assert job.lane is Lane.OPERATIONS, job
+        meta = dict(meta or {})
         request_id = trace.request_id.get()
+        if request_id:  # the worker logs under the id of the request that asked for the job
+            meta[REQUEST_ID_META] = request_id
         try:
             self.queue.enqueue(
                 job.function,
@@ -104,8 +120,7 @@ class JobQueue:
                 job_id=job_id,
                 unique=True,
                 failure_ttl=FAILED_KEPT_SECONDS,
-                # The worker logs under the id of the request that asked for the job.
-                meta={REQUEST_ID_META: request_id} if request_id else None,
+                meta=meta or None,
                 **options,
             )
         except DuplicateJobError:

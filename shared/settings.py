@@ -33,6 +33,8 @@ class Settings:
     idempotency_wait_seconds: float = 10.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
+    # Jobs one worker process runs at once, one per thread (workers.worker).
+    worker_concurrency: int = 4
     max_body_bytes: int = 64 * 1024
     # Workload health: the collector runs every interval; a measurement older than
     # `health_stale_seconds` (3 intervals) shows as unknown.
@@ -91,6 +93,9 @@ class Settings:
             ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
+            worker_concurrency=max(
+                1, int(env.get("CORRAL_WORKER_CONCURRENCY", cls.worker_concurrency))
+            ),
             health_stale_seconds=float(
                 env.get("CORRAL_HEALTH_STALE_SECONDS", cls.health_stale_seconds)
             ),

@@ -3,6 +3,7 @@ builds its context once from the environment; tests install their own."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from infra.drivers.factory import DriverFactory
@@ -23,6 +24,7 @@ class WorkerContext:
 
 
 _installed: WorkerContext | None = None
+_building = threading.Lock()  # a worker's threads ask for it at once
 
 
 def install(context: WorkerContext | None) -> None:
@@ -33,12 +35,13 @@ def install(context: WorkerContext | None) -> None:
 
 def current() -> WorkerContext:
     global _installed
-    if _installed is None:
-        settings = Settings.from_env()
-        _installed = WorkerContext(
-            repo=Repository(Dynamo(make_client(settings), settings.table_name)),
-            jobs=JobQueue(make_redis(settings), settings),
-            drivers=DriverFactory(),
-            settings=settings,
-        )
-    return _installed
+    with _building:
+        if _installed is None:
+            settings = Settings.from_env()
+            _installed = WorkerContext(
+                repo=Repository(Dynamo(make_client(settings), settings.table_name)),
+                jobs=JobQueue(make_redis(settings), settings),
+                drivers=DriverFactory(),
+                settings=settings,
+            )
+        return _installed

@@ -24,11 +24,17 @@ from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
-from infra.table.hosts import HostStore
-from infra.table.operations import OperationStore
+from infra.table.hosts import HostStore, host_from
+from infra.table.operations import OperationStore, operation_from
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
-from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
+from infra.table.workloads import (
+    WorkloadStore,
+    give_database,
+    refuse_busy,
+    refuse_database,
+    workload_from,
+)
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
 from shared.databases import DatabaseHost, ManagedDatabase
@@ -108,6 +114,35 @@ class Repository:
             raise NotFound("Cluster not found.")
         egg = found.get(egg_key)
         return cluster_from(found[cluster_key]), egg_from(egg) if egg is not None else None
+
+    def operation_and_workload(
+        self, cluster_id: str, operation_id: str, workload_id: str | None
+    ) -> tuple[Operation | None, Workload | None]:
+        """An operation and, with its id, its workload, in one round trip (what a job
+        reads first); None for one that does not exist."""
+        op_key = (schema.cluster_pk(cluster_id), schema.operation_sk(operation_id))
+        if workload_id is None:
+            item = self.db.get(*op_key)
+            return (operation_from(item) if item is not None else None), None
+        workload_key = (schema.cluster_pk(cluster_id), schema.workload_sk(workload_id))
+        found = self.db.get_many([op_key, workload_key])
+        op, workload = found.get(op_key), found.get(workload_key)
+        return (
+            operation_from(op) if op is not None else None,
+            workload_from(workload) if workload is not None else None,
+        )
+
+    def host_and_egg(self, host_id: str, egg_id: str) -> tuple[Host | None, Egg | None]:
+        """A host and an egg, in one round trip (what a job reads after its workload);
+        None for one that does not exist."""
+        host_key = (schema.host_pk(host_id), schema.META)
+        egg_key = (schema.egg_pk(egg_id), schema.META)
+        found = self.db.get_many([host_key, egg_key])
+        host, egg = found.get(host_key), found.get(egg_key)
+        return (
+            host_from(host) if host is not None else None,
+            egg_from(egg) if egg is not None else None,
+        )
 
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host

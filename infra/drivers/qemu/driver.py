@@ -37,7 +37,7 @@ from infra.drivers.qemu.qmp import QmpSession
 from infra.drivers.qemu.record import VmRecord, guest_hostname, qmp_state, workload_dir_name
 from infra.drivers.ssh.connection import SshConnection
 from shared.backups import BackupRefused
-from shared.errors import HostError
+from shared.errors import HostError, workload_missing
 from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
@@ -115,7 +115,7 @@ class QemuDriver:
     def _record(self, workload_id: str) -> VmRecord:
         record = self._read_record(workload_id)
         if record is None:
-            raise HostError(f"no VM {workload_id!r} on {self.address}")
+            raise workload_missing(f"no VM {workload_id!r} on {self.address}")
         return record
 
     def _write_record(self, record: VmRecord) -> None:

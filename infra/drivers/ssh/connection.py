@@ -25,6 +25,7 @@ from typing import NamedTuple
 import paramiko
 
 from infra.drivers.ssh.keys import parse_private_key, parse_public_key
+from shared import deadline
 from shared.errors import HostError
 
 _READ_CHUNK = 65536
@@ -76,15 +77,17 @@ class RemoteStream:
 
     def readline(self) -> bytes:
         """One line (with its newline), or b"" at end of stream."""
-        deadline = time.monotonic() + self._timeout
+        ends_at = time.monotonic() + deadline.bounded(self._timeout)
         while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
+            remaining = ends_at - time.monotonic()
             if remaining <= 0:
+                deadline.check()
                 raise HostError("remote stream timed out", transient=True)
             self._channel.settimeout(remaining)
             try:
                 chunk = self._channel.recv(_READ_CHUNK)
             except TimeoutError as exc:
+                deadline.check()
                 raise HostError("remote stream timed out", transient=True) from exc
             if not chunk:
                 break
@@ -237,8 +240,8 @@ class SshConnection:
         A command still running after `timeout` seconds is abandoned (its channel
         closed) and reported as a transient HostError.
         """
-        limit = self.command_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
+        limit = deadline.bounded(self.command_timeout if timeout is None else timeout)
+        ends_at = time.monotonic() + limit
         channel = self._open_session(argv)
         stdout, stderr = bytearray(), bytearray()
         try:
@@ -254,14 +257,15 @@ class SshConnection:
                     channel.recv_ready() or channel.recv_stderr_ready()
                 ):
                     break
-                remaining = deadline - time.monotonic()
+                remaining = ends_at - time.monotonic()
                 if remaining <= 0:
+                    deadline.check()  # the job's time is up, not the command's
                     raise HostError(
                         f"command {argv[0]!r} on {self._where} timed out after {limit:g}s",
                         transient=True,
                     )
                 select.select([channel], [], [], min(remaining, 1.0))
-            remaining = deadline - time.monotonic()
+            remaining = ends_at - time.monotonic()
             if not channel.status_event.wait(max(remaining, 0.0)):
                 raise HostError(
                     f"command {argv[0]!r} on {self._where} gave no exit status", transient=True
@@ -349,8 +353,8 @@ class SshConnection:
 
     def stream(self, argv: Sequence[str], timeout: float | None = None) -> RemoteStream:
         """Start `argv` and talk to it line by line (each read bounded by `timeout`)."""
-        channel = self._open_session(argv)
-        return RemoteStream(channel, self.command_timeout if timeout is None else timeout)
+        limit = deadline.bounded(self.command_timeout if timeout is None else timeout)
+        return RemoteStream(self._open_session(argv), limit)
 
     # -- files --------------------------------------------------------------
 
