@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from services.deps import Deps
 from shared.errors import InvalidCluster, ServiceUnavailable, Unauthorized
+from shared.events import set_actor
 from shared.keys import hash_secret
 from shared.models import ClusterStatus
 from shared.tokens import TokenClaims, looks_like_token
@@ -210,6 +211,9 @@ class AuthMiddleware:
     def __init__(self, authenticator: Authenticator) -> None:
         self._auth = authenticator
 
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        set_actor(None)  # request threads are reused: no actor until a key is checked
+
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
     ) -> None:
@@ -229,3 +233,4 @@ class AuthMiddleware:
         elif scope != ANY_KEY and not principal.is_operator:
             raise Unauthorized("This route takes an operator key.")
         req.context.principal = principal
+        set_actor(principal.key_id)  # the events of what this request commits name it

@@ -141,6 +141,17 @@ class JobQueue:
         self.enqueue_operation(operation)
         return True
 
+    def announce_events(self, logs: set[str]) -> None:
+        """Wake the followers of these event logs (a commit appended to them). A missed
+        notification only makes a follower find the events at its next poll."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for log in logs:
+                    pipe.publish(events_channel(log), "1")
+                pipe.execute()
+        except RedisError:
+            return
+
     def notify_finished(self, operation_id: str, status: str) -> None:
         """Wake the clients long-polling this operation."""
         try:
@@ -151,3 +162,7 @@ class JobQueue:
 
 def operation_channel(operation_id: str) -> str:
     return f"corral:op:{operation_id}"
+
+
+def events_channel(log: str) -> str:
+    return f"corral:events:{log}"

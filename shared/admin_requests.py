@@ -213,6 +213,8 @@ def _declared(body: list[VariableBody] | None) -> tuple[EggVariable, ...] | None
 
 
 Variables = Annotated[list[VariableBody], Field(max_length=MAX_VARIABLES)]
+
+
 def _distinct(ports: list[int]) -> list[int]:
     if len(set(ports)) != len(ports):
         raise ValueError("must not repeat a port")
@@ -403,6 +405,7 @@ class EggUpdate(Strict):
 
     def declared(self) -> tuple[EggVariable, ...] | None:
         return _declared(self.variables)
+
     container_ports: ContainerPorts | None = None
     data_path: DataPath | None = None
     # null removes the credentials; left out keeps them
@@ -448,6 +451,8 @@ class PlatformSettingsUpdate(Strict):
     """PATCH /api/v1/platform/settings."""
 
     default_cluster_id: Id | None = None
+
+
 # -- databases ---------------------------------------------------------------------
 
 DatabaseHostName = Annotated[

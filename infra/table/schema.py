@@ -73,6 +73,8 @@ def database_sk(database_id: str) -> str:
 def database_name_sk(name: str) -> str:
     """The guard that keeps database names unique in a cluster."""
     return f"DBNAME#{name}"
+
+
 def port_sk(port: int) -> str:
     """A host port held by a workload, under its host's partition (`HOST#<id>`)."""
     return f"{PORT_PREFIX}{port:05d}"
