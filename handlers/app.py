@@ -34,6 +34,7 @@ from handlers.admin.templates import TemplateCollection, TemplateInstantiate, Te
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
 from handlers.compat import add_routes as add_compat_routes
+from handlers.events import OperatorEvents, TenantEvents
 from handlers.health import HealthResource
 from handlers.public.backups import (
     BackupCollection,
@@ -123,6 +124,7 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
+    app.add_route(f"{PUBLIC_BASE}/events", TenantEvents(deps))
 
     _add_admin_routes(app, deps, authenticator, workloads)
     app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
@@ -183,6 +185,7 @@ def _add_admin_routes(
     app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
     app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
     app.add_route(f"{base}/operations", FleetOperations(deps))
+    app.add_route(f"{base}/events", OperatorEvents(deps))
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

@@ -531,3 +531,29 @@ class InstanceView(TypedDict):
 
 class InstancePowerView(TypedDict):
     status: Literal["paused", "restarted"]
+
+
+class EventResourceView(TypedDict):
+    kind: str
+    id: str
+
+
+class EventView(TypedDict):
+    """One committed change. `id` is its cursor (an SSE event's `id:`)."""
+
+    id: str
+    sequence: int
+    type: str
+    resource: EventResourceView
+    cluster_id: str | None
+    actor: str
+    time: Timestamp
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class EventPageView(TypedDict):
+    """A page of events, oldest first; `cursor` is what `after` takes for the next."""
+
+    events: list[EventView]
+    cursor: str

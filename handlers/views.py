@@ -12,6 +12,7 @@ from shared.clock import iso, stamp, utc_now
 from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env, shown_status
 from shared.errors import Failure
+from shared.events import Event
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
 from shared.vm import Shape, WorkloadVm
@@ -387,3 +388,18 @@ def backup(b: Backup) -> dict[str, Any]:
 
 def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
     return {"backup": backup(b), "operation": operation(o)}
+
+
+def event(e: Event, cursor: str | None = None) -> dict[str, Any]:
+    """An event; `cursor` is its id in a merged feed (the position after it)."""
+    return {
+        "id": cursor or e.cursor,
+        "sequence": e.sequence,
+        "type": e.type,
+        "resource": {"kind": e.kind, "id": e.resource_id},
+        "cluster_id": e.cluster_id,
+        "actor": e.actor,
+        "time": stamp(e.time),
+        "before": e.before,
+        "after": e.after,
+    }

@@ -47,6 +47,9 @@ class Settings:
     event_retention_days: int = 90
     # How often an events follow reads its log when no notification woke it.
     events_poll_seconds: float = 2.0
+    # An events follow ends after this long (`event: end`); the client reconnects
+    # with Last-Event-ID.
+    events_follow_cap_seconds: float = 300.0
     # Webhook endpoints may be on loopback, link-local or private addresses (tests).
     webhook_allow_private: bool = False
     # Where backup archives go (see README, "Backups"): "folder" (a directory on the
@@ -102,6 +105,9 @@ class Settings:
             ),
             events_poll_seconds=float(
                 env.get("CORRAL_EVENTS_POLL_SECONDS", cls.events_poll_seconds)
+            ),
+            events_follow_cap_seconds=float(
+                env.get("CORRAL_EVENTS_FOLLOW_CAP_SECONDS", cls.events_follow_cap_seconds)
             ),
             webhook_allow_private=env.get("CORRAL_WEBHOOK_ALLOW_PRIVATE", "").lower()
             in ("1", "true", "yes"),
