@@ -144,9 +144,10 @@ def page_answer(feed: EventFeed, position: Position, query: EventQuery) -> dict[
     }
 
 
-class _Events:
+class EventsResource:
     """The responder both routes share: a page, or a follow."""
 
+    auth: str
     operator = False
 
     def __init__(self, deps: Deps) -> None:
@@ -182,7 +183,7 @@ class _Events:
             self._open.end(following)
 
 
-class TenantEvents(_Events):
+class TenantEvents(EventsResource):
     """GET /events: the cluster's log."""
 
     auth = TENANT
@@ -201,7 +202,7 @@ class TenantEvents(_Events):
         self.answer(req, resp)
 
 
-class OperatorEvents(_Events):
+class OperatorEvents(EventsResource):
     """GET /api/v1/events: every log (or one cluster's with `cluster`)."""
 
     auth = OPERATOR

@@ -152,6 +152,13 @@ class JobQueue:
         except RedisError:
             return
 
+    def announce_revoked(self, key_id: str) -> None:
+        """End the revoked key's open waits and follows in every API process."""
+        try:
+            self.redis.publish(revoked_channel(key_id), "1")
+        except RedisError:
+            return  # its streams end at their cap; no new request gets through
+
     def notify_finished(self, operation_id: str, status: str) -> None:
         """Wake the clients long-polling this operation."""
         try:
@@ -166,3 +173,7 @@ def operation_channel(operation_id: str) -> str:
 
 def events_channel(log: str) -> str:
     return f"corral:events:{log}"
+
+
+def revoked_channel(key_id: str) -> str:
+    return f"corral:revoked:{key_id}"
