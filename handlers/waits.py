@@ -109,9 +109,13 @@ class Notifications:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.psubscribe(*patterns)
                     self.connected = True
-                    for waiters in self._waiting.values():
-                        for finished in waiters:
-                            finished.set()
+                    # What was announced while down is read again; a revocation is
+                    # announced only when it happens (its request is refused anyway).
+                    revocations = revoked_channel("")
+                    for channel, waiters in self._waiting.items():
+                        if not channel.startswith(revocations):
+                            for announced in waiters:
+                                announced.set()
                     async for message in pubsub.listen():
                         channel = message["channel"].decode()
                         for announced in self._waiting.get(channel, ()):
