@@ -59,6 +59,7 @@ from handlers.public.operations import OperationCollection, OperationItem, Opera
 from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
 from handlers.telemetry import MetricsResource, Recorder, Telemetry
 from handlers.web import Dashboard
+from handlers.webhooks import add_routes as add_webhook_routes
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -125,6 +126,7 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
     app.add_route(f"{PUBLIC_BASE}/events", TenantEvents(deps))
+    add_webhook_routes(app, deps, PUBLIC_BASE, tenant=True)
 
     _add_admin_routes(app, deps, authenticator, workloads)
     app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
@@ -186,6 +188,7 @@ def _add_admin_routes(
     app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
     app.add_route(f"{base}/operations", FleetOperations(deps))
     app.add_route(f"{base}/events", OperatorEvents(deps))
+    add_webhook_routes(app, deps, base, tenant=False)
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

@@ -557,3 +557,30 @@ class EventPageView(TypedDict):
 
     events: list[EventView]
     cursor: str
+
+
+class WebhookView(TypedDict):
+    """An endpoint the events are POSTed to (`types` empty: every event)."""
+
+    id: str
+    cluster_id: str | None
+    url: str
+    types: list[str]
+    status: Literal["active", "disabled"]
+    disabled_reason: str | None
+    created_at: Timestamp
+
+
+class WebhookCreatedView(WebhookView):
+    """The new endpoint and its signing secret, shown this once."""
+
+    secret: str
+
+
+class DeliveryAttemptView(TypedDict):
+    event_id: str
+    event_type: str
+    at: Timestamp
+    status_code: int | None
+    delivered: bool
+    error: str | None

@@ -16,6 +16,7 @@ from shared.events import Event
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
 from shared.vm import Shape, WorkloadVm
+from shared.webhooks import DeliveryAttempt, Webhook
 
 
 def resources(res: Resources) -> dict[str, Any]:
@@ -392,14 +393,27 @@ def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
 
 def event(e: Event, cursor: str | None = None) -> dict[str, Any]:
     """An event; `cursor` is its id in a merged feed (the position after it)."""
+    return e.to_api(cursor)
+
+
+def webhook(w: Webhook) -> dict[str, Any]:
     return {
-        "id": cursor or e.cursor,
-        "sequence": e.sequence,
-        "type": e.type,
-        "resource": {"kind": e.kind, "id": e.resource_id},
-        "cluster_id": e.cluster_id,
-        "actor": e.actor,
-        "time": stamp(e.time),
-        "before": e.before,
-        "after": e.after,
+        "id": w.id,
+        "cluster_id": w.cluster_id,
+        "url": w.url,
+        "types": list(w.types),
+        "status": w.status.value,
+        "disabled_reason": w.disabled_reason,
+        "created_at": stamp(w.created_at),
+    }
+
+
+def delivery_attempt(a: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "event_id": a.event_id,
+        "event_type": a.event_type,
+        "at": stamp(a.at),
+        "status_code": a.status_code,
+        "delivered": a.delivered,
+        "error": a.error,
     }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.clock import stamp
 from shared.errors import InvalidInput
 
 PLATFORM_LOG = "platform"  # the log of changes that belong to no cluster
@@ -114,6 +115,20 @@ class Event:
     @property
     def cluster_id(self) -> str | None:
         return None if self.log == PLATFORM_LOG else self.log
+
+    def to_api(self, cursor: str | None = None) -> dict[str, Any]:
+        """As the API and webhook deliveries show it; `cursor`: its id in a merged feed."""
+        return {
+            "id": cursor or self.cursor,
+            "sequence": self.sequence,
+            "type": self.type,
+            "resource": {"kind": self.kind, "id": self.resource_id},
+            "cluster_id": self.cluster_id,
+            "actor": self.actor,
+            "time": stamp(self.time),
+            "before": self.before,
+            "after": self.after,
+        }
 
 
 @dataclass(frozen=True)

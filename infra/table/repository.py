@@ -30,6 +30,7 @@ from infra.table.hosts import HostStore
 from infra.table.operations import OperationStore
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
+from infra.table.webhooks import WebhookStore
 from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
@@ -80,6 +81,7 @@ class Repository:
         self.databases = DatabaseStore(db)
         self.ports = PortStore(db)
         self.backups = BackupStore(db)
+        self.webhooks = WebhookStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
