@@ -114,7 +114,8 @@ def test_an_endpoint_failing_for_a_day_is_disabled_and_says_why(
     assert [r["status"] for r in receiver.received] == [503]
     start = utc_now()
     for hours in (2, 12, 25):
-        worker_context.clock = lambda h=hours: start + timedelta(hours=h)
+        later = start + timedelta(hours=hours)
+        worker_context.clock = lambda later=later: later  # type: ignore[misc]
         webhooks.deliver_all()
     shown = api.admin("GET", f"/webhooks/{hook['id']}").json
     assert shown["status"] == "disabled"
