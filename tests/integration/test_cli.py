@@ -78,6 +78,13 @@ def test_a_container_through_its_life(live_corral: LiveCorral) -> None:
     assert accepted["operation"]["kind"] == "delete"
     corral(live_corral, "operations", "wait", accepted["operation"]["id"])
     assert cid not in [c["id"] for c in corral(live_corral, "containers", "list", "--json")]
+
+    # The event log holds the container's whole life, the worker's changes included.
+    page = corral(live_corral, "events", "--types", "workload", "--limit", "100", "--json")
+    mine = [e["type"] for e in page["events"] if e["resource"]["id"] == cid]
+    assert mine[0] == "workload.created" and mine[-1] == "workload.deleted", mine
+    assert "workload.running" in mine and "workload.stopped" in mine
+    assert "workload.created" in corral(live_corral, "events", "--types", "workload.created")
     missing = corral(
         live_corral, "containers", "show", "c0ffee00-0000-4000-8000-000000000000", code=1
     )
