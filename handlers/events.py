@@ -164,9 +164,11 @@ class EventsResource:
         if not query.follow:
             resp.media = page_answer(self._feed, position, query)
             return
-        stream = EventStream(
-            self._feed, position, query, self._deps.settings.events_follow_cap_seconds
-        )
+        # A thread holds this follow (the Lambda entry cannot stream at all): no
+        # longer than a wait.
+        settings = self._deps.settings
+        cap = min(settings.events_follow_cap_seconds, settings.wait_cap_seconds)
+        stream = EventStream(self._feed, position, query, cap)
         following = self._open.begin(req.context.principal.key_id, stream.cap)
         start_event_stream(resp)
         resp.stream = self._follow(stream, following)
