@@ -24,7 +24,7 @@ from handlers.public.observe import event as sse_event
 from handlers.public.observe import start_event_stream
 from infra.open_requests import OpenRequest, OpenRequests
 from services.deps import Deps
-from services.events import EventFeed, Position, all_logs, one_log
+from services.events import SCAN_LIMIT, EventFeed, Position, all_logs, one_log
 from shared.errors import InvalidInput, NotFound, TooManyRequests
 from shared.events import Event, EventFilter, parse_types
 
@@ -113,8 +113,9 @@ class EventStream:
                 sse_event(views.event(event, cursor), event.type, cursor)
                 for event, cursor in with_cursors(start, found, self.position)
             ]
-            if len(found) < 100:
-                break
+            moved = max(n - start.logs.get(log, 0) for log, n in self.position.logs.items())
+            if len(found) < 100 and moved < SCAN_LIMIT:
+                break  # every log read to its end
         return b"".join(chunks) or b": waiting\n\n"
 
     def left(self) -> float:
