@@ -12,6 +12,9 @@ import httpx
 
 from cli.config import Config
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Sends of a write with an Idempotency-Key when the connection fails.
+TRANSPORT_ATTEMPTS = 3
 PUBLIC = "/api/public/clusters/v1"
 ADMIN = "/api/v1"
 
@@ -65,18 +68,29 @@ class Client:
         body: Any = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
-        """The answer's JSON (None for 204)."""
-        try:
-            response = self._http.request(
-                method,
-                self._base + path,
-                json=body,
-                params=params,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
+        """The answer's JSON (None for 204). A write with an `idempotency_key` is sent
+        again when the connection fails (the answer may have been lost): Corral acts
+        once and answers the retry with the first answer."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else {}
+        attempts = TRANSPORT_ATTEMPTS if idempotency_key else 1
+        for attempt in range(attempts):
+            try:
+                response = self._http.request(
+                    method,
+                    self._base + path,
+                    json=body,
+                    params=params,
+                    headers=headers,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+                break
+            except httpx.TransportError as exc:
+                if attempt == attempts - 1:
+                    raise self._unreachable(exc) from exc
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from exc
         if response.status_code >= 400:
             raise error_of(response.status_code, response.content)
         return response.json() if response.content else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -49,6 +50,7 @@ def group(parent: typer.Typer, name: str, summary: str) -> typer.Typer:
 containers = group(app, "containers", "A cluster's containers.")
 operations = group(app, "operations", "Operations: the record of each change.")
 webhooks = group(app, "webhooks", "Endpoints the cluster's events are POSTed to.")
+own_keys = group(app, "keys", "The cluster's API keys: the one in use, and new narrower ones.")
 admin = group(app, "admin", "The operator API (the operator key).")
 
 FINISHED = {"succeeded", "failed"}
@@ -67,6 +69,14 @@ Io = Annotated[int | None, typer.Option("--io", help="Block IO weight (10-1000).
 Ports = Annotated[int | None, typer.Option("--ports", help="Host ports to allocate.")]
 ItemId = Annotated[str, typer.Argument(metavar="ID")]
 FollowLogs = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")]
+IdemKey = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Makes the change safe to retry: the same key again answers the first answer "
+        "and changes nothing more (kept 24 h).",
+    ),
+]
 Limit = Annotated[int, typer.Option("--limit", min=1, max=100, help="How many, newest first.")]
 
 
@@ -95,19 +105,27 @@ def show(
     body: Any = None,
     params: dict[str, Any] | None = None,
     operator: bool = False,
+    idempotency_key: str | None = None,
 ) -> None:
     """Call, print the answer."""
     with session(operator) as client:
-        emit(client.call(method, path, body, params), as_json, columns)
+        answer = client.call(method, path, body, params, idempotency_key=idempotency_key)
+        emit(answer, as_json, columns)
 
 
 def change(
-    method: str, path: str, body: Any, wait: bool, as_json: bool, timeout: float = 600.0
+    method: str,
+    path: str,
+    body: Any,
+    wait: bool,
+    as_json: bool,
+    timeout: float = 600.0,
+    idempotency_key: str | None = None,
 ) -> None:
     """A tenant change: its answer (the container and its operation), or with `wait`
     the container once its operation has ended."""
     with session() as client:
-        accepted = client.call(method, path, body)
+        accepted = client.call(method, path, body, idempotency_key=idempotency_key)
         if not wait:
             emit(accepted, as_json)
             return
@@ -209,8 +227,10 @@ def containers_create(
     wait: Wait = False,
     timeout: WaitTimeout = 600.0,
     as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
-    """Create a container (with --wait: until it runs)."""
+    """Create a container (with --wait: until it runs). It is sent with an Idempotency-Key
+    (a new one unless given), so a lost answer is retried without a second container."""
     egg_id = egg or config.load().egg_id
     if egg_id is None:
         err.print("error: name an egg with --egg (`corral eggs` lists them)")
@@ -219,7 +239,8 @@ def containers_create(
         cpu_cores=cpu, ram_mb=ram, storage_mb=storage, io=io, ports=ports,
         lifetime=lifetime, restart_policy=restart_policy,
     )  # fmt: skip
-    change("POST", "/containers", body, wait, as_json, timeout)
+    key = idempotency_key or str(uuid.uuid4())
+    change("POST", "/containers", body, wait, as_json, timeout, key)
 
 
 @containers.command("resize")
@@ -233,11 +254,12 @@ def containers_resize(
     wait: Wait = False,
     timeout: WaitTimeout = 600.0,
     as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
     """Change a container's resources (what is not given stays)."""
     resources = _given(cpu_cores=cpu, ram_mb=ram, storage_mb=storage, io=io, ports=ports)
     body = {"resources": resources}
-    change("PATCH", f"/containers/{container_id}", body, wait, as_json, timeout)
+    change("PATCH", f"/containers/{container_id}", body, wait, as_json, timeout, idempotency_key)
 
 
 @containers.command("rename")
@@ -247,9 +269,11 @@ def containers_rename(
     wait: Wait = False,
     timeout: WaitTimeout = 600.0,
     as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
     """Rename a container."""
-    change("PATCH", f"/containers/{container_id}", {"name": name}, wait, as_json, timeout)
+    body = {"name": name}
+    change("PATCH", f"/containers/{container_id}", body, wait, as_json, timeout, idempotency_key)
 
 
 @containers.command("power")
@@ -259,18 +283,23 @@ def containers_power(
     wait: Wait = False,
     timeout: WaitTimeout = 600.0,
     as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
     """Start, stop, restart, kill, pause or resume a container."""
     path = f"/containers/{container_id}/power"
-    change("POST", path, {"signal": signal}, wait, as_json, timeout)
+    change("POST", path, {"signal": signal}, wait, as_json, timeout, idempotency_key)
 
 
 @containers.command("delete")
 def containers_delete(
-    container_id: str, wait: Wait = False, timeout: WaitTimeout = 600.0, as_json: Json = False
+    container_id: str,
+    wait: Wait = False,
+    timeout: WaitTimeout = 600.0,
+    as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
     """Delete a container and its data."""
-    change("DELETE", f"/containers/{container_id}", None, wait, as_json, timeout)
+    change("DELETE", f"/containers/{container_id}", None, wait, as_json, timeout, idempotency_key)
 
 
 @containers.command("health")
@@ -285,10 +314,12 @@ def containers_lease(
     lifetime: Annotated[int | None, typer.Option(help="Seconds from now.")] = None,
     expires_at: Annotated[str | None, typer.Option(help="An ISO 8601 time.")] = None,
     as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
     """Renew (or shorten) a container's lease."""
     body = _given(lifetime=lifetime, expires_at=expires_at)
-    show(f"/containers/{container_id}/lease", as_json, method="POST", body=body)
+    path = f"/containers/{container_id}/lease"
+    show(path, as_json, method="POST", body=body, idempotency_key=idempotency_key)
 
 
 @containers.command("logs")
@@ -428,10 +459,19 @@ def add_webhook_commands(group: typer.Typer, operator: bool) -> None:
         show("/webhooks", as_json, WEBHOOK_COLUMNS, operator=operator)
 
     @group.command("create", help="A new endpoint; its signing secret is shown this once.")
-    def create(url: str, types: Types = None, as_json: Json = False) -> None:
+    def create(
+        url: str, types: Types = None, as_json: Json = False, idempotency_key: IdemKey = None
+    ) -> None:
         wanted = [t.strip() for t in (types or "").split(",") if t.strip()]
         body = {"url": url, "types": wanted}
-        show("/webhooks", as_json, method="POST", body=body, operator=operator)
+        show(
+            "/webhooks",
+            as_json,
+            method="POST",
+            body=body,
+            operator=operator,
+            idempotency_key=idempotency_key,
+        )
 
     @group.command("show", help="One endpoint (disabled: says why).")
     def show_one(item_id: ItemId, as_json: Json = False) -> None:
@@ -455,6 +495,55 @@ def add_webhook_commands(group: typer.Typer, operator: bool) -> None:
 
 
 add_webhook_commands(webhooks, operator=False)
+
+
+Verbs = Annotated[
+    list[str] | None,
+    typer.Option("--verb", help="Allow only this verb (read, write, power, delete); repeat."),
+]
+Containers = Annotated[
+    list[str] | None, typer.Option("--container", help="Allow only this container id; repeat.")
+]
+Eggs = Annotated[list[str] | None, typer.Option("--egg", help="Allow only this egg id; repeat.")]
+ExpiresAt = Annotated[
+    str | None, typer.Option("--expires-at", help="When the key stops working (ISO 8601).")
+]
+
+
+def key_body(
+    name: str,
+    verbs: list[str] | None,
+    containers: list[str] | None,
+    eggs: list[str] | None,
+    expires_at: str | None,
+) -> dict[str, Any]:
+    """A key's creation: what is not given is as wide as the key that creates it."""
+    return {"name": name} | _given(
+        verbs=verbs or None, container_ids=containers or None, egg_ids=eggs or None,
+        expires_at=expires_at,
+    )  # fmt: skip
+
+
+@own_keys.command("current")
+def keys_current(as_json: Json = False) -> None:
+    """The key in use: its name, scope and expiry."""
+    show("/keys/current", as_json)
+
+
+@own_keys.command("create")
+def own_keys_create(
+    name: Annotated[str, typer.Option()] = "cli",
+    verb: Verbs = None,
+    container: Containers = None,
+    egg: Eggs = None,
+    expires_at: ExpiresAt = None,
+    as_json: Json = False,
+    idempotency_key: IdemKey = None,
+) -> None:
+    """A new key of this cluster, no broader than the key in use (narrow it with --verb,
+    --container, --egg, --expires-at); its secret is shown this once."""
+    body = key_body(name, verb, container, egg, expires_at)
+    show("/keys", as_json, method="POST", body=body, idempotency_key=idempotency_key)
 
 
 # -- the operator API ------------------------------------------------------------------
@@ -550,10 +639,20 @@ def keys_list(cluster_id: str, as_json: Json = False) -> None:
 
 @keys.command("create")
 def keys_create(
-    cluster_id: str, name: Annotated[str, typer.Option()] = "cli", as_json: Json = False
+    cluster_id: str,
+    name: Annotated[str, typer.Option()] = "cli",
+    verb: Verbs = None,
+    container: Containers = None,
+    egg: Eggs = None,
+    expires_at: ExpiresAt = None,
+    as_json: Json = False,
+    idempotency_key: IdemKey = None,
 ) -> None:
-    """A new key; its secret is shown this once."""
-    admin_show(f"/clusters/{cluster_id}/keys", as_json, method="POST", body={"name": name})
+    """A new key of the cluster, optionally narrowed (--verb, --container, --egg,
+    --expires-at); its secret is shown this once."""
+    body = key_body(name, verb, container, egg, expires_at)
+    path = f"/clusters/{cluster_id}/keys"
+    admin_show(path, as_json, method="POST", body=body, idempotency_key=idempotency_key)
 
 
 @keys.command("revoke")

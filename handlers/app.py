@@ -9,6 +9,7 @@ import falcon
 from handlers import errors
 from handlers.admin.clusters import (
     ClusterCollection,
+    ClusterContainerCollection,
     ClusterContainerItem,
     ClusterItem,
     ClusterKeyCollection,
@@ -36,6 +37,7 @@ from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
 from handlers.compat import add_routes as add_compat_routes
 from handlers.events import OperatorEvents, TenantEvents
 from handlers.health import HealthResource
+from handlers.idempotency import IdempotencyMiddleware
 from handlers.public.backups import (
     BackupCollection,
     BackupDownload,
@@ -54,6 +56,7 @@ from handlers.public.databases import (
     ContainerDatabaseItem,
     ContainerDatabaseRotate,
 )
+from handlers.public.keys import CurrentKey, KeyCollection
 from handlers.public.observe import ContainerHealth, ContainerLogs
 from handlers.public.operations import OperationCollection, OperationItem, OperationWait
 from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
@@ -88,7 +91,11 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
         from infra.metrics import observe_request
 
         record = observe_request
-    middleware: list[Any] = [Telemetry(record), AuthMiddleware(authenticator)]
+    middleware: list[Any] = [
+        Telemetry(record),
+        AuthMiddleware(authenticator),
+        IdempotencyMiddleware(deps),
+    ]
     if deps.settings.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(deps.settings.cors_origins)))
     app = falcon.App(middleware=middleware)
@@ -122,6 +129,8 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     app.add_route(backup, BackupItem(deps, backups))
     app.add_route(f"{backup}/restore", BackupRestore(deps, backups))
     app.add_route(f"{backup}/download", BackupDownload(deps, backups))
+    app.add_route(f"{PUBLIC_BASE}/keys", KeyCollection(deps))
+    app.add_route(f"{PUBLIC_BASE}/keys/current", CurrentKey(deps))
     app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
@@ -154,6 +163,7 @@ def _add_admin_routes(
             ClusterStatusChange(deps, clusters, authenticator, action),
         )
     app.add_route(f"{base}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
+    app.add_route(f"{base}/clusters/{{cluster_id}}/containers", ClusterContainerCollection(deps))
     app.add_route(
         f"{base}/clusters/{{cluster_id}}/containers/{{container_id}}", ClusterContainerItem(deps)
     )

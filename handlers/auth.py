@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
 from redis.exceptions import RedisError
 
+from infra.rate_limits import RateLimiter
 from services.deps import Deps
-from shared.errors import InvalidCluster, ServiceUnavailable, Unauthorized
+from shared.clock import iso, parse_iso
+from shared.errors import (
+    Forbidden,
+    InvalidCluster,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from shared.events import set_actor
-from shared.keys import hash_secret
+from shared.keys import DELETE, READ, VERBS, WRITE, KeyScope, hash_secret
 from shared.models import ClusterStatus
 from shared.tokens import TokenClaims, looks_like_token
 from shared.tokens import sign as sign_token
@@ -46,10 +54,52 @@ class Principal:
     key_id: str
     cluster_id: str | None
     cluster_status: str | None
+    scope: KeyScope = field(default_factory=KeyScope)
+    # Requests a minute this key may make (its cluster's plan); None: the default.
+    rate_limit: int | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.cluster_id is None
+
+    def to_json(self) -> str:
+        scope = self.scope
+        return json.dumps(
+            {
+                "key_id": self.key_id,
+                "cluster_id": self.cluster_id,
+                "cluster_status": self.cluster_status,
+                "verbs": list(scope.verbs),
+                "container_ids": _listed(scope.container_ids),
+                "egg_ids": _listed(scope.egg_ids),
+                "expires_at": iso(scope.expires_at),
+                "rate_limit": self.rate_limit,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Principal:
+        data = json.loads(raw)
+        return cls(
+            key_id=data["key_id"],
+            cluster_id=data["cluster_id"],
+            cluster_status=data["cluster_status"],
+            scope=KeyScope(
+                verbs=tuple(data.get("verbs") or VERBS),
+                container_ids=_ids(data.get("container_ids")),
+                egg_ids=_ids(data.get("egg_ids")),
+                expires_at=parse_iso(data.get("expires_at")),
+            ),
+            rate_limit=data.get("rate_limit"),
+        )
+
+
+def _listed(ids: tuple[str, ...] | None) -> list[str] | None:
+    return list(ids) if ids is not None else None
+
+
+def _ids(ids: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(ids) if ids is not None else None
 
 
 USED_PREFIX = "corral:key-used:"
@@ -78,6 +128,7 @@ class Authenticator:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._lookup = deps.redis.register_script(LOOKUP_SCRIPT)
+        self.limiter = RateLimiter(deps.redis, deps.settings.rate_limit_per_minute)
 
     def principal(self, authorization: str | None, api_key: str | None = None) -> Principal:
         """Who presents these headers: the bearer, else X-API-Key; a key or a token."""
@@ -122,6 +173,8 @@ class Authenticator:
             first_use = self._mark_used(key_hash)
         else:
             principal = cached
+        if principal.scope.expired(self._deps.clock()):
+            raise Unauthorized("The key has expired.")
         if first_use:
             self._deps.repo.keys.touch(key_hash, self._deps.clock())
         return principal
@@ -160,19 +213,25 @@ class Authenticator:
             return None, False
         if raw is None:
             return None, False
-        return Principal(**json.loads(raw)), bool(first_use)
+        return Principal.from_json(raw), bool(first_use)
 
     def _load(self, key_hash: str) -> Principal:
         repo = self._deps.repo
         key = repo.keys.find(key_hash)
         if key is None or key.revoked:
             raise Unauthorized()
-        status = repo.clusters.get(key.cluster_id).status.value if key.cluster_id else None
-        principal = Principal(key_id=key.id, cluster_id=key.cluster_id, cluster_status=status)
+        cluster = repo.clusters.get(key.cluster_id) if key.cluster_id else None
+        principal = Principal(
+            key_id=key.id,
+            cluster_id=key.cluster_id,
+            cluster_status=cluster.status.value if cluster else None,
+            scope=key.scope,
+            rate_limit=cluster.plan.requests_per_minute if cluster else None,
+        )
         try:
             self._deps.redis.set(
                 cache_key(key_hash),
-                json.dumps(asdict(principal)),
+                principal.to_json(),
                 ex=self._deps.settings.key_cache_seconds,
                 nx=True,
             )
@@ -232,5 +291,51 @@ class AuthMiddleware:
                 raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
         elif scope != ANY_KEY and not principal.is_operator:
             raise Unauthorized("This route takes an operator key.")
+        verdict = self._auth.limiter.take(principal.key_id, principal.rate_limit)
+        if verdict is not None:
+            for name, value in verdict.headers().items():
+                resp.set_header(name, value)
+            if not verdict.allowed:
+                raise TooManyRequests(
+                    verdict.retry_after_seconds,
+                    f"This API key may make {verdict.limit} requests a minute; retry after "
+                    f"{verdict.retry_after_seconds} s.",
+                )
+        check_scope(principal.scope, verb_of(resource, req.method), params)
         req.context.principal = principal
         set_actor(principal.key_id)  # the events of what this request commits name it
+
+
+# Path parameters that name a container or an egg, checked against a key's scope.
+CONTAINER_PARAMS = ("container_id", "instance_id")
+EGG_PARAMS = ("egg_id", "template_id")
+
+
+def verb_of(resource: Any, method: str) -> str:
+    """What a route does, as a key's scope names it: GET reads, DELETE deletes, a
+    resource may say it powers (`verb = POWER`), and every other write writes."""
+    if method in ("GET", "HEAD"):
+        return READ
+    if method == "DELETE":
+        return DELETE
+    return str(getattr(resource, "verb", WRITE))
+
+
+def check_new_container(scope: KeyScope, egg_id: str) -> None:
+    """A key narrowed to some containers makes no new ones; one narrowed to some eggs
+    makes (or switches to) only those."""
+    if scope.container_ids is not None:
+        raise Forbidden("This key is limited to some containers; it cannot create others.")
+    if not scope.allows_egg(egg_id):
+        raise Forbidden("This key is not allowed this egg.")
+
+
+def check_scope(scope: KeyScope, verb: str, params: Any) -> None:
+    if not scope.allows_verb(verb):
+        raise Forbidden(f"This key may not {verb} (its verbs: {', '.join(scope.verbs)}).")
+    for name in CONTAINER_PARAMS:
+        if name in params and not scope.allows_container(params[name]):
+            raise Forbidden("This key is not allowed this container.")
+    for name in EGG_PARAMS:
+        if name in params and not scope.allows_egg(params[name]):
+            raise Forbidden("This key is not allowed this egg.")

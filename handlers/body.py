@@ -61,13 +61,3 @@ LIMIT_QUERY = Query(
     {"type": "integer", "minimum": 1, "maximum": 100},
     "How many records to return, newest first (20 when left out).",
 )
-
-
-def limit_param(req: falcon.Request, default: int = 20, high: int = 100) -> int:
-    """`?limit=N`: how many records a listing returns, a whole number from 1 to `high`."""
-    raw = req.get_param("limit")
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4 and 1 <= int(raw) <= high):
-        raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
-    return int(raw)

@@ -31,7 +31,7 @@ _BY_STATUS: dict[int, type[CorralError]] = {
 }
 
 
-def _send(resp: falcon.Response, error: CorralError) -> None:
+def send(resp: falcon.Response, error: CorralError) -> None:
     resp.status = error.status
     resp.media = error.envelope()
     for name, value in error.headers().items():
@@ -39,7 +39,7 @@ def _send(resp: falcon.Response, error: CorralError) -> None:
 
 
 def corral_error(req: falcon.Request, resp: falcon.Response, ex: CorralError, params: Any) -> None:
-    _send(resp, ex)
+    send(resp, ex)
 
 
 def http_error(
@@ -56,7 +56,7 @@ def http_error(
         error = InvalidInput(_describe(ex))
     else:
         error = kind()
-    _send(resp, error)
+    send(resp, error)
     allow = (ex.headers or {}).get("Allow") if isinstance(ex.headers, dict) else None
     if allow:
         resp.set_header("Allow", allow)
@@ -67,7 +67,7 @@ def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params
         http_error(req, resp, ex, params)
         return
     log.exception("unhandled error on %s %s", req.method, req.path)
-    _send(resp, ServerError())
+    send(resp, ServerError())
 
 
 def _describe(ex: falcon.HTTPError) -> str:

@@ -18,8 +18,8 @@ import falcon
 
 from handlers import shapes, views
 from handlers.auth import OPERATOR, TENANT
-from handlers.body import limit_param
 from handlers.declare import EVENT_STREAM, Query, responds
+from handlers.pages import limit_of
 from handlers.public.observe import event as sse_event
 from handlers.public.observe import start_event_stream
 from infra.open_requests import OpenRequest, OpenRequests
@@ -73,7 +73,7 @@ def event_query(req: falcon.Request, *, operator: bool) -> EventQuery:
     return EventQuery(
         cursor,
         EventFilter(types=types, actor=actor, resource_id=resource),
-        limit_param(req, default=DEFAULT_PAGE),
+        limit_of(req, DEFAULT_PAGE, 100),
         _flag(req, "follow"),
     )
 

@@ -18,13 +18,20 @@ from pydantic import TypeAdapter
 
 from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import JSON, Declaration, declaration_of
+from handlers.idempotency import HEADER as IDEMPOTENCY_HEADER
+from handlers.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER, WRITE_METHODS
+from handlers.pages import NEXT_CURSOR_HEADER
 from shared.errors import (
+    Conflict,
     CorralError,
+    Forbidden,
+    IdempotencyKeyReused,
     InvalidCluster,
     InvalidInput,
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 
@@ -47,6 +54,16 @@ SECURITY_SCHEMES = {
         "description": "An operator key (`Authorization: Bearer <key>`); operator "
         "routes under /api/v1 only.",
     },
+}
+IDEMPOTENCY_PARAMETER = {
+    "name": IDEMPOTENCY_HEADER,
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    "description": "Makes the write safe to retry: a repeat with the same key and body "
+    "(within 24 hours, from the same API key) answers the first answer, marked "
+    "`Idempotent-Replayed: true`, without acting again; the same key with another "
+    "method, path or body answers 409 `idempotency_key_reused`.",
 }
 _PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
@@ -167,6 +184,8 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
          "description": q.description}
         for q in declared.query
     ]  # fmt: skip
+    if route.auth != PUBLIC and route.method in WRITE_METHODS:
+        parameters.append(IDEMPOTENCY_PARAMETER)
     if parameters:
         operation["parameters"] = parameters
     if declared.body is not None:
@@ -175,6 +194,9 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
             "content": {JSON: {"schema": schemas.request(declared.body)}},
         }
     responses = {str(declared.status): _answer(declared.status, declared, schemas)}
+    headers = _headers(route, declared)
+    if headers:
+        responses[str(declared.status)]["headers"] = headers
     for status, shape in declared.also.items():
         responses[str(status)] = _json_answer(status, shape, schemas)
     for status, codes in sorted(_errors(route, declared).items()):
@@ -194,6 +216,35 @@ SSE_EVENT: dict[str, Any] = {
         "retry": {"type": "integer"},
     },
 }
+
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": "Requests a minute this API key may make.",
+    "RateLimit-Remaining": "Requests it may make now.",
+    "RateLimit-Reset": "Seconds until its allowance is whole again.",
+}
+
+
+def _headers(route: Route, declared: Declaration) -> dict[str, Any]:
+    """The headers a success answer may carry: rate limits on every keyed route, the
+    replay mark on writes, the next page's cursor on listings."""
+    headers: dict[str, Any] = {}
+    integer = {"type": "integer", "minimum": 0}
+    if route.auth != PUBLIC:
+        for name, description in RATE_LIMIT_HEADERS.items():
+            headers[name] = {"description": description, "schema": integer}
+        if route.method in WRITE_METHODS:
+            headers[REPLAYED_HEADER] = {
+                "description": "`true` when this is the stored answer to an earlier "
+                "request with the same Idempotency-Key.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+    if any(q.name == "cursor" for q in declared.query):
+        headers[NEXT_CURSOR_HEADER] = {
+            "description": "The cursor of the next page, while more remain.",
+            "schema": {"type": "string"},
+        }
+    return headers
 
 
 def _answer(status: int, declared: Declaration, schemas: Schemas) -> dict[str, Any]:
@@ -220,7 +271,9 @@ def _json_answer(status: int, shape: Any, schemas: Schemas) -> dict[str, Any]:
 def _errors(route: Route, declared: Declaration) -> dict[int, set[str]]:
     kinds: list[type[CorralError]] = list(declared.errors)
     if route.auth != PUBLIC:
-        kinds += [Unauthorized, ServiceUnavailable]
+        kinds += [Unauthorized, ServiceUnavailable, Forbidden, TooManyRequests]
+        if route.method in WRITE_METHODS:
+            kinds += [IdempotencyKeyReused, Conflict, InvalidInput]
     if route.auth == TENANT:
         kinds.append(InvalidCluster)
     if route.path_params:

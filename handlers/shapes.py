@@ -43,6 +43,8 @@ class PlanView(TypedDict):
     limits: ClusterResourcesView
     default_lifetime: int | None
     max_lifetime: int | None
+    # Requests a minute each of the cluster's keys may make (null: the platform default).
+    requests_per_minute: int | None
 
 
 class ClusterView(TypedDict):
@@ -247,6 +249,14 @@ class BackupAcceptedView(TypedDict):
     operation: OperationView
 
 
+class KeyScopeView(TypedDict):
+    # What the key may do: read, write, power, delete.
+    verbs: list[str]
+    # The containers and eggs it is limited to; null: any.
+    container_ids: list[str] | None
+    egg_ids: list[str] | None
+
+
 class ApiKeyView(TypedDict):
     id: str
     name: str
@@ -256,6 +266,10 @@ class ApiKeyView(TypedDict):
     created_at: Timestamp
     last_used_at: Timestamp | None
     revoked: bool
+    scope: KeyScopeView
+    # When the key stops working (null: never); an expired key is refused like a
+    # revoked one.
+    expires_at: Timestamp | None
     # Only in the answer that creates the key: shown once.
     secret: NotRequired[str]
 

@@ -52,6 +52,7 @@ def cluster(c: Cluster) -> dict[str, Any]:
             "limits": cluster_totals(c),
             "default_lifetime": c.plan.default_lifetime,
             "max_lifetime": c.plan.max_lifetime,
+            "requests_per_minute": c.plan.requests_per_minute,
         },
         "totals": cluster_totals(c),
         "used": cluster_used(c),
@@ -215,6 +216,14 @@ def api_key(k: ApiKey, secret: str | None = None) -> dict[str, Any]:
         "created_at": stamp(k.created_at),
         "last_used_at": iso(k.last_used_at),
         "revoked": k.revoked,
+        "scope": {
+            "verbs": list(k.scope.verbs),
+            "container_ids": list(k.scope.container_ids)
+            if k.scope.container_ids is not None
+            else None,
+            "egg_ids": list(k.scope.egg_ids) if k.scope.egg_ids is not None else None,
+        },
+        "expires_at": iso(k.scope.expires_at),
     }
     if secret is not None:
         view["secret"] = secret

@@ -8,8 +8,9 @@ import falcon
 
 from handlers import shapes, views
 from handlers.auth import OPERATOR, TENANT
-from handlers.body import LIMIT_QUERY, body_as, limit_param, path_id
+from handlers.body import LIMIT_QUERY, body_as, path_id
 from handlers.declare import responds
+from handlers.pages import limit_of
 from services.deps import Deps
 from services.webhooks import WebhookService
 from shared.errors import Conflict
@@ -65,7 +66,7 @@ class WebhookDeliveries:
     @responds(200, list[shapes.DeliveryAttemptView], query=(LIMIT_QUERY,))
     def on_get(self, req: falcon.Request, resp: falcon.Response, webhook_id: str) -> None:
         webhook = self._store.get(_scope(req), path_id(webhook_id, "Webhook"))
-        attempts = self._store.attempts(webhook.id, limit_param(req))
+        attempts = self._store.attempts(webhook.id, limit_of(req, 20, 100))
         resp.media = [views.delivery_attempt(a) for a in attempts]
 
 

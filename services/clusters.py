@@ -12,13 +12,16 @@ from shared.models import Cluster, ClusterStatus, Plan
 
 
 def plan_of(limits: PlanLimits) -> Plan:
-    pooled = limits.model_dump(exclude={"name", "containers", "default_lifetime", "max_lifetime"})
+    pooled = limits.model_dump(
+        exclude={"name", "containers", "default_lifetime", "max_lifetime", "requests_per_minute"}
+    )
     return Plan(
         name=limits.name,
         limits=Resources.from_api(pooled),
         max_containers=limits.containers,
         default_lifetime=limits.default_lifetime,
         max_lifetime=limits.max_lifetime,
+        requests_per_minute=limits.requests_per_minute,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
@@ -12,6 +12,7 @@ from shared.models import ClusterConfig, ClusterType, DriverKind, Engine
 from shared.requests import (
     Cores,
     Id,
+    Instant,
     Io,
     Lifetime,
     Name,
@@ -84,6 +85,7 @@ class PlanLimits(Strict):
     containers: Annotated[int, Field(ge=0, le=100_000)] = 0
     default_lifetime: Lifetime | None = None
     max_lifetime: Lifetime | None = None
+    requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
     @model_validator(mode="after")
     def _default_within_max(self) -> PlanLimits:
@@ -117,8 +119,20 @@ class ClusterCreate(Strict):
     config: ClusterSettings = ClusterSettings()
 
 
+Verb = Literal["read", "write", "power", "delete"]
+ScopedIds = Annotated[list[Id], Field(max_length=100)]
+
+
 class KeyCreate(Strict):
+    """A new key, optionally narrowed: to some verbs, some containers, some eggs, and
+    an expiry. A field left out takes the minting key's own (a key never mints a key
+    broader than itself)."""
+
     name: Name = "default"
+    verbs: Annotated[list[Verb], Field(min_length=1, max_length=4)] | None = None
+    container_ids: ScopedIds | None = None
+    egg_ids: ScopedIds | None = None
+    expires_at: Instant | None = None
 
 
 class EggResources(Strict):

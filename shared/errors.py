@@ -110,6 +110,15 @@ class Conflict(CorralError):
     default_message = "The resource changed or already exists."
 
 
+class IdempotencyKeyReused(CorralError):
+    """*new*: the Idempotency-Key was sent before with another method, path or body."""
+
+    code, status = "idempotency_key_reused", 409
+    default_message = (
+        "This Idempotency-Key was used for a different request; use a new key for a new request."
+    )
+
+
 class KeyLimitReached(CorralError):
     """*new*: the cluster already holds its maximum number of API keys."""
 
@@ -177,8 +186,9 @@ class HostUnreachable(CorralError):
 
 
 class TooManyRequests(CorralError):
-    """*new*: the API key already holds as many waits and log follows open as it may;
-    `Retry-After` says when one of them ends at the latest."""
+    """*new*: the API key made more requests than its rate limit allows, or already
+    holds as many waits and log follows open as it may; `Retry-After` says when to
+    try again."""
 
     code, status = "too_many_requests", 429
     default_message = "This API key holds too many waits and log follows open at once."

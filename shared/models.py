@@ -13,6 +13,7 @@ from shared.capacity import Resources
 from shared.errors import Failure
 from shared.health import Health, HostLoad
 from shared.images import SealedRegistryAuth
+from shared.keys import KeyScope
 from shared.runtime import DEFAULT_DATA_PATH
 from shared.states import OperationKind, OperationStatus, PowerSignal, WorkloadStatus
 from shared.variables import EggVariable
@@ -89,6 +90,8 @@ class Plan:
     max_containers: int
     default_lifetime: int | None = None  # seconds given to workloads created without one
     max_lifetime: int | None = None  # the furthest ahead (seconds from now) a lease may reach
+    # Requests a minute each of the cluster's keys may make; None: the platform's default.
+    requests_per_minute: int | None = None
 
 
 @dataclass(frozen=True)
@@ -330,6 +333,7 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked: bool = False
+    scope: KeyScope = field(default_factory=KeyScope)
 
     @property
     def is_operator(self) -> bool:

@@ -26,6 +26,11 @@ class Settings:
     max_open_per_key: int = 20
     # Threads per API process for the requests that do not wait (see handlers.asgi).
     web_threads: int = 16
+    # Requests a minute each API key may make, unless its cluster's plan says otherwise
+    # (0: no limit).
+    rate_limit_per_minute: int = 6000
+    # How long a retry with an Idempotency-Key waits for the first request's answer.
+    idempotency_wait_seconds: float = 10.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     max_body_bytes: int = 64 * 1024
@@ -87,6 +92,12 @@ class Settings:
             wait_cap_seconds=float(env.get("CORRAL_WAIT_CAP_SECONDS", cls.wait_cap_seconds)),
             max_open_per_key=int(env.get("CORRAL_MAX_OPEN_PER_KEY", cls.max_open_per_key)),
             web_threads=int(env.get("CORRAL_WEB_THREADS", cls.web_threads)),
+            rate_limit_per_minute=int(
+                env.get("CORRAL_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute)
+            ),
+            idempotency_wait_seconds=float(
+                env.get("CORRAL_IDEMPOTENCY_WAIT_SECONDS", cls.idempotency_wait_seconds)
+            ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
             health_stale_seconds=float(

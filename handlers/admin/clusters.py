@@ -7,12 +7,14 @@ import falcon
 from handlers import shapes, views
 from handlers.auth import Authenticator
 from handlers.body import body_as, path_id
-from handlers.declare import responds
+from handlers.declare import Query, responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged, status_query
+from handlers.public.containers import CONTAINER_QUERIES, list_containers
+from handlers.public.keys import create_key, responds_with_new_key
 from services.clusters import ClusterService
 from services.deps import Deps
-from services.keys import mint_key
-from shared.admin_requests import ClusterCreate, ClusterUpdate, KeyCreate
-from shared.errors import Conflict, KeyLimitReached, PlanBelowUsage
+from shared.admin_requests import ClusterCreate, ClusterUpdate
+from shared.errors import Conflict, PlanBelowUsage
 from shared.models import Cluster, ClusterStatus, Workload
 from shared.states import WorkloadStatus
 
@@ -35,12 +37,22 @@ class ClusterCollection:
         self._deps = deps
         self._clusters = clusters
 
-    @responds(200, list[shapes.OperatorClusterView])
+    @responds(
+        200,
+        list[shapes.OperatorClusterView],
+        query=(*PAGE_QUERIES, NAME_PREFIX_QUERY, status_query(s.value for s in ClusterStatus)),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        resp.media = [
-            cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in repo.clusters.list()
-        ]
+        listed = paged(
+            req,
+            resp,
+            self._deps.settings,
+            repo.clusters.list(),
+            name_of=lambda c: c.name,
+            status_of=lambda c: c.status.value,
+        )
+        resp.media = [cluster_with_totals(c, repo.workloads.in_cluster(c.id)) for c in listed]
 
     @responds(201, shapes.OperatorClusterView, body=ClusterCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -101,31 +113,18 @@ class ClusterKeyCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(200, list[shapes.ApiKeyView])
+    @responds(200, list[shapes.ApiKeyView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
         self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
-        resp.media = [views.api_key(k) for k in self._deps.repo.keys.list(cluster_id)]
+        keys = self._deps.repo.keys.list(cluster_id)
+        listed = paged(req, resp, self._deps.settings, keys, name_of=lambda k: k.name)
+        resp.media = [views.api_key(k) for k in listed]
 
-    @responds(
-        201,
-        shapes.ApiKeyView,
-        body=KeyCreate,
-        body_optional=True,
-        errors=(KeyLimitReached, Conflict),
-    )
+    @responds_with_new_key
     def on_post(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
-        path_id(cluster_id, "Cluster")
-        # Every field has a default, so the body may be left out.
-        body = (
-            body_as(req, KeyCreate, self._deps.settings.max_body_bytes)
-            if req.content_length
-            else KeyCreate()
-        )
-        key, secret = mint_key(
-            self._deps.repo, cluster_id, body.name, self._deps.clock(), self._deps.new_id
-        )
-        resp.status = falcon.HTTP_201
-        resp.media = views.api_key(key, secret)
+        """A new key of the cluster (its secret shown once), optionally narrowed to
+        `verbs`, `container_ids`, `egg_ids` and an `expires_at`."""
+        create_key(req, resp, self._deps, path_id(cluster_id, "Cluster"))
 
 
 class ClusterKeyItem:
@@ -152,6 +151,27 @@ class ClusterKeyItem:
         self._deps.repo.revoke_key(key, self._deps.clock())
         self._deps.jobs.announce_revoked(key.id)  # its open waits and follows end
         resp.status = falcon.HTTP_204
+
+
+class ClusterContainerCollection:
+    """GET /clusters/:id/containers: the cluster's containers as operators see them."""
+
+    def __init__(self, deps: Deps) -> None:
+        self._deps = deps
+
+    @responds(
+        200,
+        list[shapes.OperatorContainerView],
+        query=(
+            *CONTAINER_QUERIES,
+            Query("host_id", {"type": "string"}, "Only those on this host."),
+        ),
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response, cluster_id: str) -> None:
+        self._deps.repo.clusters.get(path_id(cluster_id, "Cluster"))
+        now = self._deps.clock()
+        listed = list_containers(req, resp, self._deps, cluster_id)
+        resp.media = [views.operator_container(w, now) for w in listed]
 
 
 class ClusterContainerItem:

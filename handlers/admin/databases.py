@@ -7,6 +7,7 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
 from services.databases import DatabaseHostService, DatabaseService
 from services.deps import Deps
 from shared.admin_requests import (
@@ -32,9 +33,11 @@ class DatabaseHostCollection:
         self._deps = deps
         self._hosts = hosts
 
-    @responds(200, list[shapes.DatabaseHostView])
+    @responds(200, list[shapes.DatabaseHostView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.database_host(h) for h in self._deps.repo.database_hosts.list()]
+        hosts = self._deps.repo.database_hosts.list()
+        listed = paged(req, resp, self._deps.settings, hosts, name_of=lambda h: h.name)
+        resp.media = [views.database_host(h) for h in listed]
 
     @responds(201, shapes.DatabaseHostView, body=DatabaseHostCreate)
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -74,10 +77,11 @@ class ManagedDatabaseCollection:
         self._deps = deps
         self._databases = databases
 
-    @responds(200, list[shapes.ManagedDatabaseView])
+    @responds(200, list[shapes.ManagedDatabaseView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        listed = self._deps.repo.databases.every()
-        resp.media = [views.managed_database(d) for d in listed if d.owner_id is None]
+        managed = [d for d in self._deps.repo.databases.every() if d.owner_id is None]
+        listed = paged(req, resp, self._deps.settings, managed, name_of=lambda d: d.name)
+        resp.media = [views.managed_database(d) for d in listed]
 
     @responds(
         201,

@@ -5,6 +5,7 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
 from services.deps import Deps
 from services.eggs import EggService
 from shared.admin_requests import EggCreate, EggUpdate
@@ -16,9 +17,11 @@ class EggCollection:
         self._deps = deps
         self._eggs = eggs
 
-    @responds(200, list[shapes.OperatorEggView])
+    @responds(200, list[shapes.OperatorEggView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [views.operator_egg(e) for e in self._deps.repo.eggs.list()]
+        eggs = self._deps.repo.eggs.list()
+        listed = paged(req, resp, self._deps.settings, eggs, name_of=lambda e: e.name)
+        resp.media = [views.operator_egg(e) for e in listed]
 
     @responds(201, shapes.OperatorEggView, body=EggCreate, errors=(Conflict,))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

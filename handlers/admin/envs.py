@@ -13,11 +13,13 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
+from handlers.pages import PAGE_QUERIES, paged
 from handlers.public.containers import CREATE_ERRORS
 from services.deps import Deps
 from services.envs import ENV_SIGNALS, EnvService
 from shared.env_requests import CreateEnvReq
 from shared.errors import ActionNotAllowed, Conflict, InvalidCluster, NotFound
+from shared.keys import POWER
 from shared.models import Engine, Workload
 from shared.requests import LeaseRequest
 
@@ -45,10 +47,10 @@ class EnvCollection:
         self._deps = deps
         self._envs = envs
 
-    @responds(200, list[shapes.EnvironmentView], query=(CLUSTER_QUERY,))
+    @responds(200, list[shapes.EnvironmentView], query=(CLUSTER_QUERY, *PAGE_QUERIES))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        envs = repo.envs.list(_cluster_param(req))
+        envs = paged(req, resp, self._deps.settings, repo.envs.list(_cluster_param(req)))
         by_cluster: dict[str, list[Workload]] = defaultdict(list)
         for cluster_id in {e.cluster_id for e in envs}:
             by_cluster[cluster_id] = repo.workloads.in_cluster(cluster_id)
@@ -92,6 +94,7 @@ class EnvPower:
     """POST /api/v1/envs/{env_id}/stop and .../start."""
 
     ACTIONS = tuple(ENV_SIGNALS)
+    verb = POWER
 
     def __init__(self, deps: Deps, envs: EnvService, action: str) -> None:
         self._deps = deps

@@ -9,8 +9,9 @@ from typing import Any
 import falcon
 
 from handlers import shapes, views
-from handlers.body import LIMIT_QUERY, limit_param
+from handlers.body import LIMIT_QUERY
 from handlers.declare import responds
+from handlers.pages import CURSOR_QUERY, by_time, paged
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.models import Host, Workload
@@ -102,10 +103,12 @@ class FleetOperations:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(200, list[shapes.OperatorOperationView], query=(LIMIT_QUERY,))
+    @responds(200, list[shapes.OperatorOperationView], query=(LIMIT_QUERY, CURSOR_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        limit = limit_param(req)
         repo = self._deps.repo
-        recent = [o for c in repo.clusters.list() for o in repo.operations.recent(c.id, limit)]
-        recent.sort(key=lambda o: o.created_at, reverse=True)
-        resp.media = [views.operator_operation(o) for o in recent[:limit]]
+        kept = [o for c in repo.clusters.list() for o in repo.operations.in_cluster(c.id)]
+        recent = paged(
+            req, resp, self._deps.settings, kept, by_time,
+            newest_first=True, default_limit=20, high=100,
+        )  # fmt: skip
+        resp.media = [views.operator_operation(o) for o in recent]

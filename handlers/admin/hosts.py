@@ -5,10 +5,12 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import Query, responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged, status_query
 from services.deps import Deps
 from services.hosts import HostService
 from shared.admin_requests import HostCreate, HostUpdate
 from shared.errors import Conflict, HostInUse, PortRangeConflict
+from shared.models import HostStatus
 
 FORCE_QUERY = Query(
     "force", {"type": "boolean"}, "Delete the host even though it still holds workloads."
@@ -22,10 +24,22 @@ class HostCollection:
         self._deps = deps
         self._hosts = hosts
 
-    @responds(200, list[shapes.HostView])
+    @responds(
+        200,
+        list[shapes.HostView],
+        query=(*PAGE_QUERIES, NAME_PREFIX_QUERY, status_query(s.value for s in HostStatus)),
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         now = self._deps.clock()
-        resp.media = [views.host(h, now) for h in self._deps.repo.hosts.list()]
+        listed = paged(
+            req,
+            resp,
+            self._deps.settings,
+            self._deps.repo.hosts.list(),
+            name_of=lambda h: h.name,
+            status_of=lambda h: h.status.value,
+        )
+        resp.media = [views.host(h, now) for h in listed]
 
     @responds(201, shapes.HostView, body=HostCreate, errors=(Conflict, PortRangeConflict))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

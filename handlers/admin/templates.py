@@ -10,6 +10,7 @@ import falcon
 from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
 from handlers.public.containers import CREATE_ERRORS
 from services.deps import Deps
 from services.workloads import WorkloadService
@@ -44,9 +45,11 @@ class TemplateCollection:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(200, list[shapes.TemplateView])
+    @responds(200, list[shapes.TemplateView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = [template(e) for e in self._deps.repo.eggs.list()]
+        eggs = self._deps.repo.eggs.list()
+        listed = paged(req, resp, self._deps.settings, eggs, name_of=lambda e: e.name)
+        resp.media = [template(e) for e in listed]
 
 
 class TemplateItem:

@@ -16,14 +16,15 @@ from typing import Any
 import falcon
 
 from handlers import shapes, views
-from handlers.auth import TENANT
+from handlers.auth import TENANT, check_new_container
 from handlers.body import body_as, path_id
 from handlers.declare import responds
-from handlers.public.containers import CREATE_ERRORS
+from handlers.public.containers import CONTAINER_QUERIES, CREATE_ERRORS, list_containers
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.compat_requests import InstanceCreate
 from shared.errors import ActionNotAllowed, Conflict, InvalidInput
+from shared.keys import POWER
 from shared.models import Host, Workload
 from shared.requests import ContainerCreate
 from shared.states import PowerSignal, WorkloadStatus
@@ -86,11 +87,11 @@ class _InstanceResource:
 class InstanceCollection(_InstanceResource):
     """GET and POST /api/instances."""
 
-    @responds(200, list[shapes.InstanceView])
+    @responds(200, list[shapes.InstanceView], query=CONTAINER_QUERIES)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        listed = self._deps.repo.workloads.in_cluster(req.context.principal.cluster_id)
+        listed = list_containers(req, resp, self._deps, req.context.principal.cluster_id)
         hosts, now = self._hosts(), self._deps.clock()
-        resp.media = [instance(w, hosts, now) for w in listed if not w.status.is_gone]
+        resp.media = [instance(w, hosts, now) for w in listed]
 
     @responds(
         201, shapes.InstanceView, body=InstanceCreate, body_optional=True, errors=CREATE_ERRORS
@@ -109,6 +110,7 @@ class InstanceCollection(_InstanceResource):
                 "This cluster has no default egg for instances; "
                 "ask the operator to set its config.default_egg_id."
             )
+        check_new_container(req.context.principal.scope, egg_id)
         name = body.name or f"instance-{self._deps.new_id()[:8]}"
         constraints = {REGION_LABEL: body.region} if body.region else None
         workload, _ = self._workloads.create(
@@ -139,6 +141,7 @@ class InstancePower(_InstanceResource):
     error is started again."""
 
     ACTIONS = ("pause", "restart")
+    verb = POWER
 
     def __init__(self, deps: Deps, workloads: WorkloadService, action: str) -> None:
         super().__init__(deps, workloads)

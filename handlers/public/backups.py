@@ -9,6 +9,7 @@ from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from handlers.pages import PAGE_QUERIES, paged
 from services.backups import BackupService
 from services.deps import Deps
 from shared.backups import Backup
@@ -42,10 +43,11 @@ class _BackupResource:
 class BackupCollection(_BackupResource):
     """GET|POST /containers/:id/backups"""
 
-    @responds(200, list[shapes.BackupView])
+    @responds(200, list[shapes.BackupView], query=PAGE_QUERIES)
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         cluster_id = req.context.principal.cluster_id
-        listed = self._backups.list(cluster_id, path_id(container_id, "Container"))
+        backups = self._backups.list(cluster_id, path_id(container_id, "Container"))
+        listed = paged(req, resp, self._deps.settings, backups)
         resp.media = [views.backup(b) for b in listed]
 
     @responds(

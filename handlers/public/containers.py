@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import falcon
 from pydantic import BaseModel
 
 from handlers import shapes, views
-from handlers.auth import TENANT
+from handlers.auth import TENANT, check_new_container
 from handlers.body import body_as, path_id
-from handlers.declare import responds
+from handlers.declare import Query, responds
+from handlers.pages import (
+    NAME_PREFIX_QUERY,
+    PAGE_QUERIES,
+    name_prefix_of,
+    page_of,
+    set_next,
+    table_start,
+)
+from infra.table import schema
 from services.deps import Deps
 from services.workloads import WorkloadService
 from shared.errors import (
@@ -18,10 +28,14 @@ from shared.errors import (
     Conflict,
     ContainerLimitReached,
     EggNotAllowed,
+    Forbidden,
+    InvalidInput,
     NoHostAvailable,
 )
+from shared.keys import POWER, KeyScope
 from shared.models import Operation, Workload
 from shared.requests import ContainerCreate, ContainerUpdate, LeaseRequest, PowerRequest
+from shared.states import WorkloadStatus
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,12 +64,60 @@ class _ContainerResource:
         resp.media = views.accepted(*result)
 
 
+STATUS_QUERY = Query(
+    "status",
+    {"type": "string", "enum": [s.value for s in WorkloadStatus if not s.is_gone]},
+    "Only containers in this status.",
+)
+EGG_QUERY = Query("egg_id", {"type": "string"}, "Only containers of this egg.")
+CONTAINER_QUERIES = (*PAGE_QUERIES, STATUS_QUERY, EGG_QUERY, NAME_PREFIX_QUERY)
+
+
+def container_filter(req: falcon.Request, scope: KeyScope) -> Callable[[Workload], bool]:
+    """Which of a cluster's workloads a listing shows: live ones the key may see, with
+    the `status`, `egg_id`, `host_id` and `name_prefix` asked for."""
+    status = req.get_param("status")
+    if status is not None and status not in STATUS_QUERY.schema["enum"]:
+        raise InvalidInput("Query parameter status is not a container status.")
+    egg_id, host_id = req.get_param("egg_id"), req.get_param("host_id")
+    prefix = name_prefix_of(req)
+
+    def keep(w: Workload) -> bool:
+        return (
+            not w.status.is_gone
+            and scope.allows_container(w.id)
+            and (status is None or w.status.value == status)
+            and (egg_id is None or w.egg_id == egg_id)
+            and (host_id is None or w.host_id == host_id)
+            and (prefix is None or w.name.startswith(prefix))
+        )
+
+    return keep
+
+
+def list_containers(
+    req: falcon.Request, resp: falcon.Response, deps: Deps, cluster_id: str
+) -> list[Workload]:
+    """The cluster's containers as a listing asks for them: whole, or a page (the
+    tenant's route and the operator's share it)."""
+    keep = container_filter(req, req.context.principal.scope)
+    page = page_of(req, deps.settings)
+    if page is None:
+        return [w for w in deps.repo.workloads.in_cluster(cluster_id) if keep(w)]
+    start = table_start(page, schema.cluster_pk(cluster_id))
+    listed, last = deps.repo.workloads.page_in_cluster(cluster_id, page.limit, start, keep)
+    set_next(req, resp, deps.settings, last)
+    return listed
+
+
 class ContainerCollection(_ContainerResource):
-    @responds(200, list[shapes.ContainerView])
+    @responds(200, list[shapes.ContainerView], query=CONTAINER_QUERIES)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        listed = self._deps.repo.workloads.in_cluster(req.context.principal.cluster_id)
+        """Every container of the cluster, or a page of them (`limit`, `cursor`),
+        optionally only those of a `status`, an `egg_id` or a `name_prefix`."""
+        listed = list_containers(req, resp, self._deps, req.context.principal.cluster_id)
         now = self._deps.clock()
-        resp.media = [views.container(w, now) for w in listed if not w.status.is_gone]
+        resp.media = [views.container(w, now) for w in listed]
 
     @responds(
         202,
@@ -65,6 +127,7 @@ class ContainerCollection(_ContainerResource):
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = self._body(req, ContainerCreate)
+        check_new_container(req.context.principal.scope, body.egg_id)
         self._accepted(resp, self._workloads.create(req.context.principal.cluster_id, body))
 
 
@@ -79,6 +142,8 @@ class ContainerItem(_ContainerResource):
     def on_patch(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
         body = self._body(req, ContainerUpdate)
+        if body.egg_id is not None and not req.context.principal.scope.allows_egg(body.egg_id):
+            raise Forbidden("This key is not allowed this egg.")
         cluster_id = req.context.principal.cluster_id
         self._accepted(resp, self._workloads.update(cluster_id, container_id, body))
 
@@ -90,6 +155,8 @@ class ContainerItem(_ContainerResource):
 
 
 class ContainerPower(_ContainerResource):
+    verb = POWER
+
     @responds(202, shapes.AcceptedView, body=PowerRequest, errors=(ActionNotAllowed, Conflict))
     def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")

@@ -9,6 +9,7 @@ from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import body_as, path_id
 from handlers.declare import responds
+from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
 from services.databases import TenantDatabaseService
 from services.deps import Deps
 from shared.errors import ActionNotAllowed, CapacityExceeded, InvalidInput, NoHostAvailable
@@ -26,10 +27,11 @@ class _Resource:
 class ContainerDatabaseCollection(_Resource):
     """/containers/{id}/databases"""
 
-    @responds(200, list[shapes.TenantDatabaseView])
+    @responds(200, list[shapes.TenantDatabaseView], query=(*PAGE_QUERIES, NAME_PREFIX_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         cluster_id = req.context.principal.cluster_id
-        listed = self._databases.list(cluster_id, path_id(container_id, "Container"))
+        databases = self._databases.list(cluster_id, path_id(container_id, "Container"))
+        listed = paged(req, resp, self._deps.settings, databases, name_of=lambda d: d.name)
         resp.media = [views.tenant_database(d) for d in listed]
 
     @responds(

@@ -14,12 +14,13 @@ from redis.exceptions import RedisError
 
 from handlers import shapes, views
 from handlers.auth import TENANT
-from handlers.body import LIMIT_QUERY, float_param, limit_param, path_id
+from handlers.body import LIMIT_QUERY, float_param, path_id
 from handlers.declare import Query, responds
+from handlers.pages import CURSOR_QUERY, by_time, paged
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
-from shared.errors import TooManyRequests
+from shared.errors import Forbidden, TooManyRequests
 from shared.models import Operation
 from shared.settings import Settings
 
@@ -41,10 +42,16 @@ class OperationCollection:
 
     def __init__(self, deps: Deps) -> None:
         self._repo = deps.repo
+        self._settings = deps.settings
 
-    @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY,))
+    @responds(200, list[shapes.OperationView], query=(LIMIT_QUERY, CURSOR_QUERY))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        recent = self._repo.operations.recent(req.context.principal.cluster_id, limit_param(req))
+        principal = req.context.principal
+        kept = self._repo.operations.in_cluster(principal.cluster_id)
+        seen = [o for o in kept if principal.scope.allows_container(o.workload_id)]
+        recent = paged(
+            req, resp, self._settings, seen, by_time, newest_first=True, default_limit=20, high=100
+        )
         resp.media = [views.operation(o) for o in recent]
 
 
@@ -56,9 +63,10 @@ class OperationItem:
 
     @responds(200, shapes.OperationView)
     def on_get(self, req: falcon.Request, resp: falcon.Response, operation_id: str) -> None:
-        op = self._repo.operations.get(
-            req.context.principal.cluster_id, path_id(operation_id, "Operation")
-        )
+        principal = req.context.principal
+        op = self._repo.operations.get(principal.cluster_id, path_id(operation_id, "Operation"))
+        if not principal.scope.allows_container(op.workload_id):
+            raise Forbidden("This key is not allowed this operation's container.")
         resp.media = views.operation(op)
 
 

@@ -13,6 +13,7 @@ from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from shared.clock import iso, parse_iso, stamp
 from shared.errors import Conflict, NotFound
+from shared.keys import VERBS, KeyScope
 from shared.models import ApiKey
 
 
@@ -31,7 +32,29 @@ def key_item(k: ApiKey) -> Item:
         "created_at": iso(k.created_at),
         "last_used_at": iso(k.last_used_at),
         "revoked": k.revoked,
+        "verbs": list(k.scope.verbs),
+        "container_ids": _listed(k.scope.container_ids),
+        "egg_ids": _listed(k.scope.egg_ids),
+        "expires_at": iso(k.scope.expires_at),
     }
+
+
+def _listed(ids: tuple[str, ...] | None) -> list[str] | None:
+    return list(ids) if ids is not None else None
+
+
+def _ids(value: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+def scope_from(item: Item) -> KeyScope:
+    """A key's scope; keys stored before scopes existed are unscoped."""
+    return KeyScope(
+        verbs=tuple(item.get("verbs") or VERBS),
+        container_ids=_ids(item.get("container_ids")),
+        egg_ids=_ids(item.get("egg_ids")),
+        expires_at=parse_iso(item.get("expires_at")),
+    )
 
 
 def key_from(item: Item) -> ApiKey:
@@ -44,6 +67,7 @@ def key_from(item: Item) -> ApiKey:
         created_at=moment(item["created_at"]),
         last_used_at=parse_iso(item.get("last_used_at")),
         revoked=bool(item.get("revoked", False)),
+        scope=scope_from(item),
     )
 
 

@@ -14,7 +14,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.table import schema
+from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
 from infra.table.events import EventLog, SequenceMoved
 from infra.table.expression import Expression
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 # (full jitter, so that two contenders do not collide again in step).
 TRANSACT_ATTEMPTS = 4
 TRANSACT_BACKOFF_S = 0.01
+# Items a page query reads at a time (at least), however few a page keeps.
+PAGE_READ = 200
 
 # A commit whose events' numbers were taken by another is renumbered and sent again at
 # most this many times (commits to one cluster's log are serialized by its counter).
@@ -166,7 +168,9 @@ class Dynamo:
         return found
 
     def put_new(self, item: Item, on_exists: CorralError, events: Sequence[Change] = ()) -> None:
-        if events:
+        """Write a new item. With `events`, or an idempotency claim riding on the
+        request's first write, as a transaction that carries them."""
+        if events or idempotency.riding() is not None:
             entry = self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)
             self.transact([entry], events)
             return
@@ -192,9 +196,9 @@ class Dynamo:
         events: Sequence[Change] = (),
     ) -> Item:
         """Apply `write` and return the item as it is now; a failed condition raises
-        `on_fail(item as it was)`. With `events`, a transaction that appends them (and
-        a read of the item after it)."""
-        if events:
+        `on_fail(item as it was)`. With `events` (or an idempotency claim riding), a
+        transaction that appends them, and a read of the item after it."""
+        if events or idempotency.riding() is not None:
             self.transact([self.tx_update(pk, sk, write, on_fail=on_fail)], events)
             return self.get(pk, sk) or {}
         request = self._write_request(pk, sk, write)
@@ -216,7 +220,7 @@ class Dynamo:
         on_fail: FailureHandler | None = None,
         events: Sequence[Change] = (),
     ) -> None:
-        if events:
+        if events or idempotency.riding() is not None:
             self.transact(
                 [self.tx_delete(pk, sk, condition or Expression(), on_fail=on_fail)], events
             )
@@ -275,6 +279,40 @@ class Dynamo:
                 return
             kwargs["ExclusiveStartKey"] = last
 
+    def page(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str,
+        limit: int,
+        start: Item | None = None,
+        keep: Callable[[Item], bool] = lambda _: True,
+        consistent: bool = False,
+    ) -> tuple[list[Item], Item | None]:
+        """Up to `limit` items of partition `pk` whose sort key begins with `sk_prefix`
+        and that `keep` keeps, from after the key `start`; and the key (pk, sk) to start
+        the next page after: the last item's, or None when there is no more."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": wire_values({":pk": pk, ":prefix": sk_prefix}),
+            "ConsistentRead": consistent,
+            # A filter may keep few of the items read: read a good many at a time.
+            "Limit": max(limit + 1, PAGE_READ),
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = wire_values(start)
+        found: list[Item] = []
+        while True:
+            response = self._call("query", **kwargs)
+            found.extend(i for i in map(from_wire, response.get("Items", [])) if keep(i))
+            last = response.get("LastEvaluatedKey")
+            if len(found) > limit or (len(found) == limit and last):
+                return found[:limit], {"pk": found[limit - 1]["pk"], "sk": found[limit - 1]["sk"]}
+            if not last:
+                return found, None
+            kwargs["ExclusiveStartKey"] = last
+
     def sharded_index_keys(
         self, partition: Callable[[int], str], sk_at_most: str, limit: int
     ) -> list[tuple[str, str]]:
@@ -321,16 +359,28 @@ class Dynamo:
         conditions were not the cause, so it is sent again, up to `TRANSACT_ATTEMPTS`
         times after a short jittered pause: the retry re-checks every condition
         against the items as the other transaction left them. Only when the
-        conflicts outlast the attempts does the caller see `conflict` (409)."""
+        conflicts outlast the attempts does the caller see `conflict` (409).
+
+        A request with an Idempotency-Key has its claim ride on its first write
+        (infra/table/idempotency.py): the claim goes first, so that when it fails the
+        caller learns the key was taken before any other condition's error."""
+        claim = idempotency.riding()
+        if claim is not None:
+            entries = [claim.entry, *entries]
         request = [entry.request for entry in entries]
         for attempt in range(TRANSACT_ATTEMPTS):
             try:
                 self._call("transact_write_items", TransactItems=request)
-                return
             except ClientError as exc:
                 if _code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons") or []
+                if (
+                    claim is not None
+                    and reasons
+                    and reasons[0].get("Code") == "ConditionalCheckFailed"
+                ):
+                    raise idempotency.ClaimTaken() from exc
                 for entry, reason in zip(entries, reasons, strict=False):
                     if reason.get("Code") == "ConditionalCheckFailed" and entry.on_fail:
                         old = reason.get("Item")
@@ -342,6 +392,10 @@ class Dynamo:
                 if attempt == TRANSACT_ATTEMPTS - 1:
                     raise Conflict("A concurrent change touched the same records; retry.") from exc
                 time.sleep(random.uniform(0, TRANSACT_BACKOFF_S * 2**attempt))
+            else:
+                if claim is not None:
+                    claim.written = True
+                return
 
     def _reread(self, entry: TxEntry) -> Item | None:
         body = next(iter(entry.request.values()))

@@ -77,12 +77,15 @@ class OperationStore:
             raise NotFound("Operation not found.")
         return operation_from(item)
 
-    def recent(self, cluster_id: str, limit: int) -> list[Operation]:
-        """The cluster's latest `limit` operations, newest first. Ids are random, so this
-        reads the cluster's operations (finished ones age out after the retention)."""
+    def in_cluster(self, cluster_id: str) -> list[Operation]:
+        """Every operation of the cluster kept (finished ones age out after the
+        retention), in no particular order: ids are random."""
         items = self.db.query(schema.cluster_pk(cluster_id), sk_prefix="OP#")
-        newest = sorted((operation_from(i) for i in items), key=_created, reverse=True)
-        return newest[:limit]
+        return [operation_from(i) for i in items]
+
+    def recent(self, cluster_id: str, limit: int) -> list[Operation]:
+        """The cluster's latest `limit` operations, newest first."""
+        return sorted(self.in_cluster(cluster_id), key=_created, reverse=True)[:limit]
 
     def pending(self, older_than: datetime, limit: int) -> list[tuple[str, str]]:
         """(cluster id, operation id) of unfinished operations created before `older_than`."""

@@ -87,6 +87,11 @@ def key_pk(key_hash: str) -> str:
     return f"KEY#{key_hash}"
 
 
+def idempotency_pk(key_id: str) -> str:
+    """The partition of an API key's idempotency records (infra/table/idempotency.py)."""
+    return f"IDEM#{key_id}"
+
+
 def keys_of(cluster_id: str | None) -> str:
     """GSI1 partition listing the keys of a cluster, or the operator keys."""
     return f"KEYS#{cluster_id or 'OPERATOR'}"

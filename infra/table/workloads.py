@@ -5,7 +5,7 @@ one operation in flight. The `health` map is the collector's (see `health`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from infra.table import schema
@@ -150,6 +150,25 @@ class WorkloadStore:
     def in_cluster(self, cluster_id: str) -> list[Workload]:
         items = self.db.query(schema.cluster_pk(cluster_id), sk_prefix="WORKLOAD#", consistent=True)
         return [workload_from(i) for i in items]
+
+    def page_in_cluster(
+        self,
+        cluster_id: str,
+        limit: int,
+        start: Item | None,
+        keep: Callable[[Workload], bool],
+    ) -> tuple[list[Workload], Item | None]:
+        """A page of the cluster's workloads that `keep` keeps, in id order, from after
+        the table key `start`; and the key the next page starts after."""
+        items, last = self.db.page(
+            schema.cluster_pk(cluster_id),
+            sk_prefix="WORKLOAD#",
+            limit=limit,
+            start=start,
+            keep=lambda item: keep(workload_from(item)),
+            consistent=True,
+        )
+        return [workload_from(i) for i in items], last
 
     def on_host(self, host_id: str) -> list[Workload]:
         items = self.db.query(schema.host_pk(host_id), sk_prefix="WORKLOAD#", index=schema.GSI1)

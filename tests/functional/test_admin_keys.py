@@ -21,6 +21,8 @@ LISTED_FIELDS = {
     "created_at",
     "last_used_at",
     "revoked",
+    "scope",
+    "expires_at",
 }
 
 

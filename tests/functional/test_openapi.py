@@ -79,8 +79,18 @@ def test_bodies_answers_and_error_codes_come_from_the_models(api: Api) -> None:
         "capacity_exceeded",
         "conflict",
         "container_limit_reached",
+        "idempotency_key_reused",
         "no_host_available",
     }
+    # Every write takes an Idempotency-Key; every keyed answer carries its rate limit.
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= create["parameters"][0].items()
+    assert {"RateLimit-Limit", "Idempotent-Replayed"} <= set(create["responses"]["202"]["headers"])
+    assert "429" in create["responses"] and "403" in create["responses"]
+    listing = doc["paths"]["/api/public/clusters/v1/containers"]["get"]
+    assert {"limit", "cursor", "status", "egg_id", "name_prefix"} <= {
+        p["name"] for p in listing["parameters"]
+    }
+    assert "Next-Cursor" in listing["responses"]["200"]["headers"]
     logs = doc["paths"]["/api/public/clusters/v1/containers/{container_id}/logs"]["get"]
     assert {p["name"] for p in logs["parameters"]} == {"container_id", "tail", "since", "follow"}
     assert set(logs["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}

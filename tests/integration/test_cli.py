@@ -233,3 +233,21 @@ def test_a_failed_operation_exits_3_with_its_reason(live_corral: LiveCorral) -> 
         live_corral, "containers", "create", "doomed", "--egg", egg.json()["id"], "--wait", code=3
     )
     assert "provision failed" in failed and "[registry_unreachable]" in failed, failed
+
+
+def test_idempotent_creates_and_narrow_keys(live_corral: LiveCorral) -> None:
+    """`--idempotency-key` makes a create safe to repeat; `corral keys create --verb read`
+    mints a read-only key, which `corral keys current` describes and writes refuse."""
+    args = ("containers", "create", "cli-once", "--idempotency-key", "cli-once-1", "--json")
+    first, again = corral(live_corral, *args), corral(live_corral, *args)
+    assert again["container"]["id"] == first["container"]["id"]
+    assert again["operation"]["id"] == first["operation"]["id"]
+    listed = corral(live_corral, "containers", "list", "--json")
+    assert [c["id"] for c in listed if c["name"] == "cli-once"] == [first["container"]["id"]]
+
+    minted = corral(live_corral, "keys", "create", "--name", "ro", "--verb", "read", "--json")
+    read_only = {"CORRAL_KEY": minted["secret"]}
+    current = corral(live_corral, "keys", "current", "--json", **read_only)
+    assert current["scope"]["verbs"] == ["read"] and current["id"] == minted["id"]
+    refused = corral(live_corral, "containers", "create", "nope", code=1, **read_only)
+    assert "forbidden" in refused
