@@ -30,7 +30,6 @@ import threading
 import time
 from typing import Any
 
-import boto3
 from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import UnixSignalDeathPenalty
@@ -40,6 +39,7 @@ from rq.worker import SimpleWorker
 from infra import logs, metrics
 from infra.jobs import JOBS, RUN_OPERATION
 from infra.queue import REQUEST_ID_META
+from infra.table.dynamo import table_session
 from shared import trace
 from workers.jobs import JobTimedOut
 
@@ -52,9 +52,9 @@ log = logging.getLogger("corral.worker")
 # Every registered job, imported before the first job runs.
 PRELOADED = tuple(import_attribute(job.function) for job in JOBS)
 
-# Building one client loads and caches the DynamoDB service model in boto3's default
-# session. It makes no network call.
-boto3.client("dynamodb", region_name="us-east-1")
+# Building one client loads and caches the DynamoDB service model in the session of
+# the table's clients (infra.table.dynamo). It makes no network call.
+table_session().client("dynamodb", region_name="us-east-1")
 
 
 class StopPastTimeout(UnixSignalDeathPenalty):

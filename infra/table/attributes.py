@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
@@ -26,11 +26,30 @@ _deserializer = TypeDeserializer()
 
 def to_wire(item: Item) -> dict[str, Any]:
     """A plain item as DynamoDB's typed JSON; None values are left out."""
-    return {k: _serializer.serialize(_storable(v)) for k, v in item.items() if v is not None}
+    return {k: _typed(v) for k, v in item.items() if v is not None}
 
 
 def wire_values(values: Item) -> dict[str, Any]:
-    return {k: _serializer.serialize(_storable(v)) for k, v in values.items()}
+    return {k: _typed(v) for k, v in values.items()}
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    """One value as typed JSON. Strings, whole numbers, booleans, maps and lists (what
+    Corral's items hold) are written here, on every request's path; anything else
+    (floats, sets, bytes, None) goes through boto3's TypeSerializer, which also
+    refuses what DynamoDB cannot hold."""
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is int:
+        return {"N": str(value)}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is dict:
+        return {"M": {k: _typed(v) for k, v in value.items()}}
+    if kind is list or kind is tuple:
+        return {"L": [_typed(v) for v in value]}
+    return cast(dict[str, Any], _serializer.serialize(_storable(value)))
 
 
 def _storable(value: Any) -> Any:
@@ -45,7 +64,28 @@ def _storable(value: Any) -> Any:
 
 
 def from_wire(wire: Mapping[str, Any]) -> Item:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in wire.items()}
+    return {k: _untyped(v) for k, v in wire.items()}
+
+
+def _untyped(wire: Any) -> Any:
+    """One typed JSON value as a plain one: numbers as int when whole, else float.
+    The common types are read here (every item of every request goes through this);
+    sets and binary through boto3's TypeDeserializer."""
+    ((kind, raw),) = wire.items()
+    if kind == "S" or kind == "BOOL":
+        return raw
+    if kind == "N":
+        try:
+            return int(raw)
+        except ValueError:
+            return _plain(Decimal(raw))
+    if kind == "M":
+        return {k: _untyped(v) for k, v in raw.items()}
+    if kind == "L":
+        return [_untyped(v) for v in raw]
+    if kind == "NULL":
+        return None
+    return _plain(_deserializer.deserialize(wire))
 
 
 def _plain(value: Any) -> Any:

@@ -3,6 +3,7 @@ condition failed, and a counter of calls and consumed capacity (the bill)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 
 from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
@@ -84,12 +87,60 @@ class TxEntry:
     on_fail: FailureHandler | None = None
 
 
+# The members of DynamoDB's AttributeValue that botocore's parser returns as they came:
+# all but the binary ones (base64 on the wire, bytes once parsed).
+_PLAIN_ATTRIBUTE_TYPES = frozenset({"S", "N", "BOOL", "NULL", "SS", "NS"})
+
+
+def _plain_attribute(value: Any) -> bool:
+    """Whether this typed value parses to itself: no binary, no unknown type, at any depth."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((kind, inner),) = value.items()
+    if kind == "M":
+        return isinstance(inner, dict) and all(_plain_attribute(v) for v in inner.values())
+    if kind == "L":
+        return isinstance(inner, list) and all(_plain_attribute(v) for v in inner)
+    return kind in _PLAIN_ATTRIBUTE_TYPES
+
+
+class _AttributeValueParser(JSONParser):
+    """botocore's JSON parser, less its walk of DynamoDB's typed values: it visits every
+    member of the AttributeValue shape for every attribute, nested ones included (most
+    of an item read's CPU in the client), to build the very dict the service sent. A
+    value holding a binary (or a type this botocore does not know) is parsed as usual."""
+
+    def _handle_structure(self, shape: Any, value: Any) -> Any:
+        if shape.name == "AttributeValue" and _plain_attribute(value):
+            return value
+        # (a method of botocore's JSON parser that its type stubs leave out)
+        return super()._handle_structure(shape, value)  # type: ignore[misc]
+
+
+class _ParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> ResponseParser:
+        if protocol_name == "json":
+            return _AttributeValueParser(**getattr(self, "_defaults", {}))
+        parser: ResponseParser = super().create_parser(protocol_name)
+        return parser
+
+
+@functools.cache
+def table_session() -> boto3.session.Session:
+    """The boto3 session of Corral's DynamoDB clients: botocore's own, with the parser
+    above (a botocore component). One per process, so its clients share the loaded
+    service model."""
+    session = botocore.session.get_session()
+    session.register_component("response_parser_factory", _ParserFactory())
+    return boto3.session.Session(botocore_session=session)
+
+
 def make_client(settings: Settings) -> DynamoDBClient:
     """The one DynamoDB client of a process (thread-safe, built once by the app or the
     worker context). Requests are built by our own typed code and the service checks
     every parameter again, so botocore's client-side validation is switched off: it
     costs a walk of every request's shape on the hot path and catches nothing else."""
-    return boto3.client(
+    return table_session().client(
         "dynamodb",
         region_name=settings.aws_region,
         endpoint_url=settings.dynamodb_endpoint,
