@@ -9,7 +9,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from infra.jobs import RUN_OPERATION, Job, Lane, Schedule
+from infra.jobs import DELIVER_WEBHOOKS, RUN_OPERATION, Job, Lane, Schedule
 from shared import trace
 from shared.errors import ServiceUnavailable
 from shared.models import Operation
@@ -25,6 +25,9 @@ TICK_STALE_AFTER_SECONDS = 600
 # A finished tick's job is kept this long, and while it exists the same tick cannot
 # be enqueued again (Lambda retries an asynchronous invocation within minutes).
 TICK_KEPT_SECONDS = 3600
+# Set once a webhook exists in the table (named after it): commits then enqueue
+# deliveries.
+WEBHOOKS_EXIST = "corral:webhooks:{table}"
 # The job meta field holding the id of the request that enqueued it (shared.trace).
 REQUEST_ID_META = "request_id"
 # The job meta field holding the id of an operation's workload.
@@ -168,6 +171,39 @@ class JobQueue:
         job.delete()
         return True
 
+    def announce_events(self, logs: set[str]) -> None:
+        """Wake the followers of these event logs (a commit appended to them) and,
+        once any webhook exists, enqueue their deliveries. A missed notification only
+        makes a follower find the events at its next poll, and a delivery wait for the
+        schedule's catch-up (workers.webhooks.deliver_all)."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for log in logs:
+                    pipe.publish(events_channel(log), "1")
+                pipe.exists(WEBHOOKS_EXIST.format(table=self.settings.table_name))
+                *_, webhooks = pipe.execute()
+            if webhooks:
+                for log in logs:
+                    # One job per log at a time (its id): it delivers what is new when it runs.
+                    self._enqueue(DELIVER_WEBHOOKS, [log], job_id=f"webhooks-{log}", result_ttl=0)
+        except (RedisError, ServiceUnavailable):
+            return
+
+    def webhooks_exist(self) -> None:
+        """From now on commits enqueue webhook deliveries (set when one is registered,
+        and by the schedule's catch-up while any exists)."""
+        try:
+            self.redis.set(WEBHOOKS_EXIST.format(table=self.settings.table_name), 1)
+        except RedisError:
+            return  # the schedule's catch-up delivers meanwhile
+
+    def announce_revoked(self, key_id: str) -> None:
+        """End the revoked key's open waits and follows in every API process."""
+        try:
+            self.redis.publish(revoked_channel(key_id), "1")
+        except RedisError:
+            return  # its streams end at their cap; no new request gets through
+
     def notify_finished(self, operation_id: str, status: str) -> None:
         """Wake the clients long-polling this operation."""
         try:
@@ -178,3 +214,11 @@ class JobQueue:
 
 def operation_channel(operation_id: str) -> str:
     return f"corral:op:{operation_id}"
+
+
+def events_channel(log: str) -> str:
+    return f"corral:events:{log}"
+
+
+def revoked_channel(key_id: str) -> str:
+    return f"corral:revoked:{key_id}"

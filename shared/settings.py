@@ -50,6 +50,15 @@ class Settings:
     # live this long.
     token_secret: str | None = None
     token_ttl_seconds: int = 3600
+    # How long the table keeps an event (the audit trail), in days (the items' `ttl`).
+    event_retention_days: int = 90
+    # How often an events follow reads its log when no notification woke it.
+    events_poll_seconds: float = 2.0
+    # An events follow ends after this long (`event: end`); the client reconnects
+    # with Last-Event-ID.
+    events_follow_cap_seconds: float = 300.0
+    # Webhook endpoints may be on loopback, link-local or private addresses (tests).
+    webhook_allow_private: bool = False
     # Where backup archives go (see README, "Backups"): "folder" (a directory on the
     # worker machines, shared by them and the API) or "s3" (an S3-compatible bucket).
     backup_store: str = "folder"
@@ -107,6 +116,17 @@ class Settings:
             ),
             token_secret=env.get("CORRAL_TOKEN_SECRET") or None,
             token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
+            event_retention_days=int(
+                env.get("CORRAL_EVENT_RETENTION_DAYS", cls.event_retention_days)
+            ),
+            events_poll_seconds=float(
+                env.get("CORRAL_EVENTS_POLL_SECONDS", cls.events_poll_seconds)
+            ),
+            events_follow_cap_seconds=float(
+                env.get("CORRAL_EVENTS_FOLLOW_CAP_SECONDS", cls.events_follow_cap_seconds)
+            ),
+            webhook_allow_private=env.get("CORRAL_WEBHOOK_ALLOW_PRIVATE", "").lower()
+            in ("1", "true", "yes"),
             backup_store=env.get("CORRAL_BACKUP_STORE", cls.backup_store),
             backup_folder=env.get("CORRAL_BACKUP_FOLDER", cls.backup_folder),
             backup_s3_bucket=env.get("CORRAL_BACKUP_S3_BUCKET", cls.backup_s3_bucket),

@@ -10,6 +10,7 @@ from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
+from services.deps import wire_events
 from shared.clock import Clock, utc_now
 from shared.settings import Settings
 
@@ -21,6 +22,9 @@ class WorkerContext:
     drivers: DriverFactory
     settings: Settings
     clock: Clock = utc_now
+
+    def __post_init__(self) -> None:
+        wire_events(self.repo, self.jobs, self.settings)
 
 
 _installed: WorkerContext | None = None

@@ -14,8 +14,10 @@ from infra.table.expression import Expression
 from infra.table.health import load_attr, load_from
 from shared.allocations import no_free_ports, range_size
 from shared.capacity import Resources, below_zero, shortfall, shortfall_message
+from shared.changes import record_change
 from shared.clock import iso, parse_iso, stamp
 from shared.errors import Conflict, CorralError, HostInUse, NoHostAvailable, NotFound
+from shared.events import Change
 from shared.models import DriverKind, Engine, Host, HostStatus, host_status
 from shared.placement import HOST_DIMENSIONS, allocated_range
 
@@ -97,7 +99,8 @@ class HostStore:
         return [host_from(i) for i in self.db.query(schema.ALL_HOSTS, index=schema.GSI1)]
 
     def create(self, host: Host) -> None:
-        self.db.put_new(host_item(host), Conflict("Host already exists."))
+        change = record_change("host", "created", host.id, None, {"name": host.name})
+        self.db.put_new(host_item(host), Conflict("Host already exists."), [change])
 
     def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
         """Drain or undrain, conditioned on the health that was read."""
@@ -109,7 +112,11 @@ class HostStore:
             }
         )
         write.when_equal("health", host.health.value)
-        return self._update_as_read(host, write, "The host's health changed; retry.")
+        after = {"draining": draining}
+        change = record_change(
+            "host", "draining" if draining else "undrained", host.id, None, after
+        )
+        return self._update_as_read(host, write, "The host's health changed; retry.", change)
 
     def set_reach(self, host: Host, changed: Host, now: datetime) -> Host:
         """Store `changed`'s public address and port range, if the host is as read
@@ -122,7 +129,10 @@ class HostStore:
             }
         )
         write.add("version", 1).when_equal("version", host.version)
-        return self._update_as_read(host, write, "The host changed meanwhile; retry.")
+        before = {"public_address": host.public_address, "port_range": host.port_range}
+        after = {"public_address": changed.public_address, "port_range": changed.port_range}
+        change = record_change("host", "updated", host.id, None, after, before)
+        return self._update_as_read(host, write, "The host changed meanwhile; retry.", change)
 
     def record_health(
         self,
@@ -146,9 +156,17 @@ class HostStore:
         if images is not None:
             write.set("images", list(images))
         write.when_equal("draining", host.draining)
-        return self._update_as_read(host, write, "The host's drain flag changed; retry.")
+        status = host_status(health, host.draining)
+        # A health check that changes the host's status is a change; a heartbeat is not.
+        changes = []
+        if status != host.status:
+            before, after = {"status": host.status.value}, {"status": status.value}
+            changes.append(record_change("host", status.value, host.id, None, after, before))
+        return self._update_as_read(host, write, "The host's drain flag changed; retry.", *changes)
 
-    def _update_as_read(self, host: Host, write: Expression, changed: str) -> Host:
+    def _update_as_read(
+        self, host: Host, write: Expression, changed: str, *changes: Change
+    ) -> Host:
         """Apply `write` if the host exists and `write`'s condition on what was read
         holds; otherwise the host is gone (NotFound) or `changed` (Conflict)."""
         item = self.db.update(
@@ -156,6 +174,7 @@ class HostStore:
             schema.META,
             write.when_exists(),
             on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(changed),
+            events=changes,
         )
         return host_from(item)
 
@@ -172,7 +191,10 @@ class HostStore:
         condition = Expression().when_exists()
         if not force:
             condition.when_equal("workload_count", 0)
-        self.db.delete(schema.host_pk(host_id), schema.META, condition, on_fail=refuse)
+        change = record_change("host", "deleted", host_id, None)
+        self.db.delete(
+            schema.host_pk(host_id), schema.META, condition, on_fail=refuse, events=[change]
+        )
 
     # -- transaction entries -----------------------------------------------------
 

@@ -1,5 +1,7 @@
 """The repository: one store per aggregate over the single table, and the transactions
-that span aggregates (each all-or-nothing, built from the stores' entries).
+that span aggregates (each all-or-nothing, built from the stores' entries). Each
+transaction appends the events of the changes it makes (shared.changes) to their
+cluster's log in the same commit: `self.db.transact(entries, events=...)`.
 
 Invariants carried by conditions, never by read-then-write:
 - a cluster's and a host's `used_*` counters equal the sum of their live workloads;
@@ -11,7 +13,7 @@ Invariants carried by conditions, never by read-then-write:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from infra.table import schema
@@ -28,6 +30,7 @@ from infra.table.hosts import HostStore, host_from
 from infra.table.operations import OperationStore, operation_from
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
+from infra.table.webhooks import WebhookStore
 from infra.table.workloads import (
     WorkloadStore,
     give_database,
@@ -37,11 +40,20 @@ from infra.table.workloads import (
 )
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
+from shared.changes import (
+    key_change,
+    operation_change,
+    record_change,
+    workload_change,
+    workload_fields_change,
+    workload_state,
+)
 from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env
 from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
+from shared.events import Change
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
-from shared.states import WorkloadStatus
+from shared.states import OperationStatus, WorkloadStatus
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Repository:
         self.databases = DatabaseStore(db)
         self.ports = PortStore(db)
         self.backups = BackupStore(db)
+        self.webhooks = WebhookStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
@@ -83,7 +96,7 @@ class Repository:
         entries = [self.keys.put_new(key)]
         if key.cluster_id is not None:
             entries.append(self.clusters.take_key_slot(key.cluster_id, now))
-        self.db.transact(entries)
+        self.db.transact(entries, events=[key_change("created", key)])
 
     def revoke_key(self, key: ApiKey, now: datetime) -> bool:
         """Mark the key revoked and give its slot back, in one transaction. Idempotent:
@@ -94,7 +107,7 @@ class Repository:
             entries.append(self.clusters.give_key_slot(key.cluster_id, now))
         for _ in range(3):
             try:
-                self.db.transact(entries)
+                self.db.transact(entries, events=[key_change("revoked", key)])
             except AlreadyRevoked:
                 return False
             except Conflict:
@@ -150,7 +163,13 @@ class Repository:
         """Write the workload and its first operation, take its allocations' ports (each
         only if nobody holds it: `PortTaken` otherwise), and raise the cluster's and the
         host's counters, in one transaction."""
-        self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
+        self.db.transact(
+            self.create_workload_entries(workload, operation, cluster, host),
+            events=[
+                workload_change("created", workload, after=workload_state(workload)),
+                operation_change(operation, "created"),
+            ],
+        )
 
     def create_workload_entries(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
@@ -185,6 +204,12 @@ class Repository:
         counters move by the difference (growth checked against the limits); with
         `ports`, the ports it takes and gives back move in the same transaction."""
         now = operation.created_at
+        events = [operation_change(operation, "created")]
+        if set_fields or resources is not None:
+            changed = {k: v for k, v in (set_fields or {}).items() if k != "allocations"}
+            if resources is not None:
+                changed["resources"] = resources.to_api()
+            events.insert(0, workload_fields_change(workload, changed))
         counters: list[TxEntry] = []
         if ports is not None:
             counters += self.ports.hold(workload, ports.taken)
@@ -204,7 +229,8 @@ class Repository:
                 self.operations.put_new(operation),
                 *counters,
                 *also,
-            ]
+            ],
+            events=events,
         )
 
     def finish_operation(
@@ -248,8 +274,21 @@ class Repository:
             if host_exists:
                 entries.append(self.hosts.release(workload.host_id, workload.resources, now))
             entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
+        closed = OperationStatus.FAILED if error is not None else OperationStatus.SUCCEEDED
+        events = [operation_change(replace(operation, status=closed, failure=error))]
+        if release:
+            events.append(workload_change("deleted", workload, after={"status": "deleted"}))
+        elif status != workload.status or error is not None:
+            events.append(
+                workload_change(
+                    status.value,
+                    workload,
+                    before={"status": workload.status.value},
+                    after={"status": status.value},
+                )
+            )
         try:
-            self.db.transact(entries)
+            self.db.transact(entries, events=events)
         except Conflict:
             return False
         return True
@@ -266,7 +305,8 @@ class Repository:
                 *self.databases.put_new(database),
                 self.database_hosts.take_slot(host, now),
                 self.clusters.reserve(cluster, Resources(databases=1), 0, now),
-            ]
+            ],
+            events=[_database_change("created", database)],
         )
 
     def create_tenant_database(
@@ -293,7 +333,8 @@ class Repository:
                     take_database=True,
                 ),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[_database_change("created", database), operation_change(operation, "created")],
         )
 
     # -- backups -------------------------------------------------------------------
@@ -320,7 +361,8 @@ class Repository:
                 ),
                 self.backups.put_new(backup),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[_backup_change("created", backup), operation_change(operation, "created")],
         )
 
     def begin_backup_operation(
@@ -342,7 +384,11 @@ class Repository:
                     backup, status, operation.id, now, allowed_from=allowed_from, action=action
                 ),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[
+                _backup_change(status.value, backup, {"operation_id": operation.id}),
+                operation_change(operation, "created"),
+            ],
         )
 
     def remove_database(self, database: ManagedDatabase, now: datetime) -> bool:
@@ -352,9 +398,7 @@ class Repository:
         held_by = (
             give_database(database.cluster_id, database.owner_id, self.db)
             if database.owner_id
-            else self.clusters.release_resources(
-                database.cluster_id, Resources(databases=1), now
-            )
+            else self.clusters.release_resources(database.cluster_id, Resources(databases=1), now)
         )
         entries = [
             *self.databases.remove(database),
@@ -362,7 +406,7 @@ class Repository:
             held_by,
         ]
         try:
-            self.db.transact(entries)
+            self.db.transact(entries, events=[_database_change("deleted", database)])
         except Conflict:
             return False
         return True
@@ -392,7 +436,9 @@ class Repository:
         entries.append(self.clusters.reserve(cluster, total, len(vms), now))
         for host_id, (held, count) in per_host.items():
             entries.append(self.hosts.reserve(hosts[host_id], held, count, now))
-        self.db.transact(entries)
+        # One event for the env (a transaction holds at most 100 items; a VM is 2).
+        after = {"owner": env.owner, "vm_ids": [w.id for w, _ in vms]}
+        self.db.transact(entries, events=[_env_change("created", env, after)])
 
     def set_env_lease(
         self, env: Env, vms: Sequence[Workload], expires_at: datetime, now: datetime
@@ -400,7 +446,8 @@ class Repository:
         """Renew an environment and every live VM of it, in one transaction."""
         entries = [self.envs.lease(env, expires_at, now)]
         entries += [self.workloads.lease(vm, expires_at, now) for vm in vms]
-        self.db.transact(entries)
+        after = {"expires_at": expires_at.isoformat()}
+        self.db.transact(entries, events=[_env_change("renewed", env, after)])
 
     def begin_env_operations(
         self,
@@ -424,4 +471,24 @@ class Repository:
         if deleting:
             entries.append(self.envs.mark_deleting(env, now))
         if entries:
-            self.db.transact(entries)
+            what = "deleting" if deleting else "changing"
+            after = {"operation_ids": [operation.id for _, operation in changes]}
+            self.db.transact(entries, events=[_env_change(what, env, after)])
+
+
+def _database_change(what: str, database: ManagedDatabase) -> Change:
+    after = {
+        "name": database.name,
+        "engine": database.engine.value,
+        "container_id": database.owner_id,
+    }
+    return record_change("database", what, database.id, database.cluster_id, after)
+
+
+def _backup_change(what: str, backup: Backup, extra: Item | None = None) -> Change:
+    after = {"name": backup.name, "container_id": backup.workload_id, **(extra or {})}
+    return record_change("backup", what, backup.id, backup.cluster_id, after)
+
+
+def _env_change(what: str, env: Env, after: Item) -> Change:
+    return record_change("env", what, env.id, env.cluster_id, after)
