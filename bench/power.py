@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 from bench.provisioning import CORRAL_APP, job_times, raw_create_start
 from bench.report import Row, Section, median, ms, number, percentile, ratio, table
@@ -53,11 +54,12 @@ Samples = dict[str, dict[str, list[float]]]  # side -> signal -> seconds
 def _latency(world: World, docker: Any, image: str, rounds: int) -> Samples:
     container_id, operation_id = world.create("power")
     world.wait(operation_id)
-    raw_create_start(docker, image, "raw-power")
+    raw_name = f"raw-power-{container_id}"
+    raw_create_start(docker, image, raw_name)
     samples: Samples = {"Corral": {}, "raw": {}}
     for index in range(rounds + 1):  # the first round warms up and is not kept
         for signal in SIGNALS:
-            raw = _raw_power(docker, "raw-power", signal)
+            raw = _raw_power(docker, raw_name, signal)
             corral = _corral_power(world, container_id, signal)
             if index:
                 samples["raw"].setdefault(signal, []).append(raw)
@@ -89,13 +91,13 @@ def _wait_jobs(redis: Any, job_ids: list[str], timeout: float) -> None:
 
 def _served_rate(
     stack: Stack, settings: Any, repo: Repository, world: World, containers: list[str],
-    workers: int,
+    workers: int, code: Path | None,
 ) -> dict[str, float]:  # fmt: skip
     """One restart per container served by `workers` workers: jobs/s from the first
     job's start to the last one's end, the median job, and the workers' CPU per job."""
     redis = stack.redis()
     try:
-        with stack.workers(settings, workers) as procs:
+        with stack.workers(settings, workers, code=code) as procs:
             cpu_before = sum(cpu_seconds(proc.process.pid) for proc in procs)
             # The API queues faster than the workers serve, so they are busy from the
             # first job to the last.
@@ -141,32 +143,48 @@ def _raw_rate(stack: Stack, names: list[str], clients: int) -> float:
             client.close()
 
 
-def run(stack: Stack, quick: bool) -> Section:
-    rounds, jobs = (2, 10) if quick else (5, 30)
+class Measured(NamedTuple):
+    samples: Samples
+    served: dict[int, dict[str, float]]  # workers -> rate, job, cpu
+    raw_rates: dict[int, float]  # SDK clients -> restarts/s
+
+
+def _measure(stack: Stack, rounds: int, jobs: int, code: Path | None) -> Measured:
+    """Latency and throughput through the API and workers of checkout `code` (None:
+    this one), on a table of their own, with the raw SDK figures taken beside them."""
     settings = stack.settings("power")
     docker = stack.docker()
-    rates: dict[tuple[str, int], float] = {}
-    served: dict[int, dict[str, float]] = {}
     try:
         with (
             stack.table(settings) as repo,
-            stack.gunicorn(CORRAL_APP, stack.corral_env(settings)) as api_server,
+            stack.gunicorn(CORRAL_APP, stack.corral_env(settings), code=code) as api_server,
         ):
             world = seed(HttpApi(api_server.url), repo, stack.docker_url)
-            with stack.workers(settings, 1):
+            with stack.workers(settings, 1, code=code):
                 samples = _latency(world, docker, stack.image, rounds)
-            with stack.workers(settings, 2):
+            with stack.workers(settings, 2, code=code):
                 containers = _provision_many(world, jobs)
-            for workers in (1, 2):
-                served[workers] = _served_rate(stack, settings, repo, world, containers, workers)
-                rates[("Corral", workers)] = served[workers]["rate"]
+            served = {
+                workers: _served_rate(stack, settings, repo, world, containers, workers, code)
+                for workers in (1, 2)
+            }
             names = [runtime_name(container_id) for container_id in containers]
-            for clients in (1, 2):
-                rates[("raw", clients)] = _raw_rate(stack, names, clients)
+            raw_rates = {clients: _raw_rate(stack, names, clients) for clients in (1, 2)}
     finally:
         docker.close()
         stack.remove_containers()
         stack.flush_redis()
+    return Measured(samples, served, raw_rates)
+
+
+def run(stack: Stack, quick: bool) -> Section:
+    rounds, jobs = (2, 10) if quick else (5, 30)
+    measured = {label: _measure(stack, rounds, jobs, code) for label, code in stack.sides()}
+    samples, served, raw_rates = measured["Corral"]
+    rates: dict[tuple[str, int], float] = {}
+    for workers in (1, 2):
+        rates[("Corral", workers)] = served[workers]["rate"]
+        rates[("raw", workers)] = raw_rates[workers]
     section = Section(
         TITLE,
         "the raw docker SDK call on a container of the same image and limits (latency: "
@@ -187,13 +205,27 @@ def run(stack: Stack, quick: bool) -> Section:
         section.rows.append(
             Row(f"restart jobs/s, {label}", number(ours, 2), number(base, 2), ratio(ours, base))
         )
+    if "before" in measured:
+        then = measured["before"]
+        for signal in SIGNALS:
+            corral, raw = then.samples["Corral"][signal], then.samples["raw"][signal]
+            section.rows.append(
+                Row(f"{signal}, p50, before (--compare-with)", ms(median(corral)),
+                    ms(median(raw)), ratio(median(corral), median(raw)))
+            )  # fmt: skip
+        ours, base = then.served[2]["rate"], then.raw_rates[2]
+        section.rows.append(
+            Row("restart jobs/s, 2 workers / SDK clients, before", number(ours, 2),
+                number(base, 2), ratio(ours, base))
+        )  # fmt: skip
     section.details = table(
-        ["workers", "jobs/s", "vs 1 worker", "median job (rq started → ended)",
+        ["code", "workers", "jobs/s", "vs 1 worker", "median job (rq started → ended)",
          "workers' CPU per job"],
         [
-            [str(w), number(rates[("Corral", w)], 2),
-             ratio(rates[("Corral", w)], rates[("Corral", 1)]), ms(served[w]["job"]),
-             ms(served[w]["cpu"])]
+            [label, str(w), number(m.served[w]["rate"], 2),
+             ratio(m.served[w]["rate"], m.served[1]["rate"]), ms(m.served[w]["job"]),
+             ms(m.served[w]["cpu"])]
+            for label, m in measured.items()
             for w in (1, 2)
         ],
     )  # fmt: skip
@@ -203,10 +235,11 @@ def run(stack: Stack, quick: bool) -> Section:
         "quick: it exits on SIGTERM (no stop timeout is waited out).",
         f"Throughput: {jobs} restart jobs, one per container (a container takes one change "
         "at a time), queued through the API as fast as it answers while the workers serve "
-        "them. Each worker runs its jobs in its own process with their context made once "
-        "(see 3.); the workers' CPU per job is what a job costs them (before issue 14, "
-        "with a work horse forked per job: 174-180 ms). A second worker overlaps its "
-        "jobs with the dockerd, Redis and the table server on the same 2 CPUs.",
+        "them. Each worker runs up to CORRAL_WORKER_CONCURRENCY (4) jobs at once in its own "
+        "process, with their context made once (see 3.); the workers' CPU per job is what "
+        "a job costs them. Everything (the dockerd, Redis, the table server, the API, the "
+        "workers) shares the same 2 CPUs. With `--compare-with DIR`, the whole section "
+        "runs again through DIR's API and workers (`before`), on a table of its own.",
         f"With {rounds} samples, p99 is the slowest run.",
     ]
     return section

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bench.report import Row, Section, median, ms, percentile, ratio, table
@@ -130,31 +131,49 @@ def warm_job_runs(stack: Stack, settings: Settings, repo: Repository, world: Wor
     return times
 
 
-def run(stack: Stack, quick: bool) -> Section:
-    runs = 5 if quick else 20
-    settings = stack.settings("e2e")
+def _measure(
+    stack: Stack, settings: Settings, repo: Repository, runs: int, code: Path | None
+) -> tuple[list[dict[str, float]], list[float], World]:
+    """`runs` provisions through Corral (the API and one worker of checkout `code`,
+    None: this one), interleaved with as many raw SDK create + start."""
     corral: list[dict[str, float]] = []
     raw: list[float] = []
     docker = stack.docker()
     redis = stack.redis()
+    side = "before" if code else "now"
     try:
         with (
-            stack.table(settings) as repo,
-            stack.gunicorn(CORRAL_APP, stack.corral_env(settings)) as served,
-            stack.workers(settings, 1),
+            stack.gunicorn(CORRAL_APP, stack.corral_env(settings), code=code) as served,
+            stack.workers(settings, 1, code=code),
         ):
             world = seed(HttpApi(served.url), repo, stack.docker_url)
-            corral_provision(world, docker, redis, "warm-up")  # unmeasured
-            raw_create_start(docker, stack.image, "raw-warm-up")
+            corral_provision(world, docker, redis, f"warm-up-{side}")  # unmeasured
+            raw_create_start(docker, stack.image, f"raw-warm-up-{side}")
             for index in range(runs):
-                raw.append(raw_create_start(docker, stack.image, f"raw-{index}"))
-                corral.append(corral_provision(world, docker, redis, f"e2e-{index}"))
-            warm = warm_job_runs(stack, settings, repo, world, max(3, runs // 4))
+                raw.append(raw_create_start(docker, stack.image, f"raw-{side}-{index}"))
+                corral.append(corral_provision(world, docker, redis, f"e2e-{side}-{index}"))
     finally:
         docker.close()
         redis.close()
+    return corral, raw, world
+
+
+def run(stack: Stack, quick: bool) -> Section:
+    runs = 5 if quick else 20
+    measured: dict[str, tuple[list[dict[str, float]], list[float]]] = {}
+    warm: list[float] = []
+    try:
+        for label, code in stack.sides():
+            settings = stack.settings("e2e")
+            with stack.table(settings) as repo:
+                corral, raw, world = _measure(stack, settings, repo, runs, code)
+                measured[label] = (corral, raw)
+                if code is None:
+                    warm = warm_job_runs(stack, settings, repo, world, max(3, runs // 4))
+    finally:
         stack.remove_containers()
         stack.flush_redis()
+    corral, raw = measured["Corral"]
     totals = [c["total"] for c in corral]
     section = Section(
         TITLE,
@@ -167,6 +186,16 @@ def run(stack: Stack, quick: bool) -> Section:
         Row("provision, p99", ms(percentile(totals, 99)), ms(percentile(raw, 99)),
             ratio(percentile(totals, 99), percentile(raw, 99))),
     ]  # fmt: skip
+    if "before" in measured:
+        then, then_raw = measured["before"]
+        then_totals = [c["total"] for c in then]
+        section.rows += [
+            Row("provision, p50, before (--compare-with)", ms(median(then_totals)),
+                ms(median(then_raw)), ratio(median(then_totals), median(then_raw))),
+            Row("the job alone, p50: now / before",
+                ms(median([c["job"] for c in corral])), ms(median([c["job"] for c in then])),
+                ratio(median([c["job"] for c in corral]), median([c["job"] for c in then]))),
+        ]  # fmt: skip
     parts = [
         ("POST /containers answered 202", "accepted"),
         ("waiting in the queue (enqueued → job started)", "queued"),
@@ -187,11 +216,12 @@ def run(stack: Stack, quick: bool) -> Section:
     ]  # fmt: skip
     section.notes = [
         "One `rq worker --with-scheduler --worker-class workers.worker.CorralWorker` "
-        "with the JSON serializer, as `make run` starts it. It runs jobs in its own "
-        "process, with the job's modules and its worker context (table client, Redis "
-        "connection, docker client) made once: the job's time should match the same "
-        "job run in this process, where they are ready too (before issue 14, rq's "
-        "forked work horse built them for every job: 623 ms against 305 ms).",
+        "with the JSON serializer, as `make run` starts it: jobs run in its own process "
+        "(up to CORRAL_WORKER_CONCURRENCY at once, one per thread), with the job's modules "
+        "and its worker context (table client, Redis connection, docker client) made once, "
+        "so the job's time should match the same job run in this process. With "
+        "`--compare-with DIR`, the same runs go through DIR's API and worker too (`before`), "
+        "each side against its own raw SDK runs taken beside it.",
         "The client long-polls /operations/:id/wait, woken by the job's Redis "
         "notification; then it inspects the container on the dockerd itself.",
         f"With {runs} samples, p99 is the slowest run.",

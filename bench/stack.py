@@ -22,7 +22,7 @@ import redis as redis_lib
 from devstack.corral import rq_env, start_api, worker_command
 from devstack.dockerd import start_dockerd
 from devstack.image import import_busybox
-from devstack.processes import Child, free_port
+from devstack.processes import REPO, Child, free_port
 from devstack.redis_server import start_redis
 from devstack.table import fresh_table, start_table_server
 from infra.table.repository import Repository
@@ -62,6 +62,12 @@ class Stack:
         self.docker_url = ""
         self.image = ""
         self.table_pid = 0
+
+    def sides(self) -> list[tuple[str, Path | None]]:
+        """The code the worker benchmarks measure: this checkout's and, with
+        `--compare-with`, that one's (`before`), each with its own API and workers."""
+        ours: list[tuple[str, Path | None]] = [("Corral", None)]
+        return ours + ([("before", self.compare_with)] if self.compare_with else [])
 
     # -- the whole run --------------------------------------------------------------
 
@@ -162,10 +168,15 @@ class Stack:
             server.stop()
 
     @contextlib.contextmanager
-    def workers(self, settings: Settings, count: int) -> Iterator[list[Child]]:
+    def workers(
+        self, settings: Settings, count: int, *, code: Path | None = None
+    ) -> Iterator[list[Child]]:
         """`count` Corral `rq worker` processes on Corral's queues, as `make run` starts
-        them."""
+        them; with `code`, running that checkout's job code instead of this one's."""
         children: list[Child] = []
+        env = self.corral_env(settings)
+        if code is not None:
+            env = env | {"PYTHONPATH": str(code)}
         conn = self.redis()
         try:
             before = conn.scard("rq:workers")
@@ -174,9 +185,10 @@ class Stack:
                     Child(
                         f"rq worker {index}",
                         worker_command(settings),
-                        self.corral_env(settings),
+                        env,
                         self.logs / "rq-worker.log",
                         stop_timeout=30.0,
+                        cwd=code or REPO,
                     )
                 )
             for child in children:

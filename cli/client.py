@@ -37,8 +37,9 @@ class CliError(Exception):
 class Event:
     """One server-sent event of a log follow."""
 
-    kind: str  # "message", "error" or "end"
+    kind: str  # "message", "error" or "end" (an event log's: the event's type)
     data: Any
+    id: str | None = None  # its `id:` (an event log's cursor)
 
 
 class Client:
@@ -94,21 +95,29 @@ class Client:
             raise error_of(response.status_code, response.content)
         return response.json() if response.content else None
 
-    def events(self, path: str, params: dict[str, Any]) -> Iterator[Event]:
-        """Server-sent events of a streaming route, as they come."""
+    def events(
+        self, path: str, params: dict[str, Any], last_event_id: str | None = None
+    ) -> Iterator[Event]:
+        """Server-sent events of a streaming route, as they come (resuming after
+        `last_event_id`)."""
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
         try:
-            with self._http.stream("GET", self._base + path, params=params, timeout=None) as resp:
+            with self._http.stream(
+                "GET", self._base + path, params=params, headers=headers, timeout=None
+            ) as resp:
                 if resp.status_code >= 400:
                     raise error_of(resp.status_code, resp.read())
-                kind, data = "message", []
+                kind, data, event_id = "message", [], None
                 for line in resp.iter_lines():
                     if line.startswith("event:"):
                         kind = line[6:].strip()
+                    elif line.startswith("id:"):
+                        event_id = line[3:].strip()
                     elif line.startswith("data:"):
                         data.append(line[5:].strip())
                     elif not line and data:
-                        yield Event(kind, json.loads("\n".join(data)))
-                        kind, data = "message", []
+                        yield Event(kind, json.loads("\n".join(data)), event_id)
+                        kind, data, event_id = "message", [], None
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
 

@@ -49,6 +49,7 @@ def group(parent: typer.Typer, name: str, summary: str) -> typer.Typer:
 
 containers = group(app, "containers", "A cluster's containers.")
 operations = group(app, "operations", "Operations: the record of each change.")
+webhooks = group(app, "webhooks", "Endpoints the cluster's events are POSTed to.")
 own_keys = group(app, "keys", "The cluster's API keys: the one in use, and new narrower ones.")
 admin = group(app, "admin", "The operator API (the operator key).")
 
@@ -374,6 +375,128 @@ def operations_wait(operation_id: str, timeout: WaitTimeout = 600.0, as_json: Js
         raise_if_failed(operation)
 
 
+# -- the event log and webhooks (tenant and operator alike) -----------------------------
+
+EVENT_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("TIME", "time"),
+    ("TYPE", "type"),
+    ("RESOURCE", "resource.id"),
+    ("ACTOR", "actor"),
+)
+WEBHOOK_COLUMNS: Columns = (
+    ("ID", "id"),
+    ("URL", "url"),
+    ("TYPES", "types"),
+    ("STATUS", "status"),
+    ("WHY", "disabled_reason"),
+)
+DELIVERY_COLUMNS: Columns = (
+    ("AT", "at"),
+    ("EVENT", "event_id"),
+    ("TYPE", "event_type"),
+    ("STATUS", "status_code"),
+    ("DELIVERED", "delivered"),
+    ("ERROR", "error"),
+)
+Types = Annotated[
+    str | None,
+    typer.Option("--types", help="Event types, comma-separated (workload, key.created)."),
+]
+FollowEvents = Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")]
+After = Annotated[str | None, typer.Option("--after", help="Start after this event id (cursor).")]
+
+
+def print_events(
+    params: dict[str, Any], follow_: bool, as_json: bool, after: str | None, operator: bool
+) -> None:
+    """A page of the log, or (--follow) the log as it grows: reconnects after the
+    server ends a follow at its cap, resuming after the last event printed."""
+    params = {k: v for k, v in params.items() if v is not None}
+    with session(operator) as client:
+        if not follow_:
+            page = client.call(
+                "GET", "/events", params={**params, "after": after} if after else params
+            )
+            emit(page if as_json else page["events"], as_json, None if as_json else EVENT_COLUMNS)
+            return
+        while True:
+            for event in client.events("/events", {**params, "follow": 1}, after):
+                if event.kind == "end":
+                    if event.data.get("reason") != "cap":
+                        raise CliError(
+                            f"The follow ended: {event.data.get('reason')}.", SERVER_ERROR
+                        )
+                    break
+                after = event.id or after
+                if as_json:
+                    out.print(json.dumps(event.data), markup=False)
+                else:
+                    e = event.data
+                    out.print(
+                        f"{e['time']} {e['type']:24} {e['resource']['id']} by {e['actor']}",
+                        markup=False,
+                    )
+
+
+@app.command("events")
+def events_command(
+    follow_: FollowEvents = False,
+    types: Types = None,
+    after: After = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    """The cluster's event log (every change, in order), oldest first."""
+    print_events({"types": types, "limit": limit}, follow_, as_json, after, operator=False)
+
+
+def add_webhook_commands(group: typer.Typer, operator: bool) -> None:
+    """`list`, `create URL`, `show ID`, `delete ID`, `deliveries ID`."""
+
+    @group.command("list", help="The endpoints.")
+    def list_all(as_json: Json = False) -> None:
+        show("/webhooks", as_json, WEBHOOK_COLUMNS, operator=operator)
+
+    @group.command("create", help="A new endpoint; its signing secret is shown this once.")
+    def create(
+        url: str, types: Types = None, as_json: Json = False, idempotency_key: IdemKey = None
+    ) -> None:
+        wanted = [t.strip() for t in (types or "").split(",") if t.strip()]
+        body = {"url": url, "types": wanted}
+        show(
+            "/webhooks",
+            as_json,
+            method="POST",
+            body=body,
+            operator=operator,
+            idempotency_key=idempotency_key,
+        )
+
+    @group.command("show", help="One endpoint (disabled: says why).")
+    def show_one(item_id: ItemId, as_json: Json = False) -> None:
+        show(f"/webhooks/{item_id}", as_json, operator=operator)
+
+    @group.command("delete", help="Stop delivering to an endpoint.")
+    def delete(item_id: ItemId) -> None:
+        with session(operator) as client:
+            client.call("DELETE", f"/webhooks/{item_id}")
+        err.print(f"deleted webhook {item_id}")
+
+    @group.command("deliveries", help="An endpoint's delivery attempts, newest first.")
+    def deliveries(item_id: ItemId, limit: Limit = 20, as_json: Json = False) -> None:
+        show(
+            f"/webhooks/{item_id}/deliveries",
+            as_json,
+            DELIVERY_COLUMNS,
+            params={"limit": limit},
+            operator=operator,
+        )
+
+
+add_webhook_commands(webhooks, operator=False)
+
+
 Verbs = Annotated[
     list[str] | None,
     typer.Option("--verb", help="Allow only this verb (read, write, power, delete); repeat."),
@@ -430,6 +553,25 @@ keys = group(admin, "keys", "A cluster's API keys.")
 admin_eggs = group(admin, "eggs", "Eggs (server types).")
 hosts = group(admin, "hosts", "Hosts (nodes): capacity, load, drain.")
 envs = group(admin, "envs", "Environments of VMs.")
+admin_webhooks = group(admin, "webhooks", "Endpoints every log's events are POSTed to.")
+add_webhook_commands(admin_webhooks, operator=True)
+
+
+@admin.command("events")
+def admin_events(
+    follow_: FollowEvents = False,
+    types: Types = None,
+    cluster: Annotated[str | None, typer.Option(help="Only this cluster's log.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Only changes by this key id.")] = None,
+    resource: Annotated[str | None, typer.Option(help="Only changes of this id.")] = None,
+    after: After = None,
+    limit: Limit = 50,
+    as_json: Json = False,
+) -> None:
+    """Every log (the audit trail), oldest first; filter by cluster, actor, resource."""
+    params = {"types": types, "cluster": cluster, "actor": actor, "resource": resource}
+    print_events({**params, "limit": limit}, follow_, as_json, after, operator=True)
+
 
 CLUSTER_COLUMNS: Columns = (
     ("ID", "id"),

@@ -3,7 +3,7 @@
 Starts, in this order: a private dockerd (when it can), a VM host (sshd in a network
 namespace, where QEMU runs; when QEMU and a kernel are there: devstack/vmhost.py),
 redis-server, DynamoDB Local holding the table, the API under gunicorn, Corral's rq
-workers (two by default: each runs one job at a time). Then it seeds a demo cluster
+workers (two by default, each running several jobs at once). Then it seeds a demo cluster
 through the API (with the VM host and a qemu egg when there is one), starts rq cron
 with the worker of its queue (its first host check records the VM host's images),
 prints the cluster's API key once with examples, writes `.corral/local.json` (mode
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"keep the table in {_short(STATE_DIR)}/table/ and go on from it next time",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="Corral worker processes (one job each at a time)"
+        "--workers", type=int, default=2, help="Corral worker processes (several jobs at once each)"
     )
     parser.add_argument(
         "--vm-images",

@@ -182,6 +182,8 @@ def demo_egg() -> dict[str, Any]:
 def register_database_host(api: ApiClient, server: DatabaseServer) -> str:
     """Register the local PostgreSQL as a database host serving every cluster."""
     return str(api.post(f"{ADMIN}/database-hosts", server.host_body("local-postgres"))["id"])
+
+
 # Serves its data folder over HTTP on its primary allocation ($SERVER_PORT), with a page
 # of its own when the folder has none; exits at once on SIGTERM (httpd as PID 1 would not).
 HTTP_COMMAND: tuple[str, ...] = (

@@ -35,6 +35,7 @@ from handlers.admin.templates import TemplateCollection, TemplateInstantiate, Te
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
 from handlers.compat import add_routes as add_compat_routes
+from handlers.events import OperatorEvents, TenantEvents
 from handlers.health import HealthResource
 from handlers.idempotency import IdempotencyMiddleware
 from handlers.public.backups import (
@@ -61,6 +62,7 @@ from handlers.public.operations import OperationCollection, OperationItem, Opera
 from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
 from handlers.telemetry import MetricsResource, Recorder, Telemetry
 from handlers.web import Dashboard
+from handlers.webhooks import add_routes as add_webhook_routes
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
@@ -132,6 +134,8 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
     app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
+    app.add_route(f"{PUBLIC_BASE}/events", TenantEvents(deps))
+    add_webhook_routes(app, deps, PUBLIC_BASE, tenant=True)
 
     _add_admin_routes(app, deps, authenticator, workloads)
     app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
@@ -193,6 +197,8 @@ def _add_admin_routes(
     app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
     app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
     app.add_route(f"{base}/operations", FleetOperations(deps))
+    app.add_route(f"{base}/events", OperatorEvents(deps))
+    add_webhook_routes(app, deps, base, tenant=False)
     envs = EnvService(deps)
     app.add_route(f"{base}/envs", EnvCollection(deps, envs))
     app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))

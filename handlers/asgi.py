@@ -1,12 +1,13 @@
 """The HTTP API as gunicorn serves it (gunicorn.conf.py: the `asgi` worker class),
 one ASGI app per process.
 
-The two routes that wait, GET /operations/:id/wait and GET /containers/:id/logs
-(`?follow=1` streams), are coroutines on the event loop (handlers.waits). Every
-other request goes to the WSGI app that the Lambda entry serves (handlers.app),
-unchanged, on a pool of `web_threads` threads (a2wsgi). A parked wait holds no
-thread, so /health and the rest still find one however many waits are parked; how
-many one API key may park is capped (infra.open_requests).
+The routes that wait, GET /operations/:id/wait, GET /containers/:id/logs and the
+event logs, GET /events and GET /api/v1/events (`?follow=1` streams), are coroutines
+on the event loop (handlers.waits). Every other request goes to the WSGI app that
+the Lambda entry serves (handlers.app), unchanged, on a pool of `web_threads`
+threads (a2wsgi). A parked wait holds no thread, so /health and the rest still find
+one however many waits are parked; how many one API key may park is capped
+(infra.open_requests).
 
 The Lambda entry never imports this module: its cold path stays the WSGI app's."""
 
@@ -22,13 +23,15 @@ import redis.asyncio
 from a2wsgi import WSGIMiddleware
 
 from handlers import errors
-from handlers.app import PUBLIC_BASE, create_app, deps_from
+from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app, deps_from
 from handlers.auth import Authenticator, AuthMiddleware
+from handlers.events import OperatorEvents, TenantEvents
 from handlers.telemetry import AsyncTelemetry
 from handlers.waits import (
     CLIENT_GONE,
     ContainerLogs,
-    OperationNotifications,
+    EventFollows,
+    Notifications,
     OperationWait,
     Pool,
 )
@@ -40,7 +43,8 @@ from shared.settings import Settings
 
 # The paths the coroutines serve (after the trailing slash is stripped, as falcon does).
 WAITING_PATHS = re.compile(
-    rf"^{re.escape(PUBLIC_BASE)}/(?:operations/[^/]+/wait|containers/[^/]+/logs)/?$"
+    rf"^(?:{re.escape(PUBLIC_BASE)}/(?:operations/[^/]+/wait|containers/[^/]+/logs|events)"
+    rf"|{re.escape(ADMIN_BASE)}/events)/?$"
 )
 Scope = dict[str, Any]
 Receive = Any
@@ -78,7 +82,7 @@ class Server:
         # No socket timeout: the subscription reads for as long as the process lives;
         # BLPOP carries its own timeout.
         self._redis = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
-        self._notifications = OperationNotifications(self._redis)
+        self._notifications = Notifications(self._redis)
 
         middleware: list[Any] = [
             AsyncTelemetry(observe_request),
@@ -96,7 +100,15 @@ class Server:
         )
         waits.add_route(
             f"{PUBLIC_BASE}/containers/{{container_id}}/logs",
-            ContainerLogs(deps, WorkloadService(deps), pool, self._redis),
+            ContainerLogs(deps, WorkloadService(deps), pool, self._redis, self._notifications),
+        )
+        waits.add_route(
+            f"{PUBLIC_BASE}/events",
+            EventFollows(deps, pool, self._notifications, TenantEvents(deps)),
+        )
+        waits.add_route(
+            f"{ADMIN_BASE}/events",
+            EventFollows(deps, pool, self._notifications, OperatorEvents(deps)),
         )
         self._waits = waits
 

@@ -26,6 +26,7 @@ from shared.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from shared.events import set_actor
 from shared.keys import DELETE, READ, VERBS, WRITE, KeyScope, hash_secret
 from shared.models import ClusterStatus
 from shared.tokens import TokenClaims, looks_like_token
@@ -269,6 +270,9 @@ class AuthMiddleware:
     def __init__(self, authenticator: Authenticator) -> None:
         self._auth = authenticator
 
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        set_actor(None)  # request threads are reused: no actor until a key is checked
+
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, params: Any
     ) -> None:
@@ -299,6 +303,7 @@ class AuthMiddleware:
                 )
         check_scope(principal.scope, verb_of(resource, req.method), params)
         req.context.principal = principal
+        set_actor(principal.key_id)  # the events of what this request commits name it
 
 
 # Path parameters that name a container or an egg, checked against a key's scope.

@@ -205,6 +205,19 @@ def _operation(route: Route, declared: Declaration, schemas: Schemas) -> dict[st
     return operation
 
 
+# One server-sent event (before OpenAPI 3.2, a stream's `schema` describes each event):
+# `data` the JSON text of what the route documents, `event` its kind, `id` its cursor.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "string"},
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 RATE_LIMIT_HEADERS = {
     "RateLimit-Limit": "Requests a minute this API key may make.",
     "RateLimit-Remaining": "Requests it may make now.",
@@ -240,7 +253,7 @@ def _answer(status: int, declared: Declaration, schemas: Schemas) -> dict[str, A
         return {"description": description}
     content: dict[str, Any] = {declared.media_type: {"schema": _schema(declared, schemas)}}
     for media_type in declared.streams:
-        content[media_type] = {"schema": {"type": "string"}}
+        content[media_type] = {"schema": SSE_EVENT}
     return {"description": description, "content": content}
 
 

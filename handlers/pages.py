@@ -136,13 +136,20 @@ def page_of(
     raw_limit, cursor = req.get_param("limit"), req.get_param("cursor")
     if raw_limit is None and cursor is None and default_limit is None:
         return None
-    limit = default_limit or DEFAULT_LIMIT
-    if raw_limit is not None:
-        if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= high):
-            raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
-        limit = int(raw_limit)
+    limit = limit_of(req, default_limit or DEFAULT_LIMIT, high)
     after = decode_cursor(settings, req.path, cursor) if cursor is not None else None
     return Page(limit, after)
+
+
+def limit_of(req: falcon.Request, default: int, high: int = MAX_LIMIT) -> int:
+    """`?limit=N`, a whole number from 1 to `high` (`default` when left out); also for
+    the event logs, whose cursor is their own (`after`)."""
+    raw_limit = req.get_param("limit")
+    if raw_limit is None:
+        return default
+    if not (raw_limit.isascii() and raw_limit.isdigit() and 1 <= int(raw_limit) <= high):
+        raise InvalidInput(f"Query parameter limit must be a whole number from 1 to {high}.")
+    return int(raw_limit)
 
 
 def table_start(page: Page, partition: str) -> dict[str, Any] | None:

@@ -545,3 +545,56 @@ class InstanceView(TypedDict):
 
 class InstancePowerView(TypedDict):
     status: Literal["paused", "restarted"]
+
+
+class EventResourceView(TypedDict):
+    kind: str
+    id: str
+
+
+class EventView(TypedDict):
+    """One committed change. `id` is its cursor (an SSE event's `id:`)."""
+
+    id: str
+    sequence: int
+    type: str
+    resource: EventResourceView
+    cluster_id: str | None
+    actor: str
+    time: Timestamp
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class EventPageView(TypedDict):
+    """A page of events, oldest first; `cursor` is what `after` takes for the next."""
+
+    events: list[EventView]
+    cursor: str
+
+
+class WebhookView(TypedDict):
+    """An endpoint the events are POSTed to (`types` empty: every event)."""
+
+    id: str
+    cluster_id: str | None
+    url: str
+    types: list[str]
+    status: Literal["active", "disabled"]
+    disabled_reason: str | None
+    created_at: Timestamp
+
+
+class WebhookCreatedView(WebhookView):
+    """The new endpoint and its signing secret, shown this once."""
+
+    secret: str
+
+
+class DeliveryAttemptView(TypedDict):
+    event_id: str
+    event_type: str
+    at: Timestamp
+    status_code: int | None
+    delivered: bool
+    error: str | None

@@ -12,9 +12,11 @@ from shared.clock import iso, stamp, utc_now
 from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env, shown_status
 from shared.errors import Failure
+from shared.events import Event
 from shared.health import NOT_MEASURED, Health, HostLoad, LogLine, format_ns
 from shared.models import ApiKey, Cluster, Egg, Engine, Host, Operation, Workload
 from shared.vm import Shape, WorkloadVm
+from shared.webhooks import DeliveryAttempt, Webhook
 
 
 def resources(res: Resources) -> dict[str, Any]:
@@ -396,3 +398,31 @@ def backup(b: Backup) -> dict[str, Any]:
 
 def backup_accepted(b: Backup, o: Operation) -> dict[str, Any]:
     return {"backup": backup(b), "operation": operation(o)}
+
+
+def event(e: Event, cursor: str | None = None) -> dict[str, Any]:
+    """An event; `cursor` is its id in a merged feed (the position after it)."""
+    return e.to_api(cursor)
+
+
+def webhook(w: Webhook) -> dict[str, Any]:
+    return {
+        "id": w.id,
+        "cluster_id": w.cluster_id,
+        "url": w.url,
+        "types": list(w.types),
+        "status": w.status.value,
+        "disabled_reason": w.disabled_reason,
+        "created_at": stamp(w.created_at),
+    }
+
+
+def delivery_attempt(a: DeliveryAttempt) -> dict[str, Any]:
+    return {
+        "event_id": a.event_id,
+        "event_type": a.event_type,
+        "at": stamp(a.at),
+        "status_code": a.status_code,
+        "delivered": a.delivered,
+        "error": a.error,
+    }

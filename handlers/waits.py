@@ -4,7 +4,7 @@ them (see handlers.asgi), so a parked wait costs a few objects on the event loop
 not a thread. Everything short they do (authentication, table reads, enqueuing,
 counting the open request) runs on the process's thread pool with the same code as
 the WSGI app; only the waiting itself is asynchronous: for an operation, one Redis
-subscription per process (`OperationNotifications`); for a log follow, BLPOP on the
+subscription per process (`Notifications`); for a log follow, BLPOP on the
 worker's reply and the pause between polls.
 
 A client that hangs up ends its wait or follow at once (`ClientGone`, set by
@@ -26,8 +26,9 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from handlers import views
-from handlers.auth import TENANT
+from handlers.auth import TENANT, Principal
 from handlers.body import path_id
+from handlers.events import EventsResource, EventStream, event_query, page_answer
 from handlers.public.observe import (
     Follow,
     LogQuery,
@@ -36,14 +37,19 @@ from handlers.public.observe import (
     log_query,
     start_event_stream,
 )
-from handlers.public.operations import UNSUBSCRIBED_POLL_SECONDS, wait_seconds
+from handlers.public.operations import (
+    SUBSCRIBED_POLL_SECONDS,
+    UNSUBSCRIBED_POLL_SECONDS,
+    wait_seconds,
+)
 from infra.host_calls import HostCalls, decode_reply
 from infra.jobs import FETCH_LOGS
 from infra.open_requests import OpenRequest, OpenRequests
-from infra.queue import operation_channel
+from infra.queue import events_channel, operation_channel, revoked_channel
 from services.deps import Deps
+from services.events import EventFeed
 from services.workloads import WorkloadService
-from shared.errors import CorralError, ServiceUnavailable
+from shared.errors import CorralError, ServiceUnavailable, Unauthorized
 from shared.health import MAX_TAIL, LogLine
 from shared.models import Operation, Workload
 
@@ -63,10 +69,11 @@ class Pool:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
 
 
-class OperationNotifications:
+class Notifications:
     """One Redis connection per process, subscribed to every operation's channel
-    (the worker publishes there when an operation finishes); it wakes this process's
-    waits on that operation. Started by the first wait, reconnects on its own.
+    (the worker publishes there when an operation finishes), every event log's (a
+    commit appended to it) and every key's revocation; it wakes this process's waits
+    and follows on them. Started by the first wait, reconnects on its own.
 
     While it is `connected`, a wait reads the table only when woken: a notification
     can be missed only while the subscription is down, so each time it comes (back)
@@ -80,34 +87,39 @@ class OperationNotifications:
         self.connected = False
 
     @contextlib.contextmanager
-    def watch(self, operation_id: str) -> Iterator[asyncio.Event]:
-        """An event set when `operation_id` is announced finished."""
+    def watch(self, channel: str) -> Iterator[asyncio.Event]:
+        """An event set when something is published on `channel` (infra.queue's
+        `operation_channel`, `events_channel`, `revoked_channel`)."""
         if self._listener is None or self._listener.done():
             self._listener = asyncio.get_running_loop().create_task(self._listen())
-        finished = asyncio.Event()
-        self._waiting[operation_id].add(finished)
+        announced = asyncio.Event()
+        self._waiting[channel].add(announced)
         try:
-            yield finished
+            yield announced
         finally:
-            waiters = self._waiting[operation_id]
-            waiters.discard(finished)
+            waiters = self._waiting[channel]
+            waiters.discard(announced)
             if not waiters:
-                del self._waiting[operation_id]
+                del self._waiting[channel]
 
     async def _listen(self) -> None:
-        prefix = operation_channel("")
+        patterns = [operation_channel("*"), events_channel("*"), revoked_channel("*")]
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.psubscribe(operation_channel("*"))
+                    await pubsub.psubscribe(*patterns)
                     self.connected = True
-                    for waiters in self._waiting.values():
-                        for finished in waiters:
-                            finished.set()
+                    # What was announced while down is read again; a revocation is
+                    # announced only when it happens (its request is refused anyway).
+                    revocations = revoked_channel("")
+                    for channel, waiters in self._waiting.items():
+                        if not channel.startswith(revocations):
+                            for announced in waiters:
+                                announced.set()
                     async for message in pubsub.listen():
                         channel = message["channel"].decode()
-                        for finished in self._waiting.get(channel.removeprefix(prefix), ()):
-                            finished.set()
+                        for announced in self._waiting.get(channel, ()):
+                            announced.set()
             except (RedisError, OSError) as exc:
                 log.warning("operation notifications lost (%s); reconnecting", exc)
             finally:
@@ -149,7 +161,7 @@ class OperationWait:
 
     auth = TENANT
 
-    def __init__(self, deps: Deps, pool: Pool, notifications: OperationNotifications) -> None:
+    def __init__(self, deps: Deps, pool: Pool, notifications: Notifications) -> None:
         self._deps = deps
         self._pool = pool
         self._notifications = notifications
@@ -167,17 +179,21 @@ class OperationWait:
         if not op.status.is_finished and seconds > 0:
             parked = await self._pool.run(self._open.begin, principal.key_id, seconds)
             try:
-                op = await self._wait(principal.cluster_id, operation_id, deadline, req)
+                op = await self._wait(principal, operation_id, deadline, req)
             finally:
                 await self._pool.run(self._open.end, parked)
         resp.media = views.operation(op)
 
     async def _wait(
-        self, cluster_id: str, operation_id: str, deadline: float, req: falcon.asgi.Request
+        self, principal: Principal, operation_id: str, deadline: float, req: falcon.asgi.Request
     ) -> Operation:
         read = self._deps.repo.operations.get
+        cluster_id = principal.cluster_id
         gone = client_gone(req)
-        with self._notifications.watch(operation_id) as finished:
+        with (
+            self._notifications.watch(operation_channel(operation_id)) as finished,
+            self._notifications.watch(revoked_channel(principal.key_id)) as revoked,
+        ):
             # Read again once watched: it may have finished before.
             op = await self._pool.run(read, cluster_id, operation_id)
             while not op.status.is_finished:
@@ -186,7 +202,9 @@ class OperationWait:
                     break
                 # Subscribed, only a notification (or the deadline) needs a read.
                 pause = left if self._notifications.connected else UNSUBSCRIBED_POLL_SECONDS
-                await first_of([finished, gone], min(left, pause))
+                await first_of([finished, gone, revoked], min(left, pause))
+                if revoked.is_set():
+                    raise Unauthorized("The API key was revoked.")
                 if gone.is_set():
                     break  # nobody reads the answer
                 finished.clear()
@@ -207,11 +225,13 @@ class ContainerLogs:
         workloads: WorkloadService,
         pool: Pool,
         redis_client: redis.asyncio.Redis[bytes],
+        notifications: Notifications,
     ) -> None:
         self._deps = deps
         self._workloads = workloads
         self._pool = pool
         self._redis = redis_client
+        self._notifications = notifications
         self._calls = HostCalls(deps.redis, deps.settings)
         self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
 
@@ -234,7 +254,8 @@ class ContainerLogs:
             await self._pool.run(self._open.end, following)
             raise
         start_event_stream(resp)
-        resp.stream = self._follow(workload, query, lines, following, client_gone(req))
+        revoked = self._notifications.watch(revoked_channel(principal.key_id))
+        resp.stream = self._follow(workload, query, lines, following, client_gone(req), revoked)
 
     async def _read(
         self, workload: Workload, tail: int, since_ns: int | None
@@ -255,21 +276,90 @@ class ContainerLogs:
         first: list[LogLine],
         following: OpenRequest,
         gone: asyncio.Event,
+        revocation: contextlib.AbstractContextManager[asyncio.Event],
     ) -> AsyncIterator[bytes]:
         follow = Follow(self._deps.settings, query.since_ns)
         try:
-            yield follow.first(first)
-            while (pause := follow.pause()) is not None:
-                if await until(gone, pause):
-                    return  # nobody reads the stream
-                if follow.over():
-                    break
-                try:
-                    lines, _ = await self._read(workload, MAX_TAIL, follow.cursor.since_ns)
-                except CorralError as exc:
-                    yield event(exc.envelope(), "error")
-                    return
-                yield follow.next(lines)
-            yield follow.cap_reached()
+            with revocation as revoked:
+                yield follow.first(first)
+                while (pause := follow.pause()) is not None:
+                    await first_of([gone, revoked], pause)
+                    if revoked.is_set():
+                        yield REVOKED
+                        return
+                    if gone.is_set():
+                        return  # nobody reads the stream
+                    if follow.over():
+                        break
+                    try:
+                        lines, _ = await self._read(workload, MAX_TAIL, follow.cursor.since_ns)
+                    except CorralError as exc:
+                        yield event(exc.envelope(), "error")
+                        return
+                    yield follow.next(lines)
+                yield follow.cap_reached()
         finally:
             await self._pool.run(self._open.end, following)
+
+
+class EventFollows:
+    """GET /events (a tenant's) and GET /api/v1/events (an operator's), as
+    handlers.events answers them; a follow streams without holding a thread, woken
+    by the commits' notifications (and reading every few seconds in case one was
+    missed), and ends at once when its key is revoked."""
+
+    def __init__(
+        self, deps: Deps, pool: Pool, notifications: Notifications, events: EventsResource
+    ) -> None:
+        self.auth = events.auth
+        self._deps = deps
+        self._pool = pool
+        self._notifications = notifications
+        self._events = events
+        self._feed = EventFeed(deps.repo)
+        self._open = OpenRequests(deps.redis, deps.settings.max_open_per_key)
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        query = event_query(req, operator=self._events.operator)
+        position = await self._pool.run(self._events.position, req, query)
+        if not query.follow:
+            resp.media = await self._pool.run(page_answer, self._feed, position, query)
+            return
+        cap = self._deps.settings.events_follow_cap_seconds
+        stream = EventStream(self._feed, position, query, cap)
+        principal = req.context.principal
+        following = await self._pool.run(self._open.begin, principal.key_id, cap)
+        start_event_stream(resp)
+        resp.stream = self._follow(stream, following, principal.key_id, client_gone(req))
+
+    async def _follow(
+        self, stream: EventStream, following: OpenRequest, key_id: str, gone: asyncio.Event
+    ) -> AsyncIterator[bytes]:
+        watch = self._notifications.watch
+        try:
+            with contextlib.ExitStack() as watching:
+                revoked = watching.enter_context(watch(revoked_channel(key_id)))
+                appended = [
+                    watching.enter_context(watch(events_channel(log)))
+                    for log in stream.position.logs
+                ]
+                yield b": following\n\n" + await self._pool.run(stream.read)
+                while (left := stream.left()) > 0:
+                    poll = self._deps.settings.events_poll_seconds
+                    if self._notifications.connected:
+                        poll = max(poll, SUBSCRIBED_POLL_SECONDS)
+                    await first_of([*appended, gone, revoked], min(left, poll))
+                    if revoked.is_set():
+                        yield REVOKED
+                        return
+                    if gone.is_set():
+                        return  # nobody reads the stream
+                    for woken in appended:
+                        woken.clear()  # before the read: a commit after it wakes us again
+                    yield await self._pool.run(stream.read)
+                yield stream.cap_reached()
+        finally:
+            await self._pool.run(self._open.end, following)
+
+
+REVOKED = event({"reason": "revoked"}, "end")

@@ -64,6 +64,8 @@ SCAN_HOST_KEY = Job("workers.hosts.scan_key", Lane.PRIORITY)
 # Managed databases: the server's side of a create or a delete (the record is the truth).
 CREATE_DATABASE = Job("workers.databases.create_database", Lane.OPERATIONS)
 DELETE_DATABASE = Job("workers.databases.delete_database", Lane.OPERATIONS)
+# Webhooks: one log's new events to its endpoints (enqueued by a commit).
+DELIVER_WEBHOOKS = Job("workers.webhooks.deliver_log", Lane.OPERATIONS)
 
 # One host's share of a periodic pass (argument: the host id), enqueued by the pass's
 # scheduled job (workers/fleet.py): a pass over 1,000 hosts is 1,000 small jobs that
@@ -84,6 +86,8 @@ SCHEDULES = (
         Settings.collect_interval_seconds,
         120,
     ),
+    # Retries that came due, and what a lost trigger missed.
+    Schedule("deliver-webhooks", Job("workers.webhooks.deliver_all", Lane.OPERATIONS), 30, 300),
 )
 
 JOBS = (
@@ -93,6 +97,7 @@ JOBS = (
     CREATE_DATABASE,
     DELETE_DATABASE,
     *HOST_JOBS,
+    DELIVER_WEBHOOKS,
     *(schedule.job for schedule in SCHEDULES),
 )
 

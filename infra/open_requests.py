@@ -1,5 +1,6 @@
-"""What each API key holds open: its waits (GET /operations/:id/wait) and log
-follows (logs?follow=1), counted in Redis so that every API process sees one count.
+"""What each API key holds open: its waits (GET /operations/:id/wait), log follows
+(logs?follow=1) and event follows (events?follow=1), counted in Redis so that every
+API process sees one count.
 
 Each open request is a member of its key's sorted set, scored with the moment (on
 Redis's clock) it ends at the latest: a wait or a follow is capped in time. A request
@@ -79,7 +80,7 @@ class OpenRequests:
         if not added:
             raise TooManyRequests(
                 max(1, math.ceil(int(wait_ms) / 1000)),
-                f"This API key holds {self._cap} waits and log follows open, the most it "
+                f"This API key holds {self._cap} waits and follows open, the most it "
                 "may; retry when one ends.",
             )
         return request

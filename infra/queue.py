@@ -9,7 +9,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from infra.jobs import RUN_OPERATION, Job, Lane, Schedule
+from infra.jobs import DELIVER_WEBHOOKS, RUN_OPERATION, Job, Lane, Schedule
 from shared import trace
 from shared.errors import ServiceUnavailable
 from shared.models import Operation
@@ -27,8 +27,13 @@ TICK_STALE_AFTER_SECONDS = 600
 TICK_KEPT_SECONDS = 3600
 # A host's failed share of a pass is kept (and blocks that host's next one) this long.
 HOST_JOB_FAILED_KEPT_SECONDS = 60
+# Set once a webhook exists in the table (named after it): commits then enqueue
+# deliveries.
+WEBHOOKS_EXIST = "corral:webhooks:{table}"
 # The job meta field holding the id of the request that enqueued it (shared.trace).
 REQUEST_ID_META = "request_id"
+# The job meta field holding the id of an operation's workload.
+WORKLOAD_ID_META = "workload_id"
 
 
 def make_redis(settings: Settings) -> Redis[bytes]:
@@ -67,6 +72,9 @@ class JobQueue:
         self._enqueue(
             RUN_OPERATION,
             [operation.cluster_id, operation.id],
+            # Lets the job read the operation and its workload at once. In the meta, not
+            # the arguments: a worker of an older release runs the job all the same.
+            meta={WORKLOAD_ID_META: operation.workload_id},
             job_id=operation.id,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             job_timeout=self.settings.job_timeout_seconds,
@@ -106,13 +114,24 @@ class JobQueue:
             failure_ttl=HOST_JOB_FAILED_KEPT_SECONDS,
         )
 
-    def _enqueue(self, job: Job, args: list[Any], *, job_id: str, **options: Any) -> bool:
+    def _enqueue(
+        self,
+        job: Job,
+        args: list[Any],
+        *,
+        job_id: str,
+        meta: dict[str, str] | None = None,
+        **options: Any,
+    ) -> bool:
         from rq.exceptions import DuplicateJobError
 
         # Only the operations lane is served here; priority jobs go through
         # infra.host_calls, which waits for their answer.
         assert job.lane is Lane.OPERATIONS, job
+        meta = dict(meta or {})
         request_id = trace.request_id.get()
+        if request_id:  # the worker logs under the id of the request that asked for the job
+            meta[REQUEST_ID_META] = request_id
         try:
             self.queue.enqueue(
                 job.function,
@@ -120,8 +139,7 @@ class JobQueue:
                 job_id=job_id,
                 unique=True,
                 failure_ttl=options.pop("failure_ttl", FAILED_KEPT_SECONDS),
-                # The worker logs under the id of the request that asked for the job.
-                meta={REQUEST_ID_META: request_id} if request_id else None,
+                meta=meta or None,
                 **options,
             )
         except DuplicateJobError:
@@ -131,31 +149,76 @@ class JobQueue:
         return True
 
     def requeue_operation(self, operation: Operation, *, replace_started: bool = True) -> bool:
-        """Enqueue `operation` again after its job was lost or its worker died.
+        """Enqueue `operation` again after its job was lost or its worker died (see
+        `_make_way`). Returns True when a job was enqueued."""
+        if not self._make_way(operation.id, replace_started=replace_started):
+            return False
+        self.enqueue_operation(operation)
+        return True
 
-        A job still waiting in the queue is left alone, and so is a started one unless
+    def requeue_job(self, job: Job, args: list[Any], *, job_id: str, replace_started: bool) -> bool:
+        """Enqueue one-off job `job_id` again after it was lost or its worker died (see
+        `_make_way`). Returns True when a job was enqueued."""
+        if not self._make_way(job_id, replace_started=replace_started):
+            return False
+        return self.enqueue_job(job, args, job_id=job_id)
+
+    def _make_way(self, job_id: str, *, replace_started: bool) -> bool:
+        """Whether job `job_id` may be enqueued again, removing what is left of it: a
+        job still waiting in the queue is left alone, and so is a started one unless
         `replace_started` (its worker is known dead); a job in any other state (failed,
-        stopped, or gone with a flushed Redis) is replaced. Returns True when a job was
-        enqueued."""
+        stopped, or gone with a flushed Redis) is replaced."""
         from rq.exceptions import NoSuchJobError
-        from rq.job import Job, JobStatus
+        from rq.job import Job as RqJob
+        from rq.job import JobStatus
         from rq.serializers import JSONSerializer
 
         try:
-            job = Job.fetch(operation.id, connection=self.redis, serializer=JSONSerializer)
+            job = RqJob.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
         except NoSuchJobError:
-            job = None
+            return True
         except RedisError as exc:
             raise ServiceUnavailable("The job queue did not answer.") from exc
-        if job is not None:
-            waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-            if not replace_started:
-                waiting.add(JobStatus.STARTED)
-            if job.get_status() in waiting:
-                return False
-            job.delete()
-        self.enqueue_operation(operation)
+        waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+        if not replace_started:
+            waiting.add(JobStatus.STARTED)
+        if job.get_status() in waiting:
+            return False
+        job.delete()
         return True
+
+    def announce_events(self, logs: set[str]) -> None:
+        """Wake the followers of these event logs (a commit appended to them) and,
+        once any webhook exists, enqueue their deliveries. A missed notification only
+        makes a follower find the events at its next poll, and a delivery wait for the
+        schedule's catch-up (workers.webhooks.deliver_all)."""
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for log in logs:
+                    pipe.publish(events_channel(log), "1")
+                pipe.exists(WEBHOOKS_EXIST.format(table=self.settings.table_name))
+                *_, webhooks = pipe.execute()
+            if webhooks:
+                for log in logs:
+                    # One job per log at a time (its id): it delivers what is new when it runs.
+                    self._enqueue(DELIVER_WEBHOOKS, [log], job_id=f"webhooks-{log}", result_ttl=0)
+        except (RedisError, ServiceUnavailable):
+            return
+
+    def webhooks_exist(self) -> None:
+        """From now on commits enqueue webhook deliveries (set when one is registered,
+        and by the schedule's catch-up while any exists)."""
+        try:
+            self.redis.set(WEBHOOKS_EXIST.format(table=self.settings.table_name), 1)
+        except RedisError:
+            return  # the schedule's catch-up delivers meanwhile
+
+    def announce_revoked(self, key_id: str) -> None:
+        """End the revoked key's open waits and follows in every API process."""
+        try:
+            self.redis.publish(revoked_channel(key_id), "1")
+        except RedisError:
+            return  # its streams end at their cap; no new request gets through
 
     def notify_finished(self, operation_id: str, status: str) -> None:
         """Wake the clients long-polling this operation."""
@@ -171,3 +234,11 @@ def host_job_id(job: Job, host_id: str) -> str:
 
 def operation_channel(operation_id: str) -> str:
     return f"corral:op:{operation_id}"
+
+
+def events_channel(log: str) -> str:
+    return f"corral:events:{log}"
+
+
+def revoked_channel(key_id: str) -> str:
+    return f"corral:revoked:{key_id}"

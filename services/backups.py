@@ -12,7 +12,7 @@ from infra.table.repository import no_backup_slot_message
 from services import operations
 from services.deps import Deps
 from shared import rules
-from shared.backups import Backup, BackupStatus
+from shared.backups import VM_DISK, Backup, BackupStatus
 from shared.errors import ActionNotAllowed, CapacityExceeded, NotFound, ServiceUnavailable
 from shared.models import Engine, Operation, OperationParams, Workload
 from shared.requests import BackupCreate
@@ -123,15 +123,11 @@ class BackupService:
     # -- helpers ----------------------------------------------------------------
 
     def _ready_container(self, cluster_id: str, workload_id: str, action: str) -> Workload:
-        """The container, idle, in its active cluster, in a status it can be backed up
-        or restored from, and a container (VMs have no backups yet)."""
+        """The container (or VM), idle, in its active cluster, in a status it can be
+        backed up or restored from."""
         workload = self._repo.workloads.get(cluster_id, workload_id)
         if workload.status.is_gone:
             raise NotFound(f"Container is {workload.status.value}.")
-        if workload.engine != Engine.DOCKER:
-            raise ActionNotAllowed(
-                f"Cannot {action} a VM: backups are for containers (engine docker) only."
-            )
         self._idle(workload)
         rules.require_active(self._repo.clusters.get(cluster_id))
         check_backupable(action, workload.status)
@@ -143,6 +139,8 @@ class BackupService:
             raise operation_in_flight(workload.pending_op)
 
     def _data_path(self, workload: Workload) -> str:
+        if workload.engine == Engine.QEMU:
+            return VM_DISK
         try:
             return self._repo.eggs.get(workload.egg_id).data_path
         except NotFound:  # the operator deleted the egg: its data path was the default

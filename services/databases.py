@@ -5,9 +5,10 @@ bind one to a container (its connection variables injected by recreating it)."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from infra.jobs import CREATE_DATABASE, DELETE_DATABASE
+from infra.jobs import CREATE_DATABASE, DELETE_DATABASE, Job
+from infra.queue import JobQueue
 from services import operations
 from services.deps import Deps
 from shared import rules
@@ -97,6 +98,26 @@ class DatabaseHostService:
         self._repo.database_hosts.delete(host_id)
 
 
+@dataclass(frozen=True)
+class ChangeJob:
+    """The job that carries out an operator's database's pending change (made while
+    `creating`, dropped while `deleting`), under an id of its own: a second enqueue
+    while it waits is a no-op, and the reconciler finds it again by that id."""
+
+    job: Job
+    args: list[str]
+    job_id: str
+
+    @classmethod
+    def of(cls, database: ManagedDatabase) -> ChangeJob:
+        creating = database.status == DatabaseStatus.CREATING
+        job, verb = (CREATE_DATABASE, "create") if creating else (DELETE_DATABASE, "delete")
+        return cls(job, [database.cluster_id, database.id], f"db-{verb}-{database.id}")
+
+    def enqueue(self, jobs: JobQueue) -> None:
+        jobs.enqueue_job(self.job, list(self.args), job_id=self.job_id)
+
+
 class DatabaseService:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
@@ -134,9 +155,7 @@ class DatabaseService:
                 if "database host" in exc.message:
                     continue  # that host filled up meanwhile: the next one
                 raise
-            self._deps.jobs.enqueue_job(
-                CREATE_DATABASE, [cluster.id, database.id], job_id=f"db-create-{database.id}"
-            )
+            ChangeJob.of(database).enqueue(self._deps.jobs)
             return database
         raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
 
@@ -187,9 +206,7 @@ class DatabaseService:
             database, DatabaseStatus.DELETING, None, self._deps.clock(), expect=database.status
         ):
             raise ActionNotAllowed("The database changed meanwhile; retry.")
-        self._deps.jobs.enqueue_job(
-            DELETE_DATABASE, [database.cluster_id, database.id], job_id=f"db-delete-{database.id}"
-        )
+        ChangeJob.of(replace(database, status=DatabaseStatus.DELETING)).enqueue(self._deps.jobs)
 
     def _bound_to_live(self, database: ManagedDatabase) -> bool:
         try:

@@ -22,3 +22,13 @@ class Deps:
     clock: Clock = utc_now
     new_id: IdFactory = new_id
     new_operation_id: IdFactory = new_operation_id
+
+    def __post_init__(self) -> None:
+        wire_events(self.repo, self.jobs, self.settings)
+
+
+def wire_events(repo: Repository, jobs: JobQueue, settings: Settings) -> None:
+    """Keep events as long as the settings say, and announce every commit's events on
+    the queue (followers wake, webhooks deliver)."""
+    repo.db.events.retention_seconds = settings.event_retention_days * 24 * 3600
+    repo.db.on_events = jobs.announce_events

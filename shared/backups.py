@@ -47,6 +47,11 @@ class Backup:
         return archive_key(self.cluster_id, self.workload_id, self.id)
 
 
+# What a VM's backup records as its data path: a VM's data is its disk, archived whole
+# by its host driver (infra/drivers/qemu/data.py), whatever its egg's data_path says.
+VM_DISK = "disk"
+
+
 def archive_key(cluster_id: str, workload_id: str, backup_id: str) -> str:
     return f"{cluster_id}/{workload_id}/{backup_id}.tar"
 

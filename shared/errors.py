@@ -237,3 +237,8 @@ class HostError(Exception):
 
     def failure(self) -> Failure:
         return Failure(self.code, self.public, str(self))
+
+
+def workload_missing(detail: str) -> HostError:
+    """A driver asked to act on a workload its host does not have."""
+    return HostError(detail, code="missing", public="The container is missing on its host.")

@@ -25,9 +25,11 @@ LABEL_WORKLOAD = "io.corral.workload"
 LABEL_CLUSTER = "io.corral.cluster"
 LABEL_EGG = "io.corral.egg"
 LABEL_MANAGED = "io.corral.managed"
-# What the reconciler needs to adopt a workload the table lost: its name and resources.
+# What the reconciler needs to adopt a workload the table lost: its name, resources and
+# restart policy (`never` when absent: made before the label was).
 LABEL_NAME = "io.corral.name"
 LABEL_RESOURCES = "io.corral.resources"
+LABEL_RESTART = "io.corral.restart"
 # A digest of what a container is made from (egg, image, command, environment): an update
 # recreates the container when it differs, and only then.
 LABEL_CONFIG = "io.corral.config"
@@ -91,6 +93,7 @@ class WorkloadSpec:
     allocations: tuple[Allocation, ...] = ()  # host ports published, primary first
     # Where the workload's data volume is mounted; it outlives the container until removed.
     data_path: str = DEFAULT_DATA_PATH
+    restart_policy: str = "never"  # the reconciler's (shared.models.RestartPolicy), a label
 
     @property
     def runtime_name(self) -> str:
@@ -106,6 +109,7 @@ class WorkloadSpec:
             LABEL_RESOURCES: json.dumps(dict(self.resources.items()), sort_keys=True),
             LABEL_CONFIG: self.config_digest,
             LABEL_PORTS: published_ports(self.allocations),
+            LABEL_RESTART: self.restart_policy,
         }
 
     @property
@@ -129,3 +133,5 @@ class Observed:
     image: str | None = None
     enforced: dict[str, bool] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    # what its process runs with (read back to adopt it): the operator's to see only
+    environment: dict[str, str] = field(default_factory=dict, repr=False, compare=False)

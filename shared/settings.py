@@ -33,6 +33,8 @@ class Settings:
     idempotency_wait_seconds: float = 10.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
+    # Jobs one worker process runs at once, one per thread (workers.worker).
+    worker_concurrency: int = 4
     max_body_bytes: int = 64 * 1024
     # Workload health: the collector runs every interval; a measurement older than
     # `health_stale_seconds` (3 intervals) shows as unknown.
@@ -48,6 +50,15 @@ class Settings:
     # live this long.
     token_secret: str | None = None
     token_ttl_seconds: int = 3600
+    # How long the table keeps an event (the audit trail), in days (the items' `ttl`).
+    event_retention_days: int = 90
+    # How often an events follow reads its log when no notification woke it.
+    events_poll_seconds: float = 2.0
+    # An events follow ends after this long (`event: end`); the client reconnects
+    # with Last-Event-ID.
+    events_follow_cap_seconds: float = 300.0
+    # Webhook endpoints may be on loopback, link-local or private addresses (tests).
+    webhook_allow_private: bool = False
     # Where backup archives go (see README, "Backups"): "folder" (a directory on the
     # worker machines, shared by them and the API) or "s3" (an S3-compatible bucket).
     backup_store: str = "folder"
@@ -91,6 +102,9 @@ class Settings:
             ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
+            worker_concurrency=max(
+                1, int(env.get("CORRAL_WORKER_CONCURRENCY", cls.worker_concurrency))
+            ),
             health_stale_seconds=float(
                 env.get("CORRAL_HEALTH_STALE_SECONDS", cls.health_stale_seconds)
             ),
@@ -102,6 +116,17 @@ class Settings:
             ),
             token_secret=env.get("CORRAL_TOKEN_SECRET") or None,
             token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
+            event_retention_days=int(
+                env.get("CORRAL_EVENT_RETENTION_DAYS", cls.event_retention_days)
+            ),
+            events_poll_seconds=float(
+                env.get("CORRAL_EVENTS_POLL_SECONDS", cls.events_poll_seconds)
+            ),
+            events_follow_cap_seconds=float(
+                env.get("CORRAL_EVENTS_FOLLOW_CAP_SECONDS", cls.events_follow_cap_seconds)
+            ),
+            webhook_allow_private=env.get("CORRAL_WEBHOOK_ALLOW_PRIVATE", "").lower()
+            in ("1", "true", "yes"),
             backup_store=env.get("CORRAL_BACKUP_STORE", cls.backup_store),
             backup_folder=env.get("CORRAL_BACKUP_FOLDER", cls.backup_folder),
             backup_s3_bucket=env.get("CORRAL_BACKUP_S3_BUCKET", cls.backup_s3_bucket),

@@ -33,7 +33,7 @@ from shared.backups import (
     no_data,
 )
 from shared.errors import Failure, HostError, NotFound
-from shared.models import Engine, Operation, Workload
+from shared.models import Operation, Workload
 from shared.runtime import RuntimeState
 from shared.states import OperationKind, PowerSignal
 from workers.context import WorkerContext
@@ -41,8 +41,8 @@ from workers.context import WorkerContext
 log = logging.getLogger("corral.backups")
 
 
-def _archiver(driver: HostDriver, workload: Workload) -> DataArchiver:
-    if workload.engine != Engine.DOCKER or not isinstance(driver, DataArchiver):
+def _archiver(driver: HostDriver) -> DataArchiver:
+    if not isinstance(driver, DataArchiver):
         raise BackupRefused(
             "backups_unsupported", "Backups are not available for this kind of workload."
         )
@@ -81,18 +81,33 @@ def take(
 ) -> StoredArchive:
     """Stream the workload's data path into the store under the backup's key."""
     backup = _backup_of(ctx, op)
-    chunks = iter(_archiver(driver, workload).archive_data(workload.id, backup.data_path))
-    first = next(chunks, None)  # the engine answers now: no such path fails before storing
-    if first is None:
-        raise no_data(backup.data_path)
-    head = bytearray()
-    store = _store(ctx)
-    stored = store.put(backup.archive_key, _keeping_head(itertools.chain([first], chunks), head))
+    archive = _archiver(driver).archive_data(workload.id, backup.data_path)
+    with _closing(archive) as chunks:
+        first = next(chunks, None)  # the host answers now: no such path fails before storing
+        if first is None:
+            raise no_data(backup.data_path)
+        head = bytearray()
+        store = _store(ctx)
+        whole = itertools.chain([first], chunks)
+        stored = store.put(backup.archive_key, _keeping_head(whole, head))
     if is_empty_directory(bytes(head)):
         store.delete(backup.archive_key)
         raise no_data(backup.data_path)
     log.info("backup %s stored: %d bytes", backup.id, stored.size_bytes)
     return stored
+
+
+@contextmanager
+def _closing(chunks: Iterator[bytes]) -> Iterator[Iterator[bytes]]:
+    """An archive stream closed once done with, read through or not: what it holds on
+    its host (a channel, a VM's disk copy) is released by this job, not by a later
+    garbage collection."""
+    try:
+        yield chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if callable(close):
+            close()
 
 
 def _keeping_head(chunks: Iterable[bytes], head: bytearray) -> Iterator[bytes]:
@@ -110,7 +125,7 @@ def restore(
     untouched, when it no longer matches), stop the workload, and replace its data
     path's contents with the archive. Bringing it back up is the caller's."""
     backup = _backup_of(ctx, op)
-    archiver = _archiver(driver, workload)
+    archiver = _archiver(driver)
     store = _store(ctx)
     try:
         found = checksum_of(store, backup.archive_key)

@@ -3,12 +3,14 @@ builds its context once from the environment; tests install their own."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue, make_redis
 from infra.table.dynamo import Dynamo, make_client
 from infra.table.repository import Repository
+from services.deps import wire_events
 from shared.clock import Clock, utc_now
 from shared.settings import Settings
 
@@ -21,8 +23,12 @@ class WorkerContext:
     settings: Settings
     clock: Clock = utc_now
 
+    def __post_init__(self) -> None:
+        wire_events(self.repo, self.jobs, self.settings)
+
 
 _installed: WorkerContext | None = None
+_building = threading.Lock()  # a worker's threads ask for it at once
 
 
 def install(context: WorkerContext | None) -> None:
@@ -33,12 +39,13 @@ def install(context: WorkerContext | None) -> None:
 
 def current() -> WorkerContext:
     global _installed
-    if _installed is None:
-        settings = Settings.from_env()
-        _installed = WorkerContext(
-            repo=Repository(Dynamo(make_client(settings), settings.table_name)),
-            jobs=JobQueue(make_redis(settings), settings),
-            drivers=DriverFactory(),
-            settings=settings,
-        )
-    return _installed
+    with _building:
+        if _installed is None:
+            settings = Settings.from_env()
+            _installed = WorkerContext(
+                repo=Repository(Dynamo(make_client(settings), settings.table_name)),
+                jobs=JobQueue(make_redis(settings), settings),
+                drivers=DriverFactory(),
+                settings=settings,
+            )
+        return _installed

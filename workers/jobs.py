@@ -15,10 +15,12 @@ from rq import get_current_job
 from infra import metrics
 from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
+from infra.queue import WORKLOAD_ID_META
 from shared.backups import BackupRefused
 from shared.capacity import Resources
+from shared.deadline import JobTimedOut, passed
 from shared.environment import container_environment
-from shared.errors import Failure, HostError, NotFound
+from shared.errors import Failure, HostError
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import (
     LABEL_CONFIG,
@@ -31,7 +33,7 @@ from shared.runtime import (
 )
 from shared.states import BACKUP_KINDS, OperationKind, PowerSignal, WorkloadStatus
 from shared.vm import WorkloadVm, vm_options
-from workers import backups, context, images
+from workers import backups, context, images, locks
 from workers.databases import connections, drop_owned
 from workers.databases import converge as databases_converge
 
@@ -49,13 +51,6 @@ _RUNNING_STATES = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
     RuntimeState.PAUSED: WorkloadStatus.PAUSED,
 }
-
-
-class JobTimedOut(BaseException):
-    """Raised inside a job by Corral's worker when the job runs past its timeout. A
-    BaseException, like KeyboardInterrupt, so that no library's `except Exception`
-    turns it into something else (the docker SDK wraps any error of its version
-    probe in a DockerException, which the driver reports as a host error)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,7 @@ def spec_for(
         name=workload.name,
         allocations=workload.allocations,
         data_path=egg.data_path,
+        restart_policy=workload.restart_policy.value,
     )
 
 
@@ -208,9 +204,7 @@ def power(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Ou
     target = op.params.target
     if signal is None or target is None:
         raise ValueError(f"power operation {op.id} has no signal and target")
-    if driver.inspect(workload.id).state == RuntimeState.MISSING:
-        raise plain_error("missing", "The container is missing on its host.")
-    driver.power(workload.id, signal, egg.stop_timeout)
+    driver.power(workload.id, signal, egg.stop_timeout)  # HostError "missing" if it is
     return Outcome(target, _vm_fields(driver, workload, None))
 
 
@@ -229,7 +223,7 @@ def restore(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> 
     it, and bring it back to the power state it had."""
     backups.restore(context.current(), driver, workload, op, egg.stop_timeout)
     observed = _restore_power(driver, workload, egg, driver.inspect(workload.id))
-    return Outcome(workload.status, _enforced(observed))
+    return Outcome(workload.status, _enforced(observed) | _vm_fields(driver, workload, None))
 
 
 def delete_backup(
@@ -276,18 +270,32 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     """RQ entry point. Returns the operation's final status."""
     ctx = context.current()
     repo = ctx.repo
-    try:
-        op = repo.operations.get(cluster_id, operation_id)
-    except NotFound:
+    # Jobs carry their workload's id (infra.queue): the operation and the workload are
+    # read at once. Without it (a job of an older release), the operation first.
+    job = get_current_job()
+    workload_id = (job.meta or {}).get(WORKLOAD_ID_META) if job is not None else None
+    op, workload = repo.operation_and_workload(cluster_id, operation_id, workload_id)
+    if op is None:
         log.warning("operation %s not in the table; nothing to do", operation_id)
         return "missing"
     if op.status.is_finished:
         return op.status.value
     if op.kind.is_fleet:
         return images.run_image_operation(ctx, op, retries_left=_retries_left())
-    try:
-        workload = repo.workloads.get(cluster_id, op.workload_id)
-    except NotFound:
+    with locks.workload_job(ctx.jobs.redis, op.workload_id, op.id) as waited:
+        if waited or workload_id is None:  # read what is true now, the workload too
+            op, workload = repo.operation_and_workload(cluster_id, operation_id, op.workload_id)
+            if op is None:
+                return "missing"
+            if op.status.is_finished:
+                return op.status.value
+        return _run_on_workload(ctx, op, workload)
+
+
+def _run_on_workload(ctx: context.WorkerContext, op: Operation, workload: Workload | None) -> str:
+    """The operation of one workload (None: not in the table), its lock held."""
+    repo = ctx.repo
+    if workload is None:
         gone = Failure("container_gone", "The container no longer exists.")
         repo.operations.fail_orphan(op, gone, ctx.clock())
         return "failed"
@@ -299,37 +307,45 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     try:
         outcome = _execute(ctx, workload, op)
     except JobTimedOut:
-        # Stopped by the worker past the job's timeout: a hang would hang again, so no retry;
-        # the workload takes its next change (a retry, a delete) from here.
-        log.warning("operation %s: stopped past its job timeout", op.id)
-        timed_out = Failure(
-            "timed_out",
-            "The host did not finish the operation in time. The operator has the details.",
-            "rq stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
-        )
-        return _record(ctx, op, workload, _failed(op, workload), timed_out)
-    except HostError as exc:
-        if exc.transient and _retries_left() > 0:
-            log.info("operation %s: transient host error, will retry: %s", op.id, exc)
-            raise
+        return _record_timed_out(ctx, op, workload)
+    except Exception as exc:
+        if passed():  # a host call cut short by the job's deadline
+            return _record_timed_out(ctx, op, workload)
+        return _record_error(ctx, op, workload, exc)
+    return _record(ctx, op, workload, outcome, None)
+
+
+def _record_timed_out(ctx: context.WorkerContext, op: Operation, workload: Workload) -> str:
+    """Stopped past the job's timeout: a hang would hang again, so no retry; the workload
+    takes its next change (a retry, a delete) from here."""
+    log.warning("operation %s: stopped past its job timeout", op.id)
+    timed_out = Failure(
+        "timed_out",
+        "The host did not finish the operation in time. The operator has the details.",
+        "the worker stopped the job past its timeout (CORRAL_JOB_TIMEOUT_SECONDS)",
+    )
+    return _record(ctx, op, workload, _failed(op, workload), timed_out)
+
+
+def _record_error(
+    ctx: context.WorkerContext, op: Operation, workload: Workload, exc: Exception
+) -> str:
+    """The job's failure recorded, or raised again for rq to retry while retries are left
+    (for a host error, only a transient one)."""
+    retry = _retries_left() > 0 and (not isinstance(exc, HostError) or exc.transient)
+    if retry:
+        log.info("operation %s: will retry: %s", op.id, exc)
+        raise exc
+    if isinstance(exc, HostError):
         log.warning("operation %s failed on the host: %s", op.id, exc)
         return _record(ctx, op, workload, _failed(op, workload, exc), exc.failure())
-    except Exception as exc:
-        if _retries_left() > 0:
-            raise
-        log.exception("operation %s failed", op.id)
-        return _record(
-            ctx,
-            op,
-            workload,
-            _failed(op, workload),
-            Failure(
-                "internal_error",
-                "Corral failed to carry out the operation. The operator has the details.",
-                f"{type(exc).__name__}: {exc}",
-            ),
-        )
-    return _record(ctx, op, workload, outcome, None)
+    log.error("operation %s failed", op.id, exc_info=exc)
+    internal = Failure(
+        "internal_error",
+        "Corral failed to carry out the operation. The operator has the details.",
+        f"{type(exc).__name__}: {exc}",
+    )
+    return _record(ctx, op, workload, _failed(op, workload), internal)
 
 
 def _failed(op: Operation, workload: Workload, exc: BaseException | None = None) -> Outcome:
@@ -352,16 +368,12 @@ def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> O
 def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
     if op.kind in HOSTLESS:
         return EXECUTORS[op.kind](None, workload, None, op)
-    try:
-        host = ctx.repo.hosts.get(workload.host_id)
-    except NotFound:
+    host, found_egg = ctx.repo.host_and_egg(workload.host_id, workload.egg_id)
+    if host is None:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
             return Outcome(gone_status(op), release=True, host_exists=False)
-        raise plain_error("host_removed", "The container's host was removed from Corral.") from None
-    try:
-        egg = ctx.repo.eggs.get(workload.egg_id)
-    except NotFound:
-        egg = _deleted_egg(workload, op)
+        raise plain_error("host_removed", "The container's host was removed from Corral.")
+    egg = found_egg or _deleted_egg(workload, op)
     driver = ctx.drivers.for_host(host)
     if op.params.database_id:  # a tenant database first: made, rotated or dropped
         databases_converge(ctx, workload.cluster_id, op.params.database_id)

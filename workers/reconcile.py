@@ -1,7 +1,9 @@
 """The reconciler: keeps the table and the hosts in agreement.
 
 - An operation the table says is unfinished but Redis no longer holds (or whose
-  worker died) is enqueued again: losing Redis loses no work.
+  worker died) is enqueued again: losing Redis loses no work. So is the job of an
+  operator's database left `creating` or `deleting` (a tenant's database, and a
+  backup, change by an operation of their container: the line above).
 - A workload the table says exists but its host lost is recreated (restart policy
   `always`) or marked error (`never`).
 - A workload whose engine state drifted (it stopped on its own) is recorded as it is.
@@ -21,8 +23,11 @@ from typing import ParamSpec
 
 from infra.drivers.base import HostDriver
 from services import operations
+from services.databases import ChangeJob
 from shared import rules
 from shared.capacity import Resources
+from shared.databases import DatabaseStatus
+from shared.environment import variable_values
 from shared.errors import CorralError, Failure, HostError, NotFound
 from shared.models import (
     Host,
@@ -35,17 +40,20 @@ from shared.models import (
 )
 from shared.runtime import (
     LABEL_CLUSTER,
+    LABEL_CONFIG,
     LABEL_EGG,
     LABEL_NAME,
     LABEL_PORTS,
     LABEL_RESOURCES,
+    LABEL_RESTART,
     Observed,
     RuntimeState,
     allocations_published,
 )
 from shared.states import OperationKind, OperationStatus, WorkloadStatus
 from workers import context
-from workers.jobs import LOST_MESSAGE
+from workers.databases import connections
+from workers.jobs import LOST_MESSAGE, spec_for
 
 log = logging.getLogger("corral.reconcile")
 Params = ParamSpec("Params")
@@ -58,6 +66,7 @@ RUNNING_GRACE = timedelta(seconds=60)
 ORPHAN_GRACE = timedelta(minutes=10)
 BATCH = 500
 
+_DATABASE_IN_FLIGHT = {DatabaseStatus.CREATING, DatabaseStatus.DELETING}
 _SETTLED = {WorkloadStatus.RUNNING, WorkloadStatus.STOPPED, WorkloadStatus.PAUSED}
 _ENGINE_STATUS = {
     RuntimeState.RUNNING: WorkloadStatus.RUNNING,
@@ -89,6 +98,7 @@ def reconcile() -> dict[str, list[str]]:
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
+    requeue_lost_database_jobs(ctx, report)
     for host in ctx.repo.hosts.list():
         if host.status != HostStatus.DOWN:
             _reconcile_isolated(ctx, host, report)
@@ -136,6 +146,28 @@ def requeue_lost_operations(ctx: context.WorkerContext, report: Report) -> None:
             continue
         except Exception:
             log.exception("reconcile: operation %s not re-queued this pass", operation_id)
+
+
+def requeue_lost_database_jobs(ctx: context.WorkerContext, report: Report) -> None:
+    """An operator's database still `creating` or `deleting` past the grace: its job is
+    enqueued again unless it waits in the queue (or runs, while its worker may still be
+    alive). The job converges from the record, so a second run changes nothing."""
+    now = ctx.clock()
+    stale_running = timedelta(seconds=ctx.settings.job_timeout_seconds) + RUNNING_GRACE
+    for database in ctx.repo.databases.every():
+        if database.owner_id is not None or database.status not in _DATABASE_IN_FLIGHT:
+            continue
+        if now - database.updated_at < QUEUED_GRACE:
+            continue
+        change = ChangeJob.of(database)
+        worker_dead = now - database.updated_at > stale_running
+        try:
+            if ctx.jobs.requeue_job(
+                change.job, change.args, job_id=change.job_id, replace_started=worker_dead
+            ):
+                report.requeued.append(change.job_id)
+        except Exception:
+            log.exception("reconcile: database %s not re-queued this pass", database.id)
 
 
 # -- hosts ------------------------------------------------------------------------
@@ -293,6 +325,7 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         pass
     egg = ctx.repo.eggs.get(labels[LABEL_EGG])
     resources = Resources(**json.loads(labels[LABEL_RESOURCES]))
+    databases = ctx.repo.databases.in_cluster(cluster.id)
     now = ctx.clock()
     workload = Workload(
         id=seen.workload_id,
@@ -305,10 +338,30 @@ def _adopt(ctx: context.WorkerContext, host: Host, seen: Observed) -> Workload |
         status=_ENGINE_STATUS.get(seen.state, WorkloadStatus.STOPPED),
         created_at=now,
         updated_at=now,
+        restart_policy=RestartPolicy(labels.get(LABEL_RESTART, RestartPolicy.NEVER.value)),
         enforced=dict(seen.enforced),
         # its published ports are held again (refused if another took one meanwhile)
         allocations=allocations_published(labels.get(LABEL_PORTS, ""), host.reached_at),
+        # what it was made with: its variables' values, read back from its environment,
+        # and the databases the table still binds to it (in the order they were bound)
+        environment=variable_values(egg, seen.environment),
+        databases=tuple(
+            d.id
+            for d in sorted(databases, key=lambda d: d.updated_at)
+            if d.app_id == seen.workload_id and d.status != DatabaseStatus.DELETING
+        ),
+        database_count=sum(1 for d in databases if d.owner_id == seen.workload_id),
+        backup_count=sum(
+            1 for b in ctx.repo.backups.of_workload(cluster.id, seen.workload_id) if b.holds_slot
+        ),
     )
+    made = spec_for(workload, egg, databases=connections(ctx, workload))  # its environment
+    if made.config_digest != labels.get(LABEL_CONFIG):
+        log.warning(
+            "reconcile: adopting %s, whose environment is not what its record composes "
+            "(its egg or databases changed since?): its next recreate takes the record's",
+            seen.workload_id,
+        )
     op = _operation(ctx, workload, OperationKind.ADOPT, OperationParams(host_id=host.id))
     done = replace(op, status=OperationStatus.SUCCEEDED, started_at=now, finished_at=now)
     workload = replace(workload, last_op=done.id)

@@ -156,6 +156,7 @@ class ClusterKeyItem:
         key = self._deps.repo.keys.get(path_id(cluster_id, "Cluster"), path_id(key_id, "Key"))
         self._auth.forget([key.key_hash])
         self._deps.repo.revoke_key(key, self._deps.clock())
+        self._deps.jobs.announce_revoked(key.id)  # its open waits and follows end
         resp.status = falcon.HTTP_204
 
 

@@ -8,6 +8,7 @@ from handlers import shapes, views
 from handlers.body import body_as, path_id
 from handlers.declare import responds
 from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
+from handlers.public.databases import DATABASE_CHANGE_ERRORS, DATABASE_CREATE_ERRORS
 from services.databases import DatabaseHostService, DatabaseService
 from services.deps import Deps
 from shared.admin_requests import (
@@ -16,14 +17,7 @@ from shared.admin_requests import (
     DatabaseHostUpdate,
     ManagedDatabaseCreate,
 )
-from shared.errors import (
-    ActionNotAllowed,
-    CapacityExceeded,
-    Conflict,
-    HostInUse,
-    NoHostAvailable,
-    NotFound,
-)
+from shared.errors import ActionNotAllowed, HostInUse, NotFound
 
 
 class DatabaseHostCollection:
@@ -87,7 +81,7 @@ class ManagedDatabaseCollection:
         201,
         shapes.ManagedDatabaseView,
         body=ManagedDatabaseCreate,
-        errors=(NoHostAvailable, CapacityExceeded, Conflict, NotFound),
+        errors=(*DATABASE_CREATE_ERRORS, NotFound),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = body_as(req, ManagedDatabaseCreate, self._deps.settings.max_body_bytes)
@@ -121,14 +115,14 @@ class ManagedDatabaseBind:
         self._deps = deps
         self._databases = databases
 
-    @responds(202, shapes.DatabaseBindingView, body=BindRequest, errors=(ActionNotAllowed,))
+    @responds(202, shapes.DatabaseBindingView, body=BindRequest, errors=DATABASE_CHANGE_ERRORS)
     def on_post(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
         path_id(database_id, "Database")
         body = body_as(req, BindRequest, self._deps.settings.max_body_bytes)
         resp.status = falcon.HTTP_202
         resp.media = views.binding(*self._databases.bind(database_id, body))
 
-    @responds(202, shapes.DatabaseBindingView, errors=(ActionNotAllowed,))
+    @responds(202, shapes.DatabaseBindingView, errors=DATABASE_CHANGE_ERRORS)
     def on_delete(self, req: falcon.Request, resp: falcon.Response, database_id: str) -> None:
         path_id(database_id, "Database")
         resp.status = falcon.HTTP_202

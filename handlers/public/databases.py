@@ -12,8 +12,20 @@ from handlers.declare import responds
 from handlers.pages import NAME_PREFIX_QUERY, PAGE_QUERIES, paged
 from services.databases import TenantDatabaseService
 from services.deps import Deps
-from shared.errors import ActionNotAllowed, CapacityExceeded, InvalidInput, NoHostAvailable
+from shared.errors import (
+    ActionNotAllowed,
+    CapacityExceeded,
+    Conflict,
+    InvalidInput,
+    NoHostAvailable,
+)
 from shared.requests import TenantDatabaseCreate
+
+# What a change to a database can answer besides not_found (the tenant's and the
+# operator's routes alike): it is not in a state for it, or the container is a VM.
+DATABASE_CHANGE_ERRORS = (ActionNotAllowed, InvalidInput)
+# ...and creating one: no room left, no host with room, its name taken in the cluster.
+DATABASE_CREATE_ERRORS = (*DATABASE_CHANGE_ERRORS, CapacityExceeded, NoHostAvailable, Conflict)
 
 
 class _Resource:
@@ -38,7 +50,7 @@ class ContainerDatabaseCollection(_Resource):
         202,
         shapes.TenantDatabaseAcceptedView,
         body=TenantDatabaseCreate,
-        errors=(CapacityExceeded, NoHostAvailable, ActionNotAllowed, InvalidInput),
+        errors=DATABASE_CREATE_ERRORS,
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response, container_id: str) -> None:
         path_id(container_id, "Container")
@@ -55,7 +67,7 @@ class ContainerDatabaseCollection(_Resource):
 class ContainerDatabaseItem(_Resource):
     """/containers/{id}/databases/{database_id}"""
 
-    @responds(202, shapes.OperationAcceptedView, errors=(ActionNotAllowed,))
+    @responds(202, shapes.OperationAcceptedView, errors=DATABASE_CHANGE_ERRORS)
     def on_delete(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, database_id: str
     ) -> None:
@@ -70,7 +82,7 @@ class ContainerDatabaseItem(_Resource):
 class ContainerDatabaseRotate(_Resource):
     """/containers/{id}/databases/{database_id}/rotate-password"""
 
-    @responds(202, shapes.TenantDatabaseAcceptedView, errors=(ActionNotAllowed,))
+    @responds(202, shapes.TenantDatabaseAcceptedView, errors=DATABASE_CHANGE_ERRORS)
     def on_post(
         self, req: falcon.Request, resp: falcon.Response, container_id: str, database_id: str
     ) -> None:

@@ -252,7 +252,7 @@ def events(lines: list[LogLine]) -> bytes:
     return b"".join(event(views.log_line(line), None, line.at_ns) for line in lines)
 
 
-def event(data: Any, kind: str | None, event_id: int | None = None) -> bytes:
+def event(data: Any, kind: str | None, event_id: int | str | None = None) -> bytes:
     head = f"event: {kind}\n" if kind else ""
     if event_id is not None:
         head += f"id: {event_id}\n"

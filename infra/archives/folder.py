@@ -1,8 +1,12 @@
 """Backups in a folder on the worker machines (and the API's, for downloads): one file
-per archive, written under a temporary name and renamed into place when complete."""
+per archive, written under a temporary name (`.<name>.<random>.part`, beside it) and
+renamed into place when complete. A worker killed while it wrote leaves its temporary
+file: the next write of the same archive (the operation's retry) and its deletion
+remove it."""
 
 from __future__ import annotations
 
+import glob
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,6 +28,7 @@ class FolderStore:
         try:
             with _failing_as_store(f"write {path}"):
                 path.parent.mkdir(parents=True, exist_ok=True)
+                _remove_leftovers(path)
                 out = partial.open("wb")
             with out:
                 for chunk in hashing:
@@ -53,12 +58,20 @@ class FolderStore:
         path = self._path(key)
         with _failing_as_store(f"delete {path}"):
             path.unlink(missing_ok=True)
+            _remove_leftovers(path)
 
     def _path(self, key: str) -> Path:
         path = (self._root / key).resolve()
         if not path.is_relative_to(self._root):
             raise ValueError(f"archive key {key!r} leaves the backup folder")
         return path
+
+
+def _remove_leftovers(path: Path) -> None:
+    """The temporary files of earlier writes of `path` that never finished (one archive
+    is written by one operation at a time: any found is a dead worker's)."""
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        leftover.unlink(missing_ok=True)
 
 
 def _chunks_of(archive: BinaryIO, path: Path) -> Iterator[bytes]:

@@ -104,12 +104,14 @@ class VmDriver(HostDriver, Protocol):
 
 @runtime_checkable
 class DataArchiver(Protocol):
-    """A driver that can archive a workload's data path and put an archive back
-    (`docker/data.py`). The archive is a tar whose first entry is the path itself."""
+    """A driver that can archive a workload's data and put an archive back: a
+    container's data path, a tar whose first entry is the path itself (`docker/data.py`);
+    a VM's disk, a tar of its one file (`qemu/data.py`)."""
 
     def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
-        """The tar stream of `path` in the workload; BackupRefused(no_data) when the
-        workload has no such path."""
+        """The tar stream of `path` in the workload (a VM's disk, whatever `path`);
+        BackupRefused(no_data) when the workload has no such path. Close the iterator
+        when done with it."""
         ...
 
     def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:

@@ -5,6 +5,7 @@ the HTTP path pays for them."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -63,32 +64,41 @@ BUILDERS: dict[DriverKind, Builder] = {DriverKind.DOCKER: _docker, DriverKind.SS
 
 
 class DriverFactory:
-    """Builds one driver per host and reuses it while the host record is unchanged."""
+    """Builds one driver per host and thread, and reuses it while the host record is
+    unchanged. A worker runs jobs in several threads at once (workers.worker): each has
+    drivers of its own, so no driver's connection (an HTTP session, an SSH transport
+    and its SFTP session) is ever used by two threads at once."""
 
     def __init__(self, builders: dict[DriverKind, Builder] | None = None) -> None:
         self._builders = dict(BUILDERS if builders is None else builders)
-        self._cache: dict[str, tuple[int, str, HostDriver]] = {}
+        self._cache: dict[tuple[int, str], tuple[int, str, HostDriver]] = {}
+        self._guard = threading.Lock()
 
     def register(self, kind: DriverKind, builder: Builder) -> None:
         self._builders[kind] = builder
 
     def for_host(self, host: Host) -> HostDriver:
-        cached = self._cache.get(host.id)
+        key = (threading.get_ident(), host.id)
+        with self._guard:
+            cached = self._cache.pop(key, None)
         if cached and cached[0] == host.version and cached[1] == host.address:
-            return cached[2]
-        if cached:
-            cached[2].close()
-        try:
-            builder = self._builders[host.driver]
-        except KeyError:
-            from shared.errors import HostError
+            driver = cached[2]
+        else:
+            if cached:
+                cached[2].close()
+            try:
+                builder = self._builders[host.driver]
+            except KeyError:
+                from shared.errors import HostError
 
-            raise HostError(f"No driver for hosts of kind {host.driver.value}.") from None
-        driver = builder(host)
-        self._cache[host.id] = (host.version, host.address, driver)
+                raise HostError(f"No driver for hosts of kind {host.driver.value}.") from None
+            driver = builder(host)
+        with self._guard:
+            self._cache[key] = (host.version, host.address, driver)
         return driver
 
     def close(self) -> None:
-        for _, _, driver in self._cache.values():
+        with self._guard:
+            cached, self._cache = list(self._cache.values()), {}
+        for _, _, driver in cached:
             driver.close()
-        self._cache.clear()

@@ -25,6 +25,7 @@ from shared.capacity import (
     shortfall,
     shortfall_message,
 )
+from shared.changes import record_change
 from shared.clock import iso, stamp
 from shared.errors import (
     CapacityExceeded,
@@ -154,7 +155,9 @@ class ClusterStore:
         return [cluster_from(i) for i in self.db.query(schema.ALL_CLUSTERS, index=schema.GSI1)]
 
     def create(self, cluster: Cluster) -> None:
-        self.db.put_new(cluster_item(cluster), Conflict("Cluster already exists."))
+        after = {"name": cluster.name, "status": cluster.status.value}
+        change = record_change("cluster", "created", cluster.id, cluster.id, after)
+        self.db.put_new(cluster_item(cluster), Conflict("Cluster already exists."), [change])
 
     def update(
         self,
@@ -216,17 +219,30 @@ class ClusterStore:
                 f"the cluster has {current.container_count}."
             )
 
-        item = self.db.update(schema.cluster_pk(cluster_id), schema.META, write, on_fail=refuse)
+        after: Item = {"name": name, "type": cluster_type, "description": description}
+        if egg_ids is not None:
+            after["egg_ids"] = list(egg_ids)
+        if plan is not None:
+            after["plan"] = {"name": plan.name, **plan.limits.to_api()}
+        if config is not None:
+            after["default_egg_id"] = config.default_egg_id
+        after = {k: v for k, v in after.items() if v is not None}
+        change = record_change("cluster", "updated", cluster_id, cluster_id, after)
+        item = self.db.update(
+            schema.cluster_pk(cluster_id), schema.META, write, on_fail=refuse, events=[change]
+        )
         return cluster_from(item)
 
     def set_status(self, cluster_id: str, status: ClusterStatus, now: datetime) -> Cluster:
         write = Expression().set("status", status.value).set("updated_at", stamp(now))
         write.add("version", 1).when_exists()
+        change = record_change("cluster", status.value, cluster_id, cluster_id, {"status": status})
         item = self.db.update(
             schema.cluster_pk(cluster_id),
             schema.META,
             write,
             on_fail=lambda _: NotFound("Cluster not found."),
+            events=[change],
         )
         return cluster_from(item)
 

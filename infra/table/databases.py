@@ -12,6 +12,7 @@ from infra.table import schema
 from infra.table.attributes import Item, failure_attrs, failure_from, moment, set_failure
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
+from shared.changes import record_change
 from shared.clock import iso, parse_iso, stamp
 from shared.databases import (
     DatabaseEngine,
@@ -134,7 +135,10 @@ class DatabaseHostStore:
         return [database_host_from(i) for i in items]
 
     def create(self, host: DatabaseHost) -> None:
-        self.db.put_new(database_host_item(host), Conflict("Database host already exists."))
+        change = record_change("database_host", "created", host.id, None, {"name": host.name})
+        self.db.put_new(
+            database_host_item(host), Conflict("Database host already exists."), [change]
+        )
 
     def update(self, host: DatabaseHost, fields: Item, now: datetime) -> DatabaseHost:
         """Change an operator's fields; `max_databases` never below what it holds."""
@@ -150,7 +154,10 @@ class DatabaseHostStore:
                 "max_databases cannot go below that."
             )
 
-        item = self.db.update(schema.database_host_pk(host.id), schema.META, write, on_fail=refuse)
+        change = record_change("database_host", "updated", host.id, None, fields)
+        item = self.db.update(
+            schema.database_host_pk(host.id), schema.META, write, on_fail=refuse, events=[change]
+        )
         return database_host_from(item)
 
     def record_check(
@@ -176,7 +183,14 @@ class DatabaseHostStore:
             )
 
         condition = Expression().when_exists().when_equal("database_count", 0)
-        self.db.delete(schema.database_host_pk(host_id), schema.META, condition, on_fail=refuse)
+        change = record_change("database_host", "deleted", host_id, None)
+        self.db.delete(
+            schema.database_host_pk(host_id),
+            schema.META,
+            condition,
+            on_fail=refuse,
+            events=[change],
+        )
 
     # -- transaction entries -------------------------------------------------------
 
@@ -238,12 +252,19 @@ class DatabaseStore:
         """Move the record from `expect` to `status`; False when it was not in `expect`."""
         write = Expression().set("status", status.value).set("updated_at", stamp(now))
         set_failure(write, failure).when_equal("status", expect.value)
+        after: Item = {"status": status.value}
+        if failure is not None:
+            after["error"] = {"code": failure.code, "message": failure.message}
+        change = record_change(
+            "database", status.value, database.id, database.cluster_id, after, {"status": expect}
+        )
         try:
             self.db.update(
                 schema.cluster_pk(database.cluster_id),
                 schema.database_sk(database.id),
                 write,
                 on_fail=lambda _: Conflict("moved on"),
+                events=[change],
             )
         except Conflict:
             return False

@@ -19,8 +19,11 @@ from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 
 from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
+from infra.table.events import EventLog, SequenceMoved
 from infra.table.expression import Expression
+from shared.clock import utc_now
 from shared.errors import Conflict, CorralError, ServiceUnavailable
+from shared.events import Change
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +38,10 @@ MAX_TRANSACTION_ITEMS = 100
 TRANSACT_BACKOFF_S = 0.01
 # Items a page query reads at a time (at least), however few a page keeps.
 PAGE_READ = 200
+
+# A commit whose events' numbers were taken by another is renumbered and sent again at
+# most this many times (commits to one cluster's log are serialized by its counter).
+SEQUENCE_ATTEMPTS = 40
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -165,6 +172,10 @@ class Dynamo:
         # Ask the table for the capacity each call consumed (TableStats' units): for the
         # benchmarks, which measure it; every call pays for it in the answer.
         self.consumed_capacity = False
+        self.events = EventLog(self)
+        # Called with the logs a commit appended to, once it is committed (the queue
+        # wakes the followers and the webhook deliveries: services.deps wires it).
+        self.on_events: Callable[[set[str]], None] | None = None
 
     def _call(self, name: str, **kwargs: Any) -> dict[str, Any]:
         if self.consumed_capacity:
@@ -211,11 +222,12 @@ class Dynamo:
                 time.sleep(random.uniform(0, TRANSACT_BACKOFF_S))
         return found
 
-    def put_new(self, item: Item, on_exists: CorralError) -> None:
-        if idempotency.riding() is not None:
-            self.transact(
-                [self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)]
-            )
+    def put_new(self, item: Item, on_exists: CorralError, events: Sequence[Change] = ()) -> None:
+        """Write a new item. With `events`, or an idempotency claim riding on the
+        request's first write, as a transaction that carries them."""
+        if events or idempotency.riding() is not None:
+            entry = self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)
+            self.transact([entry], events)
             return
         try:
             self._call(
@@ -230,12 +242,19 @@ class Dynamo:
             raise
 
     def update(
-        self, pk: str, sk: str, write: Expression, *, on_fail: FailureHandler | None = None
+        self,
+        pk: str,
+        sk: str,
+        write: Expression,
+        *,
+        on_fail: FailureHandler | None = None,
+        events: Sequence[Change] = (),
     ) -> Item:
         """Apply `write` and return the item as it is now; a failed condition raises
-        `on_fail(item as it was)`."""
-        if idempotency.riding() is not None:
-            self.transact([self.tx_update(pk, sk, write, on_fail=on_fail)])
+        `on_fail(item as it was)`. With `events` (or an idempotency claim riding), a
+        transaction that appends them, and a read of the item after it."""
+        if events or idempotency.riding() is not None:
+            self.transact([self.tx_update(pk, sk, write, on_fail=on_fail)], events)
             return self.get(pk, sk) or {}
         request = self._write_request(pk, sk, write)
         try:
@@ -254,9 +273,12 @@ class Dynamo:
         condition: Expression | None = None,
         *,
         on_fail: FailureHandler | None = None,
+        events: Sequence[Change] = (),
     ) -> None:
-        if idempotency.riding() is not None:
-            self.transact([self.tx_delete(pk, sk, condition or Expression(), on_fail=on_fail)])
+        if events or idempotency.riding() is not None:
+            self.transact(
+                [self.tx_delete(pk, sk, condition or Expression(), on_fail=on_fail)], events
+            )
             return
         try:
             self._call("delete_item", **self._write_request(pk, sk, condition or Expression()))
@@ -272,12 +294,14 @@ class Dynamo:
         *,
         sk_prefix: str | None = None,
         sk_at_most: str | None = None,
+        sk_after: str | None = None,
         index: str | None = None,
         consistent: bool = False,
         page_size: int | None = None,
     ) -> Iterator[Item]:
         """Items of partition `pk` (of the table or of an index `gsi1`/`gsi2`), whose sort
-        key begins with `sk_prefix` or sorts at or before `sk_at_most`, page by page."""
+        key begins with `sk_prefix`, sorts at or before `sk_at_most` or after `sk_after`,
+        page by page."""
         key_attr, sort_attr = (f"{index}pk", f"{index}sk") if index else ("pk", "sk")
         expression = f"{key_attr} = :pk"
         values: Item = {":pk": pk}
@@ -287,6 +311,9 @@ class Dynamo:
         elif sk_at_most:
             expression += f" AND {sort_attr} <= :most"
             values[":most"] = sk_at_most
+        elif sk_after:
+            expression += f" AND {sort_attr} > :after"
+            values[":after"] = sk_after
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": expression,
@@ -356,7 +383,30 @@ class Dynamo:
                     return found
         return found
 
-    def transact(self, entries: list[TxEntry]) -> None:
+    def transact(self, entries: list[TxEntry], events: Sequence[Change] = ()) -> None:
+        """Commit all entries or none, and append `events` (the changes they make) to
+        their logs in the same transaction (infra.table.events). A failed condition
+        raises the entry's own error.
+        """
+        if not events:
+            self._transact(entries)
+            return
+        for _ in range(SEQUENCE_ATTEMPTS):
+            numbered = self.events.number(events, utc_now())
+            try:
+                # The events last: a change's own failed condition is the one reported.
+                self._transact([*entries, *numbered.entries])
+            except SequenceMoved as moved:
+                self.events.moved(moved)
+                time.sleep(random.uniform(0, TRANSACT_BACKOFF_S))
+                continue
+            self.events.committed(numbered)
+            if self.on_events is not None:
+                self.on_events({event.log for event in numbered.events})
+            return
+        raise Conflict("The cluster's event log kept moving under this change; retry.")
+
+    def _transact(self, entries: list[TxEntry]) -> None:
         """Commit all entries or none. A failed condition raises the entry's own error.
 
         DynamoDB cancels a transaction that touches an item another transaction holds

@@ -6,6 +6,7 @@ from infra.table import schema
 from infra.table.attributes import Item, moment, resources_attrs, resources_from
 from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
+from shared.changes import record_change
 from shared.clock import iso
 from shared.errors import Conflict, NotFound
 from shared.images import SealedRegistryAuth
@@ -78,7 +79,8 @@ class EggStore:
         return [egg_from(i) for i in self.db.query(schema.ALL_EGGS, index=schema.GSI1)]
 
     def create(self, egg: Egg) -> None:
-        self.db.put_new(egg_item(egg), Conflict("Egg already exists."))
+        change = record_change("egg", "created", egg.id, None, {"name": egg.name})
+        self.db.put_new(egg_item(egg), Conflict("Egg already exists."), [change])
 
     def replace(self, egg: Egg) -> None:
         entry = self.db.tx_put(
@@ -86,7 +88,8 @@ class EggStore:
             Expression().when_exists(),
             on_fail=lambda _: NotFound("Egg not found."),
         )
-        self.db.transact([entry])
+        change = record_change("egg", "updated", egg.id, None, {"name": egg.name})
+        self.db.transact([entry], events=[change])
 
     def delete(self, egg_id: str) -> None:
         self.db.delete(
@@ -94,4 +97,5 @@ class EggStore:
             schema.META,
             Expression().when_exists(),
             on_fail=lambda _: NotFound("Egg not found."),
+            events=[record_change("egg", "deleted", egg_id, None)],
         )

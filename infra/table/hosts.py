@@ -16,8 +16,10 @@ from infra.table.health import load_attr, load_from
 from infra.table.placement import PlacementStore, unchanged_refusal
 from shared.allocations import no_free_ports, range_size
 from shared.capacity import Resources, below_zero, shortfall, shortfall_message
+from shared.changes import record_change
 from shared.clock import iso, parse_iso, stamp
 from shared.errors import Conflict, CorralError, HostInUse, NoHostAvailable, NotFound
+from shared.events import Change
 from shared.models import DriverKind, Engine, Host, HostStatus, host_status
 from shared.placement import HOST_DIMENSIONS, allocated_range
 
@@ -108,7 +110,9 @@ class HostStore:
             Expression().when_absent(),
             on_fail=lambda _: Conflict("Host already exists."),
         )
-        self.db.transact([put, self.placement.describe(host, with_counters=True)])
+        change = record_change("host", "created", host.id, None, {"name": host.name})
+        describe = self.placement.describe(host, with_counters=True)
+        self.db.transact([put, describe], events=[change])
 
     def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
         """Drain or undrain, conditioned on the health that was read."""
@@ -120,8 +124,12 @@ class HostStore:
             }
         )
         write.when_equal("health", host.health.value)
+        after = {"draining": draining}
+        change = record_change(
+            "host", "draining" if draining else "undrained", host.id, None, after
+        )
         changed = replace(host, draining=draining, status=host_status(host.health, draining))
-        return self._with_summary(host, changed, write, "The host's health changed; retry.")
+        return self._with_summary(host, changed, write, "The host's health changed; retry.", change)
 
     def set_reach(self, host: Host, changed: Host, now: datetime) -> Host:
         """Store `changed`'s public address and port range, if the host is as read
@@ -134,7 +142,12 @@ class HostStore:
             }
         )
         write.add("version", 1).when_equal("version", host.version)
-        return self._with_summary(host, changed, write, "The host changed meanwhile; retry.")
+        before = {"public_address": host.public_address, "port_range": host.port_range}
+        after = {"public_address": changed.public_address, "port_range": changed.port_range}
+        change = record_change("host", "updated", host.id, None, after, before)
+        return self._with_summary(
+            host, changed, write, "The host changed meanwhile; retry.", change
+        )
 
     def record_health(
         self,
@@ -164,10 +177,18 @@ class HostStore:
             status=host_status(health, host.draining),
             images=host.images if images is None else tuple(images),
         )
+        # A health check that changes the host's status is a change; a heartbeat is not.
+        changes = []
+        if measured.status != host.status:
+            before, after = {"status": host.status.value}, {"status": measured.status.value}
+            changes.append(
+                record_change("host", measured.status.value, host.id, None, after, before)
+            )
         changed = "The host's drain flag changed; retry."
         if (measured.status, measured.images) == (host.status, host.images):
-            return self._update_as_read(host, write, changed)  # the summary holds neither
-        return self._with_summary(host, measured, write, changed)
+            # the summary holds neither
+            return self._update_as_read(host, write, changed, *changes)
+        return self._with_summary(host, measured, write, changed, *changes)
 
     def sync_placement(self, host: Host) -> bool:
         """Make the placement summary's copy of `host` exact, if the host is still as
@@ -181,7 +202,9 @@ class HostStore:
         )
         return self.placement.sync(host, check)
 
-    def _with_summary(self, host: Host, changed: Host, write: Expression, refusal: str) -> Host:
+    def _with_summary(
+        self, host: Host, changed: Host, write: Expression, refusal: str, *changes: Change
+    ) -> Host:
         """`_update_as_read`, and copy `changed` (the host as `write` leaves it) into the
         placement summary in the same transaction."""
         update = self.db.tx_update(
@@ -190,10 +213,12 @@ class HostStore:
             write.when_exists(),
             on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(refusal),
         )
-        self.db.transact([update, self.placement.describe(changed)])
+        self.db.transact([update, self.placement.describe(changed)], events=changes)
         return self.get(host.id)
 
-    def _update_as_read(self, host: Host, write: Expression, changed: str) -> Host:
+    def _update_as_read(
+        self, host: Host, write: Expression, changed: str, *changes: Change
+    ) -> Host:
         """Apply `write` if the host exists and `write`'s condition on what was read
         holds; otherwise the host is gone (NotFound) or `changed` (Conflict)."""
         item = self.db.update(
@@ -201,6 +226,7 @@ class HostStore:
             schema.META,
             write.when_exists(),
             on_fail=lambda old: NotFound("Host not found.") if old is None else Conflict(changed),
+            events=changes,
         )
         return host_from(item)
 
@@ -217,8 +243,9 @@ class HostStore:
         condition = Expression().when_exists()
         if not force:
             condition.when_equal("workload_count", 0)
+        change = record_change("host", "deleted", host_id, None)
         remove = self.db.tx_delete(schema.host_pk(host_id), schema.META, condition, on_fail=refuse)
-        self.db.transact([remove, self.placement.forget(host_id)])
+        self.db.transact([remove, self.placement.forget(host_id)], events=[change])
 
     # -- transaction entries -----------------------------------------------------
 

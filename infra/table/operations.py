@@ -3,12 +3,14 @@ until it finishes; a finished one ages out of the table after the retention peri
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from infra.table import schema
 from infra.table.attributes import Item, failure_attrs, failure_from, moment, set_failure
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
+from shared.changes import operation_change
 from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import Conflict, Failure, NotFound
 from shared.models import Operation, OperationParams
@@ -98,6 +100,7 @@ class OperationStore:
             schema.operation_sk(operation.id),
             write,
             on_fail=lambda _: Conflict("Operation already finished."),
+            events=[operation_change(operation, "running")],
         )
         return operation_from(item)
 
@@ -114,7 +117,9 @@ class OperationStore:
 
     def finish(self, operation: Operation, failure: Failure | None, now: datetime) -> None:
         """Close an operation that no workload waits for (an operator's image operation)."""
-        self.db.transact([self.close(operation, failure, now)])
+        closed = OperationStatus.FAILED if failure is not None else OperationStatus.SUCCEEDED
+        change = operation_change(replace(operation, status=closed, failure=failure))
+        self.db.transact([self.close(operation, failure, now)], events=[change])
 
     def fail_orphan(self, operation: Operation, failure: Failure, now: datetime) -> None:
         """Close an operation whose workload is gone (nothing left to converge)."""

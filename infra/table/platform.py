@@ -7,6 +7,7 @@ from datetime import datetime
 from infra.table import schema
 from infra.table.dynamo import Dynamo
 from infra.table.expression import Expression
+from shared.changes import record_change
 from shared.clock import iso, parse_iso
 from shared.models import PlatformSettings
 
@@ -30,5 +31,7 @@ class PlatformStore:
             write.remove("default_cluster_id")
         else:
             write.set("default_cluster_id", cluster_id)
-        self.db.update(schema.PLATFORM_PK, schema.SETTINGS_SK, write)
+        after = {"default_cluster_id": cluster_id}
+        change = record_change("platform", "updated", "settings", None, after)
+        self.db.update(schema.PLATFORM_PK, schema.SETTINGS_SK, write, events=[change])
         return self.get()

@@ -1,5 +1,7 @@
 """The repository: one store per aggregate over the single table, and the transactions
-that span aggregates (each all-or-nothing, built from the stores' entries).
+that span aggregates (each all-or-nothing, built from the stores' entries). Each
+transaction appends the events of the changes it makes (shared.changes) to their
+cluster's log in the same commit: `self.db.transact(entries, events=...)`.
 
 Invariants carried by conditions, never by read-then-write:
 - a cluster's and a host's `used_*` counters equal the sum of their live workloads;
@@ -11,7 +13,7 @@ Invariants carried by conditions, never by read-then-write:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from infra.table import schema
@@ -24,19 +26,35 @@ from infra.table.dynamo import MAX_TRANSACTION_ITEMS, Dynamo, TxEntry
 from infra.table.eggs import EggStore, egg_from
 from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
-from infra.table.hosts import HostStore
-from infra.table.operations import OperationStore
+from infra.table.hosts import HostStore, host_from
+from infra.table.operations import OperationStore, operation_from
 from infra.table.placement import HostMove, PlacementStore, status_change
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
-from infra.table.workloads import WorkloadStore, give_database, refuse_busy, refuse_database
+from infra.table.webhooks import WebhookStore
+from infra.table.workloads import (
+    WorkloadStore,
+    give_database,
+    refuse_busy,
+    refuse_database,
+    workload_from,
+)
 from shared.backups import Backup, BackupStatus
 from shared.capacity import Resources
+from shared.changes import (
+    key_change,
+    operation_change,
+    record_change,
+    workload_change,
+    workload_fields_change,
+    workload_state,
+)
 from shared.databases import DatabaseHost, ManagedDatabase
 from shared.envs import Env
 from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
+from shared.events import Change
 from shared.models import ApiKey, Cluster, Egg, Host, Operation, Workload
-from shared.states import WorkloadStatus
+from shared.states import OperationStatus, WorkloadStatus
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class Repository:
         self.databases = DatabaseStore(db)
         self.ports = PortStore(db)
         self.backups = BackupStore(db)
+        self.webhooks = WebhookStore(db)
 
     # -- API keys and the cluster's key slots --------------------------------------
 
@@ -84,7 +103,7 @@ class Repository:
         entries = [self.keys.put_new(key)]
         if key.cluster_id is not None:
             entries.append(self.clusters.take_key_slot(key.cluster_id, now))
-        self.db.transact(entries)
+        self.db.transact(entries, events=[key_change("created", key)])
 
     def revoke_key(self, key: ApiKey, now: datetime) -> bool:
         """Mark the key revoked and give its slot back, in one transaction. Idempotent:
@@ -95,7 +114,7 @@ class Repository:
             entries.append(self.clusters.give_key_slot(key.cluster_id, now))
         for _ in range(3):
             try:
-                self.db.transact(entries)
+                self.db.transact(entries, events=[key_change("revoked", key)])
             except AlreadyRevoked:
                 return False
             except Conflict:
@@ -116,13 +135,48 @@ class Repository:
         egg = found.get(egg_key)
         return cluster_from(found[cluster_key]), egg_from(egg) if egg is not None else None
 
+    def operation_and_workload(
+        self, cluster_id: str, operation_id: str, workload_id: str | None
+    ) -> tuple[Operation | None, Workload | None]:
+        """An operation and, with its id, its workload, in one round trip (what a job
+        reads first); None for one that does not exist."""
+        op_key = (schema.cluster_pk(cluster_id), schema.operation_sk(operation_id))
+        if workload_id is None:
+            item = self.db.get(*op_key)
+            return (operation_from(item) if item is not None else None), None
+        workload_key = (schema.cluster_pk(cluster_id), schema.workload_sk(workload_id))
+        found = self.db.get_many([op_key, workload_key])
+        op, workload = found.get(op_key), found.get(workload_key)
+        return (
+            operation_from(op) if op is not None else None,
+            workload_from(workload) if workload is not None else None,
+        )
+
+    def host_and_egg(self, host_id: str, egg_id: str) -> tuple[Host | None, Egg | None]:
+        """A host and an egg, in one round trip (what a job reads after its workload);
+        None for one that does not exist."""
+        host_key = (schema.host_pk(host_id), schema.META)
+        egg_key = (schema.egg_pk(egg_id), schema.META)
+        found = self.db.get_many([host_key, egg_key])
+        host, egg = found.get(host_key), found.get(egg_key)
+        return (
+            host_from(host) if host is not None else None,
+            egg_from(egg) if egg is not None else None,
+        )
+
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
     ) -> None:
         """Write the workload and its first operation, take its allocations' ports (each
         only if nobody holds it: `PortTaken` otherwise), and raise the cluster's and the
         host's counters, in one transaction."""
-        self.db.transact(self.create_workload_entries(workload, operation, cluster, host))
+        self.db.transact(
+            self.create_workload_entries(workload, operation, cluster, host),
+            events=[
+                workload_change("created", workload, after=workload_state(workload)),
+                operation_change(operation, "created"),
+            ],
+        )
 
     def create_workload_entries(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
@@ -158,6 +212,12 @@ class Repository:
         counters move by the difference (growth checked against the limits); with
         `ports`, the ports it takes and gives back move in the same transaction."""
         now = operation.created_at
+        events = [operation_change(operation, "created")]
+        if set_fields or resources is not None:
+            changed = {k: v for k, v in (set_fields or {}).items() if k != "allocations"}
+            if resources is not None:
+                changed["resources"] = resources.to_api()
+            events.insert(0, workload_fields_change(workload, changed))
         counters: list[TxEntry] = []
         entering = (set_fields or {}).get("status")
         summary = status_change(
@@ -183,7 +243,8 @@ class Repository:
                 self.operations.put_new(operation),
                 *counters,
                 *also,
-            ]
+            ],
+            events=events,
         )
 
     def finish_operation(
@@ -231,8 +292,21 @@ class Repository:
                 summary += HostMove(Resources() - workload.resources, -1)
             entries += self.ports.free(workload.host_id, (a.port for a in workload.allocations))
         entries += self._counted(workload.cluster_id, {workload.host_id: summary})
+        closed = OperationStatus.FAILED if error is not None else OperationStatus.SUCCEEDED
+        events = [operation_change(replace(operation, status=closed, failure=error))]
+        if release:
+            events.append(workload_change("deleted", workload, after={"status": "deleted"}))
+        elif status != workload.status or error is not None:
+            events.append(
+                workload_change(
+                    status.value,
+                    workload,
+                    before={"status": workload.status.value},
+                    after={"status": status.value},
+                )
+            )
         try:
-            self.db.transact(entries)
+            self.db.transact(entries, events=events)
         except Conflict:
             return False
         return True
@@ -249,7 +323,8 @@ class Repository:
                 *self.databases.put_new(database),
                 self.database_hosts.take_slot(host, now),
                 self.clusters.reserve(cluster, Resources(databases=1), 0, now),
-            ]
+            ],
+            events=[_database_change("created", database)],
         )
 
     def create_tenant_database(
@@ -276,7 +351,8 @@ class Repository:
                     take_database=True,
                 ),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[_database_change("created", database), operation_change(operation, "created")],
         )
 
     # -- backups -------------------------------------------------------------------
@@ -303,7 +379,8 @@ class Repository:
                 ),
                 self.backups.put_new(backup),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[_backup_change("created", backup), operation_change(operation, "created")],
         )
 
     def begin_backup_operation(
@@ -325,7 +402,11 @@ class Repository:
                     backup, status, operation.id, now, allowed_from=allowed_from, action=action
                 ),
                 self.operations.put_new(operation),
-            ]
+            ],
+            events=[
+                _backup_change(status.value, backup, {"operation_id": operation.id}),
+                operation_change(operation, "created"),
+            ],
         )
 
     def remove_database(self, database: ManagedDatabase, now: datetime) -> bool:
@@ -343,7 +424,7 @@ class Repository:
             held_by,
         ]
         try:
-            self.db.transact(entries)
+            self.db.transact(entries, events=[_database_change("deleted", database)])
         except Conflict:
             return False
         return True
@@ -374,7 +455,11 @@ class Repository:
         entries.append(self.clusters.reserve(cluster, total, len(vms), now))
         for host_id, move in per_host.items():
             entries.append(self.hosts.reserve(hosts[host_id], move.resources, move.workloads, now))
-        self._transact_with_summary(entries, self._counted(cluster.id, per_host))
+        # One event for the env (a transaction holds at most 100 items; a VM is 2).
+        after = {"owner": env.owner, "vm_ids": [w.id for w, _ in vms]}
+        self._transact_with_summary(
+            entries, self._counted(cluster.id, per_host), [_env_change("created", env, after)]
+        )
 
     def _counted(self, cluster_id: str, per_host: Mapping[str, HostMove]) -> list[TxEntry]:
         """The entries that count what a change of workloads moves besides their own
@@ -386,18 +471,21 @@ class Repository:
             *self.clusters.count_moves(cluster_id, per_host),
         ]
 
-    def _transact_with_summary(self, entries: list[TxEntry], summary: list[TxEntry]) -> None:
+    def _transact_with_summary(
+        self, entries: list[TxEntry], summary: list[TxEntry], events: list[Change]
+    ) -> None:
         """Commit `entries` with the placement summary's moves of the same hosts, in one
         transaction when they fit in one. The widest env does not (its 32 hosts may
         touch every shard): its summary moves follow the transaction, and a crash
         between the two leaves a summary that lags, which the host check repairs (the
         hosts' own counters, which guard every reservation, are exact either way)."""
-        # one item left for the claim of an Idempotency-Key, which rides on the first
-        # transaction of its request (infra/table/idempotency.py)
-        if len(entries) + len(summary) < MAX_TRANSACTION_ITEMS:
-            self.db.transact(entries + summary)
+        # room left for the events (an event and its log's counter each) and for the
+        # claim of an Idempotency-Key, which rides on the first transaction of its
+        # request (infra/table/idempotency.py)
+        if len(entries) + len(summary) + 2 * len(events) + 1 <= MAX_TRANSACTION_ITEMS:
+            self.db.transact(entries + summary, events=events)
             return
-        self.db.transact(entries)
+        self.db.transact(entries, events=events)
         for move in summary:
             self.db.transact([move])
 
@@ -407,7 +495,8 @@ class Repository:
         """Renew an environment and every live VM of it, in one transaction."""
         entries = [self.envs.lease(env, expires_at, now)]
         entries += [self.workloads.lease(vm, expires_at, now) for vm in vms]
-        self.db.transact(entries)
+        after = {"expires_at": expires_at.isoformat()}
+        self.db.transact(entries, events=[_env_change("renewed", env, after)])
 
     def begin_env_operations(
         self,
@@ -435,4 +524,25 @@ class Repository:
         if deleting:
             entries.append(self.envs.mark_deleting(env, now))
         if entries:
-            self._transact_with_summary(entries, self._counted(env.cluster_id, per_host))
+            what = "deleting" if deleting else "changing"
+            after = {"operation_ids": [operation.id for _, operation in changes]}
+            counted = self._counted(env.cluster_id, per_host)
+            self._transact_with_summary(entries, counted, [_env_change(what, env, after)])
+
+
+def _database_change(what: str, database: ManagedDatabase) -> Change:
+    after = {
+        "name": database.name,
+        "engine": database.engine.value,
+        "container_id": database.owner_id,
+    }
+    return record_change("database", what, database.id, database.cluster_id, after)
+
+
+def _backup_change(what: str, backup: Backup, extra: Item | None = None) -> Change:
+    after = {"name": backup.name, "container_id": backup.workload_id, **(extra or {})}
+    return record_change("backup", what, backup.id, backup.cluster_id, after)
+
+
+def _env_change(what: str, env: Env, after: Item) -> Change:
+    return record_change("env", what, env.id, env.cluster_id, after)

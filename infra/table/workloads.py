@@ -23,6 +23,7 @@ from infra.table.expression import Expression
 from infra.table.health import health_attr, health_from
 from shared.allocations import Allocation
 from shared.capacity import Resources
+from shared.changes import workload_change
 from shared.clock import iso, parse_iso, sortable, stamp
 from shared.errors import (
     ActionNotAllowed,
@@ -196,11 +197,13 @@ class WorkloadStore:
 
     def set_lease(self, workload: Workload, expires_at: datetime, now: datetime) -> Workload:
         """Move the workload's expiry; refused once it is being deleted or gone."""
+        before, after = {"expires_at": iso(workload.expires_at)}, {"expires_at": iso(expires_at)}
         item = self.db.update(
             schema.cluster_pk(workload.cluster_id),
             schema.workload_sk(workload.id),
             _lease(workload, expires_at, now),
             on_fail=_refuse_renewal,
+            events=[workload_change("renewed", workload, before, after)],
         )
         return workload_from(item)
 

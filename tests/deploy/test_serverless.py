@@ -218,6 +218,7 @@ def test_template_wires_the_functions(template: dict[str, Any]) -> None:
         f"corral-{STAGE}-reconcile": "handlers.lambda_schedule.reconcile",
         f"corral-{STAGE}-checkHosts": "handlers.lambda_schedule.check_hosts",
         f"corral-{STAGE}-collectHealth": "handlers.lambda_schedule.collect_health",
+        f"corral-{STAGE}-deliverWebhooks": "handlers.lambda_schedule.deliver_webhooks",
     }
     for props in functions.values():
         assert props["Runtime"] == "python3.11"
@@ -236,7 +237,7 @@ def test_template_wires_the_functions(template: dict[str, Any]) -> None:
         for r in resources.values()
         if r["Type"] == "AWS::Events::Rule"
     ]
-    assert schedules == ["rate(1 minute)"] * 4
+    assert schedules == ["rate(1 minute)"] * 5
     # The schedules only enqueue: their role grants logging and nothing else.
     policies = resources["ScheduleRole"]["Properties"]["Policies"]
     actions = {a for p in policies for s in p["PolicyDocument"]["Statement"] for a in s["Action"]}

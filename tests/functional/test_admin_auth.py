@@ -29,6 +29,12 @@ from tests.fixtures.openapi_check import CheckedClient
 ENV_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0Cw9bmL6J8fM3p4rWn2M7Q0dD4xP6y1vU8n9s2kLr a@b"
 # Routes the walk must find: a route silently dropped from the router fails here.
 EXPECTED_OPERATOR_ROUTES = {
+    ("GET", "/events"),
+    ("GET", "/webhooks"),
+    ("POST", "/webhooks"),
+    ("GET", "/webhooks/{webhook_id}"),
+    ("DELETE", "/webhooks/{webhook_id}"),
+    ("GET", "/webhooks/{webhook_id}/deliveries"),
     ("GET", "/clusters"),
     ("POST", "/clusters"),
     ("GET", "/clusters/{cluster_id}"),
@@ -135,6 +141,7 @@ def world(api: Api, tenant: Tenant, deps: Deps) -> dict[str, Any]:
             "operation_id": created["operation"]["id"],
             "database_id": "db-1",
             "backup_id": new_id(),  # a route that skipped its key check would answer 404
+            "webhook_id": new_id(),
         },
         "tenant": tenant,
     }
@@ -185,6 +192,7 @@ def operator_bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         ("PATCH", "/database-hosts/{host_id}"): {"max_databases": 1},
         ("POST", "/managed-databases"): {"cluster_id": ids["cluster_id"], "name": "db"},
         ("POST", "/managed-databases/{database_id}/bind"): {"app_id": ids["container_id"]},
+        ("POST", "/webhooks"): {"url": "https://203.0.113.9/hook"},  # an IP: no DNS
     }
 
 
@@ -351,6 +359,10 @@ def test_the_same_calls_with_the_operator_key_succeed(api: Api, world: dict[str,
         ("DELETE", "/managed-databases/{database_id}"): (404, "not_found"),
         ("POST", "/managed-databases/{database_id}/bind"): (404, "not_found"),
         ("DELETE", "/managed-databases/{database_id}/bind"): (404, "not_found"),
+        # a webhook id that is not one
+        ("GET", "/webhooks/{webhook_id}"): (404, "not_found"),
+        ("GET", "/webhooks/{webhook_id}/deliveries"): (404, "not_found"),
+        ("DELETE", "/webhooks/{webhook_id}"): (404, "not_found"),
     }
 
 

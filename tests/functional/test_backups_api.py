@@ -119,7 +119,7 @@ def test_a_backup_not_ready_cannot_be_restored_or_deleted(tenant: Tenant, deps: 
         assert error_of(resp) == (409, "action_not_allowed"), method
 
 
-def test_vms_have_no_backups_yet(api: Api, deps: Deps) -> None:
+def test_a_vm_backup_is_an_operation_of_its_vm(api: Api, deps: Deps) -> None:
     vm_egg = api.make_egg(name="vm", engine="qemu", image="debian-12")
     api.make_host(
         name="vm-host",
@@ -138,8 +138,11 @@ def test_vms_have_no_backups_yet(api: Api, deps: Deps) -> None:
     vm_id = created.json["container"]["id"]
     settle(deps, cluster["id"], vm_id, "running")
     resp = api.tenant("POST", f"/containers/{vm_id}/backups")
-    assert error_of(resp) == (409, "action_not_allowed")
-    assert "VM" in resp.json["error"]["message"]
+    assert resp.status_code == 202, resp.text  # the disk over SSH: tests/integration/vm
+    assert resp.json["operation"]["kind"] == "backup"
+    assert resp.json["backup"]["status"] == "creating"
+    vm = api.tenant("GET", f"/containers/{vm_id}").json
+    assert vm["pending_operation"] == resp.json["operation"]["id"]
 
 
 def test_the_egg_names_its_data_path(api: Api) -> None:

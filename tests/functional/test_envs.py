@@ -10,6 +10,7 @@ import pytest
 
 from services.deps import Deps
 from shared.clock import utc_now
+from shared.env_requests import MAX_VMS_PER_ENV
 from shared.states import WorkloadStatus
 from tests.fixtures.corral import Api
 
@@ -294,19 +295,30 @@ def test_a_host_runs_the_engine_its_driver_speaks(api: Api) -> None:
 
 
 def test_the_largest_env_fits_one_transaction(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
-    """32 VMs on 32 hosts: the env, 32 VMs, 32 operations, the cluster and 32 hosts
-    are 98 items of the 100 one transaction may hold."""
+    """31 VMs on 31 hosts, sent with an Idempotency-Key: the env, 31 VMs, 31 operations,
+    the cluster and 31 hosts, the log counter and the event, and the key's claim are 98
+    items of the 100 one transaction may hold; one VM more is refused before any write."""
     for host in lab["hosts"]:
         api.admin("DELETE", f"/hosts/{host['id']}")
-    hosts = [_vm_host(api, f"h{i}", ram_mb=256) for i in range(32)]
+    hosts = [_vm_host(api, f"h{i}", ram_mb=256) for i in range(MAX_VMS_PER_ENV + 1)]
     cluster = api.make_cluster(
         [lab["egg"]["id"]], cpu_cores=64, ram_mb=8192, storage_mb=65536, ports=64, containers=32
     )
-    vms = [SMALL | {"mem": 256} for _ in range(32)]
-    resp = api.admin("POST", "/envs", _env(lab, "wide", cluster_id=cluster["id"], vms=vms))
+    too_many = [SMALL | {"mem": 256} for _ in range(MAX_VMS_PER_ENV + 1)]
+    resp = api.admin("POST", "/envs", _env(lab, "wider", cluster_id=cluster["id"], vms=too_many))
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_input", resp.text
+
+    vms = too_many[:MAX_VMS_PER_ENV]
+    resp = api.admin(
+        "POST",
+        "/envs",
+        _env(lab, "wide", cluster_id=cluster["id"], vms=vms),
+        headers={"Idempotency-Key": "the-largest-env"},
+    )
     assert resp.status_code == 202, resp.text
-    assert {vm["host_id"] for vm in resp.json["vms"]} == {h["id"] for h in hosts}
-    assert len(deps.repo.workloads.in_cluster(cluster["id"])) == 32
+    assert len({vm["host_id"] for vm in resp.json["vms"]}) == MAX_VMS_PER_ENV
+    assert {vm["host_id"] for vm in resp.json["vms"]} <= {h["id"] for h in hosts}
+    assert len(deps.repo.workloads.in_cluster(cluster["id"])) == MAX_VMS_PER_ENV
 
 
 def _expiry(text: str) -> Any:

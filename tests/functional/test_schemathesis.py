@@ -35,7 +35,10 @@ CHECKS = [
 def settings(settings: Settings) -> Settings:
     """Token login on, as make run has it: 004's POST /api/auth/login is then exercised
     (without a secret it answers 503 service_unavailable by design)."""
-    return dataclasses.replace(settings, token_secret="schemathesis-token-secret")
+    # An event follow (`follow=true`) streams until its cap: short here.
+    return dataclasses.replace(
+        settings, token_secret="schemathesis-token-secret", events_follow_cap_seconds=0.5
+    )
 
 
 @pytest.fixture

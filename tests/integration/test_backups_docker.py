@@ -14,11 +14,10 @@ import boto3
 import docker
 import pytest
 
-from devstack.dockerd import Dockerd
 from infra.archives.store import ArchiveMissing, ArchiveStore, StoreFailed, store_for
 from services.deps import Deps
 from shared.settings import Settings
-from tests.fixtures.corral import Api, Tenant, error_of, make_tenant, run_jobs
+from tests.fixtures.corral import LiveTenant, Tenant, error_of, run_jobs
 from workers import context
 
 pytestmark = pytest.mark.integration
@@ -71,27 +70,17 @@ def store(settings: Settings) -> ArchiveStore:
 
 
 @pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    tenant = make_tenant(api, dockerd.url, backups=4)
-    writer = api.make_egg(name="writer", command=["/bin/sh", "-c", WRITER])
-    cluster_id = tenant.cluster["id"]
-    resp = api.admin("PATCH", f"/clusters/{cluster_id}", {"egg_ids": [writer["id"]]})
-    assert resp.status_code == 200, resp.text
-    return dataclasses.replace(tenant, egg=writer)
+def writer(live_tenant: LiveTenant) -> Tenant:
+    """A writer tenant whose egg's process writes its data, with room for 4 backups."""
+    return live_tenant(backups=4, egg={"name": "writer", "command": ["/bin/sh", "-c", WRITER]})
 
 
-def _running(live: Tenant, deps: Deps, backups: int = 2) -> str:
-    resp = live.create(name="data", backups=backups)
+def _running(writer: Tenant, deps: Deps, backups: int = 2) -> str:
+    resp = writer.create(name="data", backups=backups)
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
     container_id = str(resp.json["container"]["id"])
-    assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
+    assert writer.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
     return container_id
 
 
@@ -114,50 +103,50 @@ def _sums_when_written(docker_client: docker.DockerClient, container_id: str) ->
     raise AssertionError("the container's process did not write its data within 10 s")
 
 
-def _backup(live: Tenant, deps: Deps, container_id: str, **body: Any) -> dict[str, Any]:
-    resp = live.api.tenant("POST", f"/containers/{container_id}/backups", body or None)
+def _backup(writer: Tenant, deps: Deps, container_id: str, **body: Any) -> dict[str, Any]:
+    resp = writer.api.tenant("POST", f"/containers/{container_id}/backups", body or None)
     assert resp.status_code == 202, resp.text
     assert resp.json["backup"]["status"] == "creating"
     assert resp.json["operation"]["kind"] == "backup"
     run_jobs(deps)
-    backup = live.api.tenant(
+    backup = writer.api.tenant(
         "GET", f"/containers/{container_id}/backups/{resp.json['backup']['id']}"
     ).json
     return dict(backup)
 
 
 def _backed_up(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> tuple[str, dict[str, Any], str]:
     """A running container with its data written, one ready backup of it, and the
     backup's key in the store."""
-    container_id = _running(live, deps)
+    container_id = _running(writer, deps)
     _sums_when_written(docker_client, container_id)
-    backup = _backup(live, deps, container_id)
+    backup = _backup(writer, deps, container_id)
     assert backup["status"] == "ready", backup
-    return container_id, backup, f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"
+    return container_id, backup, f"{writer.cluster['id']}/{container_id}/{backup['id']}.tar"
 
 
-def _operation(live: Tenant, operation_id: str) -> dict[str, Any]:
-    return dict(live.api.tenant("GET", f"/operations/{operation_id}").json)
+def _operation(writer: Tenant, operation_id: str) -> dict[str, Any]:
+    return dict(writer.api.tenant("GET", f"/operations/{operation_id}").json)
 
 
 @pytest.mark.parametrize("store_kind", ["folder", "s3"])
 def test_backup_delete_restore_brings_the_files_back(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
 ) -> None:
-    container_id = _running(live, deps)
+    container_id = _running(writer, deps)
     before = _sums_when_written(docker_client, container_id)
 
-    backup = _backup(live, deps, container_id, name="nightly")
+    backup = _backup(writer, deps, container_id, name="nightly")
     assert backup["status"] == "ready", backup
     assert backup["name"] == "nightly" and backup["container_id"] == container_id
     assert backup["size_bytes"] > 9437184
     assert len(backup["checksum"]) == 64
-    assert _operation(live, backup["last_operation"])["status"] == "succeeded"
+    assert _operation(writer, backup["last_operation"])["status"] == "succeeded"
 
     path = f"/containers/{container_id}/backups/{backup['id']}"
-    download = live.api.tenant("GET", f"{path}/download")
+    download = writer.api.tenant("GET", f"{path}/download")
     assert download.status_code == 200
     assert download.headers["content-type"] == "application/x-tar"
     assert len(download.content) == backup["size_bytes"]
@@ -167,66 +156,66 @@ def test_backup_delete_restore_brings_the_files_back(
     _exec(docker_client, container_id, "rm -rf /data/* && echo stray > /data/stray.txt")
     assert "greeting.txt" not in _exec(docker_client, container_id, LIST_SUMS)
 
-    resp = live.api.tenant("POST", f"{path}/restore")
+    resp = writer.api.tenant("POST", f"{path}/restore")
     assert resp.status_code == 202, resp.text
     assert resp.json["backup"]["status"] == "restoring"
     assert resp.json["operation"]["kind"] == "restore"
     run_jobs(deps)
-    assert _operation(live, resp.json["operation"]["id"])["status"] == "succeeded"
+    assert _operation(writer, resp.json["operation"]["id"])["status"] == "succeeded"
     assert _exec(docker_client, container_id, LIST_SUMS) == before  # stray.txt is gone too
     assert docker_client.containers.get(f"corral-{container_id}").status == "running"
-    got = live.api.tenant("GET", f"/containers/{container_id}").json
+    got = writer.api.tenant("GET", f"/containers/{container_id}").json
     assert got["status"] == "running"
-    assert live.api.tenant("GET", path).json["status"] == "ready"
+    assert writer.api.tenant("GET", path).json["status"] == "ready"
 
-    listed = live.api.tenant("GET", f"/containers/{container_id}/backups").json
+    listed = writer.api.tenant("GET", f"/containers/{container_id}/backups").json
     assert [b["id"] for b in listed] == [backup["id"]]
 
 
 def test_a_stopped_container_is_restored_and_stays_stopped(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    container_id = _running(live, deps)
+    container_id = _running(writer, deps)
     before = _sums_when_written(docker_client, container_id)
-    backup = _backup(live, deps, container_id)
+    backup = _backup(writer, deps, container_id)
     _exec(docker_client, container_id, "echo changed > /data/greeting.txt")
-    live.api.tenant("POST", f"/containers/{container_id}/power", {"signal": "stop"})
+    writer.api.tenant("POST", f"/containers/{container_id}/power", {"signal": "stop"})
     run_jobs(deps)
-    resp = live.api.tenant("POST", f"/containers/{container_id}/backups/{backup['id']}/restore")
+    resp = writer.api.tenant("POST", f"/containers/{container_id}/backups/{backup['id']}/restore")
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
-    assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "stopped"
+    assert writer.api.tenant("GET", f"/containers/{container_id}").json["status"] == "stopped"
     assert docker_client.containers.get(f"corral-{container_id}").status == "exited"
-    live.api.tenant("POST", f"/containers/{container_id}/power", {"signal": "start"})
+    writer.api.tenant("POST", f"/containers/{container_id}/power", {"signal": "start"})
     run_jobs(deps)
     assert _exec(docker_client, container_id, LIST_SUMS) == before
 
 
 def test_a_tampered_archive_is_not_restored(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
 ) -> None:
-    container_id, backup, key = _backed_up(live, deps, docker_client)
+    container_id, backup, key = _backed_up(writer, deps, docker_client)
     store.put(key, [b"not the archive that was taken"])
     _exec(docker_client, container_id, "echo after > /data/after.txt")
 
-    resp = live.api.tenant("POST", f"/containers/{container_id}/backups/{backup['id']}/restore")
+    resp = writer.api.tenant("POST", f"/containers/{container_id}/backups/{backup['id']}/restore")
     assert resp.status_code == 202, resp.text
     run_jobs(deps)
-    op = _operation(live, resp.json["operation"]["id"])
+    op = _operation(writer, resp.json["operation"]["id"])
     assert op["status"] == "failed" and op["error_code"] == "checksum_mismatch", op
     # untouched: still running, with what it had
-    assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
+    assert writer.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
     assert "after.txt" in _exec(docker_client, container_id, LIST_SUMS)
     path = f"/containers/{container_id}/backups/{backup['id']}"
-    assert live.api.tenant("GET", path).json["status"] == "ready"
+    assert writer.api.tenant("GET", path).json["status"] == "ready"
 
     store.delete(key)  # gone behind Corral's back
-    assert error_of(live.api.tenant("GET", f"{path}/download")) == (404, "not_found")
-    resp = live.api.tenant("POST", f"{path}/restore")
+    assert error_of(writer.api.tenant("GET", f"{path}/download")) == (404, "not_found")
+    resp = writer.api.tenant("POST", f"{path}/restore")
     run_jobs(deps)
-    op = _operation(live, resp.json["operation"]["id"])
+    op = _operation(writer, resp.json["operation"]["id"])
     assert op["status"] == "failed" and op["error_code"] == "archive_missing", op
-    assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
+    assert writer.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
 
 
 def test_a_bucket_that_is_not_there_is_a_store_failure(
@@ -249,39 +238,39 @@ def test_a_bucket_that_is_not_there_is_a_store_failure(
 
 
 def test_a_container_with_no_data_gets_no_backup(
-    live: Tenant, deps: Deps, store: ArchiveStore
+    writer: Tenant, deps: Deps, store: ArchiveStore
 ) -> None:
-    empty = live.api.make_egg(
+    empty = writer.api.make_egg(
         name="empty",
         command=["/bin/sh", "-c", "mkdir -p /data; trap 'exit 0' TERM; while :; do sleep 1; done"],
     )
-    elsewhere = live.api.make_egg(name="elsewhere", data_path="/nowhere/at/all")
-    live.api.admin(
-        "PATCH", f"/clusters/{live.cluster['id']}", {"egg_ids": [empty["id"], elsewhere["id"]]}
+    elsewhere = writer.api.make_egg(name="elsewhere", data_path="/nowhere/at/all")
+    writer.api.admin(
+        "PATCH", f"/clusters/{writer.cluster['id']}", {"egg_ids": [empty["id"], elsewhere["id"]]}
     )
     for egg in (empty, elsewhere):
-        resp = live.create(name=egg["name"], egg_id=egg["id"], backups=1)
+        resp = writer.create(name=egg["name"], egg_id=egg["id"], backups=1)
         assert resp.status_code == 202, resp.text
         run_jobs(deps)
         container_id = resp.json["container"]["id"]
-        backup = _backup(live, deps, container_id)
+        backup = _backup(writer, deps, container_id)
         assert backup["status"] == "failed" and backup["error_code"] == "no_data", backup
-        op = _operation(live, backup["last_operation"])
+        op = _operation(writer, backup["last_operation"])
         assert op["status"] == "failed" and op["error_code"] == "no_data"
-        assert live.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
+        assert writer.api.tenant("GET", f"/containers/{container_id}").json["status"] == "running"
         # the failed backup gave its slot back: the one slot takes another backup
-        again = live.api.tenant("POST", f"/containers/{container_id}/backups")
+        again = writer.api.tenant("POST", f"/containers/{container_id}/backups")
         assert again.status_code == 202, again.text
         run_jobs(deps)
-        key = f"{live.cluster['id']}/{container_id}/{backup['id']}.tar"
+        key = f"{writer.cluster['id']}/{container_id}/{backup['id']}.tar"
         with pytest.raises(ArchiveMissing):
             list(store.read(key))
 
 
 def test_backups_take_the_containers_slots_exactly_under_concurrency(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient, settings: Settings
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient, settings: Settings
 ) -> None:
-    container_id = _running(live, deps, backups=2)
+    container_id = _running(writer, deps, backups=2)
     _sums_when_written(docker_client, container_id)
     path = f"/containers/{container_id}/backups"
 
@@ -290,7 +279,7 @@ def test_backups_take_the_containers_slots_exactly_under_concurrency(
 
     def post() -> None:
         barrier.wait(timeout=10)
-        answers.append(live.api.tenant("POST", path).status_code)
+        answers.append(writer.api.tenant("POST", path).status_code)
 
     threads = [threading.Thread(target=post) for _ in range(6)]
     for thread in threads:
@@ -300,57 +289,58 @@ def test_backups_take_the_containers_slots_exactly_under_concurrency(
     # one change at a time per container: one taken, the others refused
     assert sorted(answers) == [202] + [409] * 5, answers
     run_jobs(deps)
-    second = live.api.tenant("POST", path)
+    second = writer.api.tenant("POST", path)
     assert second.status_code == 202, second.text
     run_jobs(deps)
-    full = live.api.tenant("POST", path)
+    full = writer.api.tenant("POST", path)
     assert error_of(full) == (409, "capacity_exceeded")
-    shrink = live.api.tenant("PATCH", f"/containers/{container_id}", {"resources": {"backups": 1}})
+    fewer = {"resources": {"backups": 1}}
+    shrink = writer.api.tenant("PATCH", f"/containers/{container_id}", fewer)
     assert error_of(shrink) == (400, "invalid_input")
 
-    listed = live.api.tenant("GET", path).json
+    listed = writer.api.tenant("GET", path).json
     assert [b["status"] for b in listed] == ["ready", "ready"]
-    gone = live.api.tenant("DELETE", f"{path}/{listed[0]['id']}")
+    gone = writer.api.tenant("DELETE", f"{path}/{listed[0]['id']}")
     assert gone.status_code == 202, gone.text
     assert gone.json["backup"]["status"] == "deleting"
     assert gone.json["operation"]["kind"] == "delete_backup"
     run_jobs(deps)
-    assert error_of(live.api.tenant("GET", f"{path}/{listed[0]['id']}")) == (404, "not_found")
-    assert live.api.tenant("POST", path).status_code == 202  # the slot is free again
+    assert error_of(writer.api.tenant("GET", f"{path}/{listed[0]['id']}")) == (404, "not_found")
+    assert writer.api.tenant("POST", path).status_code == 202  # the slot is free again
     run_jobs(deps)
-    workload = deps.repo.workloads.get(live.cluster["id"], container_id)
+    workload = deps.repo.workloads.get(writer.cluster["id"], container_id)
     assert workload.backup_count == 2
 
 
 def test_deleting_a_container_deletes_its_backups(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
+    writer: Tenant, deps: Deps, docker_client: docker.DockerClient, store: ArchiveStore
 ) -> None:
-    container_id, backup, key = _backed_up(live, deps, docker_client)
+    container_id, backup, key = _backed_up(writer, deps, docker_client)
     assert sum(len(c) for c in store.read(key)) == backup["size_bytes"]
-    assert live.api.tenant("DELETE", f"/containers/{container_id}").status_code == 202
+    assert writer.api.tenant("DELETE", f"/containers/{container_id}").status_code == 202
     run_jobs(deps)
-    assert deps.repo.backups.of_workload(live.cluster["id"], container_id) == []
+    assert deps.repo.backups.of_workload(writer.cluster["id"], container_id) == []
     with pytest.raises(ArchiveMissing):
         list(store.read(key))
 
 
 def test_kept_backups_outlive_their_container(
-    live: Tenant,
+    writer: Tenant,
     deps: Deps,
     docker_client: docker.DockerClient,
     store: ArchiveStore,
     worker_context: context.WorkerContext,
 ) -> None:
     worker_context.settings = dataclasses.replace(worker_context.settings, keep_backups=True)
-    container_id, backup, key = _backed_up(live, deps, docker_client)
-    live.api.tenant("DELETE", f"/containers/{container_id}")
+    container_id, backup, key = _backed_up(writer, deps, docker_client)
+    writer.api.tenant("DELETE", f"/containers/{container_id}")
     run_jobs(deps)
     path = f"/containers/{container_id}/backups/{backup['id']}"
-    assert live.api.tenant("GET", path).json["status"] == "ready"
-    download = live.api.tenant("GET", f"{path}/download")
+    assert writer.api.tenant("GET", path).json["status"] == "ready"
+    download = writer.api.tenant("GET", f"{path}/download")
     assert hashlib.sha256(download.content).hexdigest() == backup["checksum"]
-    assert error_of(live.api.tenant("POST", f"{path}/restore")) == (404, "not_found")
-    assert live.api.tenant("DELETE", path).status_code == 204
-    assert error_of(live.api.tenant("GET", path)) == (404, "not_found")
+    assert error_of(writer.api.tenant("POST", f"{path}/restore")) == (404, "not_found")
+    assert writer.api.tenant("DELETE", path).status_code == 204
+    assert error_of(writer.api.tenant("GET", path)) == (404, "not_found")
     with pytest.raises(ArchiveMissing):
         list(store.read(key))

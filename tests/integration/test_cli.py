@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
 import httpx
@@ -78,6 +79,13 @@ def test_a_container_through_its_life(live_corral: LiveCorral) -> None:
     assert accepted["operation"]["kind"] == "delete"
     corral(live_corral, "operations", "wait", accepted["operation"]["id"])
     assert cid not in [c["id"] for c in corral(live_corral, "containers", "list", "--json")]
+
+    # The event log holds the container's whole life, the worker's changes included.
+    page = corral(live_corral, "events", "--types", "workload", "--limit", "100", "--json")
+    mine = [e["type"] for e in page["events"] if e["resource"]["id"] == cid]
+    assert mine[0] == "workload.created" and mine[-1] == "workload.deleted", mine
+    assert "workload.running" in mine and "workload.stopped" in mine
+    assert "workload.created" in corral(live_corral, "events", "--types", "workload.created")
     missing = corral(
         live_corral, "containers", "show", "c0ffee00-0000-4000-8000-000000000000", code=1
     )
@@ -104,7 +112,42 @@ def test_logs_follow_prints_lines_as_they_come(live_corral: LiveCorral) -> None:
     finally:
         follow.terminate()
         follow.wait(10)
+    _revoking_a_key_ends_its_follows(live_corral, cid)
     corral(live_corral, "containers", "delete", cid, "--wait")
+
+
+def _revoking_a_key_ends_its_follows(live: LiveCorral, cid: str) -> None:
+    """Under gunicorn, a revoked key's log follow and event follow end at once."""
+    cluster_id = live.demo.cluster_id
+    key = corral(live, "admin", "keys", "create", cluster_id, "--name", "revoked", "--json")
+    env = os.environ | live.env() | {"CORRAL_KEY": key["secret"]}
+    follows = [
+        subprocess.Popen(
+            [CORRAL, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for command in (["containers", "logs", cid, "-f", "--json"], ["events", "-f", "--json"])
+    ]
+    try:
+        for follow in follows:
+            assert follow.stdout is not None
+            assert json.loads(follow.stdout.readline())  # a line, an event: following
+        corral(live, "admin", "keys", "revoke", cluster_id, key["id"])
+        revoked_at = time.monotonic()
+        logs, events = (follow.wait(10) for follow in follows)
+        # Each CLI process noticed the end and exited (its start-up is not in this).
+        assert time.monotonic() - revoked_at < 2.0
+        assert logs == 0  # `event: end`: the follow is over
+        assert events == 2 and events_stderr(follows[1]).count("revoked") == 1
+    finally:
+        for follow in follows:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait(10)
+
+
+def events_stderr(process: subprocess.Popen[str]) -> str:
+    assert process.stderr is not None
+    return process.stderr.read()
 
 
 def test_errors_print_the_envelope_and_exit_by_kind(live_corral: LiveCorral) -> None:

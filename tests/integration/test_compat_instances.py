@@ -8,28 +8,19 @@ import docker
 import falcon.testing
 import pytest
 
-from devstack.dockerd import Dockerd
 from services.deps import Deps
-from tests.fixtures.corral import Api, Tenant, make_tenant, run_jobs
-from workers import context
+from tests.fixtures.corral import Api, LiveTenant, Tenant, run_jobs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def live(
-    api: Api,
-    deps: Deps,
-    worker_context: context.WorkerContext,
-    dockerd: Dockerd,
-    busybox_image: str,
-) -> Tenant:
-    tenant = make_tenant(api, dockerd.url)
-    # the operator's part: the host's region, the egg instances are made from
-    api.admin("DELETE", f"/hosts/{tenant.host['id']}")
-    tenant.host = api.make_host(dockerd.url, labels={"region": "us-east-1"})
+def regional(live_tenant: LiveTenant) -> Tenant:
+    """A regional tenant whose host is in a region, and whose cluster makes instances from
+    its egg (the operator's part)."""
+    tenant = live_tenant(host={"labels": {"region": "us-east-1"}})
     config = {"config": {"default_egg_id": tenant.egg["id"]}}
-    assert api.admin("PATCH", f"/clusters/{tenant.cluster['id']}", config).status_code == 200
+    assert tenant.api.admin("PATCH", f"/clusters/{tenant.cluster['id']}", config).status_code == 200
     return tenant
 
 
@@ -43,9 +34,9 @@ def curl(api: Api, method: str, path: str, body: str | None = None) -> falcon.te
 
 
 def test_an_instance_lives_as_002_says(
-    live: Tenant, deps: Deps, docker_client: docker.DockerClient
+    regional: Tenant, deps: Deps, docker_client: docker.DockerClient
 ) -> None:
-    api = live.api
+    api = regional.api
     created = curl(api, "POST", "/api/instances", '{"name": "my-bot", "region": "us-east-1"}')
     assert created.status_code == 201, created.text
     instance_id = created.json["id"]

@@ -4,6 +4,7 @@ dockerd for the containers they are bound to."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,10 +16,14 @@ import pytest
 from devstack.databases import DatabaseServer
 from devstack.dockerd import Dockerd
 from devstack.processes import free_port
+from infra.table import schema
+from infra.table.expression import Expression
 from services.deps import Deps
+from shared.capacity import Resources
 from tests.fixtures.corral import Api, error_of, run_jobs
 from workers import context
 from workers.hosts import check_hosts
+from workers.reconcile import reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -321,3 +326,116 @@ def test_deleting_a_container_drops_its_databases(
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(**where).close()
     assert api.tenant("GET", "/capacity").json["used"]["databases"] == 0
+
+
+def _on_server(server: DatabaseServer, database: str) -> bool:
+    """Whether PostgreSQL `server` holds `database` (asked with its admin login)."""
+    with psycopg.connect(
+        host=server.host,
+        port=server.port,
+        user=server.username,
+        password=server.password,
+        dbname="postgres",
+        connect_timeout=5,
+    ) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        return found.fetchone() is not None
+
+
+def test_a_database_whose_job_was_lost_is_converged_by_the_reconciler(
+    api: Api,
+    deps: Deps,
+    world: dict[str, Any],
+    worker_context: context.WorkerContext,
+    postgres_server: DatabaseServer,
+) -> None:
+    cluster_id = world["cluster"]["id"]
+    made = _create(api, cluster_id, "stuck", engine="postgres").json
+    deps.jobs.queue.empty()  # its job is lost: Redis flushed, or never reached
+    assert made["id"] not in str(reconcile()["requeued"])  # too young: it may be on its way
+    worker_context.clock = lambda: datetime.now(UTC) + timedelta(minutes=2)
+    assert reconcile()["requeued"] == [f"db-create-{made['id']}"]
+    assert reconcile()["requeued"] == []  # its job waits now: not enqueued twice
+    run_jobs(deps)
+    got = api.admin("GET", f"/managed-databases/{made['id']}").json
+    assert got["status"] == "ready", got
+    assert _on_server(postgres_server, got["connection_database"])
+    assert api.admin("GET", f"/clusters/{cluster_id}").json["used"]["databases"] == 1
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 1
+    assert reconcile()["requeued"] == []  # nothing left in flight
+
+    assert api.admin("DELETE", f"/managed-databases/{made['id']}").status_code == 204
+    deps.jobs.queue.empty()
+    worker_context.clock = lambda: datetime.now(UTC) + timedelta(minutes=2)
+    assert reconcile()["requeued"] == [f"db-delete-{made['id']}"]
+    run_jobs(deps)
+    assert error_of(api.admin("GET", f"/managed-databases/{made['id']}")) == (404, "not_found")
+    assert not _on_server(postgres_server, got["connection_database"])
+    assert api.admin("GET", f"/clusters/{cluster_id}").json["used"]["databases"] == 0
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 0
+
+
+def _forget(deps: Deps, cluster_id: str, host_id: str, container_id: str) -> None:
+    """The table loses a container's record and what it counted (as an in-memory table
+    does across a restart); its databases' records stay."""
+    deps.repo.db.client.delete_item(
+        TableName=deps.settings.table_name,
+        Key={
+            "pk": {"S": schema.cluster_pk(cluster_id)},
+            "sk": {"S": schema.workload_sk(container_id)},
+        },
+    )
+    used = [f"used_{name}" for name in Resources.__dataclass_fields__]
+    for pk, count in ((schema.cluster_pk(cluster_id), "container_count"),
+                      (schema.host_pk(host_id), "workload_count")):  # fmt: skip
+        deps.repo.db.update(pk, schema.META, Expression().set_all(dict.fromkeys([*used, count], 0)))
+
+
+def test_an_adopted_container_comes_back_with_its_variables_and_databases(
+    api: Api,
+    deps: Deps,
+    world: dict[str, Any],
+    worker_context: context.WorkerContext,
+    docker_client: docker.DockerClient,
+) -> None:
+    egg = api.make_egg(name="vars", variables=[{"name": "Level", "env": "LEVEL", "default": "low"}])
+    cluster_id = world["cluster"]["id"]
+    allowed = {"egg_ids": [world["egg"]["id"], egg["id"]]}
+    assert api.admin("PATCH", f"/clusters/{cluster_id}", allowed).status_code == 200
+    body = {"name": "adoptee", "egg_id": egg["id"], "environment": {"LEVEL": "high"}}
+    created = api.tenant("POST", "/containers", body | {"databases": 1, "restart_policy": "always"})
+    assert created.status_code == 202, created.text
+    app = created.json["container"]["id"]
+    run_jobs(deps)
+    made = api.tenant("POST", f"/containers/{app}/databases", {"name": "app-db"})
+    assert made.status_code == 202, made.text
+    run_jobs(deps)
+    before = _env_inside(docker_client, app)
+    assert before["LEVEL"] == "high" and before["PGPASSWORD"] == made.json["database"]["password"]
+
+    host_id = deps.repo.workloads.get(cluster_id, app).host_id
+    _forget(deps, cluster_id, host_id, app)
+    assert reconcile()["adopted"] == [app]
+    adopted = api.tenant("GET", f"/containers/{app}").json
+    assert adopted["environment"] == {"LEVEL": "high"}
+    assert api.tenant("GET", "/capacity").json["used"]["databases"] == 1
+
+    # the reconciler recreates it (lost, restart policy always): as it was made
+    docker_client.containers.get(f"corral-{app}").remove(force=True)
+    assert reconcile()["lost"] == [app]
+    run_jobs(deps)
+    after = _env_inside(docker_client, app)
+    assert after["LEVEL"] == "high"
+    assert after["DATABASE_URL"] == before["DATABASE_URL"]
+    with psycopg.connect(after["DATABASE_URL"], connect_timeout=5) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # it holds its database again: deleting it gives the container's slot back, exactly
+    database_id = made.json["database"]["id"]
+    dropped = api.tenant("DELETE", f"/containers/{app}/databases/{database_id}")
+    assert dropped.status_code == 202, dropped.text
+    run_jobs(deps)
+    assert api.tenant("GET", f"/operations/{dropped.json['operation']['id']}").json["status"] == (
+        "succeeded"
+    )
+    assert "DATABASE_URL" not in _env_inside(docker_client, app)
+    assert api.admin("GET", f"/database-hosts/{world['pg']['id']}").json["database_count"] == 0

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -69,6 +74,50 @@ def test_a_failed_upload_leaves_the_previous_archive(tmp_path: Path) -> None:
         store.put("k.tar", broken())  # type: ignore[arg-type]
     assert b"".join(store.read("k.tar")) == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.tar"]
+
+
+# A worker writing an archive: one chunk, then it hangs until it is killed.
+HANGING_WRITER = """
+import sys, time
+from infra.archives.folder import FolderStore
+def chunks():
+    yield b"half an archive"
+    while True:
+        time.sleep(1)
+FolderStore(sys.argv[1]).put(sys.argv[2], chunks())
+"""
+
+
+def _killed_mid_write(root: Path, key: str) -> Path:
+    """Start a real process writing `key` into the folder store at `root`, SIGKILL it
+    while it writes, and return the temporary file it left."""
+    writer = subprocess.Popen([sys.executable, "-c", HANGING_WRITER, str(root), key])
+    try:
+        deadline = time.monotonic() + 30
+        while not (left := list(root.rglob("*.part"))):
+            assert writer.poll() is None, "the writer exited before it wrote"
+            assert time.monotonic() < deadline, "the writer wrote nothing in 30 s"
+            time.sleep(0.05)
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+    [partial] = left
+    assert partial.name.startswith(".")
+    return partial
+
+
+def test_a_worker_killed_mid_write_leaves_nothing_after_the_retry_or_the_delete(
+    tmp_path: Path,
+) -> None:
+    store = FolderStore(str(tmp_path))
+    # the operation's retry writes the archive again: the dead worker's file goes
+    partial = _killed_mid_write(tmp_path, "c/w/b.tar")
+    store.put("c/w/b.tar", [b"whole"])
+    assert sorted(p.name for p in partial.parent.iterdir()) == ["b.tar"]
+    # the backup is deleted instead (it failed): the dead worker's file goes with it
+    partial = _killed_mid_write(tmp_path, "c/w/other.tar")
+    store.delete("c/w/other.tar")
+    assert sorted(p.name for p in partial.parent.iterdir()) == ["b.tar"]
 
 
 def test_keys_stay_inside_the_folder(tmp_path: Path) -> None:

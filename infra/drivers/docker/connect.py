@@ -14,15 +14,21 @@ from typing import Any
 import docker.constants
 import docker.errors
 import docker.tls
+import requests
 
+from shared import deadline
 from shared.errors import HostError
 
 
 def connect(client_factory: Callable[..., Any], address: str, tls: Any, timeout: float) -> Any:
     """A DockerClient for `address` (`tls` is a TLSConfig, or False for none)."""
-    new_client = partial(client_factory, base_url=address, tls=tls, timeout=timeout)
+    # The SDK asks the engine for its version inside its constructor: within the job's
+    # deadline too. The client keeps `timeout` for its later requests.
+    new_client = partial(
+        client_factory, base_url=address, tls=tls, timeout=deadline.bounded(timeout)
+    )
     if tls is False:
-        return new_client()
+        return bounded_by_deadline(new_client(), timeout)
     # requests lets REQUESTS_CA_BUNDLE override a session's CA file, which would swap
     # the host's own CA for the system bundle. The session must ignore the environment,
     # but the SDK asks for the API version inside its constructor, before we can say so:
@@ -35,6 +41,31 @@ def connect(client_factory: Callable[..., Any], address: str, tls: Any, timeout:
         probe.close()
     client = new_client(version=version)
     client.api.trust_env = False
+    return bounded_by_deadline(client, timeout)
+
+
+def bounded_by_deadline(client: Any, timeout: float) -> Any:
+    """`client` (whose requests wait `timeout` seconds) with every engine request
+    bounded by the running job's deadline (shared.deadline): none starts past it, none
+    waits longer than what is left of it, and one that fails once it passed raises
+    JobTimedOut."""
+    api = client.api
+    api.timeout = timeout
+    request = api.request
+
+    def bounded_request(method: str, url: str, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        if isinstance(timeout, tuple):
+            kwargs["timeout"] = tuple(deadline.bounded(part) for part in timeout)
+        else:
+            kwargs["timeout"] = deadline.bounded(timeout)
+        try:
+            return request(method, url, **kwargs)
+        except requests.exceptions.RequestException:
+            deadline.check()
+            raise
+
+    api.request = bounded_request
     return client
 
 

@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, cast
 
@@ -44,7 +45,7 @@ from infra.drivers.docker import observe as docker_observe
 from infra.drivers.docker.connect import connect, tls_config
 from infra.drivers.docker.errors import LIBRARY_ERRORS, host_errors
 from shared.capacity import Resources
-from shared.errors import HostError
+from shared.errors import HostError, workload_missing
 from shared.health import LogLine, Stats
 from shared.images import RegistryAuth
 from shared.runtime import (
@@ -162,16 +163,18 @@ class DockerDriver:
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
         name = container_name(workload_id)
         with host_errors(self._address, f"{signal.value} container {name}"):
-            before = _state(self._require(name, workload_id))
+            attrs = self._require(name, workload_id)
             try:
-                self._send(name, signal, before, stop_timeout)
+                self._send(name, signal, _state(attrs), stop_timeout)
             except docker.errors.APIError:
                 # The container changed state under us (409, or a 500 "is not paused"):
                 # fine if it is where the signal wanted it anyway.
-                if _state(self._require(name, workload_id)) is not _TARGETS[signal]:
+                attrs = self._require(name, workload_id)
+                if _state(attrs) is not _TARGETS[signal]:
                     raise
-            attrs = self._require(name, workload_id)
-        return self._observed(workload_id, attrs)
+        # The engine answered once the container was there (start, stop and restart
+        # return then, kill waits for the exit): no need to ask it again.
+        return replace(self._observed(workload_id, attrs), state=_TARGETS[signal])
 
     def remove(self, workload_id: str, *, keep_data: bool = False) -> None:
         name = container_name(workload_id)
@@ -330,7 +333,9 @@ class DockerDriver:
     def _require(self, name: str, workload_id: str) -> dict[str, Any]:
         attrs = self._inspect(name)
         if attrs is None:
-            raise HostError(f"workload {workload_id} has no container {name} on {self._address}")
+            raise workload_missing(
+                f"workload {workload_id} has no container {name} on {self._address}"
+            )
         return attrs
 
     def _create(self, spec: WorkloadSpec) -> None:
@@ -421,6 +426,7 @@ class DockerDriver:
             image=(attrs.get("Config") or {}).get("Image"),
             enforced=self._enforced(attrs),
             labels=_labels(attrs),
+            environment=_environment(attrs),
         )
 
     def _enforced(self, attrs: Mapping[str, Any]) -> dict[str, bool]:
@@ -522,3 +528,9 @@ def _labels(attrs: Mapping[str, Any]) -> dict[str, str]:
 
 def _name(attrs: Mapping[str, Any]) -> str:
     return str(attrs.get("Name", "")).lstrip("/").removeprefix("corral-")
+
+
+def _environment(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """The container's environment, `NAME=value` entries as a mapping."""
+    entries = (attrs.get("Config") or {}).get("Env") or []
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)

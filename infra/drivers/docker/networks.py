@@ -4,13 +4,18 @@ Each cluster gets one user-defined bridge network per host, `corral-net-<cluster
 its containers resolve each other by container name and by their user's name (when it
 is a valid DNS label); Docker's inter-network isolation (iptables) keeps every other
 cluster's containers out. The network is made by the first container that needs it;
-two made at once leave duplicates of one name, and every user keeps the oldest and
-removes the others. It is removed when the cluster's last container on the host goes.
+the jobs of one worker process make it one at a time (a lock per engine and cluster:
+a container made on a duplicate would keep it alive, and the engine then refuses to
+start containers on a name that matches two networks); two made at once by two worker
+processes leave duplicates of one name, and every user keeps the oldest and removes
+the others. It is removed when the cluster's last container on the host goes.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import defaultdict
 from contextlib import suppress
 from typing import Any
 
@@ -22,9 +27,17 @@ from shared.runtime import LABEL_CLUSTER, LABEL_MANAGED, cluster_network
 PROTOCOLS = ("tcp", "udp")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
+# (engine, cluster) -> the lock its network is made under in this process.
+_making: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+
 
 def ensure(api: Any, cluster_id: str) -> str:
     """The id of the cluster's network, made if missing."""
+    with _making[(str(api.base_url), cluster_id)]:
+        return _ensure(api, cluster_id)
+
+
+def _ensure(api: Any, cluster_id: str) -> str:
     name = cluster_network(cluster_id)
     found = _named(api, name)
     if not found:

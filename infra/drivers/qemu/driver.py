@@ -2,7 +2,8 @@
 
 Each VM lives in its own folder, `<base_dir>/<workload_dir_name(id)>/`:
 
-    disk.qcow2    copy-on-write overlay of the base image (`<images_dir>/<spec.image>`)
+    disk.qcow2    copy-on-write overlay of the base image (`<images_dir>/<spec.image>`):
+                  the VM's data, what its backups hold (see `data.py`)
     seed.iso      cloud-init NoCloud seed (label `cidata`), built here, uploaded by SFTP
     qmp.sock      QMP socket of the running process
     qemu.pid      its pidfile
@@ -23,10 +24,11 @@ from __future__ import annotations
 import json
 import posixpath
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from infra.drivers.qemu import data as vm_data
 from infra.drivers.qemu import observe as qemu_observe
 from infra.drivers.qemu.cloud_init import build_seed_iso
 from infra.drivers.qemu.command import DISK_DEVICE, QemuSetup, qemu_command
@@ -34,7 +36,8 @@ from infra.drivers.qemu.ports import allocate_ports, listening_ports, port_lock
 from infra.drivers.qemu.qmp import QmpSession
 from infra.drivers.qemu.record import VmRecord, guest_hostname, qmp_state, workload_dir_name
 from infra.drivers.ssh.connection import SshConnection
-from shared.errors import HostError
+from shared.backups import BackupRefused
+from shared.errors import HostError, workload_missing
 from shared.health import LogLine, Stats
 from shared.runtime import LABEL_MANAGED, HostInfo, Observed, RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
@@ -112,7 +115,7 @@ class QemuDriver:
     def _record(self, workload_id: str) -> VmRecord:
         record = self._read_record(workload_id)
         if record is None:
-            raise HostError(f"no VM {workload_id!r} on {self.address}")
+            raise workload_missing(f"no VM {workload_id!r} on {self.address}")
         return record
 
     def _write_record(self, record: VmRecord) -> None:
@@ -219,9 +222,9 @@ class QemuDriver:
         return found
 
     def probe(self) -> HostInfo:
-        """Answer a health check: the host runs commands, has QEMU, qemu-img and socat,
-        and lists the image files in its images folder."""
-        tools = [self.setup.qemu_binary, "qemu-img", "socat"]
+        """Answer a health check: the host runs commands, has QEMU, qemu-img, socat and
+        tar, and lists the image files in its images folder."""
+        tools = [self.setup.qemu_binary, "qemu-img", "socat", "tar"]
         found = self._ssh.run(["which", *tools]).stdout.decode().split()
         missing = [t for t in tools if not any(path.endswith(f"/{t}") for path in found)]
         if missing:
@@ -243,6 +246,43 @@ class QemuDriver:
         """The serial console's last `tail` lines. They have no timestamps, so `since_ns`
         filters nothing: every read answers the tail (see qemu_observe)."""
         return qemu_observe.logs(self._ssh, self._file(workload_id, "console.log"), tail)
+
+    # -- DataArchiver (see vm_data) -----------------------------------------
+
+    def archive_data(self, workload_id: str, path: str) -> Iterator[bytes]:
+        """The tar stream of the VM's disk (a VM's data is its disk: `path`, a guest
+        path, names nothing here). A running VM is paused only while its disk is copied."""
+        if self._read_record(workload_id) is None:
+            raise BackupRefused("missing", "The VM is missing on its host.")
+        folder = self.workload_dir(workload_id)
+        if self._pid(workload_id) is None:
+            vm_data.clear(self._ssh, folder)
+            return vm_data.archive(self._ssh, folder, remove_after=False)
+        with self._paused(workload_id):
+            copies = vm_data.snapshot(self._ssh, folder)
+        return vm_data.archive(self._ssh, copies, remove_after=True)
+
+    def restore_data(self, workload_id: str, path: str, chunks: Iterable[bytes]) -> None:
+        """Replace the stopped VM's disk with the archive's."""
+        record = self._record(workload_id)
+        if self._pid(workload_id) is not None:
+            raise HostError(f"VM {workload_id!r} runs: stop it before restoring its disk")
+        vm_data.replace(self._ssh, self.workload_dir(workload_id), record, chunks)
+
+    @contextmanager
+    def _paused(self, workload_id: str) -> Iterator[None]:
+        """The VM paused (its disk drained and flushed), and running again after, if it
+        was running before."""
+        with self._qmp(workload_id) as qmp:
+            running = qmp.execute("query-status")["status"] == "running"
+            if running:
+                qmp.execute("stop")
+        try:
+            yield
+        finally:
+            if running:
+                with self._qmp(workload_id) as qmp:
+                    qmp.execute("cont")
 
     # -- VM-only extras -----------------------------------------------------
 
@@ -325,6 +365,7 @@ class QemuDriver:
             image=record.spec.image,
             enforced=dict(ENFORCED),
             labels=record.spec.labels(),
+            environment=dict(record.spec.environment),
         )
 
     def _start(self, record: VmRecord) -> None:

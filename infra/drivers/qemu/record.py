@@ -56,6 +56,7 @@ def _spec_from_json(data: Mapping[str, Any]) -> WorkloadSpec:
         environment=dict(data.get("environment") or {}),
         stop_timeout=int(data.get("stop_timeout", 10)),
         name=str(data.get("name", "")),
+        restart_policy=str(data.get("restart_policy", "never")),
     )
 
 

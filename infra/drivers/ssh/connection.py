@@ -18,16 +18,18 @@ import shlex
 import stat
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import NamedTuple
 
 import paramiko
 
 from infra.drivers.ssh.keys import parse_private_key, parse_public_key
+from shared import deadline
 from shared.errors import HostError
 
 _READ_CHUNK = 65536
+_STDERR_KEPT = 4096  # of a streaming command's stderr: the end, for its error message
 UNTRUSTED_HOST = "The host's SSH host key is not the pinned one; refusing to connect."
 
 
@@ -75,15 +77,17 @@ class RemoteStream:
 
     def readline(self) -> bytes:
         """One line (with its newline), or b"" at end of stream."""
-        deadline = time.monotonic() + self._timeout
+        ends_at = time.monotonic() + deadline.bounded(self._timeout)
         while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
+            remaining = ends_at - time.monotonic()
             if remaining <= 0:
+                deadline.check()
                 raise HostError("remote stream timed out", transient=True)
             self._channel.settimeout(remaining)
             try:
                 chunk = self._channel.recv(_READ_CHUNK)
             except TimeoutError as exc:
+                deadline.check()
                 raise HostError("remote stream timed out", transient=True) from exc
             if not chunk:
                 break
@@ -236,8 +240,8 @@ class SshConnection:
         A command still running after `timeout` seconds is abandoned (its channel
         closed) and reported as a transient HostError.
         """
-        limit = self.command_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
+        limit = deadline.bounded(self.command_timeout if timeout is None else timeout)
+        ends_at = time.monotonic() + limit
         channel = self._open_session(argv)
         stdout, stderr = bytearray(), bytearray()
         try:
@@ -253,14 +257,15 @@ class SshConnection:
                     channel.recv_ready() or channel.recv_stderr_ready()
                 ):
                     break
-                remaining = deadline - time.monotonic()
+                remaining = ends_at - time.monotonic()
                 if remaining <= 0:
+                    deadline.check()  # the job's time is up, not the command's
                     raise HostError(
                         f"command {argv[0]!r} on {self._where} timed out after {limit:g}s",
                         transient=True,
                     )
                 select.select([channel], [], [], min(remaining, 1.0))
-            remaining = deadline - time.monotonic()
+            remaining = ends_at - time.monotonic()
             if not channel.status_event.wait(max(remaining, 0.0)):
                 raise HostError(
                     f"command {argv[0]!r} on {self._where} gave no exit status", transient=True
@@ -280,10 +285,76 @@ class SshConnection:
             raise HostError(f"{argv[0]} exited {result.exit_status} on {self.host}: {detail}")
         return result.stdout
 
+    def read_stream(self, argv: Sequence[str], timeout: float | None = None) -> Iterator[bytes]:
+        """Run `argv` and yield its stdout chunk by chunk as it comes, never holding it
+        whole (each read bounded by `timeout`); a HostError with its stderr when it
+        exits non-zero. Closing the iterator early closes the channel."""
+        limit = self.command_timeout if timeout is None else timeout
+        stderr = bytearray()
+        with self._streaming(argv, limit, "sent nothing") as channel:
+            channel.shutdown_write()
+            while chunk := channel.recv(_READ_CHUNK):
+                _keep_stderr(channel, stderr)
+                yield chunk
+            self._exited(channel, argv, limit, stderr)
+
+    def feed(
+        self, argv: Sequence[str], chunks: Iterable[bytes], timeout: float | None = None
+    ) -> None:
+        """Run `argv` with `chunks` streamed to its stdin (each write bounded by
+        `timeout`); a HostError with its stderr when it exits non-zero."""
+        limit = self.command_timeout if timeout is None else timeout
+        stderr = bytearray()
+        with self._streaming(argv, limit, "took no input") as channel:
+            for chunk in chunks:
+                try:
+                    channel.sendall(chunk)
+                except OSError:
+                    if channel.exit_status_ready():  # it stopped reading: say why
+                        self._exited(channel, argv, limit, stderr)
+                    raise
+                _keep_stderr(channel, stderr)
+            channel.shutdown_write()
+            self._exited(channel, argv, limit, stderr)
+
+    @contextmanager
+    def _streaming(
+        self, argv: Sequence[str], limit: float, stalled: str
+    ) -> Iterator[paramiko.Channel]:
+        """A channel running `argv` whose reads and writes wait at most `limit`; its
+        failures as transient HostErrors (`stalled` says what a timeout means)."""
+        channel = self._open_session(argv)
+        try:
+            channel.settimeout(limit)
+            yield channel
+        except TimeoutError as exc:
+            raise HostError(
+                f"command {argv[0]!r} on {self._where} {stalled} for {limit:g}s", transient=True
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise HostError(f"command on {self._where} failed: {exc}", transient=True) from exc
+        finally:
+            channel.close()
+
+    def _exited(
+        self, channel: paramiko.Channel, argv: Sequence[str], limit: float, stderr: bytearray
+    ) -> None:
+        """Wait for a streaming command's exit; a HostError with its stderr unless 0."""
+        if not channel.status_event.wait(limit):
+            raise HostError(
+                f"command {argv[0]!r} on {self._where} gave no exit status", transient=True
+            )
+        status = channel.recv_exit_status()
+        _keep_stderr(channel, stderr)
+        if status != 0:
+            detail = stderr.decode(errors="replace").strip()[-500:]
+            raise HostError(f"{argv[0]} exited {status} on {self.host}: {detail}")
+
     def stream(self, argv: Sequence[str], timeout: float | None = None) -> RemoteStream:
         """Start `argv` and talk to it line by line (each read bounded by `timeout`)."""
-        channel = self._open_session(argv)
-        return RemoteStream(channel, self.command_timeout if timeout is None else timeout)
+        limit = deadline.bounded(self.command_timeout if timeout is None else timeout)
+        return RemoteStream(self._open_session(argv), limit)
 
     # -- files --------------------------------------------------------------
 
@@ -393,3 +464,11 @@ class SshConnection:
             return None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._sftp_error("stat", remote_path, exc) from exc
+
+
+def _keep_stderr(channel: paramiko.Channel, kept: bytearray) -> None:
+    """Read what stderr has now (a command blocked on a full stderr would stall), and
+    keep its end."""
+    while channel.recv_stderr_ready():
+        kept += channel.recv_stderr(_READ_CHUNK)
+    del kept[:-_STDERR_KEPT]

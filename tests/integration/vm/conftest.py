@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pycdlib
 import pytest
@@ -24,7 +25,7 @@ from shared.capacity import Resources
 from shared.runtime import RuntimeState, WorkloadSpec
 from shared.states import PowerSignal
 from shared.vm import VmOptions
-from tests.fixtures.corral import run_jobs
+from tests.fixtures.corral import Api, run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
 
@@ -109,6 +110,21 @@ def vm_spec(
         egg_id=egg_id,
         image="base.qcow2",
         resources=Resources(cpu_centi=cpu_centi, ram_mb=ram_mb, storage_mb=storage_mb),
+    )
+
+
+def make_vm_egg(api: Api, kernel_args: str, stop_timeout: int) -> dict[str, Any]:
+    """The tests' qemu egg: the busybox guest, its kernel and initramfs booted directly
+    with `kernel_args`, on a disk made from base.qcow2."""
+    return api.make_egg(
+        name="tiny-vm",
+        engine="qemu",
+        image="base.qcow2",
+        command=None,
+        minimum={"cpu_cores": 1, "ram_mb": 64, "storage_mb": 32},
+        defaults={"cpu_cores": 1, "ram_mb": 128, "storage_mb": 64},
+        stop_timeout=stop_timeout,
+        vm={"kernel": KERNEL_NAME, "initrd": INITRD_NAME, "kernel_args": kernel_args},
     )
 
 

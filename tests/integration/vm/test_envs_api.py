@@ -31,7 +31,13 @@ from infra.drivers.qemu.record import workload_dir_name
 from tests.fixtures.corral import Api, Stack, module_stack, run_jobs
 from tests.fixtures.netns import SshHost
 from tests.fixtures.vm_images import INITRD_NAME, KERNEL_NAME, VmImages
-from tests.integration.vm.conftest import guest_hello, read_seed_iso, settle, wait_until
+from tests.integration.vm.conftest import (
+    guest_hello,
+    make_vm_egg,
+    read_seed_iso,
+    settle,
+    wait_until,
+)
 from workers.hosts import check_host, check_hosts
 
 pytestmark = pytest.mark.integration
@@ -147,16 +153,7 @@ def fleet(
         images = stack.deps.repo.hosts.get(host_id).images
         assert {"base.qcow2", KERNEL_NAME, INITRD_NAME} <= set(images)
     args = f"console=ttyS0 quiet corral_listen=22,80,8080 corral_probe=10.0.2.2:{PROBE_PORT}"
-    egg = api.make_egg(
-        name="tiny-vm",
-        engine="qemu",
-        image="base.qcow2",
-        command=None,
-        minimum={"cpu_cores": 1, "ram_mb": 64, "storage_mb": 32},
-        defaults={"cpu_cores": 1, "ram_mb": 128, "storage_mb": 64},
-        stop_timeout=20,
-        vm={"kernel": KERNEL_NAME, "initrd": INITRD_NAME, "kernel_args": args},
-    )
+    egg = make_vm_egg(api, args, stop_timeout=20)
     cluster = api.make_cluster(
         [egg["id"]], cpu_cores=16, ram_mb=4096, storage_mb=40960, ports=50, containers=20
     )
