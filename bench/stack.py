@@ -159,9 +159,14 @@ class Stack:
         app's modules are imported from that checkout instead of this one."""
         env = env or self.base_env()
         if code is not None:
-            # Ahead of this venv's editable install on sys.path, for gunicorn and its workers.
-            env = env | {"PYTHONPATH": str(code), "GUNICORN_CMD_ARGS": f"--chdir {code}"}
-        server = start_api(env, free_port(), self.logs / "gunicorn.log", app, f"gunicorn {app}")
+            # Ahead of this venv's editable install on sys.path. gunicorn puts the
+            # directory it starts in first on its workers' sys.path (a --chdir given in
+            # GUNICORN_CMD_ARGS did not change that: both sides then served this
+            # checkout), so it also starts in the other checkout.
+            env = env | {"PYTHONPATH": str(code)}
+        server = start_api(
+            env, free_port(), self.logs / "gunicorn.log", app, f"gunicorn {app}", code=code or REPO
+        )
         try:
             yield Served(server.url, server.child.pid)
         finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from devstack.processes import Server, answers_200, start_server
+from devstack.processes import REPO, Server, answers_200, start_server
 from shared.settings import Settings
 
 BIN = Path(sys.executable).parent  # the venv's console scripts: gunicorn, rq
@@ -21,8 +21,10 @@ def start_api(
     app: str = API_APP,
     name: str = "api",
     append_log: bool = False,
+    code: Path = REPO,
 ) -> Server:
-    """`app` under gunicorn on 127.0.0.1:`port`; returns once /health answers 200."""
+    """`app` under gunicorn on 127.0.0.1:`port`, served from the checkout `code` (its
+    gunicorn.conf.py and its modules); returns once /health answers 200."""
     # gunicorn.conf.py holds the settings (asgi workers: waits park on the event
     # loop); these environment variables are its knobs.
     env = env | {"CORRAL_BIND": f"127.0.0.1:{port}"}
@@ -36,6 +38,7 @@ def start_api(
         log_path,
         url,
         lambda: answers_200(f"{url}/health"),
+        cwd=code,
         append_log=append_log,
     )
 
