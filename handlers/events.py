@@ -105,6 +105,7 @@ class EventStream:
 
     def read(self) -> bytes:
         """The events committed since the last read, as SSE (a comment when none)."""
+        self.feed.join_new_logs(self.position)
         chunks: list[bytes] = []
         while True:
             start = Position(dict(self.position.logs), self.position.merged)

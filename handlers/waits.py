@@ -339,11 +339,18 @@ class EventFollows:
         try:
             with contextlib.ExitStack() as watching:
                 revoked = watching.enter_context(watch(revoked_channel(key_id)))
-                appended = [
-                    watching.enter_context(watch(events_channel(log)))
-                    for log in stream.position.logs
-                ]
+                watched: set[str] = set()
+                appended: list[asyncio.Event] = []
+
+                def watch_new_logs() -> None:
+                    # The operator's feed takes in clusters made since it began.
+                    for log in stream.position.logs.keys() - watched:
+                        appended.append(watching.enter_context(watch(events_channel(log))))
+                        watched.add(log)
+
+                watch_new_logs()
                 yield b": following\n\n" + await self._pool.run(stream.read)
+                watch_new_logs()
                 while (left := stream.left()) > 0:
                     poll = self._deps.settings.events_poll_seconds
                     if self._notifications.connected:
@@ -357,6 +364,7 @@ class EventFollows:
                     for woken in appended:
                         woken.clear()  # before the read: a commit after it wakes us again
                     yield await self._pool.run(stream.read)
+                    watch_new_logs()
                 yield stream.cap_reached()
         finally:
             await self._pool.run(self._open.end, following)

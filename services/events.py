@@ -66,6 +66,14 @@ def all_logs(cluster_ids: list[str], cursor: str | None) -> Position:
 class EventFeed:
     def __init__(self, repo: Repository) -> None:
         self._log = repo.db.events
+        self._clusters = repo.clusters
+
+    def join_new_logs(self, position: Position) -> None:
+        """The operator's feed of every log takes in the clusters made since it began,
+        from their first event (a follow outlives the list it started with)."""
+        if position.merged:
+            for cluster in self._clusters.list():
+                position.logs.setdefault(cluster.id, 0)
 
     def page(self, position: Position, wanted: EventFilter, limit: int) -> list[Event]:
         """Up to `limit` events after `position` that `wanted` admits, oldest first;

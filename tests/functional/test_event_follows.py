@@ -176,3 +176,33 @@ def test_revoking_a_key_ends_its_follows_and_waits_within_a_second(
             assert [e["type"] for e in operator.json["events"]] == ["key.created", "key.revoked"]
 
     asyncio.run(scenario())
+
+
+def test_the_operators_follow_takes_in_a_cluster_made_after_it_began(api: Api, deps: Deps) -> None:
+    made: list[str] = []
+
+    def make_cluster_then_an_egg() -> None:
+        made.append(api.make_cluster([])["id"])
+        # A change in the platform's log, which the follow already watches: it wakes
+        # the follow at once (the new cluster's own log is watched from then on).
+        api.make_egg(name="woken")
+
+    async def scenario() -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        async with (
+            falcon.testing.ASGIConductor(Server(deps)) as conductor,
+            follow(conductor, f"{ADMIN_BASE}/events", api.operator_key) as sse,
+        ):
+            await sse.events(timeout=2)  # what the logs held before
+            await asyncio.to_thread(make_cluster_then_an_egg)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                e["resource"]["id"] in made for e in seen
+            ):
+                seen += [json.loads(e["data"]) for e in await sse.events(timeout=1)]
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert made, "the cluster was not made"
+    created = [e for e in seen if e["resource"]["id"] == made[0]]
+    assert created and created[0]["type"] == "cluster.created", seen[-5:]
