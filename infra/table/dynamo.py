@@ -19,7 +19,7 @@ from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 
 from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
-from infra.table.events import EventLog, SequenceMoved
+from infra.table.events import EventLog, Numbered, SequenceMoved
 from infra.table.expression import Expression
 from shared.clock import utc_now
 from shared.errors import Conflict, CorralError, ServiceUnavailable
@@ -391,6 +391,12 @@ class Dynamo:
         if not events:
             self._transact(entries)
             return
+        with self.events.committing({change.log for change in events}):
+            numbered = self._transact_numbered(entries, events)
+        if self.on_events is not None:
+            self.on_events({event.log for event in numbered.events})
+
+    def _transact_numbered(self, entries: list[TxEntry], events: Sequence[Change]) -> Numbered:
         for _ in range(SEQUENCE_ATTEMPTS):
             numbered = self.events.number(events, utc_now())
             try:
@@ -401,9 +407,7 @@ class Dynamo:
                 time.sleep(random.uniform(0, TRANSACT_BACKOFF_S))
                 continue
             self.events.committed(numbered)
-            if self.on_events is not None:
-                self.on_events({event.log for event in numbered.events})
-            return
+            return numbered
         raise Conflict("The cluster's event log kept moving under this change; retry.")
 
     def _transact(self, entries: list[TxEntry]) -> None:
