@@ -3,6 +3,7 @@ reached, and what it never shows."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -89,6 +90,33 @@ def test_a_cluster_without_a_database_host_is_told_so(api: Api) -> None:
     # a host serving another cluster only is not this cluster's
     api.admin("POST", "/database-hosts", HOST | {"cluster_ids": ["elsewhere"]})
     assert error_of(api.admin("POST", "/managed-databases", body)) == (409, "no_host_available")
+
+
+def test_concurrent_creates_fill_every_database_host_exactly(api: Api) -> None:
+    """Two hosts of 2 slots, 10 creates at once: a create that finds its host filled
+    meanwhile moves on to the next, so exactly 4 are made, 2 on each host, and the rest
+    learn that every host is full (not the cluster's limit, which has room)."""
+    cluster = api.make_cluster([api.make_egg()["id"]], databases=10)
+    hosts = [
+        api.admin("POST", "/database-hosts", HOST | {"name": f"pg{i}", "max_databases": 2}).json
+        for i in range(2)
+    ]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(
+            pool.map(
+                lambda i: api.admin(
+                    "POST", "/managed-databases", {"cluster_id": cluster["id"], "name": f"db{i}"}
+                ),
+                range(10),
+            )
+        )
+    made = [a for a in answers if a.status_code == 201]
+    assert len(made) == 4, [a.text for a in answers]
+    assert {error_of(a) for a in answers if a.status_code != 201} == {(409, "no_host_available")}
+    for host in hosts:
+        counted = api.admin("GET", f"/database-hosts/{host['id']}").json["database_count"]
+        assert counted == 2
+    assert api.admin("GET", f"/clusters/{cluster['id']}").json["used"]["databases"] == 4
 
 
 def test_unknown_databases_are_not_found(api: Api) -> None:
