@@ -5,7 +5,9 @@ bind one to a container (its connection variables injected by recreating it)."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from infra.jobs import CREATE_DATABASE, DELETE_DATABASE, Job
 from infra.queue import JobQueue
@@ -20,6 +22,7 @@ from shared.admin_requests import (
 )
 from shared.capacity import Resources
 from shared.databases import (
+    DatabaseEngine,
     DatabaseHost,
     DatabaseHostHealth,
     DatabaseStatus,
@@ -29,6 +32,7 @@ from shared.databases import (
 from shared.errors import (
     ActionNotAllowed,
     CapacityExceeded,
+    DatabaseHostFull,
     HostInUse,
     InvalidInput,
     NoHostAvailable,
@@ -118,6 +122,42 @@ class ChangeJob:
         jobs.enqueue_job(self.job, list(self.args), job_id=self.job_id)
 
 
+@dataclass(frozen=True)
+class NewDatabase:
+    """A database being created, as decided before a host is picked: its record is made
+    for each host tried."""
+
+    id: str
+    cluster_id: str
+    name: str
+    engine: DatabaseEngine
+    sealed_password: str
+    now: datetime
+    version: str | None = None  # as asked; None: the host's major version
+    owner_id: str | None = None  # a tenant's container (it is also bound to it)
+
+    def on(self, host: DatabaseHost) -> ManagedDatabase:
+        database_name, user = server_names(self.id)
+        return ManagedDatabase(
+            id=self.id,
+            cluster_id=self.cluster_id,
+            name=self.name,
+            engine=self.engine,
+            version=self.version or host.major_version,
+            status=DatabaseStatus.CREATING,
+            host_id=host.id,
+            connection_host=host.host,
+            connection_port=host.port,
+            connection_user=user,
+            connection_database=database_name,
+            password=self.sealed_password,
+            created_at=self.now,
+            updated_at=self.now,
+            app_id=self.owner_id,
+            owner_id=self.owner_id,
+        )
+
+
 class DatabaseService:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
@@ -128,36 +168,37 @@ class DatabaseService:
         rules.require_active(cluster)
         rules.require_room(cluster, Resources(databases=1))
         hosts = self.placements(body)
-        password = _seal(self._deps.settings, secrets.token_urlsafe(PASSWORD_BYTES))
-        database_id = self._deps.new_id()
-        database_name, user = server_names(database_id)
-        now = self._deps.clock()
+        new = NewDatabase(
+            id=self._deps.new_id(),
+            cluster_id=cluster.id,
+            name=body.name,
+            engine=body.engine,
+            sealed_password=_seal(self._deps.settings, secrets.token_urlsafe(PASSWORD_BYTES)),
+            now=self._deps.clock(),
+            version=body.version,
+        )
+        database = self.place(
+            hosts, new, lambda d, host: self._repo.create_database(d, host, cluster, new.now)
+        )
+        ChangeJob.of(database).enqueue(self._deps.jobs)
+        return database
+
+    def place(
+        self,
+        hosts: list[DatabaseHost],
+        new: NewDatabase,
+        commit: Callable[[ManagedDatabase, DatabaseHost], None],
+    ) -> ManagedDatabase:
+        """Commit the new database on the first of `hosts` (`placements`) that still has
+        a slot when `commit` takes one (a host that filled up meanwhile: the next)."""
         for host in hosts:
-            database = ManagedDatabase(
-                id=database_id,
-                cluster_id=cluster.id,
-                name=body.name,
-                engine=body.engine,
-                version=body.version or host.major_version,
-                status=DatabaseStatus.CREATING,
-                host_id=host.id,
-                connection_host=host.host,
-                connection_port=host.port,
-                connection_user=user,
-                connection_database=database_name,
-                password=password,
-                created_at=now,
-                updated_at=now,
-            )
+            database = new.on(host)
             try:
-                self._repo.create_database(database, host, cluster, now)
-            except CapacityExceeded as exc:
-                if "database host" in exc.message:
-                    continue  # that host filled up meanwhile: the next one
-                raise
-            ChangeJob.of(database).enqueue(self._deps.jobs)
+                commit(database, host)
+            except DatabaseHostFull:
+                continue
             return database
-        raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
+        raise NoHostAvailable(f"Every {new.engine.value} database host is full.")
 
     def placements(self, body: ManagedDatabaseCreate) -> list[DatabaseHost]:
         """The database hosts that may take it, least used first; a clear refusal when the
@@ -317,38 +358,23 @@ class TenantDatabaseService:
         request = ManagedDatabaseCreate(cluster_id=cluster_id, name=body.name, engine=body.engine)
         hosts = self._placer.placements(request)
         password = secrets.token_urlsafe(PASSWORD_BYTES)
-        database_id = self._deps.new_id()
-        database_name, user = server_names(database_id)
-        now = self._deps.clock()
-        operation = self._operation(container, database_id)
-        for host in hosts:
-            database = ManagedDatabase(
-                id=database_id,
-                cluster_id=cluster_id,
-                name=body.name,
-                engine=body.engine,
-                version=host.major_version,
-                status=DatabaseStatus.CREATING,
-                host_id=host.id,
-                connection_host=host.host,
-                connection_port=host.port,
-                connection_user=user,
-                connection_database=database_name,
-                password=_seal(self._deps.settings, password),
-                created_at=now,
-                updated_at=now,
-                app_id=container.id,
-                owner_id=container.id,
-            )
-            try:
-                self._repo.create_tenant_database(database, host, container, operation)
-            except CapacityExceeded as exc:
-                if "database host" in exc.message:
-                    continue
-                raise
-            operations.enqueue(self._deps.jobs, operation)
-            return database, password, operation
-        raise NoHostAvailable(f"Every {body.engine.value} database host is full.")
+        new = NewDatabase(
+            id=self._deps.new_id(),
+            cluster_id=cluster_id,
+            name=body.name,
+            engine=body.engine,
+            sealed_password=_seal(self._deps.settings, password),
+            now=self._deps.clock(),
+            owner_id=container.id,
+        )
+        operation = self._operation(container, new.id)
+        database = self._placer.place(
+            hosts,
+            new,
+            lambda d, host: self._repo.create_tenant_database(d, host, container, operation),
+        )
+        operations.enqueue(self._deps.jobs, operation)
+        return database, password, operation
 
     def rotate(
         self, cluster_id: str, container_id: str, database_id: str

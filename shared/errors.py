@@ -65,6 +65,11 @@ class CapacityExceeded(CorralError):
     default_message = "Not enough remaining resources in the cluster pool."
 
 
+class DatabaseHostFull(CapacityExceeded):
+    """A database host has no slot left: placement tries the next host (clients see
+    `capacity_exceeded` only when every host is full)."""
+
+
 class ContainerLimitReached(CorralError):
     code, status = "container_limit_reached", 409
     default_message = "Cluster already has the maximum number of containers."

@@ -21,7 +21,7 @@ from shared.databases import (
     DatabaseStatus,
     ManagedDatabase,
 )
-from shared.errors import CapacityExceeded, Conflict, CorralError, Failure, NotFound
+from shared.errors import Conflict, CorralError, DatabaseHostFull, Failure, NotFound
 
 
 def database_host_item(h: DatabaseHost) -> Item:
@@ -201,7 +201,7 @@ class DatabaseHostStore:
         def refuse(old: Item | None) -> CorralError:
             if old is None:
                 return NotFound("Database host not found.")
-            return CapacityExceeded(
+            return DatabaseHostFull(
                 f"The database host of {host.engine.value} is full "
                 f"({old.get('max_databases')} databases)."
             )
