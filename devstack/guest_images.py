@@ -30,11 +30,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import lzma
-import struct
-import zlib
 import shutil
+import struct
 import subprocess
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,7 +264,8 @@ def _has_pvh_entry(elf: bytes) -> bool:
 
 def _cache_key(kernel: Path, kernel_version: str) -> str:
     digest = hashlib.sha256()
-    for part in (GUEST_KERNEL_FORMAT, kernel_version, INIT_SCRIPT, HELLO_SCRIPT, POWER_BUTTON_SCRIPT, *GUEST_MODULES):
+    parts = (GUEST_KERNEL_FORMAT, kernel_version, INIT_SCRIPT, HELLO_SCRIPT, POWER_BUTTON_SCRIPT)
+    for part in (*parts, *GUEST_MODULES):
         digest.update(part.encode() + b"\0")
     for path in (kernel, BUSYBOX):
         stat = path.stat()
