@@ -29,6 +29,9 @@ class Settings:
     # Requests a minute each API key may make, unless its cluster's plan says otherwise
     # (0: no limit).
     rate_limit_per_minute: int = 6000
+    # Requests a minute all the keys of one cluster together may make, unless its plan
+    # says otherwise (0: no cluster-wide limit): a tenant's ten keys share it.
+    cluster_rate_limit_per_minute: int = 12000
     # How long a retry with an Idempotency-Key waits for the first request's answer.
     idempotency_wait_seconds: float = 10.0
     key_cache_seconds: int = 300
@@ -96,6 +99,9 @@ class Settings:
             web_threads=int(env.get("CORRAL_WEB_THREADS", cls.web_threads)),
             rate_limit_per_minute=int(
                 env.get("CORRAL_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute)
+            ),
+            cluster_rate_limit_per_minute=int(
+                env.get("CORRAL_CLUSTER_RATE_LIMIT_PER_MINUTE", cls.cluster_rate_limit_per_minute)
             ),
             idempotency_wait_seconds=float(
                 env.get("CORRAL_IDEMPOTENCY_WAIT_SECONDS", cls.idempotency_wait_seconds)

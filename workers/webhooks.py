@@ -25,8 +25,8 @@ from infra.table.webhooks import due
 from shared.events import PLATFORM_LOG, Event, EventFilter
 from shared.sealing import unseal
 from shared.webhooks import (
-    DISABLE_AFTER,
     DELIVERY_ID_HEADER,
+    DISABLE_AFTER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     DeliveryAttempt,
