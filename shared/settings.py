@@ -34,6 +34,10 @@ class Settings:
     cluster_rate_limit_per_minute: int = 12000
     # How long a retry with an Idempotency-Key waits for the first request's answer.
     idempotency_wait_seconds: float = 10.0
+    # How long a claimed Idempotency-Key may stay without its answer before a retry
+    # takes its request for dead and rebuilds the answer from what it wrote: longer
+    # than any request lives (gunicorn's timeout, Lambda's 29 s).
+    idempotency_lease_seconds: float = 120.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     # Jobs one worker process runs at once, one per thread (workers.worker).
@@ -105,6 +109,9 @@ class Settings:
             ),
             idempotency_wait_seconds=float(
                 env.get("CORRAL_IDEMPOTENCY_WAIT_SECONDS", cls.idempotency_wait_seconds)
+            ),
+            idempotency_lease_seconds=float(
+                env.get("CORRAL_IDEMPOTENCY_LEASE_SECONDS", cls.idempotency_lease_seconds)
             ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
