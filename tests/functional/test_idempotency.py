@@ -105,15 +105,19 @@ def test_errors_are_not_kept_and_a_retry_acts(api: Api, tenant: Tenant) -> None:
     assert again.json == accepted.json
 
 
-def test_operator_writes_take_keys_too(api: Api) -> None:
-    headers = {"Authorization": f"Bearer {api.operator_key}", "Idempotency-Key": "egg-1"}
-    body = {
-        "name": "e",
+def new_egg(name: str) -> dict[str, object]:
+    return {
+        "name": name,
         "engine": "docker",
         "image": "corral/busybox:latest",
         "minimum": {"cpu_cores": 0.1, "ram_mb": 16, "storage_mb": 0},
         "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256, "io": 100},
     }
+
+
+def test_operator_writes_take_keys_too(api: Api) -> None:
+    headers = {"Authorization": f"Bearer {api.operator_key}", "Idempotency-Key": "egg-1"}
+    body = new_egg("e")
     first = api.client.simulate_post("/api/v1/eggs", json=body, headers=headers)
     assert first.status_code == 201, first.text
     second = api.client.simulate_post("/api/v1/eggs", json=body, headers=headers)
@@ -282,13 +286,7 @@ def test_an_operator_create_killed_after_its_commit_is_answered_by_a_retry(
     api: Api, deps: Deps
 ) -> None:
     """Another route, another shape (201, the egg itself): the same mechanism."""
-    body = {
-        "name": "killed",
-        "engine": "docker",
-        "image": "corral/busybox:latest",
-        "minimum": {"cpu_cores": 0.1, "ram_mb": 16, "storage_mb": 0},
-        "defaults": {"cpu_cores": 0.5, "ram_mb": 64, "storage_mb": 256, "io": 100},
-    }
+    body = new_egg("killed")
     _, late, again = killed_and_retried(deps, api.operator_key, "POST", "/api/v1/eggs", body)
     (egg,) = api.admin("GET", "/eggs").json
     assert late.status_code == 201, late.text
