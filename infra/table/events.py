@@ -26,7 +26,8 @@ Readers (`after`: pages, follows, webhook deliveries) never pass a hole: before 
 grace they stop in front of it (a follow reads again when woken or at its next poll),
 after it they void it. The age of a hole is judged by the time on the next present
 item: numbers are reserved in order and an event's time is taken after its numbers
-were reserved, so the hole is at least that old.
+were reserved, so the hole is at least that old. A run of more than `EXPIRED_RUN`
+missing numbers is expired history (the TTL removes old events), passed as is.
 
 The log is ordered by number, that is by reservation: two changes that commit side
 by side may appear in the other order than they committed; a change conditioned on
@@ -59,6 +60,10 @@ DEFAULT_RETENTION_SECONDS = 90 * 24 * 3600
 # How long a reader waits for a reserved number before voiding it; the setting
 # CORRAL_EVENT_HOLE_GRACE_SECONDS.
 DEFAULT_HOLE_GRACE_SECONDS = 5.0
+# A run of missing numbers wider than this is not commits in flight but events the
+# table's TTL removed (a cursor older than the retention): readers pass it at once,
+# writing nothing.
+EXPIRED_RUN = 1000
 
 log = logging.getLogger("corral.events")
 
@@ -203,7 +208,7 @@ class EventLog:
             )
             for item in items:
                 number = int(item["sequence"])
-                if number > expected:
+                if expected < number <= expected + EXPIRED_RUN:
                     if not self._past_grace(item):
                         return  # a young hole: stop in front of it
                     if not self._void_hole(log_name, expected, number):

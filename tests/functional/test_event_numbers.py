@@ -15,7 +15,7 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from infra.table.events import EventLog, Numbered, log_pk
+from infra.table.events import EXPIRED_RUN, SEQUENCE_SK, EventLog, Numbered, log_pk
 from services.deps import Deps
 from shared.events import Change
 from tests.fixtures.corral import Api, Tenant, error_of, make_tenant
@@ -63,7 +63,7 @@ def test_concurrent_creates_in_one_cluster_each_have_one_event_and_refusals_leav
     voids = [int(i["sequence"]) for i in items if i.get("void")]
     assert voids, "the refused creates left no void"
     assert sorted(numbers + voids) == list(range(1, len(items) + 1))
-    counter = deps.repo.db.get(log_pk(tenant.cluster["id"]), "#SEQUENCE")
+    counter = deps.repo.db.get(log_pk(tenant.cluster["id"]), SEQUENCE_SK)
     assert counter is not None and int(counter["sequence"]) == len(items)
 
 
@@ -146,3 +146,22 @@ def test_a_commit_late_past_the_grace_is_sent_again_after_its_voided_number(
     assert renewals[1]["after"]["expires_at"] < renewals[0]["after"]["expires_at"]
     items = log_items(deps, tenant.cluster["id"])
     assert [int(i["sequence"]) for i in items if i.get("void")] == [stalled_event.sequence]
+
+
+def test_a_run_of_expired_numbers_is_passed_at_once_without_voids(
+    api: Api, tenant: Tenant, deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cursor older than the retention meets the numbers whose events the TTL
+    removed: far more than commits in flight. The reader passes them, writing nothing."""
+    log = deps.repo.db.events
+    monkeypatch.setattr(log, "hole_grace_seconds", 3600.0)
+    cluster_id = tenant.cluster["id"]
+    for item in log_items(deps, cluster_id):  # as if they had expired
+        deps.repo.db.delete(item["pk"], item["sk"])
+    expired = deps.repo.db.increment(log_pk(cluster_id), SEQUENCE_SK, "sequence", EXPIRED_RUN)
+    cid = tenant.create().json["container"]["id"]
+
+    read = tenant_events(api, limit=100)["events"]
+    assert [e["resource"]["id"] for e in read if e["type"] == "workload.created"] == [cid]
+    assert min(e["sequence"] for e in read) == expired + 1
+    assert not any(i.get("void") for i in log_items(deps, cluster_id))
