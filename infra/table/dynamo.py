@@ -402,7 +402,9 @@ class Dynamo:
         """Commit all entries or none, and append `events` (the changes they make) to
         their logs in the same transaction, at numbers reserved just before
         (infra.table.events). A failed condition raises the entry's own error, and
-        the reserved numbers are voided.
+        the reserved numbers are voided. A transaction resent for a conflict alone
+        (`_transact`) keeps its numbers; one whose number a reader voided meanwhile
+        is sent again at new ones.
         """
         if not events:
             self._transact(entries)
