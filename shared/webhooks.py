@@ -27,6 +27,7 @@ from shared.requests import Strict
 
 SIGNATURE_HEADER = "Corral-Signature"
 TIMESTAMP_HEADER = "Corral-Timestamp"
+DELIVERY_ID_HEADER = "Corral-Delivery-Id"  # the same on every attempt of one delivery
 DISABLE_AFTER = timedelta(hours=24)
 FIRST_RETRY = timedelta(seconds=10)
 LONGEST_RETRY = timedelta(hours=1)
