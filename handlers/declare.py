@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import CorralError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"

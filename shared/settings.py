@@ -29,8 +29,15 @@ class Settings:
     # Requests a minute each API key may make, unless its cluster's plan says otherwise
     # (0: no limit).
     rate_limit_per_minute: int = 6000
+    # Requests a minute all the keys of one cluster together may make, unless its plan
+    # says otherwise (0: no cluster-wide limit): a tenant's ten keys share it.
+    cluster_rate_limit_per_minute: int = 12000
     # How long a retry with an Idempotency-Key waits for the first request's answer.
     idempotency_wait_seconds: float = 10.0
+    # How long a claimed Idempotency-Key may stay without its answer before a retry
+    # takes its request for dead and rebuilds the answer from what it wrote: longer
+    # than any request lives (gunicorn's timeout, Lambda's 29 s).
+    idempotency_lease_seconds: float = 120.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     # Jobs one worker process runs at once, one per thread (workers.worker).
@@ -52,6 +59,9 @@ class Settings:
     token_ttl_seconds: int = 3600
     # How long the table keeps an event (the audit trail), in days (the items' `ttl`).
     event_retention_days: int = 90
+    # How long a reader of an event log waits for a reserved number that is missing
+    # (its commit is late, or its process died) before voiding it and reading on.
+    event_hole_grace_seconds: float = 5.0
     # How often an events follow reads its log when no notification woke it.
     events_poll_seconds: float = 2.0
     # An events follow ends after this long (`event: end`); the client reconnects
@@ -97,8 +107,14 @@ class Settings:
             rate_limit_per_minute=int(
                 env.get("CORRAL_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute)
             ),
+            cluster_rate_limit_per_minute=int(
+                env.get("CORRAL_CLUSTER_RATE_LIMIT_PER_MINUTE", cls.cluster_rate_limit_per_minute)
+            ),
             idempotency_wait_seconds=float(
                 env.get("CORRAL_IDEMPOTENCY_WAIT_SECONDS", cls.idempotency_wait_seconds)
+            ),
+            idempotency_lease_seconds=float(
+                env.get("CORRAL_IDEMPOTENCY_LEASE_SECONDS", cls.idempotency_lease_seconds)
             ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),
@@ -118,6 +134,9 @@ class Settings:
             token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
             event_retention_days=int(
                 env.get("CORRAL_EVENT_RETENTION_DAYS", cls.event_retention_days)
+            ),
+            event_hole_grace_seconds=float(
+                env.get("CORRAL_EVENT_HOLE_GRACE_SECONDS", cls.event_hole_grace_seconds)
             ),
             events_poll_seconds=float(
                 env.get("CORRAL_EVENTS_POLL_SECONDS", cls.events_poll_seconds)
