@@ -7,8 +7,8 @@ initramfs (newc cpio, gzip, written here in Python) and a small qcow2 base disk.
 The kernel is kept as the ELF inside Debian's compressed bzImage (still named
 `vmlinuz`, the name eggs already use), which QEMU starts at its PVH entry point: under
 TCG the bzImage's own xz decompression took more than half of a guest's boot (46 s
-against 21 s, the two booted side by side on a busy machine). A kernel
-whose payload is neither xz nor gzip, or has no PVH entry, is kept as it is.
+against 21 s, the two booted side by side on a busy machine). A kernel whose payload
+is neither xz nor gzip, or that has no PVH entry, is kept as it is.
 
 The guest's /init (busybox sh, PID 1):
 - loads the virtio network modules and brings eth0 up as 10.0.2.15 (QEMU user net);
