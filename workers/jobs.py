@@ -5,8 +5,11 @@ condition that the operation is still the workload's pending one."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -141,7 +144,7 @@ def _spec(workload: Workload, egg: Egg) -> WorkloadSpec:
 
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     observed = _ensure(driver, workload, egg, _spec(workload, egg), op)
-    observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+    driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
 
@@ -186,11 +189,20 @@ def _same_container(observed: Observed, spec: WorkloadSpec) -> bool:
 def _restore_power(
     driver: HostDriver, workload: Workload, egg: Egg, observed: Observed
 ) -> Observed:
+    """`observed` (what the host said of the workload) once brought back to the power
+    state it had; of a power signal, only the state it reached is kept (a driver may
+    tell nothing else)."""
     if workload.status in (WorkloadStatus.RUNNING, WorkloadStatus.PAUSED):
-        observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+        observed = replace(observed, state=_power_state(driver, workload, egg, PowerSignal.START))
     if workload.status == WorkloadStatus.PAUSED:
-        observed = driver.power(workload.id, PowerSignal.PAUSE, egg.stop_timeout)
+        observed = replace(observed, state=_power_state(driver, workload, egg, PowerSignal.PAUSE))
     return observed
+
+
+def _power_state(
+    driver: HostDriver, workload: Workload, egg: Egg, signal: PowerSignal
+) -> RuntimeState:
+    return driver.power(workload.id, signal, egg.stop_timeout).state
 
 
 def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
@@ -303,16 +315,37 @@ def _run_on_workload(ctx: context.WorkerContext, op: Operation, workload: Worklo
         superseded = Failure("superseded", "Superseded: the container is not waiting for it.")
         repo.operations.fail_orphan(op, superseded, ctx.clock())
         return "failed"
-    op = repo.operations.mark_running(op, ctx.clock())
+    marking = _marking_running(ctx, op)
     try:
         outcome = _execute(ctx, workload, op)
     except JobTimedOut:
-        return _record_timed_out(ctx, op, workload)
+        return _record_timed_out(ctx, marking.result(), workload)
     except Exception as exc:
+        op = marking.result()
         if passed():  # a host call cut short by the job's deadline
             return _record_timed_out(ctx, op, workload)
         return _record_error(ctx, op, workload, exc)
-    return _record(ctx, op, workload, outcome, None)
+    return _record(ctx, marking.result(), workload, outcome, None)
+
+
+_marking_pool: ThreadPoolExecutor | None = None
+_marking_pool_made = threading.Lock()
+
+
+def _marking_running(ctx: context.WorkerContext, op: Operation) -> Future[Operation]:
+    """Mark `op` running in a thread of its own while the job goes to the host: the
+    table's write and the host's call overlap instead of adding up. The job takes the
+    result before it records the outcome, so the operation is running before it ends
+    (and its `running` event comes before its outcome's); a Conflict (it finished
+    meanwhile) is raised there, once the host call is back, as it would have been before
+    it. Only a progress text written before the mark lands is lost (its write requires
+    a running operation), as one of a finished operation is."""
+    global _marking_pool
+    with _marking_pool_made:
+        if _marking_pool is None:
+            _marking_pool = ThreadPoolExecutor(thread_name_prefix="corral-mark")
+    mark = contextvars.copy_context().run  # the job's log ids go with it
+    return _marking_pool.submit(mark, ctx.repo.operations.mark_running, op, ctx.clock())
 
 
 def _record_timed_out(ctx: context.WorkerContext, op: Operation, workload: Workload) -> str:

@@ -84,10 +84,17 @@ _TARGETS: dict[PowerSignal, RuntimeState] = {
     PowerSignal.KILL: RuntimeState.STOPPED,
     PowerSignal.PAUSE: RuntimeState.PAUSED,
 }
+# The signals the engine takes whatever the container's state, but paused.
+_SENT_AT_ONCE: dict[PowerSignal, Callable[[Any, str, int], object]] = {
+    PowerSignal.START: lambda api, name, _: api.start(name),
+    PowerSignal.STOP: lambda api, name, timeout: api.stop(name, timeout=timeout),
+    PowerSignal.RESTART: lambda api, name, timeout: api.restart(name, timeout=timeout),
+}
 # What engines answer (with a 500 from overlay2, other codes elsewhere) when the storage
 # driver cannot size a container's root filesystem.
 _STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
 _CREATE_ATTEMPTS = 8
+_NETWORK_ATTEMPTS = 3  # the network this process knew, one found again, one remade
 # The daemon label naming the volume driver that limits a data volume's size.
 VOLUME_DRIVER_LABEL = "io.corral.volume-driver"
 _CREATE_BACKOFF_S = 0.02
@@ -161,8 +168,21 @@ class DockerDriver:
         return self._observed(spec.workload_id, attrs)
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
+        """Start, stop and restart are sent at once: the engine takes them in any state
+        but paused (a start of a running container, a stop of a stopped one, answer 304).
+        What it refuses, and every other signal, goes by the state read first. Only the
+        state is known after a signal sent at once."""
         name = container_name(workload_id)
         with host_errors(self._address, f"{signal.value} container {name}"):
+            if signal in _SENT_AT_ONCE:
+                try:
+                    _SENT_AT_ONCE[signal](self._api(), name, stop_timeout)
+                except docker.errors.NotFound:
+                    raise self._missing(name, workload_id) from None
+                except docker.errors.APIError:
+                    pass  # paused, or changing state: as the state read says, below
+                else:
+                    return Observed(workload_id=workload_id, state=_TARGETS[signal])
             attrs = self._require(name, workload_id)
             try:
                 self._send(name, signal, _state(attrs), stop_timeout)
@@ -333,10 +353,13 @@ class DockerDriver:
     def _require(self, name: str, workload_id: str) -> dict[str, Any]:
         attrs = self._inspect(name)
         if attrs is None:
-            raise workload_missing(
-                f"workload {workload_id} has no container {name} on {self._address}"
-            )
+            raise self._missing(name, workload_id)
         return attrs
+
+    def _missing(self, name: str, workload_id: str) -> HostError:
+        return workload_missing(
+            f"workload {workload_id} has no container {name} on {self._address}"
+        )
 
     def _create(self, spec: WorkloadSpec) -> None:
         limits = self._limits(spec.resources)
@@ -387,7 +410,7 @@ class DockerDriver:
     def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
         api = self._api()
         volume = {data_volume_name(spec.workload_id): {"bind": spec.data_path, "mode": "rw"}}
-        for attempt in range(2):
+        for attempt in range(_NETWORK_ATTEMPTS):
             network_id = networks.ensure(api, spec.cluster_id)
             try:
                 created = api.create_container(
@@ -408,9 +431,11 @@ class DockerDriver:
                 )
                 break
             except docker.errors.NotFound as exc:
-                # The cluster's last container elsewhere took its network away meanwhile.
-                if attempt == 1 or "network" not in _explanation(exc):
+                # The cluster's last container elsewhere took its network away meanwhile
+                # (perhaps before this process last asked for it).
+                if attempt == _NETWORK_ATTEMPTS - 1 or "network" not in _explanation(exc):
                     raise
+                networks.forget(api, spec.cluster_id)
         if "blkio_weight" in limits:
             self._learn_blkio_weight(api.inspect_container(created["Id"]))
 
