@@ -94,7 +94,6 @@ _SENT_AT_ONCE: dict[PowerSignal, Callable[[Any, str, int], object]] = {
 # driver cannot size a container's root filesystem.
 _STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
 _CREATE_ATTEMPTS = 8
-_NETWORK_ATTEMPTS = 3  # the network this process knew, one found again, one remade
 # The daemon label naming the volume driver that limits a data volume's size.
 VOLUME_DRIVER_LABEL = "io.corral.volume-driver"
 _CREATE_BACKOFF_S = 0.02
@@ -177,10 +176,8 @@ class DockerDriver:
             if signal in _SENT_AT_ONCE:
                 try:
                     _SENT_AT_ONCE[signal](self._api(), name, stop_timeout)
-                except docker.errors.NotFound:
-                    raise self._missing(name, workload_id) from None
                 except docker.errors.APIError:
-                    pass  # paused, or changing state: as the state read says, below
+                    pass  # missing, paused, changing state: as the state read says, below
                 else:
                     return Observed(workload_id=workload_id, state=_TARGETS[signal])
             attrs = self._require(name, workload_id)
@@ -353,13 +350,10 @@ class DockerDriver:
     def _require(self, name: str, workload_id: str) -> dict[str, Any]:
         attrs = self._inspect(name)
         if attrs is None:
-            raise self._missing(name, workload_id)
+            raise workload_missing(
+                f"workload {workload_id} has no container {name} on {self._address}"
+            )
         return attrs
-
-    def _missing(self, name: str, workload_id: str) -> HostError:
-        return workload_missing(
-            f"workload {workload_id} has no container {name} on {self._address}"
-        )
 
     def _create(self, spec: WorkloadSpec) -> None:
         limits = self._limits(spec.resources)
@@ -410,7 +404,7 @@ class DockerDriver:
     def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
         api = self._api()
         volume = {data_volume_name(spec.workload_id): {"bind": spec.data_path, "mode": "rw"}}
-        for attempt in range(_NETWORK_ATTEMPTS):
+        for attempt in range(2):
             network_id = networks.ensure(api, spec.cluster_id)
             try:
                 created = api.create_container(
@@ -431,11 +425,9 @@ class DockerDriver:
                 )
                 break
             except docker.errors.NotFound as exc:
-                # The cluster's last container elsewhere took its network away meanwhile
-                # (perhaps before this process last asked for it).
-                if attempt == _NETWORK_ATTEMPTS - 1 or "network" not in _explanation(exc):
+                # The cluster's last container elsewhere took its network away meanwhile.
+                if attempt == 1 or "network" not in _explanation(exc):
                     raise
-                networks.forget(api, spec.cluster_id)
         if "blkio_weight" in limits:
             self._learn_blkio_weight(api.inspect_container(created["Id"]))
 

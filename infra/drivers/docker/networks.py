@@ -29,24 +29,12 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 # (engine, cluster) -> the lock its network is made under in this process.
 _making: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-# (engine, cluster) -> its network's id, as this process last found or made it.
-_known: dict[tuple[str, str], str] = {}
 
 
 def ensure(api: Any, cluster_id: str) -> str:
-    """The id of the cluster's network, made if missing; the one this process knows
-    without asking the engine again (a container made on a network removed meanwhile
-    is refused with a NotFound: `forget` it, and ask again)."""
-    key = (str(api.base_url), cluster_id)
-    with _making[key]:
-        if key not in _known:
-            _known[key] = _ensure(api, cluster_id)
-        return _known[key]
-
-
-def forget(api: Any, cluster_id: str) -> None:
-    """The cluster's network may be gone: the next `ensure` asks the engine."""
-    _known.pop((str(api.base_url), cluster_id), None)
+    """The id of the cluster's network, made if missing."""
+    with _making[(str(api.base_url), cluster_id)]:
+        return _ensure(api, cluster_id)
 
 
 def _ensure(api: Any, cluster_id: str) -> str:
@@ -79,7 +67,6 @@ def drop_if_unused(api: Any, cluster_id: str) -> None:
     remaining = api.containers(all=True, filters={"label": f"{LABEL_CLUSTER}={cluster_id}"})
     if remaining:
         return
-    forget(api, cluster_id)
     for network in _named(api, cluster_network(cluster_id)):
         with suppress(docker.errors.APIError):
             api.remove_network(network["Id"])
