@@ -17,6 +17,12 @@ finds the record pending for longer than `idempotency_lease_seconds` (longer tha
 request lives) rebuilds the answer from the items the claim names
 (handlers/lost_answers.py) and stores it: the same status and operation, at once.
 
+An answer that can show a once-shown secret (a new key, a webhook's signing secret, a
+database password: handlers/declare.py `shows_secret`) is stored sealed under
+CORRAL_SECRET_KEY, and opened only to replay it; with no such key set, its body is not
+kept and a repeat answers 409 conflict saying the request was carried out. No secret
+lies in the table in the clear.
+
 Round trips a request with a key adds: the record's read, and storing the answer (the
 claim rides in the request's own first transaction). A request without one: none."""
 
@@ -27,17 +33,18 @@ import hashlib
 import io
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import falcon
 
 from handlers import errors
-from handlers.lost_answers import declaration_of, rebuild
+from handlers.declare import declaration_of, responder_of, shows_secret
 from infra.table.idempotency import DONE, Claim, IdempotencyStore, Record, alight, ride
 from services.deps import Deps
 from shared.errors import Conflict, CorralError, IdempotencyKeyReused, InvalidInput
+from shared.sealing import SealingError, seal, unseal
 
 log = logging.getLogger("corral.idempotency")
 
@@ -129,14 +136,20 @@ class IdempotencyMiddleware:
             return
         if resp.stream is not None:
             return  # a streamed answer is not stored (no write route streams)
-        body = resp.render_body() or b""
+        body: bytes | None = resp.render_body() or b""
+        content_type = resp.content_type if body else None
+        sealed = shows_secret(declaration_of(responder_of(keyed.resource, keyed.method)))
+        if sealed and body:
+            secret_key = self._deps.settings.secret_key
+            body = seal(secret_key, body.decode()).encode() if secret_key else None
         try:
             self._store.complete(
                 keyed.key_id,
                 keyed.idempotency_key,
                 keyed.fingerprint,
-                (resp.status_code, body, resp.content_type if body else None),
+                (resp.status_code, body, content_type),
                 self._deps.clock(),
+                sealed=sealed,
             )
         except Exception:
             # The write happened and the caller gets its answer; a retry then waits for
@@ -164,7 +177,7 @@ class IdempotencyMiddleware:
             if found.fingerprint != keyed.fingerprint:
                 raise IdempotencyKeyReused()
             if found.done:
-                return found
+                return self._opened(found)
             now = self._deps.clock()
             if found.created_at is not None and (
                 (now - found.created_at).total_seconds() > settings.idempotency_lease_seconds
@@ -179,13 +192,30 @@ class IdempotencyMiddleware:
 
     def _rebuilt(self, found: Record, keyed: _Keyed, now: datetime) -> Record:
         """The answer of a request that died after its commit, stored for the next retry."""
-        declaration = declaration_of(keyed.resource, keyed.method)
+        from handlers.lost_answers import rebuild  # views and shapes: only when needed
+
+        declaration = declaration_of(responder_of(keyed.resource, keyed.method))
         status, body = rebuild(self._deps.repo.db, declaration, found.wrote, now)
         content_type = falcon.MEDIA_JSON if body else None
         log.warning("rebuilt the lost answer of an idempotency key's request (status %s)", status)
         answer = (status, body, content_type)
         self._store.complete(keyed.key_id, keyed.idempotency_key, keyed.fingerprint, answer, now)
         return Record(found.fingerprint, DONE, found.created_at, status, body, content_type)
+
+    def _opened(self, found: Record) -> Record:
+        """A stored answer as it was sent: a sealed body opened."""
+        from handlers.lost_answers import AnswerLost
+
+        if not found.sealed or found.body == b"":
+            return found
+        secret_key = self._deps.settings.secret_key
+        if found.body is None or secret_key is None:
+            raise AnswerLost()  # withheld: there was no key to seal it with
+        try:
+            body = unseal(secret_key, found.body.decode()).encode()
+        except SealingError as error:
+            raise AnswerLost() from error
+        return replace(found, body=body, sealed=False)
 
     @staticmethod
     def _answer(resp: falcon.Response, record: Record) -> None:

@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 from typing_extensions import is_typeddict
 
 from handlers import shapes, views
-from handlers.declare import ATTRIBUTE, Declaration
+from handlers.declare import Declaration
 from infra.table.attributes import Item
 from infra.table.backups import backup_from
 from infra.table.databases import database_host_from
@@ -52,11 +52,6 @@ class AnswerLost(Conflict):
         "The request with this Idempotency-Key was carried out, but its answer was lost "
         "and cannot be rebuilt; read the resource it made instead."
     )
-
-
-def declaration_of(resource: Any, method: str) -> Declaration | None:
-    responder = getattr(resource, f"on_{method.lower()}", None)
-    return getattr(responder, ATTRIBUTE, None)
 
 
 def rebuild(

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from infra.jobs import DELIVER_WEBHOOKS, RUN_OPERATION, Job, Lane, Schedule
 from shared import trace
 from shared.errors import ServiceUnavailable
-from shared.models import Operation
+from shared.models import Operation, Workload
 from shared.settings import Settings
 
 # Transient host errors are retried by rq with these pauses (seconds); the job
@@ -32,8 +32,11 @@ HOST_JOB_FAILED_KEPT_SECONDS = 60
 WEBHOOKS_EXIST = "corral:webhooks:{table}"
 # The job meta field holding the id of the request that enqueued it (shared.trace).
 REQUEST_ID_META = "request_id"
-# The job meta field holding the id of an operation's workload.
+# The job meta fields holding the id of an operation's workload and, when its enqueuer
+# had the workload at hand, of the workload's host and egg.
 WORKLOAD_ID_META = "workload_id"
+HOST_ID_META = "host_id"
+EGG_ID_META = "egg_id"
 
 
 def make_redis(settings: Settings) -> Redis[bytes]:
@@ -62,19 +65,23 @@ class JobQueue:
             )
         return self._queue
 
-    def enqueue_operation(self, operation: Operation) -> None:
-        """Enqueue the job that carries out `operation`. Enqueuing the same
-        operation again while its job exists is a no-op."""
+    def enqueue_operation(self, operation: Operation, workload: Workload | None = None) -> None:
+        """Enqueue the job that carries out `operation` (on `workload`, when the caller
+        has it). Enqueuing the same operation again while its job exists is a no-op."""
         from rq import Retry
 
         if trace.job_id.get() is None:  # a request's: its log line names the operation
             trace.operation_id.set(operation.id)
+        # Lets the job read the operation, its workload and the workload's host and egg
+        # at once. In the meta, not the arguments: a worker of an older release runs the
+        # job all the same.
+        meta = {WORKLOAD_ID_META: operation.workload_id}
+        if workload is not None:
+            meta |= {HOST_ID_META: workload.host_id, EGG_ID_META: workload.egg_id}
         self._enqueue(
             RUN_OPERATION,
             [operation.cluster_id, operation.id],
-            # Lets the job read the operation and its workload at once. In the meta, not
-            # the arguments: a worker of an older release runs the job all the same.
-            meta={WORKLOAD_ID_META: operation.workload_id},
+            meta=meta,
             job_id=operation.id,
             retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             job_timeout=self.settings.job_timeout_seconds,

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from infra.queue import JobQueue
 from shared.errors import ServiceUnavailable
-from shared.models import Operation, OperationParams
+from shared.models import Operation, OperationParams, Workload
 from shared.states import OperationKind, OperationStatus
 
 log = logging.getLogger("corral.operations")
@@ -40,10 +40,11 @@ def queued(
     )
 
 
-def enqueue(jobs: JobQueue, operation: Operation) -> None:
-    """Hand a written operation to the workers; a queue that is down leaves it to the
-    reconciler, which re-enqueues queued operations."""
+def enqueue(jobs: JobQueue, operation: Operation, workload: Workload | None = None) -> None:
+    """Hand a written operation to the workers (with its `workload` as written, when the
+    caller has it: the job then reads the workload's host and egg with it); a queue
+    that is down leaves it to the reconciler, which re-enqueues queued operations."""
     try:
-        jobs.enqueue_operation(operation)
+        jobs.enqueue_operation(operation, workload)
     except ServiceUnavailable:
         log.warning("queue unavailable; operation %s stays queued for the reconciler", operation.id)

@@ -116,7 +116,7 @@ class WorkloadService:
                     continue  # that host filled up meanwhile: try the next best
                 except Conflict:
                     break
-                operations.enqueue(self._deps.jobs, operation)
+                operations.enqueue(self._deps.jobs, operation, workload)
                 return workload, operation
             if attempt < ATTEMPTS - 1:
                 cluster = self._repo.clusters.get(cluster_id)
@@ -259,7 +259,7 @@ class WorkloadService:
         params = OperationParams(signal=signal, target=target)
         operation = self._operation(workload, OperationKind.POWER, params)
         self._repo.begin_operation(workload, operation)
-        operations.enqueue(self._deps.jobs, operation)
+        operations.enqueue(self._deps.jobs, operation, workload)
         return replace(workload, pending_op=operation.id, last_op=operation.id), operation
 
     def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
@@ -271,7 +271,7 @@ class WorkloadService:
         self._repo.begin_operation(
             workload, operation, set_fields={"status": WorkloadStatus.DELETING.value}
         )
-        operations.enqueue(self._deps.jobs, operation)
+        operations.enqueue(self._deps.jobs, operation, workload)
         changed = replace(
             workload, status=WorkloadStatus.DELETING, pending_op=operation.id, last_op=operation.id
         )

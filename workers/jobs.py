@@ -5,8 +5,11 @@ condition that the operation is still the workload's pending one."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,7 +18,8 @@ from rq import get_current_job
 from infra import metrics
 from infra.archives.store import StoredArchive
 from infra.drivers.base import HostDriver, ImagePuller, VmDriver
-from infra.queue import WORKLOAD_ID_META
+from infra.queue import EGG_ID_META, HOST_ID_META, WORKLOAD_ID_META
+from infra.table.repository import JobRecords
 from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.deadline import JobTimedOut, passed
@@ -141,7 +145,7 @@ def _spec(workload: Workload, egg: Egg) -> WorkloadSpec:
 
 def provision(driver: HostDriver, workload: Workload, egg: Egg, op: Operation) -> Outcome:
     observed = _ensure(driver, workload, egg, _spec(workload, egg), op)
-    observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+    driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
     fields = _enforced(observed) | _vm_fields(driver, workload, egg)
     return Outcome(WorkloadStatus.RUNNING, fields)
 
@@ -186,11 +190,20 @@ def _same_container(observed: Observed, spec: WorkloadSpec) -> bool:
 def _restore_power(
     driver: HostDriver, workload: Workload, egg: Egg, observed: Observed
 ) -> Observed:
+    """`observed` (what the host said of the workload) once brought back to the power
+    state it had; of a power signal, only the state it reached is kept (a driver may
+    tell nothing else)."""
     if workload.status in (WorkloadStatus.RUNNING, WorkloadStatus.PAUSED):
-        observed = driver.power(workload.id, PowerSignal.START, egg.stop_timeout)
+        observed = replace(observed, state=_power_state(driver, workload, egg, PowerSignal.START))
     if workload.status == WorkloadStatus.PAUSED:
-        observed = driver.power(workload.id, PowerSignal.PAUSE, egg.stop_timeout)
+        observed = replace(observed, state=_power_state(driver, workload, egg, PowerSignal.PAUSE))
     return observed
+
+
+def _power_state(
+    driver: HostDriver, workload: Workload, egg: Egg, signal: PowerSignal
+) -> RuntimeState:
+    return driver.power(workload.id, signal, egg.stop_timeout).state
 
 
 def _status_of(observed: Observed, fallback: WorkloadStatus) -> WorkloadStatus:
@@ -270,11 +283,15 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
     """RQ entry point. Returns the operation's final status."""
     ctx = context.current()
     repo = ctx.repo
-    # Jobs carry their workload's id (infra.queue): the operation and the workload are
-    # read at once. Without it (a job of an older release), the operation first.
-    job = get_current_job()
-    workload_id = (job.meta or {}).get(WORKLOAD_ID_META) if job is not None else None
-    op, workload = repo.operation_and_workload(cluster_id, operation_id, workload_id)
+    # Jobs carry their workload's id, and its host's and egg's when their enqueuer had
+    # them (infra.queue): what the job needs is read at once. Without the workload's (a
+    # job of an older release), the operation first.
+    meta = _job_meta()
+    workload_id = meta.get(WORKLOAD_ID_META)
+    host_id, egg_id = meta.get(HOST_ID_META), meta.get(EGG_ID_META)
+    host_and_egg = (host_id, egg_id) if host_id and egg_id else None
+    read = repo.job_records(cluster_id, operation_id, workload_id, host_and_egg)
+    op = read.operation
     if op is None:
         log.warning("operation %s not in the table; nothing to do", operation_id)
         return "missing"
@@ -284,17 +301,20 @@ def run_operation(cluster_id: str, operation_id: str) -> str:
         return images.run_image_operation(ctx, op, retries_left=_retries_left())
     with locks.workload_job(ctx.jobs.redis, op.workload_id, op.id) as waited:
         if waited or workload_id is None:  # read what is true now, the workload too
-            op, workload = repo.operation_and_workload(cluster_id, operation_id, op.workload_id)
+            read = repo.job_records(cluster_id, operation_id, op.workload_id)
+            op = read.operation
             if op is None:
                 return "missing"
             if op.status.is_finished:
                 return op.status.value
-        return _run_on_workload(ctx, op, workload)
+        return _run_on_workload(ctx, op, read)
 
 
-def _run_on_workload(ctx: context.WorkerContext, op: Operation, workload: Workload | None) -> str:
-    """The operation of one workload (None: not in the table), its lock held."""
+def _run_on_workload(ctx: context.WorkerContext, op: Operation, read: JobRecords) -> str:
+    """The operation of one workload (`read.workload`; None: not in the table), its
+    lock held."""
     repo = ctx.repo
+    workload = read.workload
     if workload is None:
         gone = Failure("container_gone", "The container no longer exists.")
         repo.operations.fail_orphan(op, gone, ctx.clock())
@@ -303,16 +323,37 @@ def _run_on_workload(ctx: context.WorkerContext, op: Operation, workload: Worklo
         superseded = Failure("superseded", "Superseded: the container is not waiting for it.")
         repo.operations.fail_orphan(op, superseded, ctx.clock())
         return "failed"
-    op = repo.operations.mark_running(op, ctx.clock())
+    marking = _marking_running(ctx, op)
     try:
-        outcome = _execute(ctx, workload, op)
+        outcome = _execute(ctx, workload, op, read)
     except JobTimedOut:
-        return _record_timed_out(ctx, op, workload)
+        return _record_timed_out(ctx, marking.result(), workload)
     except Exception as exc:
+        op = marking.result()
         if passed():  # a host call cut short by the job's deadline
             return _record_timed_out(ctx, op, workload)
         return _record_error(ctx, op, workload, exc)
-    return _record(ctx, op, workload, outcome, None)
+    return _record(ctx, marking.result(), workload, outcome, None)
+
+
+_marking_pool: ThreadPoolExecutor | None = None
+_marking_pool_made = threading.Lock()
+
+
+def _marking_running(ctx: context.WorkerContext, op: Operation) -> Future[Operation]:
+    """Mark `op` running in a thread of its own while the job goes to the host: the
+    table's write and the host's call overlap instead of adding up. The job takes the
+    result before it records the outcome, so the operation is running before it ends
+    (and its `running` event comes before its outcome's); a Conflict (it finished
+    meanwhile) is raised there, once the host call is back, as it would have been before
+    it. Only a progress text written before the mark lands is lost (its write requires
+    a running operation), as one of a finished operation is."""
+    global _marking_pool
+    with _marking_pool_made:
+        if _marking_pool is None:
+            _marking_pool = ThreadPoolExecutor(thread_name_prefix="corral-mark")
+    mark = contextvars.copy_context().run  # the job's log ids go with it
+    return _marking_pool.submit(mark, ctx.repo.operations.mark_running, op, ctx.clock())
 
 
 def _record_timed_out(ctx: context.WorkerContext, op: Operation, workload: Workload) -> str:
@@ -357,18 +398,24 @@ def _failed(op: Operation, workload: Workload, exc: BaseException | None = None)
     return Outcome(WorkloadStatus.ERROR)
 
 
-def _execute(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
-    outcome = _execute_on_host(ctx, workload, op)
+def _execute(
+    ctx: context.WorkerContext, workload: Workload, op: Operation, read: JobRecords
+) -> Outcome:
+    outcome = _execute_on_host(ctx, workload, op, read)
     if op.kind == OperationKind.DELETE:
         backups.discard_all(ctx, workload)
         drop_owned(ctx, workload)
     return outcome
 
 
-def _execute_on_host(ctx: context.WorkerContext, workload: Workload, op: Operation) -> Outcome:
+def _execute_on_host(
+    ctx: context.WorkerContext, workload: Workload, op: Operation, read: JobRecords
+) -> Outcome:
     if op.kind in HOSTLESS:
         return EXECUTORS[op.kind](None, workload, None, op)
-    host, found_egg = ctx.repo.host_and_egg(workload.host_id, workload.egg_id)
+    host, found_egg = read.host_and_egg_of(workload) or ctx.repo.host_and_egg(
+        workload.host_id, workload.egg_id
+    )
     if host is None:
         if op.kind == OperationKind.DELETE:  # the host was force-removed: nothing to clean
             return Outcome(gone_status(op), release=True, host_exists=False)
@@ -433,6 +480,11 @@ def _record(
         log.info("operation %s %s %s", op.kind.value, op.id, final,
                  extra={"kind": op.kind.value, "outcome": final})  # fmt: skip
     return final
+
+
+def _job_meta() -> dict[str, str]:
+    job = get_current_job()
+    return dict(job.meta or {}) if job is not None else {}
 
 
 def _retries_left() -> int:

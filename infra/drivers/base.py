@@ -28,7 +28,8 @@ class HostDriver(Protocol):
         ...
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
-        """Send a power signal. Reaching the target state already is success."""
+        """Send a power signal. Reaching the target state already is success. The
+        answer's state is the workload's after it; its other fields may be left empty."""
         ...
 
     def remove(self, workload_id: str, *, keep_data: bool = False) -> None:

@@ -64,14 +64,15 @@ BUILDERS: dict[DriverKind, Builder] = {DriverKind.DOCKER: _docker, DriverKind.SS
 
 
 class DriverFactory:
-    """Builds one driver per host and thread, and reuses it while the host record is
-    unchanged. A worker runs jobs in several threads at once (workers.worker): each has
-    drivers of its own, so no driver's connection (an HTTP session, an SSH transport
-    and its SFTP session) is ever used by two threads at once."""
+    """Builds one driver per host and thread, and reuses it until what it was built
+    from changes (the host's address, TLS, SSH keys, ports, labels). A worker runs jobs
+    in several threads at once (workers.worker): each has drivers of its own, so no
+    driver's connection (an HTTP session, an SSH transport and its SFTP session) is
+    ever used by two threads at once."""
 
     def __init__(self, builders: dict[DriverKind, Builder] | None = None) -> None:
         self._builders = dict(BUILDERS if builders is None else builders)
-        self._cache: dict[tuple[int, str], tuple[int, str, HostDriver]] = {}
+        self._cache: dict[tuple[int, str], tuple[tuple[object, ...], HostDriver]] = {}
         self._guard = threading.Lock()
 
     def register(self, kind: DriverKind, builder: Builder) -> None:
@@ -79,13 +80,14 @@ class DriverFactory:
 
     def for_host(self, host: Host) -> HostDriver:
         key = (threading.get_ident(), host.id)
+        made_from = _made_from(host)
         with self._guard:
             cached = self._cache.pop(key, None)
-        if cached and cached[0] == host.version and cached[1] == host.address:
-            driver = cached[2]
+        if cached and cached[0] == made_from:
+            driver = cached[1]
         else:
             if cached:
-                cached[2].close()
+                cached[1].close()
             try:
                 builder = self._builders[host.driver]
             except KeyError:
@@ -94,11 +96,26 @@ class DriverFactory:
                 raise HostError(f"No driver for hosts of kind {host.driver.value}.") from None
             driver = builder(host)
         with self._guard:
-            self._cache[key] = (host.version, host.address, driver)
+            self._cache[key] = (made_from, driver)
         return driver
 
     def close(self) -> None:
         with self._guard:
             cached, self._cache = list(self._cache.values()), {}
-        for _, _, driver in cached:
+        for _, driver in cached:
             driver.close()
+
+
+def _made_from(host: Host) -> tuple[object, ...]:
+    """What a host's driver is built from (`BUILDERS` read nothing else). Not its
+    version: every placement on the host bumps that, and a driver rebuilt then would
+    connect and ask the engine its version and its labels again on every provision."""
+    return (
+        host.driver,
+        host.name,
+        host.address,
+        tuple(sorted(host.tls.items())),
+        tuple(sorted(host.ssh.items())),
+        host.port_range,
+        tuple(sorted(host.labels.items())),
+    )

@@ -59,6 +59,9 @@ class Record:
     content_type: str | None = None
     # The (pk, sk) of the items the claiming transaction wrote.
     wrote: tuple[tuple[str, str], ...] = ()
+    # The body is sealed under CORRAL_SECRET_KEY (an answer that can show a secret);
+    # sealed with no body: it was not kept (no key to seal it with).
+    sealed: bool = False
 
     @property
     def done(self) -> bool:
@@ -119,6 +122,7 @@ def _record_from(item: Item) -> Record:
         body=bytes(body) if body is not None else None,
         content_type=item.get("content_type"),
         wrote=tuple((k["pk"], k["sk"]) for k in item.get("wrote", [])),
+        sealed=bool(item.get("sealed", False)),
     )
 
 
@@ -148,11 +152,14 @@ class IdempotencyStore:
         key_id: str,
         idempotency_key: str,
         fingerprint: str,
-        answer: tuple[int, bytes, str | None],
+        answer: tuple[int, bytes | None, str | None],
         now: datetime,
+        *,
+        sealed: bool = False,
     ) -> None:
         """Store the answer on the record (creating it when the request wrote nothing to
-        the table, so there was no transaction to claim it in)."""
+        the table, so there was no transaction to claim it in). `sealed`: the body is
+        sealed (or, None, withheld)."""
         status, body, content_type = answer
         write = (
             Expression()
@@ -160,10 +167,13 @@ class IdempotencyStore:
             .set("fingerprint", fingerprint)
             .set("state", DONE)
             .set("status", status)
-            .set("body", body)
             .set("created_at", stamp(now))
             .set(schema.TTL_ATTRIBUTE, int(now.timestamp()) + RETENTION_SECONDS)
         )
+        if body is not None:
+            write.set("body", body)
+        if sealed:
+            write.set("sealed", True)
         if content_type:
             write.set("content_type", content_type)
         same = f"{write.name('fingerprint')} = {write.value(fingerprint)}"

@@ -92,17 +92,24 @@ class OperationStore:
         return self.db.sharded_index_keys(schema.pending_pk, sortable(older_than), limit)
 
     def mark_running(self, operation: Operation, now: datetime) -> Operation:
+        """`operation` (as just read) running since `now`, or since it first ran (a
+        re-run); Conflict when it finished meanwhile."""
         write = Expression().set("status", OperationStatus.RUNNING.value)
         write.set_if_absent("started_at", stamp(now)).set("updated_at", stamp(now))
         write.when_in("status", (OperationStatus.QUEUED.value, OperationStatus.RUNNING.value))
-        item = self.db.update(
-            schema.cluster_pk(operation.cluster_id),
-            schema.operation_sk(operation.id),
-            write,
-            on_fail=lambda _: Conflict("Operation already finished."),
+        pk, sk = schema.cluster_pk(operation.cluster_id), schema.operation_sk(operation.id)
+        finished = Conflict("Operation already finished.")
+        self.db.transact(
+            [self.db.tx_update(pk, sk, write, on_fail=lambda _: finished)],
             events=[operation_change(operation, "running")],
         )
-        return operation_from(item)
+        # What the write made of it: no need to read it back.
+        return replace(
+            operation,
+            status=OperationStatus.RUNNING,
+            started_at=operation.started_at or now,
+            updated_at=now,
+        )
 
     def set_progress(self, operation: Operation, text: str, now: datetime) -> None:
         """Say how far a running operation got; a finished one keeps its last words."""

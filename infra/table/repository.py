@@ -77,6 +77,23 @@ def no_backup_slot_message(slots: int) -> str:
     )
 
 
+@dataclass(frozen=True)
+class JobRecords:
+    """What an operation's job reads first (`Repository.job_records`)."""
+
+    operation: Operation | None
+    workload: Workload | None
+    host: Host | None = None
+    egg: Egg | None = None
+    host_and_egg: tuple[str, str] | None = None  # the ids `host` and `egg` were read by
+
+    def host_and_egg_of(self, workload: Workload) -> tuple[Host | None, Egg | None] | None:
+        """The host and egg of `workload`, when they are those read (None: not read)."""
+        if self.host_and_egg != (workload.host_id, workload.egg_id):
+            return None
+        return self.host, self.egg
+
+
 class Repository:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
@@ -135,21 +152,40 @@ class Repository:
         egg = found.get(egg_key)
         return cluster_from(found[cluster_key]), egg_from(egg) if egg is not None else None
 
-    def operation_and_workload(
-        self, cluster_id: str, operation_id: str, workload_id: str | None
-    ) -> tuple[Operation | None, Workload | None]:
-        """An operation and, with its id, its workload, in one round trip (what a job
-        reads first); None for one that does not exist."""
+    def job_records(
+        self,
+        cluster_id: str,
+        operation_id: str,
+        workload_id: str | None,
+        host_and_egg: tuple[str, str] | None = None,
+    ) -> JobRecords:
+        """An operation and, with its id, its workload and, with theirs, the workload's
+        host and egg, in one round trip (what a job reads first); None for one that
+        does not exist."""
         op_key = (schema.cluster_pk(cluster_id), schema.operation_sk(operation_id))
         if workload_id is None:
             item = self.db.get(*op_key)
-            return (operation_from(item) if item is not None else None), None
+            return JobRecords(operation_from(item) if item is not None else None, None)
         workload_key = (schema.cluster_pk(cluster_id), schema.workload_sk(workload_id))
-        found = self.db.get_many([op_key, workload_key])
+        keys = [op_key, workload_key]
+        if host_and_egg is not None:
+            host_key = (schema.host_pk(host_and_egg[0]), schema.META)
+            egg_key = (schema.egg_pk(host_and_egg[1]), schema.META)
+            keys += [host_key, egg_key]
+        found = self.db.get_many(keys)
         op, workload = found.get(op_key), found.get(workload_key)
-        return (
+        records = JobRecords(
             operation_from(op) if op is not None else None,
             workload_from(workload) if workload is not None else None,
+        )
+        if host_and_egg is None:
+            return records
+        host, egg = found.get(host_key), found.get(egg_key)
+        return replace(
+            records,
+            host=host_from(host) if host is not None else None,
+            egg=egg_from(egg) if egg is not None else None,
+            host_and_egg=host_and_egg,
         )
 
     def host_and_egg(self, host_id: str, egg_id: str) -> tuple[Host | None, Egg | None]:

@@ -209,10 +209,10 @@ def _serve_and_die_storing_an_answer(settings: Settings, ports: Queue[int]) -> N
     """A real API process (its own table and Redis clients) that is SIGKILLed at the
     point where a keyed write, its transaction committed, stores its answer."""
 
-    def die(*args: object) -> None:
+    def die(*args: object, **kwargs: object) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
-    IdempotencyStore.complete = die  # type: ignore[method-assign,assignment]  # here only
+    IdempotencyStore.complete = die  # type: ignore[method-assign]  # here only
     server = simple_server.make_server("127.0.0.1", 0, create_app(deps_from(settings)))
     ports.put(server.server_port)
     server.serve_forever()
@@ -291,3 +291,34 @@ def test_an_operator_create_killed_after_its_commit_is_answered_by_a_retry(
     (egg,) = api.admin("GET", "/eggs").json
     assert late.status_code == 201, late.text
     assert late.json == egg and again.json == egg
+
+
+def test_a_replayed_key_creation_shows_its_secret_and_the_table_never_holds_it(
+    api: Api, tenant: Tenant, deps: Deps
+) -> None:
+    """A minted key's secret is shown once, and again to a retry of the same request,
+    but the stored answer holds it sealed; with no CORRAL_SECRET_KEY to seal it
+    with, the answer is not kept and the retry is told what happened."""
+    headers = {"Authorization": f"Bearer {api.tenant_key}", "Idempotency-Key": "mint-once"}
+    body = {"name": "ci", "verbs": ["read"]}
+    first = api.client.simulate_post(f"{PUBLIC}/keys", json=body, headers=headers)
+    again = api.client.simulate_post(f"{PUBLIC}/keys", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201, (first.text, again.text)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json["secret"] == first.json["secret"]
+
+    key_id = api.tenant("GET", "/keys/current").json["id"]
+    record = IdempotencyStore(deps.repo.db).find(key_id, "mint-once")
+    assert record is not None and record.sealed and record.body
+    assert first.json["secret"].encode() not in record.body
+
+    unsealed = dataclasses.replace(deps.settings, secret_key=None)
+    client = CheckedClient(create_app(dataclasses.replace(deps, settings=unsealed)))
+    headers["Idempotency-Key"] = "mint-unsealed"
+    made = client.simulate_post(f"{PUBLIC}/keys", json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    retried = client.simulate_post(f"{PUBLIC}/keys", json=body, headers=headers)
+    assert retried.status_code == 409, retried.text
+    assert "carried out" in retried.json["error"]["message"]
+    record = IdempotencyStore(deps.repo.db).find(key_id, "mint-unsealed")
+    assert record is not None and record.sealed and record.body is None

@@ -20,7 +20,7 @@ from devstack.processes import free_port
 from infra.drivers.docker.driver import DockerDriver, container_name
 from shared.capacity import Resources
 from shared.errors import HostError
-from shared.runtime import LABEL_MANAGED, Observed, RuntimeState, WorkloadSpec
+from shared.runtime import LABEL_MANAGED, Observed, RuntimeState, WorkloadSpec, cluster_network
 from shared.states import PowerSignal
 
 pytestmark = pytest.mark.integration
@@ -457,3 +457,23 @@ def test_tcp_without_client_certificate_is_a_permanent_error(dockerd: Dockerd) -
     ):
         driver.inspect("w1")
     assert not caught.value.transient
+
+
+def test_a_cluster_network_removed_by_another_worker_is_made_again(
+    driver: DockerDriver, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    cluster_id = f"cl-{uuid.uuid4().hex[:8]}"
+    first = replace(new_spec(), cluster_id=cluster_id)
+    driver.ensure(first)  # this process now knows the cluster's network
+    # Another worker removes the cluster's last container, and its network with it.
+    docker_client.api.remove_container(first.runtime_name, force=True, v=True)
+    for network in docker_client.api.networks(names=[cluster_network(cluster_id)]):
+        docker_client.api.remove_network(network["Id"])
+
+    second = replace(new_spec(), cluster_id=cluster_id)
+    driver.ensure(second)
+
+    made = docker_client.api.networks(names=[cluster_network(cluster_id)])
+    attached = engine_attrs(docker_client, second)["HostConfig"]["NetworkMode"]
+    driver.remove(second.workload_id)  # the network goes with it
+    assert [network["Id"] for network in made] == [attached]

@@ -84,6 +84,12 @@ _TARGETS: dict[PowerSignal, RuntimeState] = {
     PowerSignal.KILL: RuntimeState.STOPPED,
     PowerSignal.PAUSE: RuntimeState.PAUSED,
 }
+# The signals the engine takes whatever the container's state, but paused.
+_SENT_AT_ONCE: dict[PowerSignal, Callable[[Any, str, int], object]] = {
+    PowerSignal.START: lambda api, name, _: api.start(name),
+    PowerSignal.STOP: lambda api, name, timeout: api.stop(name, timeout=timeout),
+    PowerSignal.RESTART: lambda api, name, timeout: api.restart(name, timeout=timeout),
+}
 # What engines answer (with a 500 from overlay2, other codes elsewhere) when the storage
 # driver cannot size a container's root filesystem.
 _STORAGE_OPT_REFUSALS = ("storage-opt", "storage opt", "storage option", "size option")
@@ -161,8 +167,19 @@ class DockerDriver:
         return self._observed(spec.workload_id, attrs)
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
+        """Start, stop and restart are sent at once: the engine takes them in any state
+        but paused (a start of a running container, a stop of a stopped one, answer 304).
+        What it refuses, and every other signal, goes by the state read first. Only the
+        state is known after a signal sent at once."""
         name = container_name(workload_id)
         with host_errors(self._address, f"{signal.value} container {name}"):
+            if signal in _SENT_AT_ONCE:
+                try:
+                    _SENT_AT_ONCE[signal](self._api(), name, stop_timeout)
+                except docker.errors.APIError:
+                    pass  # missing, paused, changing state: as the state read says, below
+                else:
+                    return Observed(workload_id=workload_id, state=_TARGETS[signal])
             attrs = self._require(name, workload_id)
             try:
                 self._send(name, signal, _state(attrs), stop_timeout)
