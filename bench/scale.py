@@ -98,6 +98,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
                 name: measure(_get(api, view_path, world.operator_key), 3)
                 for name, view_path in (
                     ("/api/v1/status", f"{ADMIN}/status"),
+                    ("/api/v1/status?limit=20", f"{ADMIN}/status?limit=20"),
                     ("/api/v1/stats", f"{ADMIN}/stats"),
                     ("cluster view", path),
                 )
@@ -183,10 +184,13 @@ def run(stack: Stack, quick: bool) -> Section:
     )  # fmt: skip
     section.notes = [
         "A create reads the cluster and the egg (one BatchGetItem), the placement summary "
-        "(one BatchGetItem of at most 16 shard items, fewer on a small fleet where some "
-        "shards hold no host yet), the chosen host's held ports and the caller's key.",
-        "/api/v1/status and /api/v1/stats list the hosts (their items grow with the "
-        "hosts) and count the workloads from counters: no workload item is read.",
+        "(its OCCUPIED item, then one BatchGetItem of 4 of its 64 shards drawn at random "
+        "among the occupied ones: about 16 hosts each at 1,000 hosts), the chosen host's "
+        "held ports and the caller's key.",
+        "/api/v1/status (unpaged) and /api/v1/stats list the hosts (their items grow with "
+        "the hosts) and count the workloads from the summary's counters: no workload item "
+        "is read. /api/v1/status?limit=20 reads the summary's shard items and the 20 "
+        "hosts of its page.",
         "Rounds: each host's share of a reconcile and of a collection round (the jobs "
         "workers/fleet.py enqueues, one per host) run one after the other in this "
         f"process, on the first {ROUND_HOSTS} hosts of each fleet (all of a small one), "
