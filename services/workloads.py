@@ -77,12 +77,13 @@ class WorkloadService:
             rules.require_room(cluster, resources, new_containers=1)
             # A sample of the summary first (a fixed number of its shards); a retry reads
             # all of it, strongly consistent: the sample may hold no host that fits, or
-            # a lagging copy may be why the hosts it offered refused.
+            # a lagging copy may be why the hosts it offered refused. An empty summary
+            # (just upgraded: the host check enters each host) sends it to the hosts.
             sampled = attempt == 0
             summary = (
                 self._repo.placement.sample()
                 if sampled
-                else self._repo.placement.hosts(consistent=True)
+                else self._repo.placement.hosts(consistent=True) or self._repo.hosts.list()
             )
             try:
                 hosts = candidates(summary, egg.engine, resources, constraints, image=image)

@@ -120,15 +120,18 @@ def test_a_host_the_summary_does_not_hold_is_placed_on_once_repaired(
     api: Api, deps: Deps, worker_context: context.WorkerContext
 ) -> None:
     tenant = make_tenant(api, ram_mb=100000, containers=50)
-    # a host registered before the summary existed: it is not in the summary
+    # a host registered before the summary existed: it is not in the summary, which
+    # holds only a draining host
     deps.repo.db.transact([deps.repo.placement.forget(tenant.host["id"])])
+    draining = api.make_host(name="draining")["id"]
+    api.admin("POST", f"/hosts/{draining}/drain")
     refused = tenant.create(name="x")
     assert refused.status_code == 409 and refused.json["error"]["code"] == "no_host_available"
     host = deps.repo.hosts.get(tenant.host["id"])
     assert repair_placement_summary(worker_context, host)
     placed = tenant.create(name="y")
     assert placed.status_code == 202, placed.text
-    [copy] = deps.repo.placement.hosts()
+    [copy] = [h for h in deps.repo.placement.hosts() if h.id == host.id]
     record = deps.repo.hosts.get(tenant.host["id"])
     assert (copy.used.ram_mb, copy.workload_count) == (record.used.ram_mb, 1)
 
@@ -142,3 +145,15 @@ def test_drain_and_delete_reach_the_summary(api: Api, deps: Deps) -> None:
     assert [h.status.value for h in deps.repo.placement.hosts()] == ["ready"]
     assert api.admin("DELETE", f"/hosts/{host_id}").status_code == 204
     assert deps.repo.placement.hosts() == []
+
+
+def test_a_summary_that_holds_no_host_yet_sends_a_create_to_the_hosts(
+    api: Api, deps: Deps
+) -> None:
+    """Just after an upgrade to the summary's shards, before the host check entered
+    the hosts: a create still finds one."""
+    tenant = make_tenant(api, ram_mb=100000, containers=5)
+    deps.repo.db.transact([deps.repo.placement.forget(tenant.host["id"])])
+    resp = tenant.create(name="a")
+    assert resp.status_code == 202, resp.text
+    assert [w.name for w in deps.repo.workloads.on_host(tenant.host["id"])] == ["a"]
