@@ -28,7 +28,9 @@ class Deps:
 
 
 def wire_events(repo: Repository, jobs: JobQueue, settings: Settings) -> None:
-    """Keep events as long as the settings say, and announce every commit's events on
+    """Keep events as long as the settings say, wait for a late event number as long
+    as they say, and announce every commit's events on
     the queue (followers wake, webhooks deliver)."""
     repo.db.events.retention_seconds = settings.event_retention_days * 24 * 3600
+    repo.db.events.hole_grace_seconds = settings.event_hole_grace_seconds
     repo.db.on_events = jobs.announce_events

@@ -28,10 +28,10 @@ from shared.vm import is_image_name
 ENGINES_003 = ("qemu", "firecracker", "docker", "bhyve", "jail")
 DEFAULT_LIFETIME = 6 * 3600
 # One DynamoDB transaction writes the env, each VM and its operation, the cluster's
-# counters and each host's (2 + 3 * 31 = 95), the cluster's event log counter and the
-# env's event (2) and an Idempotency-Key's claim (1): 98 of the 100 items a
-# transaction may hold.
-MAX_VMS_PER_ENV = 31
+# counters and each host's (2 + 3 * 32 = 98), the env's event (1; its number is
+# reserved before, outside the transaction) and an Idempotency-Key's claim (1): all
+# 100 items a transaction may hold.
+MAX_VMS_PER_ENV = 32
 
 EnvId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 

@@ -3,8 +3,9 @@ for the platform's own changes: hosts, eggs, operator keys). They are the audit 
 the feed of GET .../events (and its SSE follow) and what webhooks deliver.
 
 An event is written in the same transaction as the change it describes (see
-infra.table.dynamo, `Dynamo.transact(..., events=...)`), numbered by its log's
-sequence, so a log holds exactly the committed changes, in commit order, without gaps.
+infra.table.dynamo, `Dynamo.transact(..., events=...)`), at a number reserved on its
+log just before (infra.table.events), so a log holds exactly the committed changes,
+each once, in the order of their numbers; readers never pass a number still to come.
 Who made a change (the actor) is the API key of the request, or `system` for what
 workers and sweeps do on their own; `acting_as` sets it for the code that runs under
 it (the request's thread, a job)."""

@@ -52,6 +52,9 @@ class Settings:
     token_ttl_seconds: int = 3600
     # How long the table keeps an event (the audit trail), in days (the items' `ttl`).
     event_retention_days: int = 90
+    # How long a reader of an event log waits for a reserved number that is missing
+    # (its commit is late, or its process died) before voiding it and reading on.
+    event_hole_grace_seconds: float = 5.0
     # How often an events follow reads its log when no notification woke it.
     events_poll_seconds: float = 2.0
     # An events follow ends after this long (`event: end`); the client reconnects
@@ -118,6 +121,9 @@ class Settings:
             token_ttl_seconds=int(env.get("CORRAL_TOKEN_TTL_SECONDS", cls.token_ttl_seconds)),
             event_retention_days=int(
                 env.get("CORRAL_EVENT_RETENTION_DAYS", cls.event_retention_days)
+            ),
+            event_hole_grace_seconds=float(
+                env.get("CORRAL_EVENT_HOLE_GRACE_SECONDS", cls.event_hole_grace_seconds)
             ),
             events_poll_seconds=float(
                 env.get("CORRAL_EVENTS_POLL_SECONDS", cls.events_poll_seconds)

@@ -19,9 +19,8 @@ from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 
 from infra.table import idempotency, schema
 from infra.table.attributes import Item, from_wire, to_wire, wire_values
-from infra.table.events import EventLog, Numbered, SequenceMoved
+from infra.table.events import EventLog, EventNumberTaken, Numbered
 from infra.table.expression import Expression
-from shared.clock import utc_now
 from shared.errors import Conflict, CorralError, ServiceUnavailable
 from shared.events import Change
 from shared.settings import Settings
@@ -41,9 +40,9 @@ TRANSACT_BACKOFF_S = 0.01
 # Items a page query reads at a time (at least), however few a page keeps.
 PAGE_READ = 200
 
-# A commit whose events' numbers were taken by another is renumbered and sent again at
-# most this many times (commits to one cluster's log are serialized by its counter).
-SEQUENCE_ATTEMPTS = 40
+# A commit whose reserved event numbers a reader voided (it took longer than the
+# grace) is sent again with new numbers at most this many times.
+RENUMBER_ATTEMPTS = 3
 
 # Raised by a transaction entry's `on_fail` with the item as it was (None if unknown).
 FailureHandler = Callable[[Item | None], CorralError]
@@ -239,6 +238,12 @@ class Dynamo:
             entry = self.tx_put(item, Expression().when_absent(), on_fail=lambda _: on_exists)
             self.transact([entry], events)
             return
+        if not self.put_alone(item):
+            raise on_exists
+
+    def put_alone(self, item: Item) -> bool:
+        """Write a new item by itself (never carrying an idempotency claim); whether
+        it was written (False: an item with its key exists)."""
         try:
             self._call(
                 "put_item",
@@ -248,8 +253,18 @@ class Dynamo:
             )
         except ClientError as exc:
             if _code(exc) == "ConditionalCheckFailedException":
-                raise on_exists from exc
+                return False
             raise
+        return True
+
+    def increment(self, pk: str, sk: str, path: str, amount: int) -> int:
+        """Add `amount` to a number (absent: 0) by itself, unconditionally (it never
+        fails on contention, never carries an idempotency claim); the number after."""
+        write = Expression().count(path, amount)
+        response = self._call(
+            "update_item", ReturnValues="UPDATED_NEW", **self._write_request(pk, sk, write)
+        )
+        return int(from_wire(response["Attributes"])[path])
 
     def update(
         self,
@@ -395,30 +410,39 @@ class Dynamo:
 
     def transact(self, entries: list[TxEntry], events: Sequence[Change] = ()) -> None:
         """Commit all entries or none, and append `events` (the changes they make) to
-        their logs in the same transaction (infra.table.events). A failed condition
-        raises the entry's own error.
+        their logs in the same transaction, at numbers reserved just before
+        (infra.table.events). A failed condition raises the entry's own error, and
+        the reserved numbers are voided. A transaction resent for a conflict alone
+        (`_transact`) keeps its numbers; one whose number a reader voided meanwhile
+        is sent again at new ones.
         """
         if not events:
             self._transact(entries)
             return
-        with self.events.committing({change.log for change in events}):
-            numbered = self._transact_numbered(entries, events)
-        if self.on_events is not None:
-            self.on_events({event.log for event in numbered.events})
-
-    def _transact_numbered(self, entries: list[TxEntry], events: Sequence[Change]) -> Numbered:
-        for _ in range(SEQUENCE_ATTEMPTS):
-            numbered = self.events.number(events, utc_now())
+        for _ in range(RENUMBER_ATTEMPTS):
+            numbered = self.events.reserve(events)
             try:
                 # The events last: a change's own failed condition is the one reported.
                 self._transact([*entries, *numbered.entries])
-            except SequenceMoved as moved:
-                self.events.moved(moved)
-                time.sleep(random.uniform(0, TRANSACT_BACKOFF_S))
+            except EventNumberTaken:
+                self._void(numbered)
                 continue
-            self.events.committed(numbered)
-            return numbered
-        raise Conflict("The cluster's event log kept moving under this change; retry.")
+            except Exception:
+                self._void(numbered)
+                raise
+            self._announce(numbered.logs)
+            return
+        raise Conflict("The change's event numbers were voided while it waited; retry.")
+
+    def _void(self, numbered: Numbered) -> None:
+        """Void the numbers of a commit that did not happen, and wake the readers
+        waiting in front of them."""
+        if self.events.void(numbered):
+            self._announce(numbered.logs)
+
+    def _announce(self, logs: set[str]) -> None:
+        if self.on_events is not None:
+            self.on_events(logs)
 
     def _transact(self, entries: list[TxEntry]) -> None:
         """Commit all entries or none. A failed condition raises the entry's own error.

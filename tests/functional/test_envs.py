@@ -295,9 +295,9 @@ def test_a_host_runs_the_engine_its_driver_speaks(api: Api) -> None:
 
 
 def test_the_largest_env_fits_one_transaction(api: Api, deps: Deps, lab: dict[str, Any]) -> None:
-    """31 VMs on 31 hosts, sent with an Idempotency-Key: the env, 31 VMs, 31 operations,
-    the cluster and 31 hosts, the log counter and the event, and the key's claim are 98
-    items of the 100 one transaction may hold; one VM more is refused before any write."""
+    """32 VMs on 32 hosts, sent with an Idempotency-Key: the env, 32 VMs, 32 operations,
+    the cluster and 32 hosts, the event and the key's claim are the 100 items one
+    transaction may hold; one VM more is refused before any write."""
     for host in lab["hosts"]:
         api.admin("DELETE", f"/hosts/{host['id']}")
     hosts = [_vm_host(api, f"h{i}", ram_mb=256) for i in range(MAX_VMS_PER_ENV + 1)]
