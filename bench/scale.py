@@ -105,7 +105,8 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
 
             times, items = measure(create_end_to_end, END_TO_END_SAMPLES)
             # the times of the provisions that succeeded: one on a failing host ends early
-            succeeded = [t for t, status in zip(times, provisioned, strict=True) if status == "succeeded"]
+            outcomes = zip(times, provisioned, strict=True)
+            succeeded = [t for t, status in outcomes if status == "succeeded"]
             end_to_end = (succeeded or times, items)
             get = measure(lambda: world.tenant("GET", f"/containers/{some}"), SAMPLES)
             views = {
