@@ -1,82 +1,22 @@
-"""The Falcon app factory. gunicorn and the Lambda entry both use it."""
+"""The Falcon app factory. gunicorn and the Lambda entry both use it.
+
+The route table names each resource by where it lives (`Later`, handlers.routing):
+its module is imported, and the resource built, when its route is first hit, so
+the Lambda entry's cold start loads only the routes it serves. Importing this
+module loads falcon alone; building the app, the middleware and the table client."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from handlers import errors
-from handlers.admin.clusters import (
-    ClusterCollection,
-    ClusterContainerCollection,
-    ClusterContainerItem,
-    ClusterItem,
-    ClusterKeyCollection,
-    ClusterKeyItem,
-    ClusterOperationItem,
-    ClusterStatusChange,
-)
-from handlers.admin.databases import (
-    DatabaseHostCollection,
-    DatabaseHostItem,
-    ManagedDatabaseBind,
-    ManagedDatabaseCollection,
-    ManagedDatabaseItem,
-)
-from handlers.admin.eggs import EggCollection as AdminEggCollection
-from handlers.admin.eggs import EggItem as AdminEggItem
-from handlers.admin.envs import EnvCollection, EnvItem, EnvLease, EnvPower, VmItem
-from handlers.admin.fleet import FleetOperations, FleetStats, FleetStatus
-from handlers.admin.hosts import HostCollection, HostDrain, HostItem
-from handlers.admin.images import FleetOperationItem, ImageCollection, ImagePullResource
-from handlers.admin.platform import PlatformConfig, PlatformSettingsResource
-from handlers.admin.templates import TemplateCollection, TemplateInstantiate, TemplateItem
-from handlers.auth import Authenticator, AuthMiddleware
-from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
-from handlers.compat import add_routes as add_compat_routes
-from handlers.events import OperatorEvents, TenantEvents
-from handlers.health import HealthResource
-from handlers.idempotency import IdempotencyMiddleware
-from handlers.public.backups import (
-    BackupCollection,
-    BackupDownload,
-    BackupItem,
-    BackupRestore,
-)
-from handlers.public.cluster import CapacityResource, ClusterResource, EggCollection
-from handlers.public.containers import (
-    ContainerCollection,
-    ContainerItem,
-    ContainerLease,
-    ContainerPower,
-)
-from handlers.public.databases import (
-    ContainerDatabaseCollection,
-    ContainerDatabaseItem,
-    ContainerDatabaseRotate,
-)
-from handlers.public.keys import CurrentKey, KeyCollection
-from handlers.public.observe import ContainerHealth, ContainerLogs
-from handlers.public.operations import OperationCollection, OperationItem, OperationWait
-from handlers.reference import DocsAsset, DocsPage, OpenApiDocument
-from handlers.telemetry import MetricsResource, Recorder, Telemetry
-from handlers.web import Dashboard
-from handlers.webhooks import add_routes as add_webhook_routes
-from infra.queue import JobQueue, make_redis
-from infra.table.dynamo import Dynamo, make_client
-from infra.table.repository import Repository
-from services.backups import BackupService
-from services.clusters import ClusterService
-from services.databases import DatabaseHostService, DatabaseService, TenantDatabaseService
-from services.deps import Deps
-from services.eggs import EggService
-from services.envs import EnvService
-from services.hosts import HostService
-from services.images import ImageService
-from services.platform import PlatformService
-from services.workloads import WorkloadService
-from shared.settings import Settings
+from handlers.routing import Later, LazyRouter
+
+if TYPE_CHECKING:
+    from handlers.auth import Authenticator
+    from services.deps import Deps
+    from shared.settings import Settings
 
 PUBLIC_BASE = "/api/public/clusters/v1"
 ADMIN_BASE = "/api/v1"
@@ -85,6 +25,12 @@ ADMIN_BASE = "/api/v1"
 def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Request, falcon.Response]:
     """The app. With `metrics`, requests are counted for GET /metrics (prometheus_client:
     gunicorn's app has them, the Lambda entry's does not)."""
+    from handlers import errors
+    from handlers.auth import Authenticator, AuthMiddleware
+    from handlers.compat import add_routes as add_compat_routes
+    from handlers.idempotency import IdempotencyMiddleware
+    from handlers.telemetry import Recorder, Telemetry
+
     authenticator = Authenticator(deps)
     record: Recorder | None = None
     if metrics:
@@ -98,51 +44,65 @@ def create_app(deps: Deps, *, metrics: bool = False) -> falcon.App[falcon.Reques
     ]
     if deps.settings.cors_origins:
         middleware.insert(0, falcon.CORSMiddleware(allow_origins=list(deps.settings.cors_origins)))
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=middleware, router=LazyRouter())
     app.req_options.strip_url_path_trailing_slash = True
     errors.register(app)
 
-    workloads = WorkloadService(deps)
-    app.add_route("/health", HealthResource(deps))
-    dashboard = Dashboard()
+    workloads = Later("services.workloads:WorkloadService", deps)
+    app.add_route("/health", Later("handlers.health:HealthResource", deps))
+    dashboard = Later("handlers.web:Dashboard")
     app.add_route("/", dashboard)
     app.add_route("/web/{name}", dashboard)
 
-    app.add_route(f"{PUBLIC_BASE}/cluster", ClusterResource(deps))
-    app.add_route(f"{PUBLIC_BASE}/capacity", CapacityResource(deps))
-    app.add_route(f"{PUBLIC_BASE}/eggs", EggCollection(deps))
-    app.add_route(f"{PUBLIC_BASE}/containers", ContainerCollection(deps, workloads))
-    app.add_route(f"{PUBLIC_BASE}/containers/{{container_id}}", ContainerItem(deps, workloads))
+    public = "handlers.public"
+    app.add_route(f"{PUBLIC_BASE}/cluster", Later(f"{public}.cluster:ClusterResource", deps))
+    app.add_route(f"{PUBLIC_BASE}/capacity", Later(f"{public}.cluster:CapacityResource", deps))
+    app.add_route(f"{PUBLIC_BASE}/eggs", Later(f"{public}.cluster:EggCollection", deps))
+    containers = f"{public}.containers"
+    app.add_route(
+        f"{PUBLIC_BASE}/containers", Later(f"{containers}:ContainerCollection", deps, workloads)
+    )
     item = f"{PUBLIC_BASE}/containers/{{container_id}}"
-    app.add_route(f"{item}/power", ContainerPower(deps, workloads))
-    app.add_route(f"{item}/lease", ContainerLease(deps, workloads))
-    app.add_route(f"{item}/health", ContainerHealth(deps, workloads))
-    app.add_route(f"{item}/logs", ContainerLogs(deps, workloads))
-    tenant_databases = TenantDatabaseService(deps)
-    app.add_route(f"{item}/databases", ContainerDatabaseCollection(deps, tenant_databases))
+    app.add_route(item, Later(f"{containers}:ContainerItem", deps, workloads))
+    app.add_route(f"{item}/power", Later(f"{containers}:ContainerPower", deps, workloads))
+    app.add_route(f"{item}/lease", Later(f"{containers}:ContainerLease", deps, workloads))
+    app.add_route(f"{item}/health", Later(f"{public}.observe:ContainerHealth", deps, workloads))
+    app.add_route(f"{item}/logs", Later(f"{public}.observe:ContainerLogs", deps, workloads))
+    tenant_databases = Later("services.databases:TenantDatabaseService", deps)
+    databases = f"{public}.databases"
+    app.add_route(
+        f"{item}/databases",
+        Later(f"{databases}:ContainerDatabaseCollection", deps, tenant_databases),
+    )
     database = f"{item}/databases/{{database_id}}"
-    app.add_route(database, ContainerDatabaseItem(deps, tenant_databases))
-    app.add_route(f"{database}/rotate-password", ContainerDatabaseRotate(deps, tenant_databases))
-    backups = BackupService(deps)
+    app.add_route(database, Later(f"{databases}:ContainerDatabaseItem", deps, tenant_databases))
+    app.add_route(
+        f"{database}/rotate-password",
+        Later(f"{databases}:ContainerDatabaseRotate", deps, tenant_databases),
+    )
+    backups = Later("services.backups:BackupService", deps)
     backup = f"{item}/backups/{{backup_id}}"
-    app.add_route(f"{item}/backups", BackupCollection(deps, backups))
-    app.add_route(backup, BackupItem(deps, backups))
-    app.add_route(f"{backup}/restore", BackupRestore(deps, backups))
-    app.add_route(f"{backup}/download", BackupDownload(deps, backups))
-    app.add_route(f"{PUBLIC_BASE}/keys", KeyCollection(deps))
-    app.add_route(f"{PUBLIC_BASE}/keys/current", CurrentKey(deps))
-    app.add_route(f"{PUBLIC_BASE}/operations", OperationCollection(deps))
-    app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}", OperationItem(deps))
-    app.add_route(f"{PUBLIC_BASE}/operations/{{operation_id}}/wait", OperationWait(deps))
-    app.add_route(f"{PUBLIC_BASE}/events", TenantEvents(deps))
-    add_webhook_routes(app, deps, PUBLIC_BASE, tenant=True)
+    app.add_route(f"{item}/backups", Later(f"{public}.backups:BackupCollection", deps, backups))
+    app.add_route(backup, Later(f"{public}.backups:BackupItem", deps, backups))
+    app.add_route(f"{backup}/restore", Later(f"{public}.backups:BackupRestore", deps, backups))
+    app.add_route(f"{backup}/download", Later(f"{public}.backups:BackupDownload", deps, backups))
+    app.add_route(f"{PUBLIC_BASE}/keys", Later(f"{public}.keys:KeyCollection", deps))
+    app.add_route(f"{PUBLIC_BASE}/keys/current", Later(f"{public}.keys:CurrentKey", deps))
+    operations = f"{public}.operations"
+    operation = f"{PUBLIC_BASE}/operations/{{operation_id}}"
+    app.add_route(f"{PUBLIC_BASE}/operations", Later(f"{operations}:OperationCollection", deps))
+    app.add_route(operation, Later(f"{operations}:OperationItem", deps))
+    app.add_route(f"{operation}/wait", Later(f"{operations}:OperationWait", deps))
+    app.add_route(f"{PUBLIC_BASE}/events", Later("handlers.events:TenantEvents", deps))
+    _add_webhook_routes(app, deps, PUBLIC_BASE, tenant=True)
 
     _add_admin_routes(app, deps, authenticator, workloads)
-    app.add_route("/openapi.json", OpenApiDocument(app, deps.settings.version))
-    app.add_route("/docs", DocsPage())
-    app.add_route("/docs/{name}", DocsAsset())
+    version = deps.settings.version
+    app.add_route("/openapi.json", Later("handlers.reference:OpenApiDocument", app, version))
+    app.add_route("/docs", Later("handlers.reference:DocsPage"))
+    app.add_route("/docs/{name}", Later("handlers.reference:DocsAsset"))
     if metrics:
-        app.add_route("/metrics", MetricsResource(deps))
+        app.add_route("/metrics", Later("handlers.telemetry:MetricsResource", deps))
     add_compat_routes(app, deps, authenticator, workloads)
     return app
 
@@ -151,77 +111,120 @@ def _add_admin_routes(
     app: falcon.App[falcon.Request, falcon.Response],
     deps: Deps,
     authenticator: Authenticator,
-    workloads: WorkloadService,
+    workloads: Later,
 ) -> None:
-    base = ADMIN_BASE
-    clusters = ClusterService(deps)
-    app.add_route(f"{base}/clusters", ClusterCollection(deps, clusters))
-    app.add_route(f"{base}/clusters/{{cluster_id}}", ClusterItem(deps, clusters))
-    for action in ClusterStatusChange.TARGETS:
-        app.add_route(
-            f"{base}/clusters/{{cluster_id}}/{action}",
-            ClusterStatusChange(deps, clusters, authenticator, action),
+    from handlers.compat import BASE_PATHS as COMPAT_BASE_PATHS
+
+    base, admin = ADMIN_BASE, "handlers.admin"
+    clusters = f"{admin}.clusters"
+    cluster_service = Later("services.clusters:ClusterService", deps)
+    cluster = f"{base}/clusters/{{cluster_id}}"
+    app.add_route(f"{base}/clusters", Later(f"{clusters}:ClusterCollection", deps, cluster_service))
+    app.add_route(cluster, Later(f"{clusters}:ClusterItem", deps, cluster_service))
+    for action in ("suspend", "reactivate", "expire"):  # ClusterStatusChange.TARGETS
+        change = Later(
+            f"{clusters}:ClusterStatusChange", deps, cluster_service, authenticator, action
         )
-    app.add_route(f"{base}/clusters/{{cluster_id}}/keys", ClusterKeyCollection(deps))
-    app.add_route(f"{base}/clusters/{{cluster_id}}/containers", ClusterContainerCollection(deps))
+        app.add_route(f"{cluster}/{action}", change)
+    app.add_route(f"{cluster}/keys", Later(f"{clusters}:ClusterKeyCollection", deps))
+    app.add_route(f"{cluster}/containers", Later(f"{clusters}:ClusterContainerCollection", deps))
     app.add_route(
-        f"{base}/clusters/{{cluster_id}}/containers/{{container_id}}", ClusterContainerItem(deps)
+        f"{cluster}/containers/{{container_id}}", Later(f"{clusters}:ClusterContainerItem", deps)
     )
     app.add_route(
-        f"{base}/clusters/{{cluster_id}}/operations/{{operation_id}}", ClusterOperationItem(deps)
+        f"{cluster}/operations/{{operation_id}}", Later(f"{clusters}:ClusterOperationItem", deps)
     )
     app.add_route(
-        f"{base}/clusters/{{cluster_id}}/keys/{{key_id}}", ClusterKeyItem(deps, authenticator)
+        f"{cluster}/keys/{{key_id}}", Later(f"{clusters}:ClusterKeyItem", deps, authenticator)
     )
-    eggs = EggService(deps)
-    app.add_route(f"{base}/eggs", AdminEggCollection(deps, eggs))
-    app.add_route(f"{base}/eggs/{{egg_id}}", AdminEggItem(deps, eggs))
-    app.add_route(f"{base}/templates", TemplateCollection(deps))
-    app.add_route(f"{base}/templates/{{template_id}}", TemplateItem(deps))
+    eggs = Later("services.eggs:EggService", deps)
+    app.add_route(f"{base}/eggs", Later(f"{admin}.eggs:EggCollection", deps, eggs))
+    app.add_route(f"{base}/eggs/{{egg_id}}", Later(f"{admin}.eggs:EggItem", deps, eggs))
+    templates = f"{admin}.templates"
+    template = f"{base}/templates/{{template_id}}"
+    app.add_route(f"{base}/templates", Later(f"{templates}:TemplateCollection", deps))
+    app.add_route(template, Later(f"{templates}:TemplateItem", deps))
     app.add_route(
-        f"{base}/templates/{{template_id}}/instantiate", TemplateInstantiate(deps, workloads)
+        f"{template}/instantiate", Later(f"{templates}:TemplateInstantiate", deps, workloads)
     )
-    host_service = HostService(deps)
-    hosts, host = HostCollection(deps, host_service), HostItem(deps, host_service)
-    drain = HostDrain(host_service, draining=True)
-    undrain = HostDrain(host_service, draining=False)
+    host_service = Later("services.hosts:HostService", deps)
+    hosts = Later(f"{admin}.hosts:HostCollection", deps, host_service)
+    host = Later(f"{admin}.hosts:HostItem", deps, host_service)
+    drain = Later(f"{admin}.hosts:HostDrain", host_service, draining=True)
+    undrain = Later(f"{admin}.hosts:HostDrain", host_service, draining=False)
     for noun in ("hosts", "nodes"):
         app.add_route(f"{base}/{noun}", hosts)
         app.add_route(f"{base}/{noun}/{{host_id}}", host)
         app.add_route(f"{base}/{noun}/{{host_id}}/drain", drain)
         app.add_route(f"{base}/{noun}/{{host_id}}/undrain", undrain)
-    app.add_route(f"{base}/status", FleetStatus(deps))
-    app.add_route(f"{base}/stats", FleetStats(deps))
-    images = ImageService(deps)
-    app.add_route(f"{base}/images", ImageCollection(deps, images))
-    app.add_route(f"{base}/images/pull", ImagePullResource(deps, images))
-    app.add_route(f"{base}/operations/{{operation_id}}", FleetOperationItem(deps))
-    app.add_route(f"{base}/operations", FleetOperations(deps))
-    app.add_route(f"{base}/events", OperatorEvents(deps))
-    add_webhook_routes(app, deps, base, tenant=False)
-    envs = EnvService(deps)
-    app.add_route(f"{base}/envs", EnvCollection(deps, envs))
-    app.add_route(f"{base}/envs/{{env_id}}", EnvItem(deps, envs))
-    app.add_route(f"{base}/envs/{{env_id}}/lease", EnvLease(deps, envs))
-    for action in EnvPower.ACTIONS:
-        app.add_route(f"{base}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
-    app.add_route(f"{base}/vms/{{vm_id}}", VmItem(deps))
+    app.add_route(f"{base}/status", Later(f"{admin}.fleet:FleetStatus", deps))
+    app.add_route(f"{base}/stats", Later(f"{admin}.fleet:FleetStats", deps))
+    images = Later("services.images:ImageService", deps)
+    app.add_route(f"{base}/images", Later(f"{admin}.images:ImageCollection", deps, images))
+    app.add_route(f"{base}/images/pull", Later(f"{admin}.images:ImagePullResource", deps, images))
     app.add_route(
-        f"{base}/platform/settings", PlatformSettingsResource(deps, PlatformService(deps))
+        f"{base}/operations/{{operation_id}}", Later(f"{admin}.images:FleetOperationItem", deps)
+    )
+    app.add_route(f"{base}/operations", Later(f"{admin}.fleet:FleetOperations", deps))
+    app.add_route(f"{base}/events", Later("handlers.events:OperatorEvents", deps))
+    _add_webhook_routes(app, deps, base, tenant=False)
+    envs = Later("services.envs:EnvService", deps)
+    env = f"{base}/envs/{{env_id}}"
+    app.add_route(f"{base}/envs", Later(f"{admin}.envs:EnvCollection", deps, envs))
+    app.add_route(env, Later(f"{admin}.envs:EnvItem", deps, envs))
+    app.add_route(f"{env}/lease", Later(f"{admin}.envs:EnvLease", deps, envs))
+    for action in ("stop", "start"):  # EnvPower.ACTIONS
+        app.add_route(f"{env}/{action}", Later(f"{admin}.envs:EnvPower", deps, envs, action))
+    app.add_route(f"{base}/vms/{{vm_id}}", Later(f"{admin}.envs:VmItem", deps))
+    platform = Later("services.platform:PlatformService", deps)
+    app.add_route(
+        f"{base}/platform/settings",
+        Later(f"{admin}.platform:PlatformSettingsResource", deps, platform),
     )
     base_paths = {"public": PUBLIC_BASE, "admin": ADMIN_BASE, **COMPAT_BASE_PATHS}
-    app.add_route(f"{base}/platform/config", PlatformConfig(deps, base_paths))
-    database_hosts = DatabaseHostService(deps)
-    app.add_route(f"{base}/database-hosts", DatabaseHostCollection(deps, database_hosts))
-    app.add_route(f"{base}/database-hosts/{{host_id}}", DatabaseHostItem(deps, database_hosts))
-    databases = DatabaseService(deps)
-    app.add_route(f"{base}/managed-databases", ManagedDatabaseCollection(deps, databases))
+    app.add_route(
+        f"{base}/platform/config", Later(f"{admin}.platform:PlatformConfig", deps, base_paths)
+    )
+    database_hosts = Later("services.databases:DatabaseHostService", deps)
+    database_host = f"{base}/database-hosts/{{host_id}}"
+    app.add_route(
+        f"{base}/database-hosts",
+        Later(f"{admin}.databases:DatabaseHostCollection", deps, database_hosts),
+    )
+    app.add_route(database_host, Later(f"{admin}.databases:DatabaseHostItem", deps, database_hosts))
+    databases = Later("services.databases:DatabaseService", deps)
     managed = f"{base}/managed-databases/{{database_id}}"
-    app.add_route(managed, ManagedDatabaseItem(deps, databases))
-    app.add_route(f"{managed}/bind", ManagedDatabaseBind(deps, databases))
+    app.add_route(
+        f"{base}/managed-databases",
+        Later(f"{admin}.databases:ManagedDatabaseCollection", deps, databases),
+    )
+    app.add_route(managed, Later(f"{admin}.databases:ManagedDatabaseItem", deps, databases))
+    app.add_route(
+        f"{managed}/bind", Later(f"{admin}.databases:ManagedDatabaseBind", deps, databases)
+    )
+
+
+def _add_webhook_routes(
+    app: falcon.App[falcon.Request, falcon.Response], deps: Deps, base: str, *, tenant: bool
+) -> None:
+    service = Later("services.webhooks:WebhookService", deps)
+    webhook = f"{base}/webhooks/{{webhook_id}}"
+    app.add_route(
+        f"{base}/webhooks",
+        Later("handlers.webhooks:WebhookCollection", deps, service, tenant=tenant),
+    )
+    app.add_route(webhook, Later("handlers.webhooks:WebhookItem", deps, tenant=tenant))
+    app.add_route(
+        f"{webhook}/deliveries", Later("handlers.webhooks:WebhookDeliveries", deps, tenant=tenant)
+    )
 
 
 def deps_from(settings: Settings) -> Deps:
+    from infra.queue import JobQueue, make_redis
+    from infra.table.dynamo import Dynamo, make_client
+    from infra.table.repository import Repository
+    from services.deps import Deps
+
     redis = make_redis(settings)
     return Deps(
         repo=Repository(Dynamo(make_client(settings), settings.table_name)),
@@ -233,4 +236,6 @@ def deps_from(settings: Settings) -> Deps:
 
 def get_app() -> falcon.App[falcon.Request, falcon.Response]:
     """Production entry: settings read once from the environment."""
+    from shared.settings import Settings
+
     return create_app(deps_from(Settings.from_env()))

@@ -22,7 +22,7 @@ import falcon.asgi
 import redis.asyncio
 from a2wsgi import WSGIMiddleware
 
-from handlers import errors
+from handlers import errors, routing
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app, deps_from
 from handlers.auth import Authenticator, AuthMiddleware
 from handlers.events import OperatorEvents, TenantEvents
@@ -77,6 +77,7 @@ class Server:
     def __init__(self, deps: Deps) -> None:
         settings = deps.settings
         wsgi_app: Any = create_app(deps, metrics=True)  # a2wsgi's stubs want a plain function
+        routing.load_all(wsgi_app)  # the Lambda entry builds routes on first use; not here
         self._wsgi = WSGIMiddleware(wsgi_app, workers=settings.web_threads)
         pool = Pool(self._wsgi.executor)
         # No socket timeout: the subscription reads for as long as the process lives;

@@ -57,6 +57,8 @@ class Principal:
     scope: KeyScope = field(default_factory=KeyScope)
     # Requests a minute this key may make (its cluster's plan); None: the default.
     rate_limit: int | None = None
+    # Requests a minute all the cluster's keys together may make; None: the default.
+    cluster_rate_limit: int | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -74,6 +76,7 @@ class Principal:
                 "egg_ids": _listed(scope.egg_ids),
                 "expires_at": iso(scope.expires_at),
                 "rate_limit": self.rate_limit,
+                "cluster_rate_limit": self.cluster_rate_limit,
             }
         )
 
@@ -91,6 +94,7 @@ class Principal:
                 expires_at=parse_iso(data.get("expires_at")),
             ),
             rate_limit=data.get("rate_limit"),
+            cluster_rate_limit=data.get("cluster_rate_limit"),
         )
 
 
@@ -128,7 +132,10 @@ class Authenticator:
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
         self._lookup = deps.redis.register_script(LOOKUP_SCRIPT)
-        self.limiter = RateLimiter(deps.redis, deps.settings.rate_limit_per_minute)
+        settings = deps.settings
+        self.limiter = RateLimiter(
+            deps.redis, settings.rate_limit_per_minute, settings.cluster_rate_limit_per_minute
+        )
 
     def principal(self, authorization: str | None, api_key: str | None = None) -> Principal:
         """Who presents these headers: the bearer, else X-API-Key; a key or a token."""
@@ -227,6 +234,7 @@ class Authenticator:
             cluster_status=cluster.status.value if cluster else None,
             scope=key.scope,
             rate_limit=cluster.plan.requests_per_minute if cluster else None,
+            cluster_rate_limit=cluster.plan.cluster_requests_per_minute if cluster else None,
         )
         try:
             self._deps.redis.set(
@@ -291,15 +299,20 @@ class AuthMiddleware:
                 raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
         elif scope != ANY_KEY and not principal.is_operator:
             raise Unauthorized("This route takes an operator key.")
-        verdict = self._auth.limiter.take(principal.key_id, principal.rate_limit)
+        verdict = self._auth.limiter.take(
+            principal.key_id,
+            principal.rate_limit,
+            principal.cluster_id,
+            principal.cluster_rate_limit,
+        )
         if verdict is not None:
             for name, value in verdict.headers().items():
                 resp.set_header(name, value)
             if not verdict.allowed:
                 raise TooManyRequests(
                     verdict.retry_after_seconds,
-                    f"This API key may make {verdict.limit} requests a minute; retry after "
-                    f"{verdict.retry_after_seconds} s.",
+                    f"This API key (or its cluster's keys together) may make {verdict.limit}"
+                    f" requests a minute; retry after {verdict.retry_after_seconds} s.",
                 )
         check_scope(principal.scope, verb_of(resource, req.method), params)
         req.context.principal = principal

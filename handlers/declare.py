@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_type_hints
 
-from pydantic import BaseModel
+from typing_extensions import is_typeddict
 
 from shared.errors import CorralError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
@@ -80,6 +83,43 @@ def responds(
     return mark
 
 
-def declaration_of(responder: Callable[..., Any]) -> Declaration | None:
+def declaration_of(responder: Callable[..., Any] | None) -> Declaration | None:
     found = getattr(responder, ATTRIBUTE, None)
     return found if isinstance(found, Declaration) else None
+
+
+def responder_of(resource: Any, method: str) -> Callable[..., Any] | None:
+    """The resource's responder for an HTTP method (`on_post` for POST)."""
+    responder = getattr(resource, f"on_{method.lower()}", None)
+    return responder if callable(responder) else None
+
+
+# The fields of a once-shown secret (a new key's, a webhook's signing secret, a
+# database password): an answer with one is stored sealed, never as it was sent.
+SECRET_FIELDS = frozenset({"secret", "password"})
+
+
+def shows_secret(declaration: Declaration | None) -> bool:
+    """Whether the route's declared answer can hold a once-shown secret (unknown
+    routes count as holding one)."""
+    if declaration is None:
+        return True
+    known = _SHOWS_SECRET.get(id(declaration))
+    if known is None:
+        known = _SHOWS_SECRET[id(declaration)] = _holds_secret(declaration.shape, set())
+    return known
+
+
+_SHOWS_SECRET: dict[int, bool] = {}  # by id: declarations live as long as the process
+
+
+def _holds_secret(shape: Any, seen: set[int]) -> bool:
+    if id(shape) in seen:
+        return False
+    seen.add(id(shape))
+    if is_typeddict(shape):
+        hints = get_type_hints(shape)
+        return any(
+            name in SECRET_FIELDS or _holds_secret(hint, seen) for name, hint in hints.items()
+        )
+    return any(_holds_secret(arg, seen) for arg in get_args(shape))

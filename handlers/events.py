@@ -20,8 +20,9 @@ from handlers import shapes, views
 from handlers.auth import OPERATOR, TENANT
 from handlers.declare import EVENT_STREAM, Query, responds
 from handlers.pages import limit_of
+from handlers.public.observe import REVOKED, start_event_stream
 from handlers.public.observe import event as sse_event
-from handlers.public.observe import start_event_stream
+from handlers.revocation import Watch
 from infra.open_requests import OpenRequest, OpenRequests
 from services.deps import Deps
 from services.events import SCAN_LIMIT, EventFeed, Position, all_logs, one_log
@@ -171,18 +172,24 @@ class EventsResource:
         settings = self._deps.settings
         cap = min(settings.events_follow_cap_seconds, settings.wait_cap_seconds)
         stream = EventStream(self._feed, position, query, cap)
-        following = self._open.begin(req.context.principal.key_id, stream.cap)
+        key_id = req.context.principal.key_id
+        following = self._open.begin(key_id, stream.cap)
         start_event_stream(resp)
-        resp.stream = self._follow(stream, following)
+        resp.stream = self._follow(stream, following, key_id)
 
-    def _follow(self, stream: EventStream, following: OpenRequest) -> Iterator[bytes]:
+    def _follow(self, stream: EventStream, following: OpenRequest, key_id: str) -> Iterator[bytes]:
+        """Polls the log; a revocation of the key ends the stream at once."""
         poll = self._deps.settings.events_poll_seconds
         try:
-            yield b": following\n\n" + stream.read()
-            while stream.left() > 0:
-                time.sleep(min(poll, stream.left()))
-                yield stream.read()
-            yield stream.cap_reached()
+            with Watch(self._deps.redis, key_id) as watch:
+                yield b": following\n\n" + stream.read()
+                while stream.left() > 0:
+                    watch.pause(min(poll, stream.left()))
+                    if watch.revoked:
+                        yield REVOKED
+                        return
+                    yield stream.read()
+                yield stream.cap_reached()
         finally:
             self._open.end(following)
 

@@ -16,6 +16,7 @@ import falcon
 from falcon.routing import map_http_methods
 from pydantic import TypeAdapter
 
+from handlers import routing
 from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import JSON, Declaration, declaration_of
 from handlers.idempotency import HEADER as IDEMPOTENCY_HEADER
@@ -98,13 +99,9 @@ class Undeclared(Exception):
 def routes(app: falcon.App[Any, Any]) -> Iterator[Route]:
     """Every (template, method) of the app, in the order they were added, OPTIONS and
     falcon's 405 responders left out."""
-    stack = list(reversed(app._router._roots))  # falcon has no public walk
-    while stack:
-        node = stack.pop()
-        if node.resource is not None:
-            for method, responder in map_http_methods(node.resource).items():
-                yield Route(str(node.uri_template), method, node.resource, responder)
-        stack.extend(reversed(node.children))
+    for template, resource in routing.routes(app):
+        for method, responder in map_http_methods(resource).items():
+            yield Route(template, method, resource, responder)
 
 
 def document(app: falcon.App[Any, Any], *, version: str) -> dict[str, Any]:

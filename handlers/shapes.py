@@ -45,6 +45,8 @@ class PlanView(TypedDict):
     max_lifetime: int | None
     # Requests a minute each of the cluster's keys may make (null: the platform default).
     requests_per_minute: int | None
+    # Requests a minute all the cluster's keys together may make (null: the default).
+    cluster_requests_per_minute: int | None
 
 
 class ClusterView(TypedDict):

@@ -53,6 +53,7 @@ def cluster(c: Cluster) -> dict[str, Any]:
             "default_lifetime": c.plan.default_lifetime,
             "max_lifetime": c.plan.max_lifetime,
             "requests_per_minute": c.plan.requests_per_minute,
+            "cluster_requests_per_minute": c.plan.cluster_requests_per_minute,
         },
         "totals": cluster_totals(c),
         "used": cluster_used(c),

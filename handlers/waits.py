@@ -30,6 +30,7 @@ from handlers.auth import TENANT, Principal
 from handlers.body import path_id
 from handlers.events import EventsResource, EventStream, event_query, page_answer
 from handlers.public.observe import (
+    REVOKED,
     Follow,
     LogQuery,
     event,
@@ -368,6 +369,3 @@ class EventFollows:
                 yield stream.cap_reached()
         finally:
             await self._pool.run(self._open.end, following)
-
-
-REVOKED = event({"reason": "revoked"}, "end")

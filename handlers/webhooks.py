@@ -14,7 +14,7 @@ from handlers.pages import limit_of
 from services.deps import Deps
 from services.webhooks import WebhookService
 from shared.errors import Conflict
-from shared.webhooks import WebhookCreate
+from shared.webhook_requests import WebhookCreate
 
 
 def _scope(req: falcon.Request) -> str | None:
@@ -68,14 +68,3 @@ class WebhookDeliveries:
         webhook = self._store.get(_scope(req), path_id(webhook_id, "Webhook"))
         attempts = self._store.attempts(webhook.id, limit_of(req, 20, 100))
         resp.media = [views.delivery_attempt(a) for a in attempts]
-
-
-def add_routes(
-    app: falcon.App[falcon.Request, falcon.Response], deps: Deps, base: str, *, tenant: bool
-) -> None:
-    service = WebhookService(deps)
-    app.add_route(f"{base}/webhooks", WebhookCollection(deps, service, tenant=tenant))
-    app.add_route(f"{base}/webhooks/{{webhook_id}}", WebhookItem(deps, tenant=tenant))
-    app.add_route(
-        f"{base}/webhooks/{{webhook_id}}/deliveries", WebhookDeliveries(deps, tenant=tenant)
-    )

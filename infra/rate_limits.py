@@ -1,9 +1,13 @@
-"""Request rate limits per API key: a token bucket in Redis, one Lua script per request.
+"""Request rate limits: a token bucket per API key and one per cluster, in Redis, both
+taken by one Lua script (one round trip a request).
 
-A key's bucket holds a minute's worth of requests (its plan's `requests_per_minute`, or
-the platform default) and refills continuously at that rate; each request takes one
-token, and a request that finds none is refused until one has dripped back. The clock
-is Redis's own (`TIME`), so every API process shares one bucket per key."""
+A bucket holds a minute's worth of requests and refills continuously at that rate.
+A key's size is its plan's `requests_per_minute` (or the platform default); its
+cluster's, shared by all the cluster's keys (a tenant may mint ten), is the plan's
+`cluster_requests_per_minute` (or its default). A request takes one token from each
+bucket it has, and only when every one of them has a token: one that finds either
+empty is refused, taking nothing, until a token has dripped back. The clock is
+Redis's own (`TIME`), so every API process shares the buckets."""
 
 from __future__ import annotations
 
@@ -17,32 +21,44 @@ from redis.exceptions import RedisError
 log = logging.getLogger("corral.rate_limits")
 
 PREFIX = "corral:rate:"
+CLUSTER_PREFIX = "corral:rate:cluster:"
+# KEYS: the buckets (a key's, then its cluster's when it has one); ARGV: their sizes.
+# Answers allowed (1/0), then each bucket's tokens left.
 BUCKET_SCRIPT = """
-local capacity = tonumber(ARGV[1])
-local per_ms = capacity / 60000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1])
-local at = tonumber(state[2])
-if tokens == nil or at == nil then
-  tokens = capacity
-  at = now
+local tokens = {}
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[i])
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local held = tonumber(state[1])
+  local at = tonumber(state[2])
+  if held == nil or at == nil then
+    held = capacity
+    at = now
+  end
+  tokens[i] = math.min(capacity, held + math.max(0, now - at) * capacity / 60000)
+  if tokens[i] < 1 then
+    allowed = 0
+  end
 end
-tokens = math.min(capacity, tokens + math.max(0, now - at) * per_ms)
-local allowed = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
+local answer = {allowed}
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[i])
+  tokens[i] = tokens[i] - allowed
+  redis.call('HSET', key, 'tokens', tostring(tokens[i]), 'at', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil((capacity - tokens[i]) * 60000 / capacity) + 1000)
+  answer[i + 1] = tostring(tokens[i])
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / per_ms) + 1000)
-return {allowed, tostring(tokens)}
+return answer
 """
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """What one bucket (the tighter one when a request has two) says of a request."""
+
     allowed: bool
     limit: int  # requests a minute (the bucket's size)
     remaining: int
@@ -57,28 +73,58 @@ class Verdict:
         }
 
 
+def _verdict(allowed: bool, limit: int, tokens: float) -> Verdict:
+    per_second = limit / 60
+    return Verdict(
+        allowed=allowed,
+        limit=limit,
+        remaining=int(tokens),
+        reset_seconds=math.ceil((limit - tokens) / per_second),
+        retry_after_seconds=0 if allowed else max(0, math.ceil((1 - tokens) / per_second)),
+    )
+
+
+def tighter(verdicts: list[Verdict]) -> Verdict:
+    """The bucket a client must heed: one that refused (an empty bucket waits at least
+    a second), else the one with the fewest requests left (then the smaller)."""
+    return min(verdicts, key=lambda v: (-v.retry_after_seconds, v.remaining, v.limit))
+
+
 class RateLimiter:
-    def __init__(self, redis: Redis[bytes], default_per_minute: int) -> None:
+    def __init__(
+        self, redis: Redis[bytes], default_per_minute: int, cluster_default_per_minute: int
+    ) -> None:
         self._default = default_per_minute
+        self._cluster_default = cluster_default_per_minute
         self._take = redis.register_script(BUCKET_SCRIPT)
 
-    def take(self, key_id: str, per_minute: int | None) -> Verdict | None:
-        """Take a token from the key's bucket; None when there is no limit (a limit of 0)
-        or Redis does not answer (requests are not refused for want of a counter)."""
-        limit = per_minute or self._default
-        if limit <= 0:
+    def take(
+        self,
+        key_id: str,
+        per_minute: int | None,
+        cluster_id: str | None = None,
+        cluster_per_minute: int | None = None,
+    ) -> Verdict | None:
+        """Take a token from the key's bucket and its cluster's (an operator key has
+        none); None when neither has a limit (a limit of 0) or Redis does not answer
+        (requests are not refused for want of a counter)."""
+        buckets = [(PREFIX + key_id, per_minute or self._default)]
+        if cluster_id is not None:
+            cluster_limit = cluster_per_minute or self._cluster_default
+            buckets.append((CLUSTER_PREFIX + cluster_id, cluster_limit))
+        buckets = [(name, limit) for name, limit in buckets if limit > 0]
+        if not buckets:
             return None
         try:
-            allowed, raw_tokens = self._take(keys=[PREFIX + key_id], args=[limit])
+            allowed, *raw_tokens = self._take(
+                keys=[name for name, _ in buckets], args=[limit for _, limit in buckets]
+            )
         except RedisError as exc:
             log.warning("rate limits unavailable; request let through: %s", exc)
             return None
-        tokens = float(raw_tokens)
-        per_second = limit / 60
-        return Verdict(
-            allowed=bool(allowed),
-            limit=limit,
-            remaining=int(tokens),
-            reset_seconds=math.ceil((limit - tokens) / per_second),
-            retry_after_seconds=0 if allowed else max(1, math.ceil((1 - tokens) / per_second)),
+        return tighter(
+            [
+                _verdict(bool(allowed), limit, float(raw))
+                for (_, limit), raw in zip(buckets, raw_tokens, strict=True)
+            ]
         )

@@ -59,8 +59,8 @@ import tomllib
 # An allow-list, so that host-side libraries (docker, paramiko...) never ride
 # along; tests/deploy imports the packaged handlers from the artifact alone, so
 # a missing name here fails there. Versions come from pyproject when it lists them.
-LAMBDA = {"falcon": "falcon", "pydantic": "pydantic", "redis": "redis", "rq": "rq",
-          "apig-wsgi": "apig-wsgi>=2.20"}
+LAMBDA = {"falcon": "falcon", "pydantic": "pydantic", "redis": "redis", "hiredis": "hiredis",
+          "rq": "rq", "apig-wsgi": "apig-wsgi>=2.20"}
 
 
 def name(req: str) -> str:

@@ -13,7 +13,14 @@ from shared.models import Cluster, ClusterStatus, Plan
 
 def plan_of(limits: PlanLimits) -> Plan:
     pooled = limits.model_dump(
-        exclude={"name", "containers", "default_lifetime", "max_lifetime", "requests_per_minute"}
+        exclude={
+            "name",
+            "containers",
+            "default_lifetime",
+            "max_lifetime",
+            "requests_per_minute",
+            "cluster_requests_per_minute",
+        }
     )
     return Plan(
         name=limits.name,
@@ -22,6 +29,7 @@ def plan_of(limits: PlanLimits) -> Plan:
         default_lifetime=limits.default_lifetime,
         max_lifetime=limits.max_lifetime,
         requests_per_minute=limits.requests_per_minute,
+        cluster_requests_per_minute=limits.cluster_requests_per_minute,
     )
 
 

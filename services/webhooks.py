@@ -9,7 +9,8 @@ from shared.clock import new_secret
 from shared.errors import Conflict, ServiceUnavailable
 from shared.events import parse_types
 from shared.sealing import seal
-from shared.webhooks import MAX_WEBHOOKS, Webhook, WebhookCreate, WebhookStatus, check_url
+from shared.webhook_requests import WebhookCreate
+from shared.webhooks import MAX_WEBHOOKS, Webhook, WebhookStatus, check_url
 
 
 class WebhookService:

@@ -86,6 +86,7 @@ class PlanLimits(Strict):
     default_lifetime: Lifetime | None = None
     max_lifetime: Lifetime | None = None
     requests_per_minute: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    cluster_requests_per_minute: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
     @model_validator(mode="after")
     def _default_within_max(self) -> PlanLimits:

@@ -92,6 +92,8 @@ class Plan:
     max_lifetime: int | None = None  # the furthest ahead (seconds from now) a lease may reach
     # Requests a minute each of the cluster's keys may make; None: the platform's default.
     requests_per_minute: int | None = None
+    # Requests a minute all of the cluster's keys together may make; None: the default.
+    cluster_requests_per_minute: int | None = None
 
 
 @dataclass(frozen=True)

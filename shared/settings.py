@@ -29,8 +29,15 @@ class Settings:
     # Requests a minute each API key may make, unless its cluster's plan says otherwise
     # (0: no limit).
     rate_limit_per_minute: int = 6000
+    # Requests a minute all the keys of one cluster together may make, unless its plan
+    # says otherwise (0: no cluster-wide limit): a tenant's ten keys share it.
+    cluster_rate_limit_per_minute: int = 12000
     # How long a retry with an Idempotency-Key waits for the first request's answer.
     idempotency_wait_seconds: float = 10.0
+    # How long a claimed Idempotency-Key may stay without its answer before a retry
+    # takes its request for dead and rebuilds the answer from what it wrote: longer
+    # than any request lives (gunicorn's timeout, Lambda's 29 s).
+    idempotency_lease_seconds: float = 120.0
     key_cache_seconds: int = 300
     job_timeout_seconds: int = 600
     # Jobs one worker process runs at once, one per thread (workers.worker).
@@ -100,8 +107,14 @@ class Settings:
             rate_limit_per_minute=int(
                 env.get("CORRAL_RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute)
             ),
+            cluster_rate_limit_per_minute=int(
+                env.get("CORRAL_CLUSTER_RATE_LIMIT_PER_MINUTE", cls.cluster_rate_limit_per_minute)
+            ),
             idempotency_wait_seconds=float(
                 env.get("CORRAL_IDEMPOTENCY_WAIT_SECONDS", cls.idempotency_wait_seconds)
+            ),
+            idempotency_lease_seconds=float(
+                env.get("CORRAL_IDEMPOTENCY_LEASE_SECONDS", cls.idempotency_lease_seconds)
             ),
             key_cache_seconds=int(env.get("CORRAL_KEY_CACHE_SECONDS", cls.key_cache_seconds)),
             job_timeout_seconds=int(env.get("CORRAL_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds)),

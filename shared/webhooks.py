@@ -17,16 +17,13 @@ import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, StringConstraints
-
 from shared.errors import InvalidInput
-from shared.requests import Strict
 
 SIGNATURE_HEADER = "Corral-Signature"
 TIMESTAMP_HEADER = "Corral-Timestamp"
+DELIVERY_ID_HEADER = "Corral-Delivery-Id"  # the same on every attempt of one delivery
 DISABLE_AFTER = timedelta(hours=24)
 FIRST_RETRY = timedelta(seconds=10)
 LONGEST_RETRY = timedelta(hours=1)
@@ -65,15 +62,6 @@ class DeliveryAttempt:
     status_code: int | None  # None: no answer
     delivered: bool
     error: str | None = None
-
-
-Url = Annotated[str, StringConstraints(min_length=8, max_length=2048)]
-EventType = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z_.*]+$")]
-
-
-class WebhookCreate(Strict):
-    url: Url
-    types: Annotated[list[EventType], Field(max_length=20)] = []
 
 
 def next_retry(failures: int) -> timedelta:

@@ -25,6 +25,7 @@ from infra.table.webhooks import due
 from shared.events import PLATFORM_LOG, Event, EventFilter
 from shared.sealing import unseal
 from shared.webhooks import (
+    DELIVERY_ID_HEADER,
     DISABLE_AFTER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -134,6 +135,14 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
+def delivery_id(webhook: Webhook, event: Event) -> str:
+    """The same on every attempt to send `event` to `webhook`, and on no other delivery:
+    what a receiver drops duplicates by (deliveries are at least once). The event's own
+    id is its sequence in its cluster's log, so one endpoint watching several logs (an
+    operator's) can see the same id from two clusters."""
+    return f"{webhook.id}.{event.log}.{event.sequence}"
+
+
 def _post(webhook: Webhook, event: Event, now: datetime) -> DeliveryAttempt:
     ctx = context.current()
     body = json.dumps(event.to_api(), separators=(",", ":")).encode()
@@ -161,6 +170,7 @@ def _post(webhook: Webhook, event: Event, now: datetime) -> DeliveryAttempt:
             SIGNATURE_HEADER: signature(unseal(secret_key, webhook.sealed_secret), timestamp, body),
             "Corral-Event-Id": event.cursor,
             "Corral-Event-Type": event.type,
+            DELIVERY_ID_HEADER: delivery_id(webhook, event),
         },
     )
     try:

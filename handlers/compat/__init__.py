@@ -6,26 +6,15 @@ document."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import falcon
 
-from handlers.admin.envs import EnvCollection, EnvItem, EnvPower, VmItem
-from handlers.admin.fleet import FleetStatus
-from handlers.admin.hosts import HostItem
-from handlers.admin.images import ImageCollection
-from handlers.auth import Authenticator
-from handlers.compat.auth import AuthLogin, AuthStatus, AuthValidate
-from handlers.compat.hosts import HostRegistration
-from handlers.compat.instances import (
-    InstanceCollection,
-    InstanceHealth,
-    InstanceItem,
-    InstancePower,
-)
-from services.deps import Deps
-from services.envs import EnvService
-from services.hosts import HostService
-from services.images import ImageService
-from services.workloads import WorkloadService
+from handlers.routing import Later
+
+if TYPE_CHECKING:
+    from handlers.auth import Authenticator
+    from services.deps import Deps
 
 BASE = "/api"
 BASE_PATHS = {
@@ -39,29 +28,34 @@ def add_routes(
     app: falcon.App[falcon.Request, falcon.Response],
     deps: Deps,
     authenticator: Authenticator,
-    workloads: WorkloadService,
+    workloads: Later,
 ) -> None:
+    """The compatible paths, their resources built on first use (handlers.routing)."""
+    admin, compat = "handlers.admin", "handlers.compat"
     # 004
-    app.add_route(f"{BASE}/auth/status", AuthStatus(deps))
-    app.add_route(f"{BASE}/auth/login", AuthLogin(deps, authenticator))
-    app.add_route(f"{BASE}/auth/validate", AuthValidate(authenticator))
+    app.add_route(f"{BASE}/auth/status", Later(f"{compat}.auth:AuthStatus", deps))
+    app.add_route(f"{BASE}/auth/login", Later(f"{compat}.auth:AuthLogin", deps, authenticator))
+    app.add_route(f"{BASE}/auth/validate", Later(f"{compat}.auth:AuthValidate", authenticator))
     # 002
-    app.add_route(f"{BASE}/instances", InstanceCollection(deps, workloads))
-    app.add_route(f"{BASE}/instances/{{instance_id}}", InstanceItem(deps, workloads))
-    for action in InstancePower.ACTIONS:
-        app.add_route(
-            f"{BASE}/instances/{{instance_id}}/{action}", InstancePower(deps, workloads, action)
-        )
-    app.add_route(f"{BASE}/instances/{{instance_id}}/health", InstanceHealth(deps, workloads))
+    instances = f"{compat}.instances"
+    instance = f"{BASE}/instances/{{instance_id}}"
+    app.add_route(f"{BASE}/instances", Later(f"{instances}:InstanceCollection", deps, workloads))
+    app.add_route(instance, Later(f"{instances}:InstanceItem", deps, workloads))
+    for action in ("pause", "restart"):  # InstancePower.ACTIONS
+        power = Later(f"{instances}:InstancePower", deps, workloads, action)
+        app.add_route(f"{instance}/{action}", power)
+    app.add_route(f"{instance}/health", Later(f"{instances}:InstanceHealth", deps, workloads))
     # 003
-    hosts = HostService(deps)
-    app.add_route(f"{BASE}/hosts", HostRegistration(deps, hosts))
-    app.add_route(f"{BASE}/hosts/{{host_id}}", HostItem(deps, hosts))
-    envs = EnvService(deps)
-    app.add_route(f"{BASE}/envs", EnvCollection(deps, envs))
-    app.add_route(f"{BASE}/envs/{{env_id}}", EnvItem(deps, envs))
-    for action in EnvPower.ACTIONS:
-        app.add_route(f"{BASE}/envs/{{env_id}}/{action}", EnvPower(deps, envs, action))
-    app.add_route(f"{BASE}/vms/{{vm_id}}", VmItem(deps))
-    app.add_route(f"{BASE}/images", ImageCollection(deps, ImageService(deps)))
-    app.add_route(f"{BASE}/status", FleetStatus(deps))
+    hosts = Later("services.hosts:HostService", deps)
+    app.add_route(f"{BASE}/hosts", Later(f"{compat}.hosts:HostRegistration", deps, hosts))
+    app.add_route(f"{BASE}/hosts/{{host_id}}", Later(f"{admin}.hosts:HostItem", deps, hosts))
+    envs = Later("services.envs:EnvService", deps)
+    app.add_route(f"{BASE}/envs", Later(f"{admin}.envs:EnvCollection", deps, envs))
+    app.add_route(f"{BASE}/envs/{{env_id}}", Later(f"{admin}.envs:EnvItem", deps, envs))
+    for action in ("stop", "start"):  # EnvPower.ACTIONS
+        power = Later(f"{admin}.envs:EnvPower", deps, envs, action)
+        app.add_route(f"{BASE}/envs/{{env_id}}/{action}", power)
+    app.add_route(f"{BASE}/vms/{{vm_id}}", Later(f"{admin}.envs:VmItem", deps))
+    images = Later("services.images:ImageService", deps)
+    app.add_route(f"{BASE}/images", Later(f"{admin}.images:ImageCollection", deps, images))
+    app.add_route(f"{BASE}/status", Later(f"{admin}.fleet:FleetStatus", deps))

@@ -22,6 +22,7 @@ from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import path_id
 from handlers.declare import EVENT_STREAM, Query, responds
+from handlers.revocation import Watch
 from infra.host_calls import HostCalls
 from infra.jobs import FETCH_LOGS
 from infra.open_requests import OpenRequest, OpenRequests
@@ -164,7 +165,7 @@ class ContainerLogs:
             self._open.end(following)
             raise
         start_event_stream(resp)
-        resp.stream = self._follow(workload, query, lines, following)
+        resp.stream = self._follow(workload, query, lines, following, principal.key_id)
 
     def _read(
         self, workload: Workload, tail: int, since_ns: int | None
@@ -178,26 +179,36 @@ class ContainerLogs:
         )
 
     def _follow(
-        self, workload: Workload, query: LogQuery, first: list[LogLine], following: OpenRequest
+        self,
+        workload: Workload,
+        query: LogQuery,
+        first: list[LogLine],
+        following: OpenRequest,
+        key_id: str,
     ) -> Iterator[bytes]:
         """Server-sent events: one `message` per line (data: the line's JSON, id: its
         timestamp in ns), a comment while nothing new comes, `error` if the host stops
         answering, and `end` when the cap is reached. The WSGI server closes this
-        generator when the client goes, which frees the open request."""
+        generator when the client goes, which frees the open request. A revocation of
+        the key ends it at once (`end`, reason `revoked`)."""
         follow = Follow(self._deps.settings, query.since_ns)
         try:
-            yield follow.first(first)
-            while (pause := follow.pause()) is not None:
-                time.sleep(pause)
-                if follow.over():
-                    break
-                try:
-                    lines, _ = self._read(workload, MAX_TAIL, follow.cursor.since_ns)
-                except CorralError as exc:
-                    yield event(exc.envelope(), "error")
-                    return
-                yield follow.next(lines)
-            yield follow.cap_reached()
+            with Watch(self._deps.redis, key_id) as watch:
+                yield follow.first(first)
+                while (pause := follow.pause()) is not None:
+                    watch.pause(pause)
+                    if watch.revoked:
+                        yield REVOKED
+                        return
+                    if follow.over():
+                        break
+                    try:
+                        lines, _ = self._read(workload, MAX_TAIL, follow.cursor.since_ns)
+                    except CorralError as exc:
+                        yield event(exc.envelope(), "error")
+                        return
+                    yield follow.next(lines)
+                yield follow.cap_reached()
         finally:
             self._open.end(following)
 
@@ -257,3 +268,7 @@ def event(data: Any, kind: str | None, event_id: int | str | None = None) -> byt
     if event_id is not None:
         head += f"id: {event_id}\n"
     return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+# How a follow ends when its key is revoked (every server, every follow).
+REVOKED = event({"reason": "revoked"}, "end")

@@ -6,21 +6,20 @@ the key's open requests (infra.open_requests) once it parks."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import falcon
-from redis.exceptions import RedisError
 
 from handlers import shapes, views
 from handlers.auth import TENANT
 from handlers.body import LIMIT_QUERY, float_param, path_id
 from handlers.declare import Query, responds
 from handlers.pages import CURSOR_QUERY, by_time, paged
+from handlers.revocation import Watch
 from infra.open_requests import OpenRequests
 from infra.queue import operation_channel
 from services.deps import Deps
-from shared.errors import Forbidden, TooManyRequests
+from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.models import Operation
 from shared.settings import Settings
 
@@ -90,42 +89,28 @@ class OperationWait:
         if not op.status.is_finished and seconds > 0:
             parked = self._open.begin(principal.key_id, seconds)
             try:
-                op = self._wait(principal.cluster_id, operation_id, deadline)
+                op = self._wait(principal.key_id, principal.cluster_id, operation_id, deadline)
             finally:
                 self._open.end(parked)
         resp.media = views.operation(op)
 
-    def _wait(self, cluster_id: str, operation_id: str, deadline: float) -> Operation:
+    def _wait(self, key_id: str, cluster_id: str, operation_id: str, deadline: float) -> Operation:
+        """Until the operation finishes (its channel wakes the wait) or the deadline; a
+        revocation of the key ends it at once with 401."""
         repo = self._deps.repo
-        pubsub = None
-        try:
-            pubsub = self._deps.redis.pubsub(ignore_subscribe_messages=True)
-            pubsub.subscribe(operation_channel(operation_id))
-        except RedisError:
-            pubsub = None
-        try:
+        with Watch(self._deps.redis, key_id, operation_channel(operation_id)) as watch:
             # Read again once subscribed: it may have finished before the subscription.
             op = repo.operations.get(cluster_id, operation_id)
             while not op.status.is_finished:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                every = SUBSCRIBED_POLL_SECONDS if pubsub else UNSUBSCRIBED_POLL_SECONDS
-                pause = min(left, every)
-                if pubsub is not None:
-                    try:
-                        pubsub.get_message(timeout=pause)
-                    except RedisError:
-                        pubsub = None
-                        time.sleep(pause)
-                else:
-                    time.sleep(pause)
+                every = SUBSCRIBED_POLL_SECONDS if watch.subscribed else UNSUBSCRIBED_POLL_SECONDS
+                watch.pause(min(left, every))
+                if watch.revoked:
+                    raise Unauthorized("The API key was revoked.")
                 op = repo.operations.get(cluster_id, operation_id)
             return op
-        finally:
-            if pubsub is not None:
-                with contextlib.suppress(RedisError):
-                    pubsub.close()
 
 
 def wait_seconds(req: falcon.Request, settings: Settings) -> float:

@@ -62,6 +62,7 @@ def cluster_item(c: Cluster) -> Item:
         "plan_default_lifetime": c.plan.default_lifetime,
         "plan_max_lifetime": c.plan.max_lifetime,
         "plan_requests_per_minute": c.plan.requests_per_minute,
+        "plan_cluster_requests_per_minute": c.plan.cluster_requests_per_minute,
         **resources_attrs("lim", c.plan.limits),
         **resources_attrs("used", c.used),
         "container_count": c.container_count,
@@ -88,6 +89,7 @@ def cluster_from(item: Item) -> Cluster:
             default_lifetime=int_or_none(item.get("plan_default_lifetime")),
             max_lifetime=int_or_none(item.get("plan_max_lifetime")),
             requests_per_minute=int_or_none(item.get("plan_requests_per_minute")),
+            cluster_requests_per_minute=int_or_none(item.get("plan_cluster_requests_per_minute")),
         ),
         used=resources_from("used", item),
         container_count=int(item["container_count"]),
@@ -196,6 +198,7 @@ class ClusterStore:
                     "plan_default_lifetime": plan.default_lifetime,
                     "plan_max_lifetime": plan.max_lifetime,
                     "plan_requests_per_minute": plan.requests_per_minute,
+                    "plan_cluster_requests_per_minute": plan.cluster_requests_per_minute,
                 }
             )
             write.when_at_most("container_count", plan.max_containers)

@@ -459,7 +459,7 @@ class Dynamo:
         caller learns the key was taken before any other condition's error."""
         claim = idempotency.riding()
         if claim is not None:
-            entries = [claim.entry, *entries]
+            entries = [claim.naming(entries), *entries]
         request = [entry.request for entry in entries]
         for attempt in range(TRANSACT_ATTEMPTS):
             try:

@@ -10,20 +10,26 @@ fails on the claim with `ClaimTaken` and nothing of it is written. The answer is
 on the record once it is known (`complete`), and the table drops the record after
 `RETENTION_SECONDS` (its `ttl`).
 
+The claim also names the items its transaction wrote (`wrote`: their keys), so that
+when the process dies between the commit and storing the answer, a retry that finds
+the record pending past any request's lifetime rebuilds the answer from them
+(handlers/lost_answers.py) instead of waiting on it for a day. It costs no round
+trip: the names ride in the claim's own put.
+
 Workers never set a riding claim: only a request with an `Idempotency-Key` does."""
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from infra.table import schema
 from infra.table.attributes import Item
 from infra.table.expression import Expression
-from shared.clock import stamp
+from shared.clock import parse_iso, stamp
 from shared.errors import CorralError
 
 if TYPE_CHECKING:
@@ -47,9 +53,15 @@ class ClaimTaken(CorralError):
 class Record:
     fingerprint: str
     state: str
+    created_at: datetime | None = None
     status: int | None = None
     body: bytes | None = None
     content_type: str | None = None
+    # The (pk, sk) of the items the claiming transaction wrote.
+    wrote: tuple[tuple[str, str], ...] = ()
+    # The body is sealed under CORRAL_SECRET_KEY (an answer that can show a secret);
+    # sealed with no body: it was not kept (no key to seal it with).
+    sealed: bool = False
 
     @property
     def done(self) -> bool:
@@ -62,6 +74,19 @@ class Claim:
 
     entry: TxEntry
     written: bool = False
+
+    def naming(self, entries: list[TxEntry]) -> TxEntry:
+        """The claim's put, naming the items `entries` write (their keys, as sent)."""
+        keys = []
+        for entry in entries:
+            ((kind, body),) = entry.request.items()
+            if kind == "ConditionCheck":
+                continue
+            key = body["Item"] if kind == "Put" else body["Key"]
+            keys.append({"M": {"pk": key["pk"], "sk": key["sk"]}})
+        put = dict(self.entry.request["Put"])
+        put["Item"] = {**put["Item"], "wrote": {"L": keys}}
+        return replace(self.entry, request={"Put": put})
 
 
 _riding: contextvars.ContextVar[Claim | None] = contextvars.ContextVar(
@@ -92,9 +117,12 @@ def _record_from(item: Item) -> Record:
     return Record(
         fingerprint=item["fingerprint"],
         state=item["state"],
+        created_at=parse_iso(item.get("created_at")),
         status=item.get("status"),
         body=bytes(body) if body is not None else None,
         content_type=item.get("content_type"),
+        wrote=tuple((k["pk"], k["sk"]) for k in item.get("wrote", [])),
+        sealed=bool(item.get("sealed", False)),
     )
 
 
@@ -124,11 +152,14 @@ class IdempotencyStore:
         key_id: str,
         idempotency_key: str,
         fingerprint: str,
-        answer: tuple[int, bytes, str | None],
+        answer: tuple[int, bytes | None, str | None],
         now: datetime,
+        *,
+        sealed: bool = False,
     ) -> None:
         """Store the answer on the record (creating it when the request wrote nothing to
-        the table, so there was no transaction to claim it in)."""
+        the table, so there was no transaction to claim it in). `sealed`: the body is
+        sealed (or, None, withheld)."""
         status, body, content_type = answer
         write = (
             Expression()
@@ -136,10 +167,13 @@ class IdempotencyStore:
             .set("fingerprint", fingerprint)
             .set("state", DONE)
             .set("status", status)
-            .set("body", body)
             .set("created_at", stamp(now))
             .set(schema.TTL_ATTRIBUTE, int(now.timestamp()) + RETENTION_SECONDS)
         )
+        if body is not None:
+            write.set("body", body)
+        if sealed:
+            write.set("sealed", True)
         if content_type:
             write.set("content_type", content_type)
         same = f"{write.name('fingerprint')} = {write.value(fingerprint)}"

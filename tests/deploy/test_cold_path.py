@@ -1,5 +1,6 @@
 """The Lambda cold path stays light: importing the HTTP entry and building its
-app loads no host driver library and none of rq's worker machinery."""
+app loads no host driver library and none of rq's worker machinery, and building it
+loads no route's resource module (handlers.routing builds each on first use)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ["docker", "paramiko", "rq", "rq.worker", "prometheus_client"]
+# What a route's resource loads: its module, the views, shapes and request models.
+ROUTE_MODULES = ["handlers.public.containers", "handlers.views", "handlers.shapes", "pydantic"]
+BUILD = (
+    "import handlers.lambda_http as entry\n"
+    "from handlers.app import get_app\n"
+    "handler = entry.make_handler(get_app())"
+)
 
 
-def loaded_after(code: str) -> list[str]:
-    report = f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def loaded_after(code: str, modules: list[str] = HEAVY) -> list[str]:
+    report = f"print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     probe = f"{code}\nimport json, sys\n{report}"
     env = {
         "PATH": "/usr/bin:/bin",
@@ -37,12 +45,15 @@ def test_importing_the_http_entry_loads_nothing_heavy() -> None:
 
 
 def test_building_the_app_loads_nothing_heavy() -> None:
-    code = (
-        "import handlers.lambda_http as entry\n"
-        "from handlers.app import get_app\n"
-        "entry.make_handler(get_app())"
-    )
-    assert loaded_after(code) == []
+    assert loaded_after(BUILD) == []
+
+
+def test_building_the_app_loads_no_route_until_it_is_hit() -> None:
+    assert loaded_after(BUILD, ROUTE_MODULES) == []
+    # Routing a request to /containers/:id builds that route alone.
+    route = "\nget_app()._router.find('/api/public/clusters/v1/containers/x')"
+    loaded = loaded_after(BUILD + route, [*ROUTE_MODULES, "handlers.admin.clusters"])
+    assert loaded == ROUTE_MODULES  # and no other route's, such as handlers.admin.clusters
 
 
 def test_importing_the_schedule_entries_loads_nothing_heavy() -> None:

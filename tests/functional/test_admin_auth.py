@@ -12,6 +12,7 @@ import falcon
 import falcon.testing
 import pytest
 
+from handlers import routing
 from handlers.app import ADMIN_BASE, PUBLIC_BASE, create_app
 from handlers.auth import OPERATOR, Authenticator
 from infra.table.api_keys import ApiKeyStore
@@ -100,18 +101,12 @@ def routes(
 ) -> Iterator[tuple[str, str]]:
     """(method, uri template) for every responder the app's router holds (of resources
     that take `scope`'s keys, when given)."""
-    nodes = list(app._router._roots)
-    while nodes:
-        node = nodes.pop()
-        nodes.extend(node.children)
-        if node.resource is None:
-            continue
-        assert node.uri_template is not None  # a node that holds a resource has its route
-        if scope is not None and getattr(node.resource, "auth", OPERATOR) != scope:
+    for template, resource in routing.routes(app):
+        if scope is not None and getattr(resource, "auth", OPERATOR) != scope:
             continue
         for method in falcon.COMBINED_METHODS:
-            if method != "OPTIONS" and hasattr(node.resource, f"on_{method.lower()}"):
-                yield method, node.uri_template
+            if method != "OPTIONS" and hasattr(resource, f"on_{method.lower()}"):
+                yield method, template
 
 
 def operator_routes(app: falcon.App[falcon.Request, falcon.Response]) -> set[tuple[str, str]]:

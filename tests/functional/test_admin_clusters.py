@@ -73,6 +73,7 @@ def test_create_shows_the_plan_as_totals_with_nothing_used(api: Api) -> None:
         "default_lifetime": None,
         "max_lifetime": None,
         "requests_per_minute": None,
+        "cluster_requests_per_minute": None,
     }
     assert cluster["totals"] == totals
     assert cluster["used"] == used_view()

@@ -13,6 +13,7 @@ from handlers import shapes
 from handlers.auth import ANY_KEY, OPERATOR, PUBLIC, TENANT
 from handlers.declare import responds
 from handlers.openapi import Undeclared, document, routes
+from handlers.routing import routes as route_table
 from tests.fixtures.corral import Api
 from tests.fixtures.openapi_check import CheckedClient
 
@@ -28,6 +29,22 @@ def test_the_document_describes_every_route_and_method(api: Api) -> None:
     assert documented == served
     assert ("/api/public/clusters/v1/containers", "post") in documented
     assert ("/api/v1/hosts/{host_id}/drain", "post") in documented
+
+
+def test_the_route_table_serves_every_action_of_the_resources(api: Api) -> None:
+    """handlers.app writes the action routes out (so that it need not import the
+    resources): they are the resources' own."""
+    from handlers.admin.clusters import ClusterStatusChange
+    from handlers.admin.envs import EnvPower
+    from handlers.compat.instances import InstancePower
+
+    served: dict[type, set[str]] = {}
+    for template, resource in route_table(api.client.app):
+        served.setdefault(type(resource), set()).add(template.rsplit("/", 1)[-1])
+
+    assert served[ClusterStatusChange] == set(ClusterStatusChange.TARGETS)
+    assert served[EnvPower] == set(EnvPower.ACTIONS)
+    assert served[InstancePower] == set(InstancePower.ACTIONS)
 
 
 def test_the_document_is_valid_openapi_3_1(api: Api) -> None:

@@ -150,6 +150,34 @@ def test_the_rate_limit_answers_429_with_headers_and_recovers(api: Api, tenant: 
     assert "RateLimit-Remaining" in recovered.headers
 
 
+def test_the_keys_of_one_cluster_share_its_cluster_limit(api: Api, tenant: Tenant) -> None:
+    """Minting more keys buys no more requests: past the cluster's limit every key of
+    it is refused, however full its own bucket, and the headers name the tighter."""
+    cluster_limit = 20
+    plan = {"name": "test", "cpu_cores": 4, "ram_mb": 4096, "storage_mb": 20480,
+            "io": 1000, "ports": 10, "databases": 2, "backups": 2, "containers": 5,
+            "requests_per_minute": 1000, "cluster_requests_per_minute": cluster_limit}  # fmt: skip
+    resp = api.admin("PATCH", f"/clusters/{tenant.cluster['id']}", {"plan": plan})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["plan"]["cluster_requests_per_minute"] == cluster_limit
+    keys = [api.make_key(tenant.cluster["id"], f"k{n}") for n in range(2)]
+    first = api.tenant("GET", "/capacity", key=keys[0])
+    assert first.headers["RateLimit-Limit"] == str(cluster_limit)
+    answers = [api.tenant("GET", "/capacity", key=keys[n % 2]) for n in range(cluster_limit + 4)]
+    refused = [n for n, a in enumerate(answers) if a.status_code == 429]
+    # One cluster bucket: the two keys together get its 20 (give or take what drips
+    # back meanwhile, a token every 3 s), where two buckets of their own allow 2000.
+    assert refused and refused[0] >= cluster_limit - 2, [a.status_code for a in answers]
+    assert {n % 2 for n in refused} == {0, 1}, "both keys are refused"
+    last = answers[refused[-1]]
+    assert last.json["error"]["code"] == "too_many_requests"
+    assert last.headers["RateLimit-Limit"] == str(cluster_limit)
+    assert last.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(last.headers["Retry-After"]) <= 3
+    # An operator's key has no cluster: its own bucket only.
+    assert api.admin("GET", "/clusters").status_code == 200
+
+
 def test_operations_page_newest_first(api: Api, tenant: Tenant) -> None:
     made = [tenant.create(name=f"op{n}").json["operation"]["id"] for n in range(3)]
     listed, pages = walk(api, "/operations", 1)

@@ -54,7 +54,12 @@ def receiver() -> Iterator[Receiver]:
             verified = hmac.compare_digest(self.headers["Corral-Signature"], f"v1={expected}")
             status = state.answers.pop(0) if len(state.answers) > 1 else state.answers[0]
             state.received.append(
-                {"event": json.loads(body), "verified": verified, "status": status}
+                {
+                    "event": json.loads(body),
+                    "verified": verified,
+                    "status": status,
+                    "delivery_id": self.headers["Corral-Delivery-Id"],
+                }
             )
             self.send_response(status if verified else 401)
             self.end_headers()
@@ -98,9 +103,15 @@ def test_a_delivery_is_signed_retried_after_a_500_and_then_delivered(
     assert event["type"] == "key.created" and event["after"]["name"] == "second"
     assert event["cluster_id"] == tenant.cluster["id"]
     assert receiver.received[0]["event"] == event  # the same event, again
+    # ... under the same delivery id, which a receiver drops duplicates by
+    assert receiver.received[0]["delivery_id"] == receiver.received[1]["delivery_id"]
     attempts = api.tenant("GET", deliveries).json
     assert [(a["status_code"], a["delivered"]) for a in attempts] == [(200, True), (500, False)]
     assert attempts[0]["event_id"] == event["id"]
+    api.make_key(tenant.cluster["id"], name="third")
+    run_jobs(deps)
+    assert receiver.received[2]["event"]["after"]["name"] == "third"
+    assert receiver.received[2]["delivery_id"] != receiver.received[1]["delivery_id"]
 
 
 def test_an_endpoint_failing_for_a_day_is_disabled_and_says_why(

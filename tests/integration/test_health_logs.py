@@ -238,6 +238,48 @@ def test_follow_streams_a_line_printed_after_the_request_began(
     assert any(line.startswith("id: ") for line in received)
 
 
+def test_revoking_the_key_ends_its_follow_within_a_second(
+    fleet: Fleet, removed_after: list[str]
+) -> None:
+    """On the WSGI app (Lambda, a threaded server); the ASGI app ends its log follows
+    the same way as its event follows (tests/functional/test_event_follows.py). The
+    cap (20 s) is far from the second allowed."""
+    cid = fleet.run("idle")
+    removed_after.append(cid)
+    key = fleet.api.make_key(fleet.cluster["id"], "follower")
+    key_id = fleet.api.tenant("GET", "/keys/current", key=key).json["id"]
+    server = HttpServer(create_app(fleet.deps))
+    received: list[bytes] = []
+    ended: list[float] = []
+
+    def follow() -> None:
+        with requests.get(
+            f"{server.url}/api/public/clusters/v1/containers/{cid}/logs",
+            params={"follow": "1"},
+            headers={"Authorization": f"Bearer {key}"},
+            stream=True,
+            timeout=30,
+        ) as resp:
+            for line in resp.iter_lines(chunk_size=1):
+                received.append(line)
+        ended.append(time.monotonic())
+
+    client = threading.Thread(target=follow, daemon=True)
+    client.start()
+    try:
+        serve_priority(fleet.deps, lambda: bool(received), timeout=20)
+        time.sleep(0.3)  # polling the host now
+        revoked_at = time.monotonic()
+        path = f"/clusters/{fleet.cluster['id']}/keys/{key_id}"
+        assert fleet.api.admin("DELETE", path).status_code == 204
+        serve_priority(fleet.deps, lambda: not client.is_alive(), timeout=10)
+    finally:
+        server.stop()
+    assert ended and ended[0] - revoked_at < 1.0, "the follow outlived its key's revocation"
+    sent = [line for line in received if line]
+    assert sent[-2:] == [b"event: end", b'data: {"reason": "revoked"}'], sent[-3:]
+
+
 def test_follow_ends_at_its_cap(fleet: Fleet, removed_after: list[str]) -> None:
     cid = fleet.run("idle")
     removed_after.append(cid)
