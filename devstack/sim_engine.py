@@ -1,10 +1,14 @@
 """A simulated Docker Engine for many hosts in one process: each host is a port on
-127.0.0.1 answering the part of the Engine API that Corral's periodic passes read
-(version negotiation, info, image list, container list with label filters, inspect,
-one-shot stats), its containers kept as records. Each answer waits `latency_s`; a
-failing host (`failing`) answers every call with a 500. For the benchmarks of the
-fleet at scale (bench/scale), never for production: the real-dockerd tests keep
-driving real engines.
+127.0.0.1 answering the part of the Engine API that Corral uses: what its periodic
+passes read (version negotiation, info, image list and inspect, container list with
+label filters, inspect, one-shot stats) and what a provision, a power change and a
+delete write (volumes, the cluster's network, container create, start, stop, restart,
+kill, pause, unpause, wait, remove). Containers, volumes and networks are kept as
+records; every image is there (a pull succeeds at once). Each answer waits
+`latency_s`; a failing host (`failing`) answers every call with a 500, and any call
+fails so with probability `failure_rate`. For the benchmarks of the fleet at scale
+(bench/scale), never for production: the real-dockerd tests keep driving real
+engines.
 
     engine = SimulatedEngine(hosts=1000, latency_s=0.002, failing={7})
     with engine:
@@ -15,6 +19,7 @@ driving real engines.
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Iterable
@@ -34,13 +39,21 @@ class SimulatedContainer:
     name: str
     labels: dict[str, str] = field(default_factory=dict)
     running: bool = True
+    paused: bool = False
+    image: str = "corral/busybox:latest"
+    host_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return "paused" if self.paused else "running" if self.running else "exited"
 
     def summary(self) -> dict[str, Any]:
         return {
             "Id": self.id,
             "Names": [f"/{self.name}"],
             "Labels": dict(self.labels),
-            "State": "running" if self.running else "exited",
+            "State": self.state,
+            "Image": self.image,
             "SizeRw": 4096,
         }
 
@@ -48,14 +61,14 @@ class SimulatedContainer:
         return {
             "Id": self.id,
             "Name": f"/{self.name}",
-            "Config": {"Labels": dict(self.labels), "Env": []},
+            "Config": {"Labels": dict(self.labels), "Env": [], "Image": self.image},
             "State": {
-                "Status": "running" if self.running else "exited",
+                "Status": self.state,
                 "Running": self.running,
-                "Paused": False,
+                "Paused": self.paused,
                 "StartedAt": STARTED,
             },
-            "HostConfig": {},
+            "HostConfig": dict(self.host_config),
             "NetworkSettings": {"Ports": {}},
         }
 
@@ -63,10 +76,20 @@ class SimulatedContainer:
 class SimulatedEngine:
     """`hosts` simulated engines, each on a port of its own, served by threads."""
 
-    def __init__(self, hosts: int, *, latency_s: float = 0.0, failing: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        hosts: int,
+        *,
+        latency_s: float = 0.0,
+        failing: Iterable[int] = (),
+        failure_rate: float = 0.0,
+    ) -> None:
         self.latency_s = latency_s
         self.failing = set(failing)
+        self.failure_rate = failure_rate
         self.containers: list[dict[str, SimulatedContainer]] = [{} for _ in range(hosts)]
+        self.volumes: list[set[str]] = [set() for _ in range(hosts)]
+        self.networks: list[dict[str, dict[str, Any]]] = [{} for _ in range(hosts)]
         self.calls = 0
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
@@ -92,16 +115,24 @@ class SimulatedEngine:
         with self._lock:
             self.containers[host][container.id] = container
 
-    def _answer(self, host: int, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
+    def _answer(
+        self, host: int, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
         with self._lock:
             self.calls += 1
         if self.latency_s:
             time.sleep(self.latency_s)
-        if host in self.failing:
+        if host in self.failing or random.random() < self.failure_rate:
             return 500, {"message": "simulated engine failure"}
         parts = [p for p in path.split("/") if p]
         if parts and parts[0].startswith("v1."):
             parts = parts[1:]
+        with self._lock:  # one call at a time per engine process: records stay whole
+            if method == "GET":
+                return self._read(host, parts, query)
+            return self._write(host, method, parts, query, body)
+
+    def _read(self, host: int, parts: list[str], query: dict[str, list[str]]) -> tuple[int, Any]:
         containers = self.containers[host]
         if parts in (["version"], ["_ping"]):
             return 200, {"ApiVersion": API_VERSION, "Version": "simulated", "Os": "linux"}
@@ -109,6 +140,8 @@ class SimulatedEngine:
             return 200, {"Name": f"simulated-{host}", "Labels": [], "Containers": len(containers)}
         if parts == ["images", "json"]:
             return 200, [{"Id": "sha256:0", "RepoTags": ["corral/busybox:latest"]}]
+        if len(parts) >= 3 and parts[0] == "images" and parts[-1] == "json":
+            return 200, {"Id": "sha256:0", "RepoTags": ["/".join(parts[1:-1])]}
         if parts == ["containers", "json"]:
             wanted = _label_filter(query)
             found = [
@@ -118,16 +151,79 @@ class SimulatedEngine:
             ]
             return 200, found
         if len(parts) == 3 and parts[0] == "containers":
-            container = containers.get(parts[1]) or next(
-                (c for c in containers.values() if c.name == parts[1]), None
-            )
+            container = self._container(host, parts[1])
             if container is None:
                 return 404, {"message": f"No such container: {parts[1]}"}
             if parts[2] == "json":
                 return 200, container.inspect()
             if parts[2] == "stats":
                 return 200, _stats()
-        return 404, {"message": f"page not found: {path}"}
+        if len(parts) == 2 and parts[0] == "volumes":
+            if parts[1] not in self.volumes[host]:
+                return 404, {"message": f"get {parts[1]}: no such volume"}
+            return 200, {"Name": parts[1], "Driver": "local"}
+        if parts == ["networks"]:
+            names = json.loads(query.get("filters", ["{}"])[0]).get("name", [])
+            return 200, [n for name, n in self.networks[host].items() if name in names]
+        return 404, {"message": f"page not found: /{'/'.join(parts)}"}
+
+    def _write(
+        self, host: int, method: str, parts: list[str], query: dict[str, list[str]], body: Any
+    ) -> tuple[int, Any]:
+        containers = self.containers[host]
+        if method == "POST" and parts == ["images", "create"]:
+            return 200, {"status": "Already exists"}
+        if method == "POST" and parts == ["volumes", "create"]:
+            self.volumes[host].add(body["Name"])
+            return 201, {"Name": body["Name"], "Driver": body.get("Driver") or "local"}
+        if method == "DELETE" and len(parts) == 2 and parts[0] == "volumes":
+            if parts[1] not in self.volumes[host]:
+                return 404, {"message": f"get {parts[1]}: no such volume"}
+            self.volumes[host].discard(parts[1])
+            return 204, None
+        if method == "POST" and parts == ["networks", "create"]:
+            if body["Name"] in self.networks[host]:
+                return 409, {"message": f"network with name {body['Name']} already exists"}
+            network = {"Id": f"net-{body['Name']}", "Name": body["Name"], "Created": STARTED}
+            self.networks[host][body["Name"]] = network
+            return 201, {"Id": network["Id"]}
+        if method == "DELETE" and len(parts) == 2 and parts[0] == "networks":
+            named = [k for k, n in self.networks[host].items() if parts[1] in (k, n["Id"])]
+            for name in named:
+                del self.networks[host][name]
+            return (204, None) if named else (404, {"message": "network not found"})
+        if method == "POST" and parts == ["containers", "create"]:
+            name = query.get("name", [""])[0]
+            if self._container(host, name) is not None:
+                return 409, {"message": f'Conflict. The container name "/{name}" is already in use'}
+            made = SimulatedContainer(
+                id=f"sim{len(containers)}{random.getrandbits(48):012x}",
+                name=name,
+                labels=dict(body.get("Labels") or {}),
+                running=False,
+                image=str(body.get("Image", "")),
+                host_config=dict(body.get("HostConfig") or {}),
+            )
+            containers[made.id] = made
+            return 201, {"Id": made.id, "Warnings": []}
+        if len(parts) >= 2 and parts[0] == "containers":
+            container = self._container(host, parts[1])
+            if container is None:
+                return 404, {"message": f"No such container: {parts[1]}"}
+            if method == "DELETE" and len(parts) == 2:
+                if container.running and query.get("force", ["0"])[0] in ("0", "false"):
+                    return 409, {"message": "You cannot remove a running container"}
+                del containers[container.id]
+                return 204, None
+            if method == "POST" and len(parts) == 3:
+                return _power(container, parts[2])
+        return 404, {"message": f"page not found: /{'/'.join(parts)}"}
+
+    def _container(self, host: int, name_or_id: str) -> SimulatedContainer | None:
+        containers = self.containers[host]
+        return containers.get(name_or_id) or next(
+            (c for c in containers.values() if c.name == name_or_id), None
+        )
 
     def _handler(self, host: int) -> type[BaseHTTPRequestHandler]:
         engine = self
@@ -136,9 +232,21 @@ class SimulatedEngine:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_DELETE(self) -> None:
+                self._serve("DELETE")
+
+            def _serve(self, method: str) -> None:
                 url = urlparse(self.path)
-                status, body = engine._answer(host, url.path, parse_qs(url.query))
-                data = json.dumps(body).encode()
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else {}
+                status, answer = engine._answer(host, method, url.path, parse_qs(url.query), body)
+                data = b"" if answer is None else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -160,6 +268,27 @@ def _label_filter(query: dict[str, list[str]]) -> dict[str, str]:
         key, _, value = entry.partition("=")
         labels[key] = value
     return labels
+
+
+def _power(container: SimulatedContainer, action: str) -> tuple[int, Any]:
+    """A power call on `container`: the state it leaves, as the engine answers it."""
+    if action == "wait":
+        return 200, {"StatusCode": 0}
+    if action in ("start", "restart"):
+        container.running, container.paused = True, False
+    elif action in ("stop", "kill"):
+        container.running, container.paused = False, False
+    elif action == "pause":
+        if not container.running:
+            return 409, {"message": f"Container {container.id} is not running"}
+        container.paused = True
+    elif action == "unpause":
+        if not container.paused:
+            return 500, {"message": f"Container {container.id} is not paused"}
+        container.paused = False
+    else:
+        return 404, {"message": f"page not found: {action}"}
+    return 204, None
 
 
 def _stats() -> dict[str, Any]:

@@ -73,7 +73,10 @@ DELIVER_WEBHOOKS = Job("workers.webhooks.deliver_log", Lane.OPERATIONS)
 RECONCILE_HOST = Job("workers.reconcile.reconcile_one_host", Lane.OPERATIONS)
 CHECK_HOST = Job("workers.hosts.check_one_host", Lane.OPERATIONS)
 COLLECT_HOST = Job("workers.collector.collect_one_host", Lane.OPERATIONS)
-HOST_JOBS = (RECONCILE_HOST, CHECK_HOST, COLLECT_HOST)
+# Once per host older than the workloads-by-status counters (enqueued by the reconcile
+# pass until it succeeds): set them from its workloads.
+RECOUNT_HOST = Job("workers.fleet.recount_one_host", Lane.OPERATIONS)
+HOST_JOBS = (RECONCILE_HOST, CHECK_HOST, COLLECT_HOST, RECOUNT_HOST)
 
 SCHEDULES = (
     Schedule("sweep", Job("workers.sweeps.sweep_expired", Lane.OPERATIONS), 10, 120),

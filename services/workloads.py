@@ -75,10 +75,22 @@ class WorkloadService:
         refused: NoHostAvailable | None = None
         for attempt in range(ATTEMPTS):
             rules.require_room(cluster, resources, new_containers=1)
-            # The summary, not every host; a retry reads it strongly consistent, since a
-            # lagging copy may be why the hosts it offered refused.
-            summary = self._repo.placement.hosts(consistent=attempt > 0)
-            hosts = candidates(summary, egg.engine, resources, constraints, image=image)
+            # A sample of the summary first (a fixed number of its shards); a retry reads
+            # all of it, strongly consistent: the sample may hold no host that fits, or
+            # a lagging copy may be why the hosts it offered refused. An empty summary
+            # (just upgraded: the host check enters each host) sends it to the hosts.
+            sampled = attempt == 0
+            summary = (
+                self._repo.placement.sample()
+                if sampled
+                else self._repo.placement.hosts(consistent=True) or self._repo.hosts.list()
+            )
+            try:
+                hosts = candidates(summary, egg.engine, resources, constraints, image=image)
+            except NoHostAvailable:
+                if sampled:
+                    continue
+                raise
             now = self._deps.clock()
             expires_at = rules.expiry_for(now, cluster.plan, body.lifetime, body.expires_at)
             workload_id = self._deps.new_id()

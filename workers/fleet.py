@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from infra.jobs import CHECK_HOST, COLLECT_HOST, RECONCILE_HOST, Job
+from infra.jobs import CHECK_HOST, COLLECT_HOST, RECONCILE_HOST, RECOUNT_HOST, Job
 from shared.models import HostStatus
 from workers import context
 from workers.databases import check_database_hosts
@@ -20,12 +20,23 @@ HOST_JOB_TIMEOUT_SECONDS = 120
 
 def reconcile_fleet() -> dict[str, object]:
     """RQ job (scheduled): re-enqueue the lost operations (what is due, not the fleet),
-    then one reconcile job per host that is not down."""
+    then one reconcile job per host that is not down, and one recount job per host whose
+    workloads-by-status counters were never set from its workloads."""
     ctx = context.current()
     report = Report()
     requeue_lost_operations(ctx, report)
-    hosts = (h.id for h in ctx.repo.hosts.list() if h.status != HostStatus.DOWN)
-    return {"requeued": report.requeued, **_spread(ctx, RECONCILE_HOST, hosts)}
+    hosts = ctx.repo.hosts.list()
+    up = (h.id for h in hosts if h.status != HostStatus.DOWN)
+    spread = _spread(ctx, RECONCILE_HOST, up)
+    recounts = _spread(ctx, RECOUNT_HOST, ctx.repo.placement.not_recounted(h.id for h in hosts))
+    return {"requeued": report.requeued, **spread, "recounts": recounts["enqueued"]}
+
+
+def recount_one_host(host_id: str) -> dict[str, object]:
+    """RQ job: set one host's workloads-by-status counters from its workloads
+    (`Repository.recount_statuses`). When they moved meanwhile, the next reconcile pass
+    enqueues it again."""
+    return {"recounted": context.current().repo.recount_statuses(host_id)}
 
 
 def check_fleet() -> dict[str, object]:

@@ -12,7 +12,7 @@ import falcon
 from handlers import shapes, views
 from handlers.body import LIMIT_QUERY
 from handlers.declare import responds
-from handlers.pages import CURSOR_QUERY, by_time, paged
+from handlers.pages import CURSOR_QUERY, PAGE_QUERIES, by_time, page_of, paged
 from services.deps import Deps
 from shared.capacity import Resources
 from shared.models import Host
@@ -28,32 +28,39 @@ def _sum_by_status(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 class FleetStatus:
     """GET /api/v1/status: per-host and total capacity, used, free, workloads by status.
-    The workloads are counted by the placement summary's counters (moved in the same
-    transactions as the statuses they count): the hosts and a fixed number of items are
-    read, whatever the number of workloads."""
+    The totals and the workloads by status come from the placement summary (its
+    `PLACEMENT_SHARDS` items, whose counters move in the same transactions as what they
+    count), whatever the number of hosts or workloads. Without `limit` or `cursor` the
+    per-host detail lists every host (one item per host); with them, a page of hosts in
+    id order and a `Next-Cursor` header: the summary's items and the page's hosts are
+    read, whatever the size of the fleet."""
 
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    @responds(200, shapes.FleetStatusView)
+    @responds(200, shapes.FleetStatusView, query=PAGE_QUERIES)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         repo = self._deps.repo
-        hosts = repo.hosts.list()
-        by_host = repo.placement.workloads_by_status()
-        per_host = []
-        capacity, used = Resources(), Resources()
-        for host in hosts:
-            capacity, used = capacity + host.capacity, used + host.used
-            workloads = _sum_by_status([by_host.get(host.id, {})])
-            per_host.append(views.host(host) | {"workloads": workloads})
+        summary = repo.placement.fleet()
+        if page_of(req, self._deps.settings) is None:
+            hosts = repo.hosts.list()
+        else:
+            listed = paged(req, resp, self._deps.settings, summary.hosts)
+            hosts = repo.hosts.get_many([h.id for h in listed])
+        by_host = summary.by_status
+        capacity = sum((h.capacity for h in summary.hosts), Resources())
+        used = sum((h.used for h in summary.hosts), Resources())
         resp.media = {
-            "hosts": per_host,
+            "hosts": [
+                views.host(h) | {"workloads": _sum_by_status([by_host.get(h.id, {})])}
+                for h in hosts
+            ],
             "totals": {
-                "hosts": len(hosts),
+                "hosts": len(summary.hosts),
                 "capacity": views.resources(capacity),
                 "used": views.resources(used),
                 "free": views.resources(capacity - used),
-                "workloads": _sum_by_status(by_host.get(h.id, {}) for h in hosts),
+                "workloads": _sum_by_status(by_host.get(h.id, {}) for h in summary.hosts),
             },
         }
 

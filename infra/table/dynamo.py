@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 TRANSACT_ATTEMPTS = 4
 # DynamoDB's limit on the items of one transaction.
 MAX_TRANSACTION_ITEMS = 100
+# The keys one BatchGetItem (`Dynamo.get_many`) takes.
+BATCH_GET_KEYS = 100
 TRANSACT_BACKOFF_S = 0.01
 # Items a page query reads at a time (at least), however few a page keeps.
 PAGE_READ = 200
@@ -202,8 +204,16 @@ class Dynamo:
     def get_many(
         self, keys: list[tuple[str, str]], *, consistent: bool = True
     ) -> dict[tuple[str, str], Item]:
-        """Several items (strongly consistent unless told) in one round trip, by (pk, sk);
-        absent items are absent from the answer. At most 100 keys (one BatchGetItem)."""
+        """Several items (strongly consistent unless told), by (pk, sk); absent items are
+        absent from the answer. One round trip (BatchGetItem) per `BATCH_GET_KEYS` keys."""
+        found: dict[tuple[str, str], Item] = {}
+        for start in range(0, len(keys), BATCH_GET_KEYS):
+            found |= self._get_batch(keys[start : start + BATCH_GET_KEYS], consistent)
+        return found
+
+    def _get_batch(
+        self, keys: list[tuple[str, str]], consistent: bool
+    ) -> dict[tuple[str, str], Item]:
         request: dict[str, Any] = {
             self.table: {
                 "Keys": [wire_values({"pk": pk, "sk": sk}) for pk, sk in keys],

@@ -4,6 +4,7 @@ the workloads placed on it. The `load` map is the collector's (see `health`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -101,6 +102,15 @@ class HostStore:
             raise NotFound("Host not found.")
         return host_from(item)
 
+    def get_many(self, host_ids: Sequence[str]) -> list[Host]:
+        """The hosts of `host_ids` that exist, in that order (strongly consistent)."""
+        found = self.db.get_many([(schema.host_pk(h), schema.META) for h in host_ids])
+        return [
+            host_from(found[key])
+            for h in host_ids
+            if (key := (schema.host_pk(h), schema.META)) in found
+        ]
+
     def list(self) -> list[Host]:
         return [host_from(i) for i in self.db.query(schema.ALL_HOSTS, index=schema.GSI1)]
 
@@ -111,8 +121,7 @@ class HostStore:
             on_fail=lambda _: Conflict("Host already exists."),
         )
         change = record_change("host", "created", host.id, None, {"name": host.name})
-        describe = self.placement.describe(host, with_counters=True)
-        self.db.transact([put, describe], events=[change])
+        self.db.transact([put, *self.placement.enter(host, new=True)], events=[change])
 
     def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
         """Drain or undrain, conditioned on the health that was read."""
@@ -201,6 +210,13 @@ class HostStore:
             schema.host_pk(host.id), schema.META, unchanged, on_fail=unchanged_refusal
         )
         return self.placement.sync(host, check)
+
+    def holds(self, host_id: str, workloads: int) -> TxEntry:
+        """A check that the host holds exactly `workloads` live workloads."""
+        holds = Expression().when_equal("workload_count", workloads)
+        return self.db.tx_check(
+            schema.host_pk(host_id), schema.META, holds, on_fail=unchanged_refusal
+        )
 
     def _with_summary(
         self, host: Host, changed: Host, write: Expression, refusal: str, *changes: Change

@@ -1,22 +1,32 @@
 """The placement summary: what choosing a host reads instead of every host.
 
-A few shard items, `PLACEMENT` / `SHARD#<n>` (a host lives in the shard its id hashes
-to). For each host a shard holds `host:<id>`, what placement filters and sorts
-on (engines, status, labels, images, capacity, port range, where it is reached), and its
-counters `used:<id>:<dimension>` and `count:<id>`. The counters move in the same
-transactions that move the host's own (see `moves`), and the map is rewritten in the same
-transactions that change what it copies (see `describe`), so a create reads a fixed
-number of items whatever the size of the fleet.
+Shard items, `PLACEMENT` / `HOSTS#<n>` (a host lives in the shard its id hashes to),
+and one item `PLACEMENT` / `OCCUPIED` marking the shards a host ever entered. For
+each host a shard holds `host:<id>`, what placement filters and sorts on (engines,
+status, labels, images, capacity, port range, where it is reached), and its counters
+`used:<id>:<dimension>`, `count:<id>` and `status:<id>:<status>`. The counters move in
+the same transactions that move the host's own (see `moves`), and the copy is rewritten
+in the same transactions that change what it copies (see `describe`).
+
+A create reads a fixed number of items whatever the size of the fleet (see `sample`):
+the `OCCUPIED` item and `SAMPLED_SHARDS` occupied shards drawn at random, and it
+chooses the best fit among their hosts (among every host on a fleet of at most that
+many occupied shards; among about 60 random hosts of 1,000). Only when those hold no
+host that fits does it read every shard (`hosts`), strongly consistent. A shard holds
+about 16 hosts at 1,000 hosts, so what a create parses does not grow with the fleet
+either, up to a few thousand hosts.
 
 The summary chooses; it does not guard. A host's reservation still checks the host's own
 counters, capacity and status, so a summary that lags (a host registered before it
-existed, a drift repaired by the host check's `sync`) costs a retry on another host,
-never an over-commit."""
+existed, or before the shards were `HOSTS#`; a drift repaired by the host check's
+`sync`) costs a retry on another host, never an over-commit."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import random
+import zlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from infra.table.attributes import Item, moment, resources_attrs, resources_from
@@ -31,9 +41,12 @@ from shared.states import WorkloadStatus
 
 PLACEMENT_PK = "PLACEMENT"
 # Shards spread the writes of concurrent placements over as many items (two creates on
-# hosts of different shards never contend) and keep each item far below DynamoDB's
-# 400 KB: about 70 hosts per shard at 1,000 hosts.
-PLACEMENT_SHARDS = 16
+# hosts of different shards never contend) and keep each item small: about 16 hosts per
+# shard at 1,000 hosts (~5 KB). Every shard fits one BatchGetItem (100 keys).
+PLACEMENT_SHARDS = 64
+# How many occupied shards a create draws to choose among their hosts.
+SAMPLED_SHARDS = 4
+OCCUPIED_SK = "OCCUPIED"
 # The counters the summary carries: the host dimensions, and the ports of its range.
 COUNTED = (*HOST_DIMENSIONS, "ports")
 
@@ -73,11 +86,19 @@ def status_change(
 
 
 def shard_sk(shard: int) -> str:
-    return f"SHARD#{shard:02d}"
+    return f"HOSTS#{shard:02d}"
 
 
 def shard_of_host(host_id: str) -> int:
-    return sum(host_id.encode()) % PLACEMENT_SHARDS
+    return zlib.crc32(host_id.encode()) % PLACEMENT_SHARDS
+
+
+def _occupied_attr(shard: int) -> str:
+    return f"shard:{shard:02d}"
+
+
+def every_shard() -> list[tuple[str, str]]:
+    return [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
 
 
 def _info_attr(host_id: str) -> str:
@@ -90,6 +111,12 @@ def _used_attr(host_id: str, dimension: str) -> str:
 
 def _count_attr(host_id: str) -> str:
     return f"count:{host_id}"
+
+
+def _recounted_attr(host_id: str) -> str:
+    """Present once the host's `status:` counters were set from its workloads (see
+    `recount`), or from its start (a host registered since they exist)."""
+    return f"recounted:{host_id}"
 
 
 STATUS_PREFIX = "status:"
@@ -158,6 +185,15 @@ def _host_from(info: Item, item: Item) -> Host:
     )
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """The summary read whole: its hosts (by id), and host id -> status -> number of
+    the host's workloads in that status."""
+
+    hosts: list[Host]
+    by_status: dict[str, dict[str, int]]
+
+
 class PlacementStore:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
@@ -166,14 +202,21 @@ class PlacementStore:
         """Every host of the summary, in one round trip of `PLACEMENT_SHARDS` items. An
         eventually consistent read is enough to choose (the reservation checks the
         host); `consistent` when a choice by a lagging read was just refused."""
-        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
-        found = self.db.get_many(keys, consistent=consistent)
-        hosts = []
-        for item in found.values():
-            for name, value in item.items():
-                if name.startswith("host:"):
-                    hosts.append(_host_from(_info_from(value), item))
-        return sorted(hosts, key=lambda h: h.id)
+        return _hosts_in(self.db.get_many(every_shard(), consistent=consistent).values())
+
+    def sample(self) -> list[Host]:
+        """The hosts of `SAMPLED_SHARDS` occupied shards drawn at random (of every
+        occupied shard when there are no more): two round trips of at most
+        1 + `SAMPLED_SHARDS` items, eventually consistent, whatever the fleet."""
+        occupied = self.db.get(PLACEMENT_PK, OCCUPIED_SK, consistent=False) or {}
+        shards = sorted(
+            int(name.split(":", 1)[1]) for name in occupied if name.startswith("shard:")
+        )
+        drawn = random.sample(shards, min(SAMPLED_SHARDS, len(shards)))
+        if not drawn:
+            return []
+        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in drawn]
+        return _hosts_in(self.db.get_many(keys, consistent=False).values())
 
     def entry(self, host_id: str) -> Host | None:
         """One host as the summary has it (None when it has none)."""
@@ -187,14 +230,64 @@ class PlacementStore:
         """Host id -> status -> number of its workloads in that status (gone ones left
         out), for every host that ever held one, deleted hosts included: the same
         `PLACEMENT_SHARDS` items, whatever the number of workloads."""
-        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
+        return self.fleet().by_status
+
+    def fleet(self) -> Fleet:
+        """Every host of the summary and the workloads by status, in one strongly
+        consistent read of the `PLACEMENT_SHARDS` items."""
+        items = self.db.get_many(every_shard(), consistent=True).values()
         counts: dict[str, dict[str, int]] = {}
-        for item in self.db.get_many(keys, consistent=True).values():
+        for item in items:
             for name, value in item.items():
                 if name.startswith(STATUS_PREFIX) and int(value) > 0:
                     host_id, status = name[len(STATUS_PREFIX) :].rsplit(":", 1)
                     counts.setdefault(host_id, {})[status] = int(value)
-        return counts
+        return Fleet(_hosts_in(items), counts)
+
+    def not_recounted(self, host_ids: Iterable[str]) -> list[str]:
+        """Of `host_ids`, those whose `status:` counters were never set from their
+        workloads (hosts older than the counters): one read of every shard."""
+        items = self.db.get_many(every_shard(), consistent=False)
+        prefix = _recounted_attr("")
+        marked = {n[len(prefix) :] for i in items.values() for n in i if n.startswith(prefix)}
+        return [h for h in host_ids if h not in marked]
+
+    def statuses_as_read(self, host_id: str) -> dict[str, int]:
+        """The host's `status:` counters as they are now (strongly consistent): what a
+        `recount` conditions its write on."""
+        item = self.db.get(PLACEMENT_PK, shard_sk(shard_of_host(host_id))) or {}
+        prefix = _status_attr(host_id, "")
+        return {n[len(prefix) :]: int(v) for n, v in item.items() if n.startswith(prefix)}
+
+    def recount(
+        self,
+        host_id: str,
+        as_read: Mapping[str, int],
+        counted: Mapping[str, int],
+        host_holds: TxEntry,
+    ) -> bool:
+        """Set the host's `status:` counters to `counted` (its workloads by status, read
+        after `as_read`) and mark it recounted, provided no counter moved since
+        `as_read` (every status change moves one) and `host_holds` (a check that the
+        host holds as many workloads as were counted). False when something changed
+        meanwhile: a later recount retries."""
+        write = Expression()
+        for status in sorted({*as_read, *counted}):
+            name = _status_attr(host_id, status)
+            write.set(name, counted.get(status, 0))
+            if status in as_read:
+                write.when_equal(name, as_read[status])
+            else:
+                write.when_absent(name)
+        write.set(_recounted_attr(host_id), 1)
+        shard = self.db.tx_update(
+            PLACEMENT_PK, shard_sk(shard_of_host(host_id)), write, on_fail=unchanged_refusal
+        )
+        try:
+            self.db.transact([host_holds, shard])
+        except Conflict:
+            return False
+        return True
 
     def moves(self, moves: Mapping[str, HostMove]) -> list[TxEntry]:
         """Move the counters of each host of `moves`, one entry per shard touched (a
@@ -218,18 +311,33 @@ class PlacementStore:
             if write.arguments()
         ]
 
-    def describe(self, host: Host, *, with_counters: bool = False) -> TxEntry:
+    def describe(self, host: Host) -> TxEntry:
         """Copy `host` (as it is once the transaction this goes with commits) into the
-        summary; `with_counters` copies its counters too (a new host, or a `sync`)."""
+        summary, but for its counters."""
         write = Expression().set(_info_attr(host.id), _info_attr_value(host))
-        if with_counters:
-            for name in COUNTED:
-                write.set(_used_attr(host.id, name), getattr(host.used, name))
-            write.set(_count_attr(host.id), host.workload_count)
         return self.db.tx_update(PLACEMENT_PK, shard_sk(shard_of_host(host.id)), write)
 
+    def enter(self, host: Host, *, new: bool = False) -> list[TxEntry]:
+        """Copy `host` with its counters into the summary, and mark its shard occupied
+        (a `new` host, whose workloads are all counted by status from the start; or a
+        `sync`)."""
+        shard = shard_of_host(host.id)
+        write = Expression().set(_info_attr(host.id), _info_attr_value(host))
+        if new:
+            write.set(_recounted_attr(host.id), 1)
+        for name in COUNTED:
+            write.set(_used_attr(host.id, name), getattr(host.used, name))
+        write.set(_count_attr(host.id), host.workload_count)
+        occupied = Expression().set(_occupied_attr(shard), 1)
+        return [
+            self.db.tx_update(PLACEMENT_PK, shard_sk(shard), write),
+            self.db.tx_update(PLACEMENT_PK, OCCUPIED_SK, occupied),
+        ]
+
     def forget(self, host_id: str) -> TxEntry:
-        """Drop a deleted host from the summary."""
+        """Drop a deleted host from the summary. Its shard stays marked occupied (other
+        hosts may be in it): an empty shard drawn costs a create one fewer host to
+        choose from, never a wrong choice."""
         names = [_info_attr(host_id), _count_attr(host_id)]
         names += [_used_attr(host_id, name) for name in COUNTED]
         return self.db.tx_update(
@@ -242,10 +350,19 @@ class PlacementStore:
         a summary that lags. False when the host changed meanwhile (the next check
         repairs it)."""
         try:
-            self.db.transact([host_unchanged, self.describe(host, with_counters=True)])
+            self.db.transact([host_unchanged, *self.enter(host)])
         except Conflict:
             return False
         return True
+
+
+def _hosts_in(items: Iterable[Item]) -> list[Host]:
+    hosts = []
+    for item in items:
+        for name, value in item.items():
+            if name.startswith("host:"):
+                hosts.append(_host_from(_info_from(value), item))
+    return sorted(hosts, key=lambda h: h.id)
 
 
 def lags(summary: Host | None, host: Host) -> bool:

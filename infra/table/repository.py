@@ -12,6 +12,7 @@ Invariants carried by conditions, never by read-then-write:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -496,6 +497,24 @@ class Repository:
         self._transact_with_summary(
             entries, self._counted(cluster.id, per_host), [_env_change("created", env, after)]
         )
+
+    def recount_statuses(self, host_id: str) -> bool:
+        """Set the host's workloads-by-status counters (the placement summary's, which
+        `/status` and `/stats` read) from its workloads: for a host whose workloads
+        predate the counters. The counters are read first, then the workloads (listed
+        by the host index, which may lag, then each read strongly consistent), and the
+        counts written only if no counter moved meanwhile and the host holds as many
+        workloads as were read. False when something changed: run it again."""
+        as_read = self.placement.statuses_as_read(host_id)
+        listed = self.workloads.on_host(host_id)
+        keys = [(schema.cluster_pk(w.cluster_id), schema.workload_sk(w.id)) for w in listed]
+        live: Counter[str] = Counter()
+        for item in self.db.get_many(keys).values():
+            workload = workload_from(item)
+            if not workload.status.is_gone:
+                live[workload.status.value] += 1
+        holds = self.hosts.holds(host_id, sum(live.values()))
+        return self.placement.recount(host_id, as_read, live, holds)
 
     def _counted(self, cluster_id: str, per_host: Mapping[str, HostMove]) -> list[TxEntry]:
         """The entries that count what a change of workloads moves besides their own

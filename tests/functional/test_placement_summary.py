@@ -1,6 +1,7 @@
-"""Placement reads the placement summary, not the fleet: a create reads as many items
-with thirty hosts as with three; a summary that lags never over-commits a host, and
-the host check repairs it."""
+"""Placement reads a sample of the placement summary, not the fleet: a create reads as
+many items with forty hosts as with ten, and on a few hosts it still chooses among all
+of them; a summary that lags never over-commits a host, and the host check repairs
+it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import falcon.testing
 
 from bench.meter import TableMeter
 from infra.table.expression import Expression
-from infra.table.placement import PLACEMENT_PK, PLACEMENT_SHARDS, shard_of_host, shard_sk
+from infra.table.placement import (
+    OCCUPIED_SK,
+    PLACEMENT_PK,
+    SAMPLED_SHARDS,
+    shard_of_host,
+    shard_sk,
+)
 from services.deps import Deps
 from tests.fixtures.corral import Api, make_tenant
 from workers import context
@@ -35,29 +42,42 @@ def _egg_of(api: Api) -> str:
     return str(api.admin("GET", "/eggs").json[0]["id"])
 
 
-def test_a_create_reads_at_most_the_summary_shards_whatever_the_hosts(api: Api, deps: Deps) -> None:
+def test_a_create_reads_as_many_items_with_forty_hosts_as_with_ten(api: Api, deps: Deps) -> None:
     make_tenant(api, ram_mb=100000, containers=50)
-    for i in range(2):
+    for i in range(9):
         _small_host(api, f"few-{i}", 8192)
     meter = TableMeter(deps.repo.db.client)
     _reads_of_a_create(api, meter, "warm")  # the key's first use is cached after it
-    with_three, calls_with_three = _reads_of_a_create(api, meter, "a")
-    shards_with_three = len(deps.repo.db.get_many(_shard_keys()))
-    for i in range(37):
+    with_ten, calls_with_ten = _reads_of_a_create(api, meter, "a")
+    # ten hosts hashed into 64 shards occupy more than the create draws (but with a
+    # chance of about 1 in 10^9)
+    assert _occupied(deps) > SAMPLED_SHARDS
+    for i in range(30):
         _small_host(api, f"many-{i}", 8192)
     with_forty, calls_with_forty = _reads_of_a_create(api, meter, "b")
-    shards_with_forty = len(deps.repo.db.get_many(_shard_keys()))
     assert len(deps.repo.hosts.list()) == 40
-    assert calls_with_forty == calls_with_three
+    assert (with_forty, calls_with_forty) == (with_ten, calls_with_ten)
     assert calls_with_forty["query"] == 1  # the chosen host's held ports; no listing
-    # the same reads but for the shard items that exist (a shard is absent until a host
-    # hashes to it): never more than PLACEMENT_SHARDS, whatever the number of hosts
-    assert with_forty - shards_with_forty == with_three - shards_with_three
-    assert shards_with_three <= 3 and shards_with_forty <= PLACEMENT_SHARDS
+    assert calls_with_forty["batch_get_item"] == 2  # the cluster and egg; the shards drawn
 
 
-def _shard_keys() -> list[tuple[str, str]]:
-    return [(PLACEMENT_PK, shard_sk(shard)) for shard in range(PLACEMENT_SHARDS)]
+def test_a_create_on_few_hosts_chooses_among_all_of_them(api: Api, deps: Deps) -> None:
+    """Up to SAMPLED_SHARDS occupied shards, the sample is the whole summary: the
+    tightest fit wins, as it did when placement read every host."""
+    roomy = {"cpu_cores": 8, "ram_mb": 65536, "storage_mb": 100000}
+    make_tenant(api, host={"capacity": roomy}, ram_mb=100000, containers=50)
+    tight = _small_host(api, "tight", 1024)
+    _small_host(api, "roomy", 65536)
+    for name in ("a", "b"):
+        resp = api.tenant("POST", "/containers", {"name": name, "egg_id": _egg_of(api)})
+        assert resp.status_code == 202, resp.text
+    on_tight = deps.repo.workloads.on_host(tight["id"])
+    assert sorted(w.name for w in on_tight) == ["a", "b"]
+
+
+def _occupied(deps: Deps) -> int:
+    item = deps.repo.db.get(PLACEMENT_PK, OCCUPIED_SK) or {}
+    return sum(1 for name in item if name.startswith("shard:"))
 
 
 def _set_summary_counter(deps: Deps, host_id: str, dimension: str, value: int) -> None:
@@ -100,15 +120,18 @@ def test_a_host_the_summary_does_not_hold_is_placed_on_once_repaired(
     api: Api, deps: Deps, worker_context: context.WorkerContext
 ) -> None:
     tenant = make_tenant(api, ram_mb=100000, containers=50)
-    # a host registered before the summary existed: it is not in the summary
+    # a host registered before the summary existed: it is not in the summary, which
+    # holds only a draining host
     deps.repo.db.transact([deps.repo.placement.forget(tenant.host["id"])])
+    draining = api.make_host(name="draining")["id"]
+    api.admin("POST", f"/hosts/{draining}/drain")
     refused = tenant.create(name="x")
     assert refused.status_code == 409 and refused.json["error"]["code"] == "no_host_available"
     host = deps.repo.hosts.get(tenant.host["id"])
     assert repair_placement_summary(worker_context, host)
     placed = tenant.create(name="y")
     assert placed.status_code == 202, placed.text
-    [copy] = deps.repo.placement.hosts()
+    [copy] = [h for h in deps.repo.placement.hosts() if h.id == host.id]
     record = deps.repo.hosts.get(tenant.host["id"])
     assert (copy.used.ram_mb, copy.workload_count) == (record.used.ram_mb, 1)
 
@@ -122,3 +145,15 @@ def test_drain_and_delete_reach_the_summary(api: Api, deps: Deps) -> None:
     assert [h.status.value for h in deps.repo.placement.hosts()] == ["ready"]
     assert api.admin("DELETE", f"/hosts/{host_id}").status_code == 204
     assert deps.repo.placement.hosts() == []
+
+
+def test_a_summary_that_holds_no_host_yet_sends_a_create_to_the_hosts(
+    api: Api, deps: Deps
+) -> None:
+    """Just after an upgrade to the summary's shards, before the host check entered
+    the hosts: a create still finds one."""
+    tenant = make_tenant(api, ram_mb=100000, containers=5)
+    deps.repo.db.transact([deps.repo.placement.forget(tenant.host["id"])])
+    resp = tenant.create(name="a")
+    assert resp.status_code == 202, resp.text
+    assert [w.name for w in deps.repo.workloads.on_host(tenant.host["id"])] == ["a"]
