@@ -29,6 +29,7 @@ Corral; with `--persist` (`make run PERSIST=1`) it is kept in
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -132,17 +133,24 @@ class Launcher:
         self._claim_state_dir()
         self._fresh_metrics_dir()
         self.env.setdefault("CORRAL_SECRET_KEY", _local_secret_key(self.state_dir))
-        docker_url = self._start_dockerd()
-        self.vm_host = self._start_vm_host()
-        redis_url = self._keep(
-            start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
-        )
-        self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
-        self.postgres = self._start_postgres()
         kept_in = self.kept_table_dir if self.persist else None
-        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(
-            start_table_server(self.env, self.logs / "table.log", kept_in)
-        )
+        # The table server (a JVM) is the slowest to answer: it starts while the others do.
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="table-server")
+        table = pool.submit(start_table_server, dict(self.env), self.logs / "table.log", kept_in)
+        pool.shutdown(wait=False)
+        try:
+            docker_url = self._start_dockerd()
+            self.vm_host = self._start_vm_host()
+            redis_url = self._keep(
+                start_redis(self.state_dir / "redis", self.logs / "redis-server.log")
+            )
+            self.env |= {"CORRAL_REDIS_URL": redis_url} | rq_env(redis_url)
+            self.postgres = self._start_postgres()
+        except BaseException:
+            with contextlib.suppress(StartupError):  # what stopped the start is what to tell
+                table.result().stop()
+            raise
+        self.env["CORRAL_DYNAMODB_ENDPOINT"] = self._keep(table.result())
         settings = Settings.from_env(self.env)
         kept = self.persist and table_exists(settings)
         if kept:
