@@ -147,9 +147,7 @@ def test_drain_and_delete_reach_the_summary(api: Api, deps: Deps) -> None:
     assert deps.repo.placement.hosts() == []
 
 
-def test_a_summary_that_holds_no_host_yet_sends_a_create_to_the_hosts(
-    api: Api, deps: Deps
-) -> None:
+def test_a_summary_that_holds_no_host_yet_sends_a_create_to_the_hosts(api: Api, deps: Deps) -> None:
     """Just after an upgrade to the summary's shards, before the host check entered
     the hosts: a create still finds one."""
     tenant = make_tenant(api, ram_mb=100000, containers=5)
