@@ -62,7 +62,8 @@ class WorkloadService:
         body: ContainerCreate,
         constraints: Mapping[str, str] | None = None,
     ) -> tuple[Workload, Operation]:
-        cluster, found_egg = self._repo.cluster_and_egg(cluster_id, body.egg_id)
+        first = self._repo.create_reads(cluster_id, body.egg_id)
+        cluster, found_egg = first.cluster, first.egg
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
         egg = found_egg or rules.egg_or_not_allowed({}, body.egg_id)
@@ -81,7 +82,7 @@ class WorkloadService:
             # (just upgraded: the host check enters each host) sends it to the hosts.
             sampled = attempt == 0
             summary = (
-                self._repo.placement.sample()
+                self._repo.placement.sample(first.occupied)
                 if sampled
                 else self._repo.placement.hosts(consistent=True) or self._repo.hosts.list()
             )

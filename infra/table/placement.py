@@ -47,6 +47,7 @@ PLACEMENT_SHARDS = 64
 # How many occupied shards a create draws to choose among their hosts.
 SAMPLED_SHARDS = 4
 OCCUPIED_SK = "OCCUPIED"
+OCCUPIED_KEY = (PLACEMENT_PK, OCCUPIED_SK)
 # The counters the summary carries: the host dimensions, and the ports of its range.
 COUNTED = (*HOST_DIMENSIONS, "ports")
 
@@ -204,13 +205,13 @@ class PlacementStore:
         host); `consistent` when a choice by a lagging read was just refused."""
         return _hosts_in(self.db.get_many(every_shard(), consistent=consistent).values())
 
-    def sample(self) -> list[Host]:
+    def sample(self, occupied: Item | None) -> list[Host]:
         """The hosts of `SAMPLED_SHARDS` occupied shards drawn at random (of every
-        occupied shard when there are no more): two round trips of at most
-        1 + `SAMPLED_SHARDS` items, eventually consistent, whatever the fleet."""
-        occupied = self.db.get(PLACEMENT_PK, OCCUPIED_SK, consistent=False) or {}
+        occupied shard when there are no more), by `occupied`, the `OCCUPIED` item
+        (`OCCUPIED_KEY`) the caller read with its own first reads: one round trip of at
+        most `SAMPLED_SHARDS` items, eventually consistent, whatever the fleet."""
         shards = sorted(
-            int(name.split(":", 1)[1]) for name in occupied if name.startswith("shard:")
+            int(name.split(":", 1)[1]) for name in occupied or {} if name.startswith("shard:")
         )
         drawn = random.sample(shards, min(SAMPLED_SHARDS, len(shards)))
         if not drawn:

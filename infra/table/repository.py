@@ -29,7 +29,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore, host_from
 from infra.table.operations import OperationStore, operation_from
-from infra.table.placement import HostMove, PlacementStore, status_change
+from infra.table.placement import OCCUPIED_KEY, HostMove, PlacementStore, status_change
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
 from infra.table.webhooks import WebhookStore
@@ -76,6 +76,13 @@ def no_backup_slot_message(slots: int) -> str:
         f"No backup slot left on this container (backups: {slots}); delete a backup "
         "or give the container more backups."
     )
+
+
+@dataclass(frozen=True)
+class CreateReads:
+    cluster: Cluster
+    egg: Egg | None
+    occupied: Item | None  # the placement summary's `OCCUPIED` item
 
 
 @dataclass(frozen=True)
@@ -142,16 +149,21 @@ class Repository:
 
     # -- workloads, their operations and the counters they move --------------------
 
-    def cluster_and_egg(self, cluster_id: str, egg_id: str) -> tuple[Cluster, Egg | None]:
-        """A cluster and an egg, in one round trip (what creating a workload reads);
-        the egg is None when there is no such egg."""
+    def create_reads(self, cluster_id: str, egg_id: str) -> CreateReads:
+        """What creating a workload reads first, in one round trip: the cluster, the
+        egg (None when there is no such egg) and the placement summary's `OCCUPIED`
+        item (for `placement.sample`)."""
         cluster_key = (schema.cluster_pk(cluster_id), schema.META)
         egg_key = (schema.egg_pk(egg_id), schema.META)
-        found = self.db.get_many([cluster_key, egg_key])
+        found = self.db.get_many([cluster_key, egg_key, OCCUPIED_KEY])
         if cluster_key not in found:
             raise NotFound("Cluster not found.")
         egg = found.get(egg_key)
-        return cluster_from(found[cluster_key]), egg_from(egg) if egg is not None else None
+        return CreateReads(
+            cluster_from(found[cluster_key]),
+            egg_from(egg) if egg is not None else None,
+            found.get(OCCUPIED_KEY),
+        )
 
     def job_records(
         self,

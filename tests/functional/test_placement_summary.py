@@ -58,7 +58,9 @@ def test_a_create_reads_as_many_items_with_forty_hosts_as_with_ten(api: Api, dep
     assert len(deps.repo.hosts.list()) == 40
     assert (with_forty, calls_with_forty) == (with_ten, calls_with_ten)
     assert calls_with_forty["query"] == 1  # the chosen host's held ports; no listing
-    assert calls_with_forty["batch_get_item"] == 2  # the cluster and egg; the shards drawn
+    # the cluster, egg and occupied shards; the shards drawn; nothing else
+    assert calls_with_forty["batch_get_item"] == 2
+    assert calls_with_forty.get("get_item", 0) == 0
 
 
 def test_a_create_on_few_hosts_chooses_among_all_of_them(api: Api, deps: Deps) -> None:
