@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -188,11 +189,26 @@ def start_server(
     return Server(child, url)
 
 
+# Where `free_port` draws: below hosts' default port range (20000-29999, what
+# containers publish on) and below the kernel's ephemeral range (32768-60999, where
+# every outgoing connection takes its source port).
+FREE_PORTS = range(10000, 20000)
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server about to
+    bind it. Drawn at random from `FREE_PORTS`, not asked of the kernel: a port of the
+    ephemeral range, free now, can be taken by some outgoing connection's source port
+    before the server binds it (a test saw `make run`'s API port taken so)."""
+    for _ in range(200):
+        port = random.choice(FREE_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {FREE_PORTS}")
 
 
 def listening(port: int) -> bool:
