@@ -76,13 +76,15 @@ class WorkloadService:
         refused: NoHostAvailable | None = None
         for attempt in range(ATTEMPTS):
             rules.require_room(cluster, resources, new_containers=1)
-            # A sample of the summary first (a fixed number of its shards); a retry reads
-            # all of it, strongly consistent: the sample may hold no host that fits, or
-            # a lagging copy may be why the hosts it offered refused. An empty summary
-            # (just upgraded: the host check enters each host) sends it to the hosts.
+            # A sample of the summary first (a fixed number of its shards, read with the
+            # cluster and the egg); a retry reads all of it, strongly consistent: the
+            # sample may hold no host that fits (drawn among the occupied shards this
+            # process knows: the retry tells it the shards occupied now), or a lagging
+            # copy may be why the hosts it offered refused. An empty summary (just
+            # upgraded: the host check enters each host) sends it to the hosts.
             sampled = attempt == 0
             summary = (
-                self._repo.placement.sample(first.occupied)
+                first.hosts(self._repo.placement)
                 if sampled
                 else self._repo.placement.hosts(consistent=True) or self._repo.hosts.list()
             )

@@ -14,7 +14,7 @@ from infra.table.clusters import move_used
 from infra.table.dynamo import Dynamo, TxEntry
 from infra.table.expression import Expression
 from infra.table.health import load_attr, load_from
-from infra.table.placement import PlacementStore, unchanged_refusal
+from infra.table.placement import PlacementStore, shard_of_host, unchanged_refusal
 from shared.allocations import no_free_ports, range_size
 from shared.capacity import Resources, below_zero, shortfall, shortfall_message
 from shared.changes import record_change
@@ -122,6 +122,7 @@ class HostStore:
         )
         change = record_change("host", "created", host.id, None, {"name": host.name})
         self.db.transact([put, *self.placement.enter(host, new=True)], events=[change])
+        self.placement.occupied.entered(shard_of_host(host.id))
 
     def set_draining(self, host: Host, draining: bool, now: datetime) -> Host:
         """Drain or undrain, conditioned on the health that was read."""

@@ -9,12 +9,20 @@ the same transactions that move the host's own (see `moves`), and the copy is re
 in the same transactions that change what it copies (see `describe`).
 
 A create reads a fixed number of items whatever the size of the fleet (see `sample`):
-the `OCCUPIED` item and `SAMPLED_SHARDS` occupied shards drawn at random, and it
-chooses the best fit among their hosts (among every host on a fleet of at most that
-many occupied shards; among about 60 random hosts of 1,000). Only when those hold no
-host that fits does it read every shard (`hosts`), strongly consistent. A shard holds
-about 16 hosts at 1,000 hosts, so what a create parses does not grow with the fleet
-either, up to a few thousand hosts.
+`SAMPLED_SHARDS` occupied shards drawn at random, and it chooses the best fit among
+their hosts (among every host on a fleet of at most that many occupied shards; among
+about 60 random hosts of 1,000). Only when those hold no host that fits does it read
+every shard (`hosts`), strongly consistent. A shard holds about 16 hosts at 1,000
+hosts, so what a create parses does not grow with the fleet either, up to a few
+thousand hosts.
+
+Which shards are occupied only grows while hosts register, so each process keeps the
+set it last read (`Occupied`): a create draws its shards from it and reads them in its
+first batch, beside the cluster and the egg (one round trip for all three). The set is
+read again (the `OCCUPIED` item, in that first batch, then the shards drawn in a
+second) once it is `OCCUPIED_MAX_AGE_S` old, and set from the whole summary whenever a
+create reads it all (its sample held no host that fits). A host registered by another
+process meanwhile is only left out of the draws until then: never chosen wrongly.
 
 The summary chooses; it does not guard. A host's reservation still checks the host's own
 counters, capacity and status, so a summary that lags (a host registered before it
@@ -25,6 +33,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +58,9 @@ PLACEMENT_SHARDS = 64
 SAMPLED_SHARDS = 4
 OCCUPIED_SK = "OCCUPIED"
 OCCUPIED_KEY = (PLACEMENT_PK, OCCUPIED_SK)
+# How long a process draws from the occupied shards it read before reading them again:
+# how long a host registered by another process may wait to be drawn.
+OCCUPIED_MAX_AGE_S = 30.0
 # The counters the summary carries: the host dimensions, and the ports of its range.
 COUNTED = (*HOST_DIMENSIONS, "ports")
 
@@ -195,29 +208,89 @@ class Fleet:
     by_status: dict[str, dict[str, int]]
 
 
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The summary's part of a create's first batch read (`PlacementStore.draw`): the
+    shards drawn from the occupied ones this process knows (`drawn`); or, when it knows
+    none fresh, the `OCCUPIED` item alone, from which `sample` draws."""
+
+    keys: tuple[Key, ...]
+    drawn: bool
+
+
+class Occupied:
+    """The occupied shards this process last read, and when. Thread-safe: a process's
+    threads share it."""
+
+    def __init__(self) -> None:
+        self._known: tuple[frozenset[int], float] | None = None
+        self._lock = threading.Lock()
+
+    def fresh(self) -> frozenset[int] | None:
+        """The shards, unless they were read more than `OCCUPIED_MAX_AGE_S` ago."""
+        known = self._known
+        if known is None or time.monotonic() - known[1] > OCCUPIED_MAX_AGE_S:
+            return None
+        return known[0]
+
+    def read(self, shards: Iterable[int]) -> None:
+        with self._lock:
+            self._known = (frozenset(shards), time.monotonic())
+
+    def entered(self, shard: int) -> None:
+        """A host of this process's entered `shard` (as old as the set was)."""
+        with self._lock:
+            if self._known is not None:
+                self._known = (self._known[0] | {shard}, self._known[1])
+
+
 class PlacementStore:
     def __init__(self, db: Dynamo) -> None:
         self.db = db
+        self.occupied = Occupied()
 
     def hosts(self, *, consistent: bool = False) -> list[Host]:
         """Every host of the summary, in one round trip of `PLACEMENT_SHARDS` items. An
         eventually consistent read is enough to choose (the reservation checks the
-        host); `consistent` when a choice by a lagging read was just refused."""
-        return _hosts_in(self.db.get_many(every_shard(), consistent=consistent).values())
+        host); `consistent` when a choice by a lagging read was just refused, and then
+        the shards it finds hosts in are this process's occupied ones from now on."""
+        items = self.db.get_many(every_shard(), consistent=consistent)
+        if consistent:
+            self.occupied.read(
+                int(sk.removeprefix("HOSTS#"))
+                for (_, sk), item in items.items()
+                if any(name.startswith("host:") for name in item)
+            )
+        return _hosts_in(items.values())
 
-    def sample(self, occupied: Item | None) -> list[Host]:
-        """The hosts of `SAMPLED_SHARDS` occupied shards drawn at random (of every
-        occupied shard when there are no more), by `occupied`, the `OCCUPIED` item
-        (`OCCUPIED_KEY`) the caller read with its own first reads: one round trip of at
-        most `SAMPLED_SHARDS` items, eventually consistent, whatever the fleet."""
-        shards = sorted(
-            int(name.split(":", 1)[1]) for name in occupied or {} if name.startswith("shard:")
-        )
-        drawn = random.sample(shards, min(SAMPLED_SHARDS, len(shards)))
-        if not drawn:
+    def draw(self) -> Draw:
+        """What a create reads of the summary in its first batch, beside its cluster and
+        egg: `SAMPLED_SHARDS` shards drawn at random among the occupied ones this
+        process knows (every one when there are no more), or the `OCCUPIED` item when
+        it knows none read in the last `OCCUPIED_MAX_AGE_S`."""
+        shards = self.occupied.fresh()
+        if shards is None:
+            return Draw((OCCUPIED_KEY,), drawn=False)
+        return Draw(_drawn(shards), drawn=True)
+
+    def sample(self, draw: Draw, found: Mapping[Key, Item]) -> list[Host]:
+        """The hosts placement chooses among, from `found`, what the caller's batch read
+        by `draw`: the drawn shards' hosts; or, when it read the `OCCUPIED` item, the
+        hosts of shards drawn from it, read in one more round trip of at most
+        `SAMPLED_SHARDS` items (eventually consistent). As many items, whatever the
+        fleet."""
+        if draw.drawn:
+            return _hosts_in(found[key] for key in draw.keys if key in found)
+        occupied = found.get(OCCUPIED_KEY) or {}
+        shards = [int(name.split(":", 1)[1]) for name in occupied if name.startswith("shard:")]
+        self.occupied.read(shards)
+        keys = _drawn(shards)
+        if not keys:
             return []
-        keys = [(PLACEMENT_PK, shard_sk(shard)) for shard in drawn]
-        return _hosts_in(self.db.get_many(keys, consistent=False).values())
+        return _hosts_in(self.db.get_many(list(keys), consistent=False).values())
 
     def entry(self, host_id: str) -> Host | None:
         """One host as the summary has it (None when it has none)."""
@@ -355,6 +428,14 @@ class PlacementStore:
         except Conflict:
             return False
         return True
+
+
+def _drawn(shards: Iterable[int]) -> tuple[Key, ...]:
+    """The keys of `SAMPLED_SHARDS` of `shards` drawn at random (all of them when there
+    are no more)."""
+    ordered = sorted(shards)
+    drawn = random.sample(ordered, min(SAMPLED_SHARDS, len(ordered)))
+    return tuple((PLACEMENT_PK, shard_sk(shard)) for shard in drawn)
 
 
 def _hosts_in(items: Iterable[Item]) -> list[Host]:

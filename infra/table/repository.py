@@ -29,7 +29,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore, host_from
 from infra.table.operations import OperationStore, operation_from
-from infra.table.placement import OCCUPIED_KEY, HostMove, PlacementStore, status_change
+from infra.table.placement import Draw, HostMove, PlacementStore, status_change
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
 from infra.table.webhooks import WebhookStore
@@ -82,7 +82,12 @@ def no_backup_slot_message(slots: int) -> str:
 class CreateReads:
     cluster: Cluster
     egg: Egg | None
-    occupied: Item | None  # the placement summary's `OCCUPIED` item
+    draw: Draw  # what the batch read of the placement summary
+    summary: dict[tuple[str, str], Item]  # the items of `draw` that exist
+
+    def hosts(self, placement: PlacementStore) -> list[Host]:
+        """The hosts placement chooses among (`PlacementStore.sample`)."""
+        return placement.sample(self.draw, self.summary)
 
 
 @dataclass(frozen=True)
@@ -151,18 +156,21 @@ class Repository:
 
     def create_reads(self, cluster_id: str, egg_id: str) -> CreateReads:
         """What creating a workload reads first, in one round trip: the cluster, the
-        egg (None when there is no such egg) and the placement summary's `OCCUPIED`
-        item (for `placement.sample`)."""
+        egg (None when there is no such egg) and the placement summary's shards drawn
+        for it (`PlacementStore.draw`; the summary's `OCCUPIED` item instead, when this
+        process has to read it again)."""
         cluster_key = (schema.cluster_pk(cluster_id), schema.META)
         egg_key = (schema.egg_pk(egg_id), schema.META)
-        found = self.db.get_many([cluster_key, egg_key, OCCUPIED_KEY])
+        draw = self.placement.draw()
+        found = self.db.get_many([cluster_key, egg_key, *draw.keys])
         if cluster_key not in found:
             raise NotFound("Cluster not found.")
         egg = found.get(egg_key)
         return CreateReads(
             cluster_from(found[cluster_key]),
             egg_from(egg) if egg is not None else None,
-            found.get(OCCUPIED_KEY),
+            draw,
+            {key: found[key] for key in draw.keys if key in found},
         )
 
     def job_records(

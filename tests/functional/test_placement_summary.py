@@ -6,10 +6,12 @@ it."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import falcon.testing
 
+from bench import fleet
 from bench.meter import TableMeter
 from infra.table.expression import Expression
 from infra.table.placement import (
@@ -19,7 +21,10 @@ from infra.table.placement import (
     shard_of_host,
     shard_sk,
 )
+from infra.table.repository import Repository
 from services.deps import Deps
+from shared.capacity import Resources
+from shared.clock import new_id, utc_now
 from tests.fixtures.corral import Api, make_tenant
 from workers import context
 from workers.hosts import repair_placement_summary
@@ -57,10 +62,46 @@ def test_a_create_reads_as_many_items_with_forty_hosts_as_with_ten(api: Api, dep
     with_forty, calls_with_forty = _reads_of_a_create(api, meter, "b")
     assert len(deps.repo.hosts.list()) == 40
     assert (with_forty, calls_with_forty) == (with_ten, calls_with_ten)
-    assert calls_with_forty["query"] == 1  # the chosen host's held ports; no listing
-    # the cluster, egg and occupied shards; the shards drawn; nothing else
-    assert calls_with_forty["batch_get_item"] == 2
-    assert calls_with_forty.get("get_item", 0) == 0
+    # One batch of the cluster, the egg and the shards drawn (the occupied shards are
+    # known since the first create, and this process registered the hosts since); the
+    # chosen host's held ports; the event numbers; the transaction. Nothing else.
+    assert calls_with_forty == {
+        "batch_get_item": 1,
+        "query": 1,
+        "update_item": 1,
+        "transact_write_items": 1,
+    }
+
+
+def test_a_host_another_process_registered_is_drawn_once_a_sample_finds_no_fit(
+    api: Api, deps: Deps
+) -> None:
+    """This process draws from the occupied shards it read; a host that entered another
+    shard meanwhile (registered by another API process) is read when a sample holds no
+    host that fits, and drawn from then on, in the create's one batch."""
+    tenant = make_tenant(api, ram_mb=1_000_000, containers=50)
+    meter = TableMeter(deps.repo.db.client)
+    assert tenant.create(name="warm").status_code == 202  # reads the occupied shards
+    roomy = replace(
+        fleet.host("roomy", "unix:///nonexistent.sock", ROOMY, utc_now()),
+        id=_id_outside_shard(shard_of_host(tenant.host["id"])),
+    )
+    Repository(deps.repo.db).hosts.create(roomy)  # another process's repository
+    too_big = 300_000  # MB: more than the tenant's host holds
+    for name, batches in (("first", 2), ("second", 1)):
+        meter.reset()
+        resp = tenant.create(name=name, ram_mb=too_big)
+        assert resp.status_code == 202, resp.text
+        # the first: the sample, then the whole summary; the second: the sample alone
+        assert meter.reading.calls["batch_get_item"] == batches, name
+    assert sorted(w.name for w in deps.repo.workloads.on_host(roomy.id)) == ["first", "second"]
+
+
+ROOMY = Resources(cpu_centi=6400, ram_mb=1_000_000, storage_mb=10_000_000)
+
+
+def _id_outside_shard(shard: int) -> str:
+    return next(i for i in (new_id() for _ in range(1000)) if shard_of_host(i) != shard)
 
 
 def test_a_create_on_few_hosts_chooses_among_all_of_them(api: Api, deps: Deps) -> None:
