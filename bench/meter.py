@@ -74,6 +74,7 @@ class Reading:
     read_units: float = 0.0
     write_units: float = 0.0
     largest_item: int = 0
+    bytes_read: int = 0  # the sizes of the items read, as DynamoDB counts them
 
     @property
     def total_calls(self) -> int:
@@ -108,6 +109,7 @@ class TableMeter:
         params = context.get("bench_params", {})
         failed = "Error" in parsed and bool(parsed["Error"].get("Code"))
         read, write, items, largest = self._estimate(name, params, parsed, failed)
+        size = sum(map(item_size, _items_read(name, parsed)))
         with self._lock:
             r = self.reading
             r.calls[name] = r.calls.get(name, 0) + 1
@@ -116,6 +118,7 @@ class TableMeter:
             r.read_units += read
             r.write_units += write
             r.largest_item = max(r.largest_item, largest)
+            r.bytes_read += size
 
     @staticmethod
     def _estimate(
@@ -167,3 +170,14 @@ class TableMeter:
         if failed:
             return 0.0, 1.0, 0, 0
         return 0.0, 0.0, 0, 0
+
+
+def _items_read(name: str, parsed: dict[str, Any]) -> list[dict[str, Any]]:
+    """The items a read call returned (none for other calls)."""
+    if name == "get_item":
+        return [parsed["Item"]] if parsed.get("Item") else []
+    if name == "batch_get_item":
+        return [i for found in (parsed.get("Responses") or {}).values() for i in found]
+    if name in ("query", "scan"):
+        return list(parsed.get("Items") or [])
+    return []

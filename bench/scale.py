@@ -11,23 +11,31 @@ section 5's.
 
 from __future__ import annotations
 
+import os
+import random
+import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from bench import fleet
 from bench.meter import TableMeter
 from bench.report import Row, Section, median, ms, number, percentile, ratio, table
 from bench.stack import Stack
-from bench.world import ADMIN, BIG_PLAN, InProcessApi, expect, seed
+from bench.world import ADMIN, BIG_PLAN, InProcessApi, World, expect, seed
 from devstack.sim_engine import SimulatedContainer, SimulatedEngine
 from handlers.app import create_app
 from infra.drivers.factory import DriverFactory
 from infra.queue import JobQueue
+from infra.table import schema
+from infra.table.placement import OCCUPIED_KEY, PLACEMENT_PK, shard_sk
+from infra.table.repository import Repository
 from services.deps import Deps
 from shared.capacity import Resources
-from shared.models import Workload
+from shared.models import Operation, Workload
 from shared.runtime import LABEL_CLUSTER, LABEL_MANAGED, LABEL_WORKLOAD
 from workers import context
 from workers.collector import collect_one_host
@@ -43,7 +51,98 @@ END_TO_END_SAMPLES = 10
 # round are measured on this many of them (the failing ones among them).
 ENGINE_LATENCY_S = 0.002
 ROUND_HOSTS = 30
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 HEADROOM = Resources(cpu_centi=10_000, ram_mb=1_000_000, storage_mb=10_000_000)
+
+
+BARE_CALLS = ("GetItem", "BatchGetItem of 4 summary shards", "TransactWriteItems")
+
+
+@dataclass
+class Creates:
+    """The create series of one fleet, each create followed by the bare table calls
+    (`TableProbe`), so that both meet the table server in the same state."""
+
+    times: list[float] = field(default_factory=list)
+    items: float = 0.0  # per create, as the rows before
+    calls: float = 0.0
+    bytes_read: float = 0.0
+    client_cpu: list[float] = field(default_factory=list)  # this process's, per create
+    server_cpu: float = 0.0  # the table server's, per create (10 ms ticks, summed)
+    bare: dict[str, list[float]] = field(default_factory=dict)
+
+
+class TableProbe:
+    """Bare boto3 calls on the fleet's table, none of Corral's code around them: what
+    the table server alone takes for a GetItem of the cluster (strongly consistent), a
+    BatchGetItem of 4 occupied summary shards (eventually consistent, as big as a
+    create's sample) and a create's TransactWriteItems (Corral's entries, without the
+    events, on the world's own host, which no round visits; fresh ids each time)."""
+
+    def __init__(self, repo: Repository, world: World, container_id: str, operation_id: str):
+        self.repo, self.client, self.table = repo, repo.db.client, repo.db.table
+        self.cluster = repo.clusters.get(world.cluster_id)
+        self.host = repo.hosts.get(world.host_id)
+        made = repo.workloads.get(world.cluster_id, container_id)
+        self.workload = replace(
+            made, host_id=self.host.id, allocations=(), resources=fleet.WORKLOAD
+        )
+        self.operation = repo.operations.get(world.cluster_id, operation_id)
+        occupied = repo.db.get(*OCCUPIED_KEY) or {}
+        self.shards = sorted(int(n.split(":")[1]) for n in occupied if n.startswith("shard:"))
+
+    def once(self, into: dict[str, list[float]]) -> None:
+        cluster_key = {"pk": {"S": schema.cluster_pk(self.cluster.id)}, "sk": {"S": schema.META}}
+        drawn = random.sample(self.shards, min(4, len(self.shards)))
+        shard_keys = [{"pk": {"S": PLACEMENT_PK}, "sk": {"S": shard_sk(n)}} for n in drawn]
+        workload_id, operation_id = secrets.token_hex(8), f"op-{secrets.token_hex(8)}"
+        workload = replace(self.workload, id=workload_id, pending_op=operation_id)
+        operation: Operation = replace(self.operation, id=operation_id, workload_id=workload_id)
+        entries = self.repo.create_workload_entries(workload, operation, self.cluster, self.host)
+        transact: Any = [entry.request for entry in entries]
+        calls: dict[str, Callable[[], object]] = {
+            "GetItem": lambda: self.client.get_item(
+                TableName=self.table, Key=cluster_key, ConsistentRead=True
+            ),
+            "BatchGetItem of 4 summary shards": lambda: self.client.batch_get_item(
+                RequestItems={self.table: {"Keys": shard_keys, "ConsistentRead": False}}
+            ),
+            "TransactWriteItems": lambda: self.client.transact_write_items(TransactItems=transact),
+        }
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call()
+            into.setdefault(name, []).append(time.perf_counter() - started)
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _create_series(world: World, probe: TableProbe, meter: TableMeter, table_pid: int) -> Creates:
+    series = Creates()
+    items = calls = size = 0
+    server = 0.0
+    for i in range(SAMPLES):
+        meter.reset()
+        server_before, cpu_before = _process_cpu(table_pid), time.process_time()
+        started = time.perf_counter()
+        world.create(f"c{i}")
+        series.times.append(time.perf_counter() - started)
+        series.client_cpu.append(time.process_time() - cpu_before)
+        server += _process_cpu(table_pid) - server_before
+        reading = meter.reading
+        items, calls, size = (
+            items + reading.items_read,
+            calls + reading.total_calls,
+            size + reading.bytes_read,
+        )
+        probe.once(series.bare)
+    series.items, series.calls = items / SAMPLES, calls / SAMPLES
+    series.bytes_read, series.server_cpu = size / SAMPLES, server / SAMPLES
+    return series
 
 
 def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
@@ -57,7 +156,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
         deps = Deps(repo=repo, jobs=JobQueue(redis, settings), redis=redis, settings=settings)
         api = InProcessApi(create_app(deps))
         world = seed(api, repo, stack.docker_url)
-        plan = BIG_PLAN | {"containers": workloads + 3 * SAMPLES}
+        plan = BIG_PLAN | {"containers": workloads + 4 * SAMPLES}
         path = f"{ADMIN}/clusters/{world.cluster_id}"
         expect(api, "PATCH", path, world.operator_key, {"plan": plan}, 200)
         per_host = workloads // hosts
@@ -94,9 +193,9 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
         )
         context.install(ctx)
         try:
-            world.create("warm")
-            counter = iter(range(SAMPLES))
-            create = measure(lambda: world.create(f"c{next(counter)}"), SAMPLES)
+            probe = TableProbe(repo, world, *world.create("warm"))
+            creates = _create_series(world, probe, meter, stack.table_pid)
+            create = (creates.times, creates.items)
             provisioned: list[str] = []
 
             def create_end_to_end() -> None:
@@ -133,6 +232,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
         "workloads": loaded,
         "load_s": load_s,
         "create": create,
+        "creates": creates,
         "end_to_end": end_to_end,
         "provisioned": provisioned,
         "get": get,
@@ -180,6 +280,24 @@ def run(stack: Stack, quick: bool) -> Section:
             Row(f"{label}: items read", number(big_items), number(small_items),
                 ratio(big_items, small_items)),
         ]  # fmt: skip
+    big_c, small_c = large["creates"], small["creates"]
+    section.rows += [
+        Row("POST /containers: table calls", number(big_c.calls), number(small_c.calls),
+            ratio(big_c.calls, small_c.calls)),
+        Row("POST /containers: bytes read", number(big_c.bytes_read, 0),
+            number(small_c.bytes_read, 0), ratio(big_c.bytes_read, small_c.bytes_read)),
+        Row("POST /containers: this process's CPU, p50", ms(median(big_c.client_cpu)),
+            ms(median(small_c.client_cpu)),
+            ratio(median(big_c.client_cpu), median(small_c.client_cpu))),
+        Row("POST /containers: table server's CPU, mean", ms(big_c.server_cpu),
+            ms(small_c.server_cpu), ratio(big_c.server_cpu, small_c.server_cpu)),
+    ]  # fmt: skip
+    for call in BARE_CALLS:
+        big_t, small_t = big_c.bare[call], small_c.bare[call]
+        section.rows.append(
+            Row(f"table server alone, {call}: p50", ms(median(big_t)), ms(median(small_t)),
+                ratio(median(big_t), median(small_t)))
+        )  # fmt: skip
     for view, (_, big_items) in large["views"].items():
         _, small_items = small["views"][view]
         section.rows.append(
@@ -208,10 +326,11 @@ def run(stack: Stack, quick: bool) -> Section:
         ],
     )  # fmt: skip
     section.notes = [
-        "A create reads the cluster and the egg (one BatchGetItem), the placement summary "
-        "(its OCCUPIED item, then one BatchGetItem of 4 of its 64 shards drawn at random "
-        "among the occupied ones: about 16 hosts each at 1,000 hosts), the chosen host's "
-        "held ports and the caller's key.",
+        "A create reads the cluster, the egg and 4 of the placement summary's 64 shards, "
+        "drawn at random among the occupied ones this process knows (about 16 hosts each "
+        "at 1,000 hosts), in one BatchGetItem; then it reserves its event numbers (one "
+        "UpdateItem) and commits (one TransactWriteItems). A process reads the summary's "
+        "OCCUPIED item again (a BatchGetItem more) every 30 s.",
         "/api/v1/status (unpaged) and /api/v1/stats list the hosts (their items grow with "
         "the hosts) and count the workloads from the summary's counters: no workload item "
         "is read. /api/v1/status?limit=20 reads the summary's shard items and the 20 "
@@ -230,6 +349,14 @@ def run(stack: Stack, quick: bool) -> Section:
         "succeeded (one on a failing host ends early). Operations that did not succeed: "
         f"{_not_succeeded(small)} of the small fleet's, {_not_succeeded(large)} of the "
         "large fleet's (1% of the hosts fail every call).",
+        "Table server alone: after each measured create, the same process sends bare "
+        "boto3 calls on the same table (bench/scale.py TableProbe): a GetItem of the "
+        "cluster, a BatchGetItem of 4 occupied summary shards (the size of a create's "
+        "sample) and a create's TransactWriteItems without its events. Their ratio is "
+        "what DynamoDB Local alone takes longer on the large table, with no Corral code "
+        "around: read the create's ratio against it. CPU: this process's (the in-process "
+        "API: Corral and boto3) per create; the table server's (a JVM: 10 ms ticks, "
+        "summed over the creates) per create.",
         "`--quick`: 100 hosts / 10,000 workloads as the large fleet.",
     ]
     return section
