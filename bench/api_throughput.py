@@ -273,7 +273,8 @@ def run(stack: Stack, quick: bool) -> Section:
         "enqueue with Corral's options. No authentication, validation or models.",
         "Every Corral request reads the table through the local table server (DynamoDB "
         "Local, a JVM of its own on the same CPUs; POST makes 3 table calls: the "
-        "cluster and the egg in one batch read, the hosts, the transaction; see 2.). "
+        "cluster, the egg and the placement sample in one batch read, the event numbers' "
+        "reservation, the transaction; see 2.). "
         "Its CPU time is the table server's column.",
     ]
     return section

@@ -11,14 +11,12 @@ section 5's.
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from bench import fleet
@@ -51,7 +49,6 @@ END_TO_END_SAMPLES = 10
 # round are measured on this many of them (the failing ones among them).
 ENGINE_LATENCY_S = 0.002
 ROUND_HOSTS = 30
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 HEADROOM = Resources(cpu_centi=10_000, ram_mb=1_000_000, storage_mb=10_000_000)
 
 
@@ -68,7 +65,6 @@ class Creates:
     calls: float = 0.0
     bytes_read: float = 0.0
     client_cpu: list[float] = field(default_factory=list)  # this process's, per create
-    server_cpu: float = 0.0  # the table server's, per create (10 ms ticks, summed)
     bare: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -115,24 +111,16 @@ class TableProbe:
             into.setdefault(name, []).append(time.perf_counter() - started)
 
 
-def _process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _create_series(world: World, probe: TableProbe, meter: TableMeter, table_pid: int) -> Creates:
+def _create_series(world: World, probe: TableProbe, meter: TableMeter) -> Creates:
     series = Creates()
     items = calls = size = 0
-    server = 0.0
     for i in range(SAMPLES):
         meter.reset()
-        server_before, cpu_before = _process_cpu(table_pid), time.process_time()
+        cpu_before = time.process_time()
         started = time.perf_counter()
         world.create(f"c{i}")
         series.times.append(time.perf_counter() - started)
         series.client_cpu.append(time.process_time() - cpu_before)
-        server += _process_cpu(table_pid) - server_before
         reading = meter.reading
         items, calls, size = (
             items + reading.items_read,
@@ -141,7 +129,7 @@ def _create_series(world: World, probe: TableProbe, meter: TableMeter, table_pid
         )
         probe.once(series.bare)
     series.items, series.calls = items / SAMPLES, calls / SAMPLES
-    series.bytes_read, series.server_cpu = size / SAMPLES, server / SAMPLES
+    series.bytes_read = size / SAMPLES
     return series
 
 
@@ -194,7 +182,7 @@ def _one_fleet(stack: Stack, hosts: int, workloads: int) -> dict[str, Any]:
         context.install(ctx)
         try:
             probe = TableProbe(repo, world, *world.create("warm"))
-            creates = _create_series(world, probe, meter, stack.table_pid)
+            creates = _create_series(world, probe, meter)
             create = (creates.times, creates.items)
             provisioned: list[str] = []
 
@@ -289,8 +277,6 @@ def run(stack: Stack, quick: bool) -> Section:
         Row("POST /containers: this process's CPU, p50", ms(median(big_c.client_cpu)),
             ms(median(small_c.client_cpu)),
             ratio(median(big_c.client_cpu), median(small_c.client_cpu))),
-        Row("POST /containers: table server's CPU, mean", ms(big_c.server_cpu),
-            ms(small_c.server_cpu), ratio(big_c.server_cpu, small_c.server_cpu)),
     ]  # fmt: skip
     for call in BARE_CALLS:
         big_t, small_t = big_c.bare[call], small_c.bare[call]
@@ -354,9 +340,9 @@ def run(stack: Stack, quick: bool) -> Section:
         "cluster, a BatchGetItem of 4 occupied summary shards (the size of a create's "
         "sample) and a create's TransactWriteItems without its events. Their ratio is "
         "what DynamoDB Local alone takes longer on the large table, with no Corral code "
-        "around: read the create's ratio against it. CPU: this process's (the in-process "
-        "API: Corral and boto3) per create; the table server's (a JVM: 10 ms ticks, "
-        "summed over the creates) per create.",
+        "around: read the create's ratio against it. CPU: this process's per create (the "
+        "in-process API: Corral, boto3 and the parsing of what it read). Bytes read: the "
+        "sizes of the items a create read, as DynamoDB counts them (bench/meter.py).",
         "`--quick`: 100 hosts / 10,000 workloads as the large fleet.",
     ]
     return section

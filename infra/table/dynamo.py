@@ -113,6 +113,12 @@ class _AttributeValueParser(JSONParser):
     of an item read's CPU in the client), to build the very dict the service sent. A
     value holding a binary (or a type this botocore does not know) is parsed as usual."""
 
+    def _handle_map(self, shape: Any, value: Any) -> Any:
+        # An item (a map of AttributeValue) as a whole: one check per attribute, no walk
+        if shape.value.name == "AttributeValue" and all(map(_plain_attribute, value.values())):
+            return value
+        return super()._handle_map(shape, value)  # type: ignore[misc]
+
     def _handle_structure(self, shape: Any, value: Any) -> Any:
         if shape.name == "AttributeValue" and _plain_attribute(value):
             return value
