@@ -30,19 +30,21 @@ class CountingRedis(redis_lib.Redis):  # type: ignore[type-arg]
         return super().pipeline(*args, **kwargs)
 
 
-def counted_api(deps: Deps, api: Api, redis_conn: redis_lib.Redis[bytes]) -> tuple[Api, Any]:
-    """Another app (as another API process would be) on the same table and Redis."""
+def holding_api(deps: Deps, api: Api, redis_conn: redis_lib.Redis[bytes]) -> tuple[Api, Any]:
+    """Another app (as another API process would be) on the same table and Redis, which
+    has served the tenant's key twice: read into the cache, then held by that app."""
     counting = CountingRedis(connection_pool=redis_conn.connection_pool)
     own = Deps(repo=deps.repo, jobs=deps.jobs, redis=counting, settings=deps.settings)
-    return Api(CheckedClient(create_app(own)), api.operator_key, api.tenant_key), counting
+    other = Api(CheckedClient(create_app(own)), api.operator_key, api.tenant_key)
+    for _ in range(2):
+        assert other.tenant("GET", "/cluster").status_code == 200
+    return other, counting
 
 
 def test_a_known_key_costs_one_redis_round_trip_a_request(
     api: Api, tenant: Tenant, deps: Deps, redis_conn: redis_lib.Redis[bytes]
 ) -> None:
-    other, counting = counted_api(deps, api, redis_conn)
-    assert other.tenant("GET", "/cluster").status_code == 200  # read into the cache
-    assert other.tenant("GET", "/cluster").status_code == 200  # held by this process
+    other, counting = holding_api(deps, api, redis_conn)
     counting.round_trips = 0
 
     answers = [other.tenant("GET", "/cluster") for _ in range(5)]
@@ -56,9 +58,7 @@ def test_a_known_key_costs_one_redis_round_trip_a_request(
 def test_a_revocation_by_another_process_holds_at_once_where_the_key_is_held(
     api: Api, tenant: Tenant, deps: Deps, redis_conn: redis_lib.Redis[bytes]
 ) -> None:
-    other, _ = counted_api(deps, api, redis_conn)
-    for _ in range(2):
-        assert other.tenant("GET", "/cluster").status_code == 200  # held by `other`
+    other, _ = holding_api(deps, api, redis_conn)
     key_id = other.tenant("GET", "/keys/current").json["id"]
 
     assert api.admin("DELETE", f"/clusters/{tenant.cluster['id']}/keys/{key_id}").status_code == 204
@@ -70,9 +70,7 @@ def test_a_revocation_by_another_process_holds_at_once_where_the_key_is_held(
 def test_a_suspension_by_another_process_holds_at_once_and_so_does_its_end(
     api: Api, tenant: Tenant, deps: Deps, redis_conn: redis_lib.Redis[bytes]
 ) -> None:
-    other, _ = counted_api(deps, api, redis_conn)
-    for _ in range(2):
-        assert other.tenant("GET", "/cluster").status_code == 200  # held by `other`
+    other, _ = holding_api(deps, api, redis_conn)
     cluster = f"/clusters/{tenant.cluster['id']}"
 
     assert api.admin("POST", f"{cluster}/suspend").status_code == 200
