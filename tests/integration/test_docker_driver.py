@@ -214,6 +214,88 @@ def test_ensure_with_missing_image_is_a_permanent_error(
     assert not caught.value.transient
 
 
+class CountingClient:
+    """A real DockerClient whose engine calls are counted by name (injected, not patched)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._client = docker.DockerClient(**kwargs)
+        self.calls: list[str] = []
+        self.api = self
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client.api, name)
+        if name.startswith("create_") and name.endswith("_config"):
+            return found  # builds a request body: no engine call
+        if not callable(found):
+            return found
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return found(*args, **kwargs)
+
+        return counted
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def test_a_new_container_costs_the_engine_no_read_back_once_its_limits_are_known(
+    dockerd: Dockerd, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    clients: list[CountingClient] = []
+
+    def factory(**kwargs: Any) -> CountingClient:
+        clients.append(CountingClient(**kwargs))
+        return clients[-1]
+
+    with DockerDriver(dockerd.url, client_factory=factory) as driver:
+        driver.ensure(new_spec())  # learns what the engine keeps of each limit
+        calls = clients[0].calls
+        seen = len(calls)
+        spec = new_spec()
+        observed = driver.ensure(spec)
+        second = calls[seen:]
+        read_back = driver.inspect(spec.workload_id)
+
+    assert "inspect_container" not in second and "inspect_volume" not in second, second
+    assert second.count("create_volume") == 1
+    assert second.count("create_container") == 1
+    assert observed == read_back  # what it says without reading back is what is there
+    assert observed.runtime_id == engine_attrs(docker_client, spec)["Id"]
+
+
+def test_ensure_makes_again_a_container_removed_behind_its_back(
+    driver: DockerDriver, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    spec = new_spec()
+    first = driver.ensure(spec)
+    docker_client.api.remove_container(spec.runtime_name, force=True)  # the volume stays
+
+    again = driver.ensure(spec)
+
+    assert again.runtime_id != first.runtime_id
+    assert again.runtime_id == engine_attrs(docker_client, spec)["Id"]
+    assert [c["Id"] for c in containers_of(docker_client, spec)] == [again.runtime_id]
+
+
+def test_an_existing_data_volume_of_another_driver_is_kept_as_it_is(
+    driver: DockerDriver, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    spec = new_spec()  # with storage_mb: the engine's sizing driver is asked for
+    volume = f"corral-data-{spec.workload_id}"
+    docker_client.api.create_volume(volume, driver="local")  # made before the plugin came
+    try:
+        observed = driver.ensure(spec)
+
+        mounts = engine_attrs(docker_client, spec)["Mounts"]
+        kept = docker_client.api.inspect_volume(volume)
+    finally:
+        driver.remove(spec.workload_id)
+    assert [(m["Name"], m["Driver"]) for m in mounts] == [(volume, "local")]
+    assert kept["Driver"] == "local"
+    assert observed.enforced["storage_mb"] is False  # a local volume is not sized
+
+
 # -- apply_resources ----------------------------------------------------------------
 
 
