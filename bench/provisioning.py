@@ -7,11 +7,12 @@ starting the same image with the same limits. Runs interleave, one at a time.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import Row, Section, median, ms, percentile, ratio, table
+from bench.report import Row, Section, median, ms, number, percentile, ratio, table
 from bench.stack import Stack
 from bench.world import CPU_CORES, RAM_MB, STOP_TIMEOUT, HttpApi, InProcessApi, World, seed
 from devstack.image import IDLE_COMMAND
@@ -95,40 +96,103 @@ def corral_provision(world: World, docker: Any, redis: Any, name: str) -> dict[s
     }
 
 
+class CountingDocker:
+    """A DockerClient whose engine calls are counted (the driver's `client_factory`)."""
+
+    calls = 0  # across every instance: a worker's threads each have their own driver
+
+    def __init__(self, **kwargs: Any) -> None:
+        import docker
+
+        self._client = docker.DockerClient(**kwargs)
+        self.api = self
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client.api, name)
+        if not callable(found) or (name.startswith("create_") and name.endswith("_config")):
+            return found  # a request body built here, not an engine call
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            CountingDocker.calls += 1
+            return found(*args, **kwargs)
+
+        return counted
+
+    def close(self) -> None:
+        self._client.close()
+
+
+@dataclass
+class WarmJobs:
+    """Jobs run in this process with their context built once, by kind: seconds of each,
+    and the engine and table calls each made."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    engine_calls: dict[str, list[int]] = field(default_factory=dict)
+    table_calls: dict[str, list[int]] = field(default_factory=dict)
+
+    def add(self, kind: str, seconds: float, engine: int, table_calls: int) -> None:
+        self.seconds.setdefault(kind, []).append(seconds)
+        self.engine_calls.setdefault(kind, []).append(engine)
+        self.table_calls.setdefault(kind, []).append(table_calls)
+
+
 def warm_job_runs(stack: Stack, settings: Settings, repo: Repository, world: World,
-                  runs: int) -> list[float]:  # fmt: skip
-    """The provision job alone, run in this process with its context built once: what
-    a job costs without rq's fork and without building the context each time. The
-    containers are created through an in-process app whose queue no worker serves."""
+                  runs: int) -> WarmJobs:  # fmt: skip
+    """The provision job alone, then a stop and a start of its container, each run in
+    this process by rq's SimpleWorker with the worker context built once: what a job
+    costs in a warm process, and the engine and table calls it makes. The containers
+    are created through an in-process app whose queue only this process serves."""
     from dataclasses import replace
 
     from handlers.app import create_app
+    from infra.drivers.docker.driver import DockerDriver
     from infra.drivers.factory import DriverFactory
     from infra.queue import JobQueue
     from services.deps import Deps
+    from shared.models import DriverKind
     from workers import context
-    from workers.jobs import run_operation
 
     quiet = replace(settings, queue_name="bench-unserved")
     redis = stack.redis()
     deps = Deps(repo=repo, jobs=JobQueue(redis, quiet), redis=redis, settings=quiet)
     local = replace(world, api=InProcessApi(create_app(deps)))
-    ctx = context.WorkerContext(repo=repo, jobs=deps.jobs, drivers=DriverFactory(), settings=quiet)
+    drivers = DriverFactory(
+        {DriverKind.DOCKER: lambda host: DockerDriver(host.address, client_factory=CountingDocker)}
+    )
+    ctx = context.WorkerContext(repo=repo, jobs=deps.jobs, drivers=drivers, settings=quiet)
     context.install(ctx)
-    times: list[float] = []
+    stats = repo.db.stats
+    measured = WarmJobs()
+
+    def run_job(kind: str, operation_id: str, kept: bool) -> None:
+        from rq import SimpleWorker
+        from rq.serializers import JSONSerializer
+
+        stats.reset()
+        CountingDocker.calls = 0
+        worker = SimpleWorker([deps.jobs.queue], connection=redis, serializer=JSONSerializer)
+        worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        engine, table_calls = CountingDocker.calls, sum(stats.calls.values())
+        op = repo.operations.get(world.cluster_id, operation_id)
+        if op.status.value != "succeeded":
+            raise RuntimeError(f"warm {kind} {operation_id} ended {op.status.value}")
+        if kept:  # the first of each warms the driver's connection
+            _, started, ended = job_times(redis, operation_id)
+            seconds = (ended - started).total_seconds()
+            measured.add(kind, seconds, engine, table_calls)
+
     try:
         for index in range(runs + 1):
-            _, operation_id = local.create(f"warm-{index}")
-            started = time.perf_counter()
-            if run_operation(world.cluster_id, operation_id) != "succeeded":
-                raise RuntimeError(f"warm provision {operation_id} did not succeed")
-            if index:  # the first one warms the driver's connection
-                times.append(time.perf_counter() - started)
+            container_id, operation_id = local.create(f"warm-{index}")
+            run_job("provision", operation_id, kept=index > 0)
+            for signal in ("stop", "start"):
+                run_job(signal, local.power(container_id, signal), kept=index > 0)
     finally:
         context.install(None)
         ctx.drivers.close()
         redis.close()
-    return times
+    return measured
 
 
 def _measure(
@@ -161,7 +225,7 @@ def _measure(
 def run(stack: Stack, quick: bool) -> Section:
     runs = 5 if quick else 20
     measured: dict[str, tuple[list[dict[str, float]], list[float]]] = {}
-    warm: list[float] = []
+    warm = WarmJobs()
     try:
         for label, code in stack.sides():
             settings = stack.settings("e2e")
@@ -210,7 +274,21 @@ def run(stack: Stack, quick: bool) -> Section:
             [
                 *([label, ms(median([c[key] for c in corral]))] for label, key in parts),
                 ["for comparison: the same job in a warm process (context built once, "
-                 f"no fork; {len(warm)} runs)", ms(median(warm))],
+                 f"no fork; {len(warm.seconds['provision'])} runs)",
+                 ms(median(warm.seconds["provision"]))],
+            ],
+        ),
+        "",
+        "What each job asks of the engine and of the table (the same jobs, run in this "
+        "process; calls per job, medians; the raw SDK's create + start is 2 engine calls, "
+        "its stop or start 1):",
+        "",
+        *table(
+            ["job", "engine calls", "table calls", "p50 (in-process)"],
+            [
+                [kind, number(median(warm.engine_calls[kind]), 0),
+                 number(median(warm.table_calls[kind]), 0), ms(median(warm.seconds[kind]))]
+                for kind in warm.seconds
             ],
         ),
     ]  # fmt: skip
