@@ -4,22 +4,30 @@ up by hash, and a token by the hash of the key it stands for; a short-lived cach
 Redis spares the table a read on every request, and revocation or a cluster
 status change drops the cached entry *before* it writes the table, so it takes
 effect at once: when Redis fails at that moment the change fails with nothing
-written, and the retry (idempotent) does both."""
+written, and the retry (idempotent) does both.
+
+Each process also holds the principals it has read from that cache, and a request
+whose principal it holds confirms in the round trip that takes its rate-limit tokens
+that Redis still caches the very same principal (infra.rate_limits.Held): one round
+trip a request, and Redis's entry stays the one authority (a revocation's tombstone, or
+the entry's expiry, sends the next request back to the cache and the table)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
 from redis.exceptions import RedisError
 
-from infra.rate_limits import RateLimiter
+from infra.rate_limits import Held, RateLimiter, Verdict
 from services.deps import Deps
 from shared.clock import iso, parse_iso
 from shared.errors import (
+    CorralError,
     Forbidden,
     InvalidCluster,
     ServiceUnavailable,
@@ -47,6 +55,9 @@ CACHE_PREFIX = "corral:auth:"
 TOMBSTONE = b"-"
 TOMBSTONE_SECONDS = 60
 LAST_USED_EVERY_SECONDS = 300
+# Principals a process holds at most (one per key it served lately); past that it
+# forgets them all and reads them again, one round trip more each.
+HELD_PRINCIPALS = 4096
 
 
 @dataclass(frozen=True)
@@ -136,17 +147,67 @@ class Authenticator:
         self.limiter = RateLimiter(
             deps.redis, settings.rate_limit_per_minute, settings.cluster_rate_limit_per_minute
         )
+        # key hash -> the principal, and the cache entry it was read from (thread-safe:
+        # single dict operations).
+        self._held: dict[str, tuple[Principal, bytes]] = {}
 
     def principal(self, authorization: str | None, api_key: str | None = None) -> Principal:
         """Who presents these headers: the bearer, else X-API-Key; a key or a token."""
-        credential = credential_of(authorization, api_key)
+        key_hash, claimed_key_id = self._key_of(credential_of(authorization, api_key))
+        return self._claimed(self.key_principal(key_hash), claimed_key_id)
+
+    def admit(
+        self,
+        authorization: str | None,
+        api_key: str | None,
+        check: Callable[[Principal], None],
+    ) -> tuple[Principal, Verdict | None]:
+        """`principal`, let through by `check` (which raises to refuse it), with a token
+        taken from its rate-limit buckets: the request path of every route that takes a
+        key. One round trip to Redis when this process holds the principal and Redis
+        still caches it; else the cache (or the table), then the buckets."""
+        key_hash, claimed_key_id = self._key_of(credential_of(authorization, api_key))
+        held = self._held.get(key_hash)
+        if held is not None:
+            principal, raw = held
+            if self._passes(principal, claimed_key_id, check):
+                taken = self.limiter.take_holding(
+                    Held(cache_key(key_hash), raw, used_key(key_hash), LAST_USED_EVERY_SECONDS),
+                    *limits_of(principal),
+                )
+                if taken is not None:
+                    if taken.marked:
+                        self._deps.repo.keys.touch(key_hash, self._deps.clock())
+                    return principal, taken.verdict
+            self._held.pop(key_hash, None)
+        principal = self._claimed(self.key_principal(key_hash), claimed_key_id)
+        check(principal)
+        return principal, self.limiter.take(*limits_of(principal))
+
+    def _key_of(self, credential: str) -> tuple[str, str | None]:
+        """The hash of the key a credential stands for, and the key id a token claims."""
         if looks_like_token(credential):
             claims = self.claims(credential)
-            principal = self.key_principal(claims.key_hash)
-            if principal.key_id != claims.key_id:
-                raise Unauthorized()
-            return principal
-        return self.key_principal(hash_secret(credential))
+            return claims.key_hash, claims.key_id
+        return hash_secret(credential), None
+
+    @staticmethod
+    def _claimed(principal: Principal, claimed_key_id: str | None) -> Principal:
+        if claimed_key_id is not None and principal.key_id != claimed_key_id:
+            raise Unauthorized()
+        return principal
+
+    def _passes(
+        self, principal: Principal, claimed_key_id: str | None, check: Callable[[Principal], None]
+    ) -> bool:
+        """Whether a held principal would be let in. One that would not is read afresh
+        before the request is refused: the refusal must hold for the principal as Redis
+        and the table have it now (a cluster reactivated since, say)."""
+        try:
+            check(self._claimed(principal, claimed_key_id))
+        except CorralError:
+            return False
+        return not principal.scope.expired(self._deps.clock())
 
     def claims(self, token: str) -> TokenClaims:
         secret = self._deps.settings.token_secret
@@ -220,7 +281,11 @@ class Authenticator:
             return None, False
         if raw is None:
             return None, False
-        return Principal.from_json(raw), bool(first_use)
+        principal = Principal.from_json(raw)
+        if len(self._held) >= HELD_PRINCIPALS:
+            self._held.clear()
+        self._held[key_hash] = (principal, raw)
+        return principal, bool(first_use)
 
     def _load(self, key_hash: str) -> Principal:
         repo = self._deps.repo
@@ -289,21 +354,10 @@ class AuthMiddleware:
         scope = getattr(resource, "auth", OPERATOR)
         if scope == PUBLIC:
             return
-        principal = self._auth.principal(
-            req.get_header("Authorization"), req.get_header("X-API-Key")
-        )
-        if scope == TENANT:
-            if principal.is_operator:
-                raise Unauthorized("This route takes a cluster API key.")
-            if principal.cluster_status != ClusterStatus.ACTIVE.value:
-                raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
-        elif scope != ANY_KEY and not principal.is_operator:
-            raise Unauthorized("This route takes an operator key.")
-        verdict = self._auth.limiter.take(
-            principal.key_id,
-            principal.rate_limit,
-            principal.cluster_id,
-            principal.cluster_rate_limit,
+        principal, verdict = self._auth.admit(
+            req.get_header("Authorization"),
+            req.get_header("X-API-Key"),
+            ROUTE_CHECKS.get(scope, check_operator),
         )
         if verdict is not None:
             for name, value in verdict.headers().items():
@@ -317,6 +371,40 @@ class AuthMiddleware:
         check_scope(principal.scope, verb_of(resource, req.method), params)
         req.context.principal = principal
         set_actor(principal.key_id)  # the events of what this request commits name it
+
+
+def limits_of(principal: Principal) -> tuple[str, int | None, str | None, int | None]:
+    """RateLimiter.take's arguments for a principal's buckets."""
+    return (
+        principal.key_id,
+        principal.rate_limit,
+        principal.cluster_id,
+        principal.cluster_rate_limit,
+    )
+
+
+def check_tenant(principal: Principal) -> None:
+    if principal.is_operator:
+        raise Unauthorized("This route takes a cluster API key.")
+    if principal.cluster_status != ClusterStatus.ACTIVE.value:
+        raise InvalidCluster(f"Cluster is {principal.cluster_status}.")
+
+
+def check_operator(principal: Principal) -> None:
+    if not principal.is_operator:
+        raise Unauthorized("This route takes an operator key.")
+
+
+def check_any_key(principal: Principal) -> None:
+    """Any valid key will do."""
+
+
+# Who each `auth` value lets in (PUBLIC routes take no key at all).
+ROUTE_CHECKS: dict[str, Callable[[Principal], None]] = {
+    TENANT: check_tenant,
+    OPERATOR: check_operator,
+    ANY_KEY: check_any_key,
+}
 
 
 # Path parameters that name a container or an egg, checked against a key's scope.

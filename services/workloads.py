@@ -168,19 +168,33 @@ class WorkloadService:
             raise InvalidInput(
                 "Nothing to change: give name, egg_id, resources and/or environment."
             )
-        workload = self._idle(cluster_id, workload_id)
+        workload, cluster = self._idle(cluster_id, workload_id)
         check_updatable(workload.status)
-        cluster = self._repo.clusters.get(cluster_id)
         rules.require_active(cluster)
-        egg: Egg | None = self._current_egg(workload.egg_id)
+        new_egg_id = body.egg_id if body.egg_id not in (None, workload.egg_id) else None
+        given = body.resources.given() if body.resources else {}
+        asked = workload.resources.merged(given)
+        resources = rules.vm_resources(asked, workload.vm) if workload.vm is not None else asked
+        resized = resources != workload.resources
+        reallocate = workload.engine == Engine.DOCKER and (
+            resources.ports != workload.resources.ports or new_egg_id is not None
+        )
+        if new_egg_id is not None:
+            rules.require_egg_allowed(cluster, new_egg_id)
+        # The egg it runs, the one it switches to and the host it grows on or takes
+        # ports from, in one round trip.
+        eggs, host = self._repo.eggs_and_host(
+            [workload.egg_id, *([new_egg_id] if new_egg_id is not None else [])],
+            workload.host_id if resized or reallocate else None,
+        )
+        egg: Egg | None = eggs.get(workload.egg_id)  # None once the operator deleted it
         fields: dict[str, Any] = {}
         params = OperationParams()
         if body.name is not None and body.name != workload.name:
             fields["name"] = body.name
             params = replace(params, name=body.name)
-        if body.egg_id is not None and body.egg_id != workload.egg_id:
-            rules.require_egg_allowed(cluster, body.egg_id)
-            egg = self._allowed_egg(body.egg_id)
+        if new_egg_id is not None:
+            egg = eggs.get(new_egg_id) or rules.egg_or_not_allowed({}, new_egg_id)
             if egg.engine != workload.engine:
                 raise InvalidInput(
                     f"Egg {egg.name} runs on {egg.engine.value}; this container runs on "
@@ -195,12 +209,8 @@ class WorkloadService:
             if values != workload.environment:
                 fields["environment"] = values
                 params = replace(params, environment=values, recreate=True)
-        given = body.resources.given() if body.resources else {}
-        resources = workload.resources.merged(given)
         if given or "egg_id" in fields:
-            rules.check_minimums(resources, egg)
-        if workload.vm is not None:
-            resources = rules.vm_resources(resources, workload.vm)
+            rules.check_minimums(asked, egg)
         if workload.engine == Engine.QEMU and resources.storage_mb < workload.resources.storage_mb:
             raise InvalidInput("A VM's disk cannot shrink; give storage_mb at least as large.")
         if resources.databases < workload.database_count:
@@ -208,7 +218,6 @@ class WorkloadService:
                 f"The container holds {workload.database_count} databases: its databases "
                 "allocation cannot go below that; delete some first."
             )
-        resized = resources != workload.resources
         if resources.backups < workload.backup_count:
             raise InvalidInput(
                 f"The container holds {workload.backup_count} backups; delete some before "
@@ -219,15 +228,13 @@ class WorkloadService:
             rules.require_room(cluster, resources - workload.resources)
         if not fields and not resized:
             raise InvalidInput("Nothing to change: the values given are the current ones.")
-        reallocate = workload.engine == Engine.DOCKER and (
-            resources.ports != workload.resources.ports or "egg_id" in fields
-        )
         if resources.ports != workload.resources.ports and reallocate:
             params = replace(params, recreate=True)  # new ports are published on a new container
         operation = self._operation(workload, OperationKind.UPDATE, params)
         allocations = workload.allocations
-        for _ in range(PORT_ATTEMPTS):
-            host = self._repo.hosts.get(workload.host_id) if resized or reallocate else None
+        for attempt in range(PORT_ATTEMPTS):
+            if attempt and host is not None:  # a racing placement took a port: read again
+                host = self._repo.hosts.get(workload.host_id)
             change = None
             if host is not None and reallocate:
                 allocations, change = self._reallocate(workload, host, resources.ports, egg)
@@ -266,8 +273,8 @@ class WorkloadService:
     def power(
         self, cluster_id: str, workload_id: str, signal: PowerSignal
     ) -> tuple[Workload, Operation]:
-        workload = self._idle(cluster_id, workload_id)
-        rules.require_active(self._repo.clusters.get(cluster_id))
+        workload, cluster = self._idle(cluster_id, workload_id)
+        rules.require_active(cluster)
         target = power_target(signal, workload.status)
         params = OperationParams(signal=signal, target=target)
         operation = self._operation(workload, OperationKind.POWER, params)
@@ -276,8 +283,8 @@ class WorkloadService:
         return replace(workload, pending_op=operation.id, last_op=operation.id), operation
 
     def delete(self, cluster_id: str, workload_id: str) -> tuple[Workload, Operation]:
-        workload = self._idle(cluster_id, workload_id)
-        rules.require_active(self._repo.clusters.get(cluster_id))
+        workload, cluster = self._idle(cluster_id, workload_id)
+        rules.require_active(cluster)
         check_deletable(workload.status)
         params = OperationParams(previous=workload.status)
         operation = self._operation(workload, OperationKind.DELETE, params)
@@ -318,24 +325,16 @@ class WorkloadService:
         allocations = allocations_for(host.reached_at, kept + taken, container_ports)
         return allocations, PortChange(taken=tuple(taken), freed=tuple(freed))
 
-    def _idle(self, cluster_id: str, workload_id: str) -> Workload:
-        workload = self.live(cluster_id, workload_id)
+    def _idle(self, cluster_id: str, workload_id: str) -> tuple[Workload, Cluster]:
+        """A live workload with no operation in flight, and its cluster (as the table
+        has it now: a principal cached before a suspension must not pass), read in one
+        round trip."""
+        workload, cluster = self._repo.change_reads(cluster_id, workload_id)
+        if workload.status.is_gone:
+            raise NotFound(f"Container is {workload.status.value}.")
         if workload.pending_op:
             raise operation_in_flight(workload.pending_op)
-        return workload
-
-    def _allowed_egg(self, egg_id: str) -> Egg:
-        try:
-            return self._repo.eggs.get(egg_id)
-        except NotFound:
-            return rules.egg_or_not_allowed({}, egg_id)
-
-    def _current_egg(self, egg_id: str) -> Egg | None:
-        """The egg a workload runs; None once the operator deleted it."""
-        try:
-            return self._repo.eggs.get(egg_id)
-        except NotFound:
-            return None
+        return workload, cluster
 
     def _operation(
         self, workload: Workload, kind: OperationKind, params: OperationParams

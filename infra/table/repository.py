@@ -213,6 +213,34 @@ class Repository:
             egg_from(egg) if egg is not None else None,
         )
 
+    def change_reads(self, cluster_id: str, workload_id: str) -> tuple[Workload, Cluster]:
+        """What a change to a workload (an update, a power signal, a delete) reads first,
+        in one round trip, strongly consistent: the workload and its cluster."""
+        workload_key = (schema.cluster_pk(cluster_id), schema.workload_sk(workload_id))
+        cluster_key = (schema.cluster_pk(cluster_id), schema.META)
+        found = self.db.get_many([workload_key, cluster_key])
+        if workload_key not in found:
+            raise NotFound("Container not found.")
+        if cluster_key not in found:
+            raise NotFound("Cluster not found.")
+        return workload_from(found[workload_key]), cluster_from(found[cluster_key])
+
+    def eggs_and_host(
+        self, egg_ids: Sequence[str], host_id: str | None
+    ) -> tuple[dict[str, Egg], Host | None]:
+        """Eggs by id (those that exist) and, with its id, a host, in one round trip,
+        strongly consistent (what an update reads after its workload). NotFound for a
+        host that does not exist."""
+        egg_keys = {(schema.egg_pk(egg_id), schema.META): egg_id for egg_id in egg_ids}
+        host_key = (schema.host_pk(host_id), schema.META) if host_id is not None else None
+        found = self.db.get_many([*egg_keys, *([host_key] if host_key else [])])
+        eggs = {egg_id: egg_from(found[key]) for key, egg_id in egg_keys.items() if key in found}
+        if host_key is None:
+            return eggs, None
+        if host_key not in found:
+            raise NotFound("Host not found.")
+        return eggs, host_from(found[host_key])
+
     def create_workload(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
     ) -> None:

@@ -264,3 +264,32 @@ def test_a_delete_that_failed_leaves_the_container_in_error(
     assert container["status"] == "error"
     assert api.tenant("GET", "/cluster").json["used"] == used
     assert api.tenant("DELETE", f"/containers/{running}").status_code == 202  # retry
+
+
+# -- what a change costs the table ----------------------------------------------------
+
+
+def test_each_change_reads_what_it_needs_in_as_few_round_trips_as_it_can(
+    api: Api, tenant: Tenant, deps: Deps, running: str
+) -> None:
+    """A change reads its workload and its cluster in one BatchGetItem; an update then
+    the egg and the host in another; then its transaction (and the event numbers it
+    reserves): never an item at a time."""
+    cluster_id, stats = tenant.cluster["id"], deps.repo.db.stats
+    assert api.tenant("GET", f"/containers/{running}").status_code == 200  # the key cached
+    writes = {"transact_write_items": 1, "update_item": 1}
+
+    stats.reset()
+    patch = {"name": "renamed", "resources": {"ram_mb": 96}}
+    assert api.tenant("PATCH", f"/containers/{running}", patch).status_code == 202
+    assert dict(stats.calls) == {"batch_get_item": 2, **writes}
+    settle(deps, cluster_id, running, "running")
+
+    stats.reset()
+    assert power(api, running, "stop").status_code == 202
+    assert dict(stats.calls) == {"batch_get_item": 1, **writes}
+    settle(deps, cluster_id, running, "stopped")
+
+    stats.reset()
+    assert api.tenant("DELETE", f"/containers/{running}").status_code == 202
+    assert dict(stats.calls) == {"batch_get_item": 1, **writes}
