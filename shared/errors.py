@@ -244,6 +244,16 @@ class HostError(Exception):
         return Failure(self.code, self.public, str(self))
 
 
+IMAGE_MISSING = "image_missing"
+
+
+def image_missing(detail: str, image: str) -> HostError:
+    """A driver asked to create a workload from an image its host does not have."""
+    return HostError(
+        detail, code=IMAGE_MISSING, public=f"Image '{image}' is not present on the host."
+    )
+
+
 def workload_missing(detail: str) -> HostError:
     """A driver asked to act on a workload its host does not have."""
     return HostError(detail, code="missing", public="The container is missing on its host.")

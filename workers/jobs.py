@@ -24,7 +24,7 @@ from shared.backups import BackupRefused
 from shared.capacity import Resources
 from shared.deadline import JobTimedOut, passed
 from shared.environment import container_environment
-from shared.errors import Failure, HostError
+from shared.errors import IMAGE_MISSING, Failure, HostError
 from shared.models import Egg, Engine, Operation, OperationReason, Workload
 from shared.runtime import (
     LABEL_CONFIG,
@@ -95,11 +95,18 @@ def _enforced(observed: Observed) -> dict[str, Any]:
 def _ensure(
     driver: HostDriver, workload: Workload, egg: Egg, spec: WorkloadSpec, op: Operation
 ) -> Observed:
-    """`driver.ensure`, once the host has the image (pulled, with progress on the
-    operation), or with the VM options when the workload is a VM."""
+    """`driver.ensure`, the image pulled first (with progress on the operation) when the
+    host answers it does not have it, or with the VM options when the workload is a VM.
+    The image is pulled only then: a host that has it is not asked twice."""
     if workload.engine != Engine.QEMU:
-        if isinstance(driver, ImagePuller):
-            driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
+        if not isinstance(driver, ImagePuller):
+            return driver.ensure(spec)
+        try:
+            return driver.ensure(spec)
+        except HostError as exc:
+            if exc.code != IMAGE_MISSING:
+                raise
+        driver.pull_if_missing(spec.image, images.registry_auth(egg), images.ProgressReport(op))
         return driver.ensure(spec)
     try:
         options = vm_options(egg.vm, workload.vm)

@@ -208,17 +208,16 @@ class CorralWorker(SimpleWorker):
 
 def _count(job: Job, seconds: float) -> None:
     """The job's outcome and, for a periodic job, what it reported."""
+    reports = job.func_name != RUN_OPERATION.function  # an operation's is in the table
     try:
         status = job.get_status(refresh=True)
         outcome = status.value if status is not None else "unknown"
-        result = job.return_value() if outcome == "finished" else None
+        result = job.return_value() if reports and outcome == "finished" else None
     except Exception:  # Redis gone: the job's own outcome is recorded elsewhere
         log.warning("job %s: its outcome could not be read for the metrics", job.id)
         return
     name = str(job.func_name).rsplit(".", 1)[-1]
-    metrics.observe_job(
-        name, outcome, seconds, None if job.func_name == RUN_OPERATION.function else result
-    )
+    metrics.observe_job(name, outcome, seconds, result)
 
 
 def _stuck(job_id: str, limit: float) -> None:

@@ -87,22 +87,44 @@ def expected_enforced(host_config: dict[str, Any]) -> dict[str, bool]:
 
 
 class RecordingClient:
-    """A real DockerClient whose `create_container` calls are recorded (injected, not patched)."""
+    """A real DockerClient whose engine calls are recorded by name, and the host config
+    of each `create_container` (injected as the driver's client factory, not patched)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._client = docker.DockerClient(**kwargs)
+        self.calls: list[str] = []
         self.created_with: list[dict[str, Any]] = []
         self.api = self
 
-    def create_container(self, *args: Any, **kwargs: Any) -> Any:
-        self.created_with.append(kwargs["host_config"])
-        return self._client.api.create_container(*args, **kwargs)
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client.api, name)
+        found = getattr(self._client.api, name)
+        if not callable(found) or (name.startswith("create_") and name.endswith("_config")):
+            return found  # builds a request body: no engine call
+
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            if name == "create_container":
+                self.created_with.append(kwargs["host_config"])
+            return found(*args, **kwargs)
+
+        return recorded
 
     def close(self) -> None:
         self._client.close()
+
+
+@pytest.fixture
+def recorded(dockerd: Dockerd) -> Iterator[tuple[DockerDriver, RecordingClient]]:
+    """A driver of the session's dockerd, and the recording client it connects with."""
+    clients: list[RecordingClient] = []
+
+    def factory(**kwargs: Any) -> RecordingClient:
+        clients.append(RecordingClient(**kwargs))
+        return clients[-1]
+
+    with DockerDriver(dockerd.url, client_factory=factory) as driver:
+        driver.inspect("none")  # connects
+        yield driver, clients[0]
 
 
 # -- ensure -----------------------------------------------------------------------
@@ -184,21 +206,15 @@ def test_ensure_refuses_a_foreign_container_holding_the_name(
 
 
 def test_refused_storage_size_is_remembered_per_engine(
-    dockerd: Dockerd, new_spec: Callable[..., WorkloadSpec]
+    recorded: tuple[DockerDriver, RecordingClient], new_spec: Callable[..., WorkloadSpec]
 ) -> None:
-    clients: list[RecordingClient] = []
-
-    def factory(**kwargs: Any) -> RecordingClient:
-        clients.append(RecordingClient(**kwargs))
-        return clients[-1]
-
-    with DockerDriver(dockerd.url, client_factory=factory) as driver:
-        first = driver.ensure(new_spec())
-        calls_for_first = len(clients[0].created_with)
-        second = driver.ensure(new_spec())
+    driver, client = recorded
+    first = driver.ensure(new_spec())
+    calls_for_first = len(client.created_with)
+    second = driver.ensure(new_spec())
 
     assert first.enforced["storage_mb"] == second.enforced["storage_mb"]
-    calls_for_second = clients[0].created_with[calls_for_first:]
+    calls_for_second = client.created_with[calls_for_first:]
     assert len(calls_for_second) == 1  # never retried the option the engine refused
     sized = "StorageOpt" in calls_for_second[0]
     assert sized == first.enforced["storage_mb"]
@@ -212,6 +228,58 @@ def test_ensure_with_missing_image_is_a_permanent_error(
     with pytest.raises(HostError, match=r"image 'corral/not-here:1\.0' is not present") as caught:
         driver.ensure(spec)
     assert not caught.value.transient
+
+
+def test_a_new_container_costs_the_engine_no_read_back_once_its_limits_are_known(
+    recorded: tuple[DockerDriver, RecordingClient],
+    new_spec: Callable[..., WorkloadSpec],
+    docker_client: docker.DockerClient,
+) -> None:
+    driver, client = recorded
+    driver.ensure(new_spec())  # learns what the engine keeps of each limit
+    seen = len(client.calls)
+    spec = new_spec()
+    observed = driver.ensure(spec)
+    second = client.calls[seen:]
+    read_back = driver.inspect(spec.workload_id)
+
+    assert "inspect_container" not in second and "inspect_volume" not in second, second
+    assert second.count("create_volume") == 1
+    assert second.count("create_container") == 1
+    assert observed == read_back  # what it says without reading back is what is there
+    assert observed.runtime_id == engine_attrs(docker_client, spec)["Id"]
+
+
+def test_ensure_makes_again_a_container_removed_behind_its_back(
+    driver: DockerDriver, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    spec = new_spec()
+    first = driver.ensure(spec)
+    docker_client.api.remove_container(spec.runtime_name, force=True)  # the volume stays
+
+    again = driver.ensure(spec)
+
+    assert again.runtime_id != first.runtime_id
+    assert again.runtime_id == engine_attrs(docker_client, spec)["Id"]
+    assert [c["Id"] for c in containers_of(docker_client, spec)] == [again.runtime_id]
+
+
+def test_an_existing_data_volume_of_another_driver_is_kept_as_it_is(
+    driver: DockerDriver, new_spec: Callable[..., WorkloadSpec], docker_client: docker.DockerClient
+) -> None:
+    spec = new_spec()  # with storage_mb: the engine's sizing driver is asked for
+    volume = f"corral-data-{spec.workload_id}"
+    docker_client.api.create_volume(volume, driver="local")  # made before the plugin came
+    try:
+        observed = driver.ensure(spec)
+
+        mounts = engine_attrs(docker_client, spec)["Mounts"]
+        kept = docker_client.api.inspect_volume(volume)
+    finally:
+        driver.remove(spec.workload_id)
+    assert [(m["Name"], m["Driver"]) for m in mounts] == [(volume, "local")]
+    assert kept["Driver"] == "local"
+    assert observed.enforced["storage_mb"] is False  # a local volume is not sized
 
 
 # -- apply_resources ----------------------------------------------------------------

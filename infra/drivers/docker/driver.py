@@ -20,7 +20,15 @@ overlay2 on xfs with pquota) AND the engine names, in its daemon label
 `io.corral.volume-driver`, a volume driver that takes a `size` option (Corral's dev
 stack runs one over btrfs subvolumes with quota groups: devstack/volumes.py). Each
 `Observed.enforced` says, read back from the container, which limits are enforced and
-which Corral only accounts for.
+which Corral only accounts for (of a container just created: the limits it asked for that
+the engine kept in the first container that asked for each kind; see `_made`).
+
+A provision costs the engine four calls when nothing is in the way: create the volume,
+find the cluster's network, create the container, start it. Everything else is asked
+only when an answer says it is needed: a name conflict (409) reads the container that
+holds the name, a missing image (404) has the job pull it. (The network's id is not
+remembered: the engine takes a container on a network removed meanwhile, and only its
+start fails.)
 """
 
 from __future__ import annotations
@@ -97,6 +105,14 @@ _CREATE_ATTEMPTS = 8
 # The daemon label naming the volume driver that limits a data volume's size.
 VOLUME_DRIVER_LABEL = "io.corral.volume-driver"
 _CREATE_BACKOFF_S = 0.02
+# Resource name -> (its limit's argument on create, the host config field it is read
+# back from); zero there means the engine dropped it.
+_READ_BACK = {
+    "cpu_cores": ("cpu_quota", "CpuQuota"),
+    "ram_mb": ("mem_limit", "Memory"),
+    "io": ("blkio_weight", "BlkioWeight"),
+}
+_ENFORCED_ORDER = ("cpu_cores", "ram_mb", "storage_mb", "io")
 
 
 container_name = runtime_name
@@ -123,32 +139,36 @@ class DockerDriver:
             self._tls_dir = tempfile.mkdtemp(prefix="corral-tls-")
             weakref.finalize(self, shutil.rmtree, self._tls_dir, ignore_errors=True)
             self._tls = tls_config(tls, self._tls_dir, self._address)
-        # What this engine refused or silently discarded; None until first tried.
+        # What this engine refused or silently discarded; None (absent) until first tried.
         self._storage_opt_supported: bool | None = None
-        self._blkio_weight_supported: bool | None = None
+        self._honours: dict[str, bool] = {}  # resource name -> the engine keeps its limit
         self._sizing_volume_driver: str | None = None  # learned from the daemon's labels
         self._volume_driver_known = False
 
     # -- HostDriver ---------------------------------------------------------------
 
     def ensure(self, spec: WorkloadSpec) -> Observed:
+        """Create the workload's container (stopped) unless it exists. The engine is
+        asked to create it straight away: its name answers 409 when a container holds
+        it (an earlier run of the job, a concurrent one), which is then read back and
+        kept if it is the workload's. What a new container is, is known from the spec
+        and the engine's answer, without reading it back (see `_made`)."""
         name = spec.runtime_name
         with host_errors(self._address, f"create container {name}", image=spec.image):
-            attrs = self._inspect(name)
-            if attrs is None:
-                self._ensure_volume(spec)
+            data_sized = self._ensure_volume(spec)
+            attrs = None
             for attempt in range(_CREATE_ATTEMPTS):
-                if attrs is not None:
-                    break
                 time.sleep(_CREATE_BACKOFF_S * attempt)
                 try:
-                    self._create(spec)
+                    return self._create(spec, data_sized)
                 except docker.errors.APIError as exc:
                     if exc.status_code != 409:
                         raise
-                    # A concurrent ensure holds the name: its container is ours too, unless
-                    # its attempt fails and frees the name again (then we try once more).
+                # The name is held: by an earlier or concurrent ensure (ours), unless it
+                # fails and frees the name again (then we try once more), or by a stranger.
                 attrs = self._inspect(name)
+                if attrs is not None:
+                    break
             if attrs is None:
                 raise HostError(f"container {name} kept vanishing while created", transient=True)
         if _labels(attrs).get(LABEL_WORKLOAD) != spec.workload_id:
@@ -163,7 +183,7 @@ class DockerDriver:
             self._api().update_container(name, **limits)
             attrs = self._require(name, spec.workload_id)
             if "blkio_weight" in limits:
-                self._learn_blkio_weight(attrs)
+                self._learn_honoured(attrs, ["io"])
         return self._observed(spec.workload_id, attrs)
 
     def power(self, workload_id: str, signal: PowerSignal, stop_timeout: int = 10) -> Observed:
@@ -355,21 +375,51 @@ class DockerDriver:
             )
         return attrs
 
-    def _create(self, spec: WorkloadSpec) -> None:
+    def _create(self, spec: WorkloadSpec, data_sized: bool) -> Observed:
         limits = self._limits(spec.resources)
         wants_storage = spec.resources.storage_mb > 0 and self._storage_opt_supported is not False
         if wants_storage:
             sized = {**limits, "storage_opt": {"size": f"{spec.resources.storage_mb}M"}}
             try:
-                self._create_container(spec, sized)
+                container_id = self._create_container(spec, sized)
             except docker.errors.APIError as exc:
                 if not _refuses_storage_opt(exc):
                     raise
                 self._storage_opt_supported = False
             else:
                 self._storage_opt_supported = True
-                return
-        self._create_container(spec, limits)
+                return self._made(spec, container_id, sized, data_sized)
+        return self._made(spec, self._create_container(spec, limits), limits, data_sized)
+
+    def _made(
+        self, spec: WorkloadSpec, container_id: str, limits: Mapping[str, Any], data_sized: bool
+    ) -> Observed:
+        """The container just created from `spec` with `limits`, as reading it back would
+        tell: stopped, with the spec's image, labels and environment, and the limits the
+        engine holds. The engine drops a limit its kernel cannot enforce (with a mere
+        warning), so the first container that asks for a kind of limit is read back to
+        learn whether this engine keeps it; later ones are not."""
+        asked = [resource for resource, (key, _) in _READ_BACK.items() if key in limits]
+        if any(resource not in self._honours for resource in asked):
+            self._learn_honoured(self._api().inspect_container(container_id), asked)
+        enforced = {
+            resource: resource in asked and self._honours[resource] for resource in _READ_BACK
+        }
+        enforced["storage_mb"] = "storage_opt" in limits and data_sized
+        return Observed(
+            workload_id=spec.workload_id,
+            state=RuntimeState.STOPPED,
+            runtime_id=container_id,
+            image=spec.image,
+            enforced={key: enforced[key] for key in _ENFORCED_ORDER},
+            labels=spec.labels(),
+            environment=dict(spec.environment),
+        )
+
+    def _learn_honoured(self, attrs: Mapping[str, Any], resources: Iterable[str]) -> None:
+        host_config = attrs.get("HostConfig") or {}
+        for resource in resources:
+            self._honours[resource] = (host_config.get(_READ_BACK[resource][1]) or 0) > 0
 
     def _volume_driver(self) -> str | None:
         """The engine's size-limiting volume driver (its daemon label), or None."""
@@ -382,26 +432,32 @@ class DockerDriver:
             self._volume_driver_known = True
         return self._sizing_volume_driver
 
-    def _ensure_volume(self, spec: WorkloadSpec) -> None:
+    def _ensure_volume(self, spec: WorkloadSpec) -> bool:
         """The data volume, sized to `storage_mb` where the engine can; one that exists is
-        kept as it is (even of another driver: an engine that got its plugin later)."""
+        kept as it is (even of another driver: an engine that got its plugin later).
+        Whether the volume is of the engine's sizing driver.
+
+        Created straight away: the engine answers an existing volume of the same name
+        and driver, and refuses one of another driver (then it is read back and kept)."""
         name = data_volume_name(spec.workload_id)
-        try:
-            self._api().inspect_volume(name)
-        except docker.errors.NotFound:
-            pass
-        else:
-            return
         driver = self._volume_driver()
         sized = driver is not None and spec.resources.storage_mb > 0
-        self._api().create_volume(
-            name,
-            driver=driver or "local",
-            driver_opts={"size": f"{spec.resources.storage_mb}M"} if sized else None,
-            labels={LABEL_MANAGED: "true", LABEL_WORKLOAD: spec.workload_id},
-        )
+        try:
+            volume = self._api().create_volume(
+                name,
+                driver=driver or "local",
+                driver_opts={"size": f"{spec.resources.storage_mb}M"} if sized else None,
+                labels={LABEL_MANAGED: "true", LABEL_WORKLOAD: spec.workload_id},
+            )
+        except docker.errors.APIError as refused:
+            try:
+                volume = self._api().inspect_volume(name)
+            except docker.errors.NotFound:
+                raise refused from None
+        return driver is not None and volume.get("Driver") == driver
 
-    def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> None:
+    def _create_container(self, spec: WorkloadSpec, limits: dict[str, Any]) -> str:
+        """Create the container; its id."""
         api = self._api()
         volume = {data_volume_name(spec.workload_id): {"bind": spec.data_path, "mode": "rw"}}
         for attempt in range(2):
@@ -423,17 +479,15 @@ class DockerDriver:
                     ),
                     networking_config=networks.attachment(api, network_id, spec.name),
                 )
-                break
+                return str(created["Id"])
             except docker.errors.NotFound as exc:
                 # The cluster's last container elsewhere took its network away meanwhile.
-                if attempt == 1 or "network" not in _explanation(exc):
+                network_gone = not isinstance(exc, docker.errors.ImageNotFound) and (
+                    "network" in _explanation(exc)
+                )
+                if attempt == 1 or not network_gone:
                     raise
-        if "blkio_weight" in limits:
-            self._learn_blkio_weight(api.inspect_container(created["Id"]))
-
-    def _learn_blkio_weight(self, attrs: Mapping[str, Any]) -> None:
-        # Kernels without blkio weight make the engine drop it with a mere warning.
-        self._blkio_weight_supported = (attrs.get("HostConfig") or {}).get("BlkioWeight", 0) > 0
+        raise AssertionError("unreachable")
 
     def _observed(self, workload_id: str, attrs: Mapping[str, Any]) -> Observed:
         return Observed(
@@ -477,7 +531,7 @@ class DockerDriver:
         return limits
 
     def _blkio_weight(self, resources: Resources) -> int | None:
-        if resources.io <= 0 or self._blkio_weight_supported is False:
+        if resources.io <= 0 or self._honours.get("io") is False:
             return None
         low, high = BLKIO_WEIGHT_RANGE
         return min(max(resources.io, low), high)

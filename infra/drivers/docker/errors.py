@@ -12,7 +12,7 @@ import paramiko
 import requests
 import urllib3.exceptions
 
-from shared.errors import HostError
+from shared.errors import HostError, image_missing
 
 RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 LIBRARY_ERRORS: tuple[type[BaseException], ...] = (
@@ -38,11 +38,7 @@ def host_errors(address: str, action: str, *, image: str | None = None) -> Itera
 def host_error(address: str, action: str, exc: BaseException, image: str | None) -> HostError:
     where = f"docker host {address}"
     if isinstance(exc, docker.errors.ImageNotFound) and image is not None:
-        return HostError(
-            f"image '{image}' is not present on {where}",
-            code="image_missing",
-            public=f"Image '{image}' is not present on the host.",
-        )
+        return image_missing(f"image '{image}' is not present on {where}", image)
     if isinstance(exc, docker.errors.APIError):
         status = exc.status_code or 0
         detail = exc.explanation or str(exc)
