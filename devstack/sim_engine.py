@@ -10,6 +10,12 @@ fails so with probability `failure_rate`. For the benchmarks of the fleet at sca
 (bench/scale), never for production: the real-dockerd tests keep driving real
 engines.
 
+All the hosts' ports are served by one thread that waits on all of them at once (and
+one short-lived thread per call): a thousand idle hosts cost the process nothing. One
+polling `serve_forever` thread per host woke each of them twice a second, and in the
+benchmark's own process, where the API under measurement runs, those thousand threads'
+wake-ups took the interpreter's lock from it on the large fleet only.
+
     engine = SimulatedEngine(hosts=1000, latency_s=0.002, failing={7})
     with engine:
         engine.put(3, container)   # host 3 now runs it
@@ -20,6 +26,8 @@ from __future__ import annotations
 
 import json
 import random
+import selectors
+import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -93,20 +101,45 @@ class SimulatedEngine:
         self.calls = 0
         self._lock = threading.Lock()
         self._servers: list[ThreadingHTTPServer] = []
+        self._serving: threading.Thread | None = None
+        self._stop_ends: tuple[socket.socket, socket.socket] | None = None
 
     def __enter__(self) -> SimulatedEngine:
         for host in range(len(self.containers)):
             server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(host))
             server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
             self._servers.append(server)
+        self._stop_ends = socket.socketpair()
+        self._serving = threading.Thread(
+            target=self._serve, args=(self._stop_ends[0],), name="sim-engine", daemon=True
+        )
+        self._serving.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._stop_ends is not None:
+            self._stop_ends[1].send(b"x")
+        if self._serving is not None:
+            self._serving.join(timeout=10)
         for server in self._servers:
-            server.shutdown()
             server.server_close()
+        for end in self._stop_ends or ():
+            end.close()
         self._servers.clear()
+        self._serving = self._stop_ends = None
+
+    def _serve(self, stop: socket.socket) -> None:
+        """Accept on every host's port until `stop` is readable; each call is answered
+        in a thread of its own (ThreadingHTTPServer)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(stop, selectors.EVENT_READ, None)
+            for server in self._servers:
+                selector.register(server.socket, selectors.EVENT_READ, server)
+            while True:
+                for key, _ in selector.select():
+                    if key.data is None:
+                        return
+                    key.data.handle_request()  # readable: accepts at once
 
     def address(self, host: int) -> str:
         return f"tcp://127.0.0.1:{self._servers[host].server_address[1]}"
