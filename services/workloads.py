@@ -49,10 +49,7 @@ class WorkloadService:
         return self._repo.workloads.get(cluster_id, workload_id)
 
     def live(self, cluster_id: str, workload_id: str) -> Workload:
-        workload = self.get(cluster_id, workload_id)
-        if workload.status.is_gone:
-            raise NotFound(f"Container is {workload.status.value}.")
-        return workload
+        return _alive(self.get(cluster_id, workload_id))
 
     # -- create -------------------------------------------------------------------
 
@@ -332,8 +329,7 @@ class WorkloadService:
         has it now: a principal cached before a suspension must not pass), read in one
         round trip."""
         workload, cluster = self._repo.change_reads(cluster_id, workload_id)
-        if workload.status.is_gone:
-            raise NotFound(f"Container is {workload.status.value}.")
+        _alive(workload)
         if workload.pending_op:
             raise operation_in_flight(workload.pending_op)
         return workload, cluster
@@ -349,3 +345,10 @@ class WorkloadService:
             params,
             self._deps.clock(),
         )
+
+
+def _alive(workload: Workload) -> Workload:
+    """The workload, unless it is gone (deleted or expired): NotFound."""
+    if workload.status.is_gone:
+        raise NotFound(f"Container is {workload.status.value}.")
+    return workload
