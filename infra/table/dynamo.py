@@ -430,8 +430,9 @@ class Dynamo:
             try:
                 # The events last: a change's own failed condition is the one reported.
                 self._transact([*entries, *numbered.entries])
-            except EventNumberTaken:
+            except EventNumberTaken as taken:
                 self._void(numbered)
+                self.events.numbers.discard(taken.log)
                 continue
             except Exception:
                 self._void(numbered)

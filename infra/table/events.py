@@ -3,10 +3,12 @@
 sequence.
 
 `Dynamo.transact(entries, events=...)` is the one way a change is committed with its
-events. Their numbers are reserved first, outside the transaction, by one atomic
-`ADD` on the log's counter (`reserve`): it never fails on contention, so commits to
-one cluster run side by side (a conditional counter inside the transaction made them
-take turns, each loser sent again). The transaction then puts each event at its
+events. Their numbers are reserved first, outside the transaction (`reserve`), from
+the log's `numbers`: one atomic `ADD` on the log's counter in the table
+(`TableNumbers`), or, as the API and the workers are wired, Redis handing out blocks
+that counter reserves (infra.event_numbers). Neither fails on contention, so commits
+to one cluster run side by side (a conditional counter inside the transaction made
+them take turns, each loser sent again). The transaction then puts each event at its
 number, conditioned on the number being free.
 
 A reserved number is therefore filled by exactly one of:
@@ -40,7 +42,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from botocore.exceptions import ClientError
 
@@ -101,6 +103,36 @@ class Numbered:
         return {event.log for event in self.events}
 
 
+class Numbers(Protocol):
+    """Where a log's numbers come from: handed out in order, never twice."""
+
+    def take(self, log_name: str, count: int) -> int:
+        """Reserve `count` numbers after every one reserved before; the last of them."""
+
+    def discard(self, log_name: str) -> None:
+        """A reader voided a number this source handed out, which may be behind others
+        reserved elsewhere: the next numbers must come after everything reserved."""
+
+
+class TableNumbers:
+    """A log's numbers reserved on its counter item in the table (`SEQUENCE_SK`), by
+    one atomic ADD each time: never failing on contention, always after everything."""
+
+    def __init__(self, db: Dynamo) -> None:
+        self._db = db
+
+    def take(self, log_name: str, count: int) -> int:
+        return self._db.increment(log_pk(log_name), SEQUENCE_SK, "sequence", count)
+
+    def last(self, log_name: str) -> int:
+        """The last number reserved on the counter (0: none yet)."""
+        item = self._db.get(log_pk(log_name), SEQUENCE_SK)
+        return int(item["sequence"]) if item is not None else 0
+
+    def discard(self, log_name: str) -> None:
+        """Nothing to forget: the counter is always after everything."""
+
+
 class EventLog:
     """Numbers, voids and reads the event logs. One per Dynamo; thread-safe."""
 
@@ -113,19 +145,19 @@ class EventLog:
         self.db = db
         self.retention_seconds = retention_seconds
         self.hole_grace_seconds = hole_grace_seconds
+        # The table's counter alone, unless Redis hands them out (services.deps wires
+        # infra.event_numbers.RedisNumbers).
+        self.numbers: Numbers = TableNumbers(db)
 
     # -- writes ------------------------------------------------------------------
 
     def reserve(self, changes: Sequence[Change]) -> Numbered:
-        """Reserve numbers for `changes` (one atomic ADD per log) and make their events
-        and the entries that put them, timed now (after the reservation)."""
+        """Reserve numbers for `changes` (one call to `numbers` per log) and make their
+        events and the entries that put them, timed now (after the reservation)."""
         by_log: dict[str, list[Change]] = {}
         for change in changes:
             by_log.setdefault(change.log, []).append(change)
-        last = {
-            name: self.db.increment(log_pk(name), SEQUENCE_SK, "sequence", len(found))
-            for name, found in by_log.items()
-        }
+        last = {name: self.numbers.take(name, len(found)) for name, found in by_log.items()}
         now = utc_now()
         actor = current_actor()
         events: list[Event] = []

@@ -14,7 +14,10 @@ from typing import Any
 
 import falcon.testing
 import pytest
+import redis as redis_lib
 
+from devstack.processes import free_port
+from infra.event_numbers import BLOCK, RedisNumbers
 from infra.table.events import EXPIRED_RUN, SEQUENCE_SK, EventLog, Numbered, log_pk
 from services.deps import Deps
 from shared.events import Change
@@ -63,8 +66,10 @@ def test_concurrent_creates_in_one_cluster_each_have_one_event_and_refusals_leav
     voids = [int(i["sequence"]) for i in items if i.get("void")]
     assert voids, "the refused creates left no void"
     assert sorted(numbers + voids) == list(range(1, len(items) + 1))
+    # the table's counter reserves the numbers Redis hands out, a block at a time
     counter = deps.repo.db.get(log_pk(tenant.cluster["id"]), SEQUENCE_SK)
-    assert counter is not None and int(counter["sequence"]) == len(items)
+    assert counter is not None
+    assert len(items) <= int(counter["sequence"]) < len(items) + BLOCK
 
 
 def renewal(cid: str, lifetime: int) -> Callable[[Api], falcon.testing.Result]:
@@ -158,10 +163,80 @@ def test_a_run_of_expired_numbers_is_passed_at_once_without_voids(
     cluster_id = tenant.cluster["id"]
     for item in log_items(deps, cluster_id):  # as if they had expired
         deps.repo.db.delete(item["pk"], item["sk"])
-    expired = deps.repo.db.increment(log_pk(cluster_id), SEQUENCE_SK, "sequence", EXPIRED_RUN)
+    expired = log.numbers.take(cluster_id, EXPIRED_RUN)
     cid = tenant.create().json["container"]["id"]
 
     read = tenant_events(api, limit=100)["events"]
     assert [e["resource"]["id"] for e in read if e["type"] == "workload.created"] == [cid]
     assert min(e["sequence"] for e in read) == expired + 1
     assert not any(i.get("void") for i in log_items(deps, cluster_id))
+
+
+# -- where the numbers come from: Redis, a block the table reserves at a time ----------
+
+
+def test_redis_hands_out_dense_numbers_and_the_table_reserves_a_block_at_a_time(
+    deps: Deps,
+) -> None:
+    """Threads taking numbers side by side across several blocks get each number once,
+    none skipped; the table's counter is written once a block, and is never behind."""
+    numbers, stats = deps.repo.db.events.numbers, deps.repo.db.stats
+    stats.reset()
+
+    def take_some(thread: int) -> list[int]:
+        taken: list[int] = []
+        for turn in range(30):
+            count = 1 + (thread + turn) % 3
+            last = numbers.take("numbered", count)
+            taken += range(last - count + 1, last + 1)
+        return taken
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        taken = [n for part in pool.map(take_some, range(THREADS)) for n in part]
+
+    assert sorted(taken) == list(range(1, len(taken) + 1))  # each once, none skipped
+    blocks = -(-len(taken) // BLOCK)  # ceiling division
+    assert stats.calls == {"update_item": blocks}, stats.calls
+    counter = deps.repo.db.get(log_pk("numbered"), SEQUENCE_SK)
+    assert counter is not None and int(counter["sequence"]) == blocks * BLOCK
+
+
+def test_numbers_go_on_after_a_block_redis_lost_and_readers_void_what_it_skipped(
+    api: Api, tenant: Tenant, deps: Deps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis restarted without its data: the next change's numbers come after the
+    whole block the table had reserved; the numbers of it never handed out are voided
+    by a reader once past the grace, and every event is read."""
+    first = tenant.create().json["container"]["id"]
+    handed_out = len(log_items(deps, tenant.cluster["id"]))
+    for key in deps.redis.scan_iter(match="corral:*:event-numbers:*"):
+        deps.redis.delete(key)
+    second = tenant.create().json["container"]["id"]
+
+    monkeypatch.setattr(deps.repo.db.events, "hole_grace_seconds", 0.0)
+    events = all_tenant_events(api)
+    made = [(e["resource"]["id"], e["sequence"]) for e in events if e["type"] == "workload.created"]
+    assert [cid for cid, _ in made] == [first, second]
+    assert made[1][1] > BLOCK, "the second create took a number of the lost block"
+    items = log_items(deps, tenant.cluster["id"])
+    voids = [int(i["sequence"]) for i in items if i.get("void")]
+    assert voids == list(range(handed_out + 1, BLOCK + 1))
+
+
+def test_without_redis_numbers_come_from_the_table_and_a_block_behind_them_is_dropped(
+    deps: Deps,
+) -> None:
+    """Redis not answering, a process reserves on the table's counter itself; a block
+    Redis still holds is then behind, and when a reader voids one of its numbers the
+    commit discards it: the next numbers come after everything. A block still the
+    last reserved is kept."""
+    numbers = deps.repo.db.events.numbers
+    assert numbers.take("fallback", 1) == 1  # the block 1-100
+    unreachable = redis_lib.Redis(port=free_port(), socket_connect_timeout=0.5)
+    assert RedisNumbers(unreachable, deps.repo.db).take("fallback", 1) == BLOCK + 1
+    assert numbers.take("fallback", 1) == 2  # behind: what a reader may void
+
+    numbers.discard("fallback")
+    assert numbers.take("fallback", 1) == BLOCK + 2  # a new block, after the table's
+    numbers.discard("fallback")
+    assert numbers.take("fallback", 1) == BLOCK + 3  # the last reserved: kept
