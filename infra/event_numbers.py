@@ -121,6 +121,10 @@ class RedisNumbers:
                 return last
             if self._redis.set(block + ":refill", 1, nx=True, px=REFILL_LOCK_MS):
                 try:
+                    # another caller's refill may have landed since the take above
+                    last = int(self._take(keys=[block], args=[count]))
+                    if last >= 0:
+                        return last
                     self._refill(block, log_name, count)
                 finally:
                     self._redis.delete(block + ":refill")
