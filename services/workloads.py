@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from infra.table.ports import PortTaken
-from infra.table.repository import PortChange
+from infra.table.repository import CreateReads, PortChange
 from infra.table.workloads import allocations_attr
 from services import operations
 from services.deps import Deps
@@ -16,6 +16,7 @@ from shared import rules
 from shared.allocations import Allocation, allocations_for, pick_ports
 from shared.errors import (
     Conflict,
+    CorralError,
     InvalidInput,
     NoHostAvailable,
     NotFound,
@@ -59,7 +60,33 @@ class WorkloadService:
         body: ContainerCreate,
         constraints: Mapping[str, str] | None = None,
     ) -> tuple[Workload, Operation]:
+        """Place a new workload and enqueue its provisioning. It is decided first on what
+        this process read for a create in the last second, when it holds that
+        (Repository.create_reads): whatever refuses it then, a rule or its
+        transaction's conditions, is decided again on fresh reads, so that a refusal
+        always stands on the table as it is."""
         first = self._repo.create_reads(cluster_id, body.egg_id)
+        if first.held:
+            try:
+                workload, operation = self._placed(cluster_id, body, constraints, first)
+            except CorralError:
+                self._repo.create_cache.forget(cluster_id, body.egg_id)
+                first = self._repo.create_reads(cluster_id, body.egg_id, held=False)
+                workload, operation = self._placed(cluster_id, body, constraints, first)
+        else:
+            workload, operation = self._placed(cluster_id, body, constraints, first)
+        operations.enqueue(self._deps.jobs, operation, workload)
+        return workload, operation
+
+    def _placed(
+        self,
+        cluster_id: str,
+        body: ContainerCreate,
+        constraints: Mapping[str, str] | None,
+        first: CreateReads,
+    ) -> tuple[Workload, Operation]:
+        """The workload `body` asks for, written with its operation on the best host
+        that takes it: decided on `first`, then on fresher reads when hosts refuse."""
         cluster, found_egg = first.cluster, first.egg
         rules.require_active(cluster)
         rules.require_egg_allowed(cluster, body.egg_id)
@@ -128,7 +155,6 @@ class WorkloadService:
                     continue  # that host filled up meanwhile: try the next best
                 except Conflict:
                     break
-                operations.enqueue(self._deps.jobs, operation, workload)
                 return workload, operation
             if attempt < ATTEMPTS - 1:
                 cluster = self._repo.clusters.get(cluster_id)

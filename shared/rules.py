@@ -49,8 +49,16 @@ def require_room(
 
 
 def require_egg_allowed(cluster: Cluster, egg_id: str) -> None:
-    if egg_id not in cluster.egg_ids:
-        raise EggNotAllowed(f"Egg {egg_id} is not in the cluster whitelist.")
+    refusal = egg_refusal(cluster, egg_id)
+    if refusal is not None:
+        raise refusal
+
+
+def egg_refusal(cluster: Cluster, egg_id: str) -> EggNotAllowed | None:
+    """Why the cluster refuses the egg (None: it is allowed)."""
+    if egg_id in cluster.egg_ids:
+        return None
+    return EggNotAllowed(f"Egg {egg_id} is not in the cluster whitelist.")
 
 
 def egg_or_not_allowed(eggs: Mapping[str, Egg], egg_id: str) -> Egg:

@@ -45,6 +45,7 @@ from shared.models import (
     ClusterType,
     Plan,
 )
+from shared.rules import egg_refusal
 
 
 def cluster_item(c: Cluster) -> Item:
@@ -276,13 +277,27 @@ class ClusterStore:
             return ()
         return (self.db.tx_update(schema.cluster_pk(cluster_id), COUNTS_SK, write),)
 
-    def reserve(self, cluster: Cluster, delta: Resources, count: int, now: datetime) -> TxEntry:
+    def reserve(
+        self,
+        cluster: Cluster,
+        delta: Resources,
+        count: int,
+        now: datetime,
+        *,
+        egg_id: str | None = None,
+    ) -> TxEntry:
         """Move the counters by `delta` and `count` workloads; growth is checked against
-        the plan that was read, and the cluster must be active."""
+        the plan that was read, and the cluster must be active. With `egg_id` (a
+        create), the egg must still be allowed and the plan's lifetimes those read
+        (what a create decides from the cluster besides its limits)."""
         limits = cluster.plan.limits
         write = move_used(Expression(), delta, "container_count", count)
         write.set("updated_at", stamp(now))
         write.when_equal("status", ClusterStatus.ACTIVE.value)
+        if egg_id is not None:
+            write.when_contains("egg_ids", egg_id)
+            write.when_same("plan_default_lifetime", cluster.plan.default_lifetime)
+            write.when_same("plan_max_lifetime", cluster.plan.max_lifetime)
         for name, grow in delta.items():
             if grow > 0:
                 write.when_at_most(f"used_{name}", getattr(limits, name) - grow)
@@ -312,7 +327,8 @@ class ClusterStore:
             negative = below_zero(current.used, delta)
             if negative:
                 return Conflict(f"The cluster's {negative} in use would go below zero.")
-            return Conflict("The cluster changed; retry.")
+            refusal = egg_refusal(current, egg_id) if egg_id is not None else None
+            return refusal or Conflict("The cluster changed; retry.")
 
         return self.db.tx_update(schema.cluster_pk(cluster.id), schema.META, write, on_fail=refuse)
 

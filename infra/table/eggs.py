@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from infra.table import schema
 from infra.table.attributes import Item, moment, resources_attrs, resources_from
 from infra.table.dynamo import Dynamo
@@ -66,8 +68,11 @@ def egg_from(item: Item) -> Egg:
 
 
 class EggStore:
-    def __init__(self, db: Dynamo) -> None:
+    def __init__(self, db: Dynamo, on_change: Callable[[], None] | None = None) -> None:
         self.db = db
+        # Called once an egg was replaced or deleted (what a process holds of eggs is
+        # dropped: infra.table.repository.CreateReadsCache).
+        self._on_change = on_change or (lambda: None)
 
     def get(self, egg_id: str) -> Egg:
         item = self.db.get(schema.egg_pk(egg_id), schema.META)
@@ -90,6 +95,7 @@ class EggStore:
         )
         change = record_change("egg", "updated", egg.id, None, {"name": egg.name})
         self.db.transact([entry], events=[change])
+        self._on_change()
 
     def delete(self, egg_id: str) -> None:
         self.db.delete(
@@ -99,3 +105,4 @@ class EggStore:
             on_fail=lambda _: NotFound("Egg not found."),
             events=[record_change("egg", "deleted", egg_id, None)],
         )
+        self._on_change()

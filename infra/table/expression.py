@@ -94,6 +94,19 @@ class Expression:
     def when_equal(self, path: str, value: Any) -> Expression:
         return self.when(f"{self.name(path)} = {self.value(value)}")
 
+    def when_same(self, path: str, value: Any) -> Expression:
+        """Equal to `value`; for None, absent or null (an update writes None as null)."""
+        if value is not None:
+            return self.when_equal(path, value)
+        name = self.name(path)
+        return self.when(
+            f"attribute_not_exists({name}) OR attribute_type({name}, {self.value('NULL')})"
+        )
+
+    def when_contains(self, path: str, value: Any) -> Expression:
+        """A list or set attribute that holds `value`."""
+        return self.when(f"contains({self.name(path)}, {self.value(value)})")
+
     def when_below(self, path: str, value: Any) -> Expression:
         return self.when(f"{self.name(path)} < {self.value(value)}")
 

@@ -387,17 +387,10 @@ class PlacementStore:
         transaction may touch an item once). Goes with the hosts' own counters and the
         workloads' statuses, in their transaction."""
         writes: dict[int, Expression] = {}
-        for host_id, move in moves.items():
-            write = writes.setdefault(shard_of_host(host_id), Expression())
-            for name in COUNTED:
-                amount = getattr(move.resources, name)
-                if amount:
-                    write.count(_used_attr(host_id, name), amount)
-            if move.workloads:
-                write.count(_count_attr(host_id), move.workloads)
-            for status, amount in sorted(move.statuses.items()):
-                if amount:
-                    write.count(_status_attr(host_id, status), amount)
+        for shard, counters in sorted(_counter_moves(moves).items()):
+            write = writes.setdefault(shard, Expression())
+            for name, amount in counters.items():
+                write.count(name, amount)
         return [
             self.db.tx_update(PLACEMENT_PK, shard_sk(shard), write)
             for shard, write in sorted(writes.items())
@@ -455,6 +448,37 @@ def _drawn(shards: Iterable[int]) -> tuple[Key, ...]:
     ordered = sorted(shards)
     drawn = random.sample(ordered, min(SAMPLED_SHARDS, len(ordered)))
     return tuple((PLACEMENT_PK, shard_sk(shard)) for shard in drawn)
+
+
+def _counter_moves(moves: Mapping[str, HostMove]) -> dict[int, dict[str, int]]:
+    """Shard -> counter attribute -> what `moves` add to it (no zeros)."""
+    counters: dict[int, dict[str, int]] = {}
+    for host_id, move in moves.items():
+        shard = counters.setdefault(shard_of_host(host_id), {})
+        for name in COUNTED:
+            amount = getattr(move.resources, name)
+            if amount:
+                shard[_used_attr(host_id, name)] = amount
+        if move.workloads:
+            shard[_count_attr(host_id)] = move.workloads
+        for status, amount in sorted(move.statuses.items()):
+            if amount:
+                shard[_status_attr(host_id, status)] = amount
+    return counters
+
+
+def moved(summary: Mapping[Key, Item], moves: Mapping[str, HostMove]) -> dict[Key, Item]:
+    """Shard items as `moves` leave them (what `PlacementStore.moves` writes), for a
+    copy of the summary this process holds (a shard it does not hold stays unheld)."""
+    after = dict(summary)
+    for shard, counters in _counter_moves(moves).items():
+        key = (PLACEMENT_PK, shard_sk(shard))
+        if key in after:
+            item = dict(after[key])
+            for name, amount in counters.items():
+                item[name] = int(item.get(name, 0)) + amount
+            after[key] = item
+    return after
 
 
 def _hosts_in(items: Iterable[Item]) -> list[Host]:

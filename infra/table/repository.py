@@ -12,6 +12,8 @@ Invariants carried by conditions, never by read-then-write:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,7 +31,7 @@ from infra.table.envs import EnvStore, refuse_vm_change
 from infra.table.health import HealthStore
 from infra.table.hosts import HostStore, host_from
 from infra.table.operations import OperationStore, operation_from
-from infra.table.placement import Draw, HostMove, PlacementStore, status_change
+from infra.table.placement import Draw, HostMove, PlacementStore, moved, status_change
 from infra.table.platform import PlatformStore
 from infra.table.ports import PortStore
 from infra.table.webhooks import WebhookStore
@@ -84,10 +86,74 @@ class CreateReads:
     egg: Egg | None
     draw: Draw  # what the batch read of the placement summary
     summary: dict[tuple[str, str], Item]  # the items of `draw` that exist
+    # Held by this process from an earlier create (`CreateReadsCache`), not read now.
+    held: bool = False
 
     def hosts(self, placement: PlacementStore) -> list[Host]:
         """The hosts placement chooses among (`PlacementStore.sample`)."""
         return placement.sample(self.draw, self.summary)
+
+
+# How long a process creates from what an earlier create read (`CreateReadsCache`),
+# and for how many (cluster, egg) pairs at most (past that it forgets them all).
+CREATE_READS_MAX_AGE_S = 1.0
+HELD_CREATE_READS = 1024
+
+
+class CreateReadsCache:
+    """What this process's creates read last, for the next creates of the following
+    `CREATE_READS_MAX_AGE_S`: the cluster and the egg by (cluster id, egg id), and the
+    placement summary's drawn shards (one sample for every cluster: the summary is
+    the fleet's), kept up to date with this process's own placements. A create made
+    from them reads nothing before its transaction, whose conditions check what
+    matters against the table as it is (the cluster's status, plan, limits and egg
+    allow-list; the host's status and capacity): what those refuse, and whatever a
+    create refuses on reads it held, is tried again on fresh reads (services.workloads).
+    An egg's image or settings changed in another process reach this process's
+    creates within that second; in this one, at once (`forget_eggs`). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], tuple[Cluster, Egg | None, float]] = {}
+        self._sample: tuple[Draw, dict[tuple[str, str], Item], float] | None = None
+        self._lock = threading.Lock()
+
+    def held(self, cluster_id: str, egg_id: str) -> CreateReads | None:
+        """What a create of this egg in this cluster may be decided on, unless this
+        process has not read it in the last `CREATE_READS_MAX_AGE_S`."""
+        records, sample = self._records.get((cluster_id, egg_id)), self._sample
+        if records is None or sample is None:
+            return None
+        cluster, egg, read_at = records
+        draw, summary, sampled_at = sample
+        if time.monotonic() - min(read_at, sampled_at) > CREATE_READS_MAX_AGE_S:
+            return None
+        return CreateReads(cluster, egg, draw, summary, held=True)
+
+    def keep(self, cluster_id: str, egg_id: str, reads: CreateReads) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._records) >= HELD_CREATE_READS:
+                self._records.clear()
+            self._records[(cluster_id, egg_id)] = (reads.cluster, reads.egg, now)
+            # a sample that needs a further read (of the OCCUPIED item's shards) is not held
+            self._sample = (reads.draw, reads.summary, now) if reads.draw.drawn else None
+
+    def placed(self, moves: Mapping[str, HostMove]) -> None:
+        """This process placed workloads: its held summary counts them."""
+        with self._lock:
+            if self._sample is not None:
+                draw, summary, sampled_at = self._sample
+                self._sample = (draw, moved(summary, moves), sampled_at)
+
+    def forget(self, cluster_id: str, egg_id: str) -> None:
+        with self._lock:
+            self._records.pop((cluster_id, egg_id), None)
+            self._sample = None
+
+    def forget_eggs(self) -> None:
+        """An egg changed in this process: its next creates read the eggs again."""
+        with self._lock:
+            self._records.clear()
 
 
 @dataclass(frozen=True)
@@ -113,7 +179,8 @@ class Repository:
         self.clusters = ClusterStore(db)
         self.placement = PlacementStore(db)
         self.hosts = HostStore(db, self.placement)
-        self.eggs = EggStore(db)
+        self.create_cache = CreateReadsCache()
+        self.eggs = EggStore(db, on_change=self.create_cache.forget_eggs)
         self.keys = ApiKeyStore(db)
         self.workloads = WorkloadStore(db)
         self.operations = OperationStore(db)
@@ -154,11 +221,16 @@ class Repository:
 
     # -- workloads, their operations and the counters they move --------------------
 
-    def create_reads(self, cluster_id: str, egg_id: str) -> CreateReads:
+    def create_reads(self, cluster_id: str, egg_id: str, *, held: bool = True) -> CreateReads:
         """What creating a workload reads first, in one round trip: the cluster, the
         egg (None when there is no such egg) and the placement summary's shards drawn
         for it (`PlacementStore.draw`; the summary's `OCCUPIED` item instead, when this
-        process has to read it again)."""
+        process has to read it again). What this process read for a create in the last
+        `CREATE_READS_MAX_AGE_S` instead, unless `held` is False (`CreateReadsCache`)."""
+        if held:
+            kept = self.create_cache.held(cluster_id, egg_id)
+            if kept is not None:
+                return kept
         cluster_key = (schema.cluster_pk(cluster_id), schema.META)
         egg_key = (schema.egg_pk(egg_id), schema.META)
         draw = self.placement.draw()
@@ -166,12 +238,14 @@ class Repository:
         if cluster_key not in found:
             raise NotFound("Cluster not found.")
         egg = found.get(egg_key)
-        return CreateReads(
+        reads = CreateReads(
             cluster_from(found[cluster_key]),
             egg_from(egg) if egg is not None else None,
             draw,
             {key: found[key] for key in draw.keys if key in found},
         )
+        self.create_cache.keep(cluster_id, egg_id, reads)
+        return reads
 
     def job_records(
         self,
@@ -262,6 +336,7 @@ class Repository:
                 operation_change(operation, "created"),
             ],
         )
+        self.create_cache.placed({host.id: _placed(workload)})
 
     def create_workload_entries(
         self, workload: Workload, operation: Operation, cluster: Cluster, host: Host
@@ -272,7 +347,7 @@ class Repository:
         return [
             self.workloads.put_new(workload, Conflict("Container already exists.")),
             self.operations.put_new(operation),
-            self.clusters.reserve(cluster, workload.resources, 1, now),
+            self.clusters.reserve(cluster, workload.resources, 1, now, egg_id=workload.egg_id),
             self.hosts.reserve(host, workload.resources, 1, now),
             *self._counted(workload.cluster_id, {host.id: _placed(workload)}),
             *self.ports.hold(workload, (a.port for a in workload.allocations)),
