@@ -291,9 +291,10 @@ def run(stack: Stack, quick: bool) -> Section:
         "both counters under their conditions; fresh ids each time) and makes one RQ "
         "enqueue with Corral's options. No authentication, validation or models.",
         "Every Corral request reads the table through the local table server (DynamoDB "
-        "Local, a JVM of its own on the same CPUs; POST makes 2 table calls: the "
-        "cluster, the egg and the placement sample in one batch read, then the "
-        "transaction, its event numbers taken from Redis; see 2.). "
+        "Local, a JVM of its own on the same CPUs; POST makes the transaction, its "
+        "event numbers taken from Redis, after a batch read of the cluster, the egg and "
+        "the placement sample unless its process read them for a create in the last "
+        "second, as it mostly has under this load; see 2.). "
         "Its CPU time is the table server's column.",
     ]
     return section

@@ -131,8 +131,14 @@ def _measure(stack: Stack) -> list[Cost]:
             settle(probe.call("POST /containers/:id/power (stop)", "POST", f"{container}/power",
                               {"signal": "stop"}, 202))  # fmt: skip
             settle(probe.call("DELETE /containers/:id", "DELETE", container, None, 202))
-            settle(probe.call("POST /containers (a later create)", "POST", "/containers",
-                              {"name": "cost-3", "egg_id": world.egg_id}, 202))  # fmt: skip
+            later = probe.call("POST /containers (a later create)", "POST", "/containers",
+                               {"name": "cost-3", "egg_id": world.egg_id}, 202)  # fmt: skip
+            held = probe.call(
+                "POST /containers (right after: decided on what the one before read)", "POST",
+                "/containers", {"name": "cost-4", "egg_id": world.egg_id}, 202,
+            )  # fmt: skip
+            settle(later)
+            settle(held)
             _forget_auth(redis)
             probe.call("GET /containers/:id (first call: auth cache cold)", "GET", container)
             return probe.costs

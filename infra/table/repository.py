@@ -150,6 +150,11 @@ class CreateReadsCache:
             self._records.pop((cluster_id, egg_id), None)
             self._sample = None
 
+    def forget_all(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._sample = None
+
     def forget_eggs(self) -> None:
         """An egg changed in this process: its next creates read the eggs again."""
         with self._lock:
