@@ -327,9 +327,11 @@ def run(stack: Stack, quick: bool) -> Section:
     section.notes = [
         "A create reads the cluster, the egg and 4 of the placement summary's 64 shards, "
         "drawn at random among the occupied ones this process knows (about 16 hosts each "
-        "at 1,000 hosts), in one BatchGetItem; then it reserves its event numbers (one "
-        "UpdateItem) and commits (one TransactWriteItems). A process reads the summary's "
-        "OCCUPIED item again (a BatchGetItem more) every 30 s. "
+        "at 1,000 hosts), in one BatchGetItem, then commits (one TransactWriteItems; its "
+        "event numbers come from Redis). Each create here reads afresh: a process that "
+        "read them for a create in the last second decides on those and reads nothing "
+        "(section 2). A process reads the summary's OCCUPIED item again (a BatchGetItem "
+        "more) every 30 s. "
         f"{SAMPLES} creates and {GET_SAMPLES} GETs on each fleet, in this process "
         "(the Falcon app called without HTTP), with the simulated engine's hosts served "
         "by one thread of this process.",
