@@ -116,14 +116,14 @@ class RedisNumbers:
         when a refill by another caller takes longer than `REFILL_WAIT_S`."""
         deadline = time.monotonic() + REFILL_WAIT_S
         while True:
-            last = int(self._take(keys=[block], args=[count]))
-            if last >= 0:
+            last = self._taken(block, count)
+            if last is not None:
                 return last
             if self._redis.set(block + ":refill", 1, nx=True, px=REFILL_LOCK_MS):
                 try:
                     # another caller's refill may have landed since the take above
-                    last = int(self._take(keys=[block], args=[count]))
-                    if last >= 0:
+                    last = self._taken(block, count)
+                    if last is not None:
                         return last
                     self._refill(block, log_name, count)
                 finally:
@@ -132,6 +132,11 @@ class RedisNumbers:
                 return None
             else:
                 time.sleep(REFILL_POLL_S)
+
+    def _taken(self, block: str, count: int) -> int | None:
+        """The last of `count` numbers the block hands out; None when it has not that many."""
+        last = int(self._take(keys=[block], args=[count]))
+        return last if last >= 0 else None
 
     def _refill(self, block: str, log_name: str, count: int) -> None:
         size = max(BLOCK, count)

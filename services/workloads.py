@@ -66,15 +66,14 @@ class WorkloadService:
         transaction's conditions, is decided again on fresh reads, so that a refusal
         always stands on the table as it is."""
         first = self._repo.create_reads(cluster_id, body.egg_id)
-        if first.held:
-            try:
-                workload, operation = self._placed(cluster_id, body, constraints, first)
-            except CorralError:
-                self._repo.create_cache.forget(cluster_id, body.egg_id)
-                first = self._repo.create_reads(cluster_id, body.egg_id, held=False)
-                workload, operation = self._placed(cluster_id, body, constraints, first)
-        else:
+        try:
             workload, operation = self._placed(cluster_id, body, constraints, first)
+        except CorralError:
+            if not first.held:
+                raise
+            self._repo.create_cache.forget(cluster_id, body.egg_id)
+            fresh = self._repo.create_reads(cluster_id, body.egg_id, held=False)
+            workload, operation = self._placed(cluster_id, body, constraints, fresh)
         operations.enqueue(self._deps.jobs, operation, workload)
         return workload, operation
 
